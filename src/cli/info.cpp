@@ -1,0 +1,19 @@
+// `sparsek info`: what this build has (CUDA or not) and the devices it sees.
+#include <spdlog/spdlog.h>
+
+#include "backend/cuda_device.h"
+#include "cli/commands.h"
+
+namespace sk::cli {
+
+void register_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Show build and device information");
+  cmd->callback([] {
+    spdlog::info("sparsek build: CUDA backend {}", cuda::compiled() ? "compiled in" : "not compiled (CPU-only build)");
+    const int n = cuda::device_count();
+    spdlog::info("CUDA devices: {}", n);
+    for (int i = 0; i < n; ++i) spdlog::info("  cuda:{}: {}", i, cuda::device_name(i));
+  });
+}
+
+}  // namespace sk::cli

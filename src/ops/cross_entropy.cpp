@@ -1,0 +1,151 @@
+// Fused softmax + cross-entropy over a large, possibly padded vocabulary.
+//   logits (N, Vp) after flattening the leading dims (Vp >= V = valid_vocab; the padding columns
+//   are ignored and get zero gradient), targets (N) i32/i64.
+//   Forward: lse[n] = log sum_{j<V} exp(logits[n, j]); loss[n] = lse[n] - logits[n, target[n]]
+//   (0 for ignore_index rows). Only lse (N) is kept: no probabilities are stored.
+//   Backward: dlogits[n, j] = (exp(logits[n, j] - lse[n]) - [j == target]) * dloss[n], recomputed
+//   from the logits. Reductions Mean/Sum are the sum op on the per-row losses, scaled.
+//   CPU reference below (f32/f64, fp64 accumulation for f32); CUDA: kernels/ops/cross_entropy.cu.
+//   Tests: tests/ops/test_cross_entropy.cpp (Gradcheck.cross_entropy, bad target), CUDA parity.
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/node.h"
+#include "ops/op_common.h"
+#include "ops/ops.h"
+
+#ifdef SPARSEK_HAS_CUDA
+#include "backend/cuda_context.h"
+#include "kernels/ops/cross_entropy.h"
+#endif
+
+namespace sk::ops {
+
+namespace {
+
+int64_t target_at(const Tensor& t, int64_t i) {
+  return t.dtype() == DType::I32 ? t.data<int32_t>()[i] : t.data<int64_t>()[i];
+}
+
+struct CeSaved {
+  Tensor logits;   // (N, Vp) contiguous
+  Tensor lse;      // (N) f32 (f64 for f64 logits)
+  Tensor targets;  // (N) contiguous, on the logits' device
+  int64_t V, ignore_index;
+};
+
+Tensor cross_entropy_backward(const Tensor& dlosses_in, const CeSaved& s) {
+  const int64_t N = s.logits.size(0), Vp = s.logits.size(1);
+  Tensor dlogits = Tensor::empty({N, Vp}, s.logits.dtype(), s.logits.device());
+  if (s.logits.device().is_cpu()) {
+    Tensor dl = dlosses_in.contiguous();
+    dispatch_cpu_float(s.logits.dtype(), "cross_entropy_backward", [&]<typename T>() {
+      for (int64_t n = 0; n < N; ++n) {
+        const T* row = s.logits.data<T>() + n * Vp;
+        T* drow = dlogits.data<T>() + n * Vp;
+        const int64_t t = target_at(s.targets, n);
+        const T g = t == s.ignore_index ? T(0) : dl.data<T>()[n];
+        const T lse = s.lse.data<T>()[n];
+        for (int64_t j = 0; j < Vp; ++j)
+          drow[j] = j < s.V ? (std::exp(row[j] - lse) - T(j == t ? 1 : 0)) * g : T(0);
+      }
+    });
+  } else {
+#ifdef SPARSEK_HAS_CUDA
+    cuda::set_device(s.logits.device().index);
+    Tensor dl = dlosses_in.to(DType::F32).contiguous();
+    SK_KERNEL_CHECK(sk_cuda_cross_entropy_backward(dlogits.data_ptr(), s.logits.data_ptr(), s.lse.data<float>(),
+                                                   s.targets.data_ptr(), kernel_dtype(s.targets.dtype()),
+                                                   dl.data<float>(), 1.0f, N, s.V, Vp, static_cast<int>(s.ignore_index),
+                                                   kernel_dtype(s.logits.dtype()), cuda::stream()));
+#endif
+  }
+  return dlogits;
+}
+
+// Per-row losses (N) in f32 (f64 for f64 logits), with autograd.
+Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int64_t V, int64_t ignore_index) {
+  const int64_t Vp = logits_in.size(-1), N = Vp == 0 ? 0 : logits_in.numel() / Vp;
+  Tensor logits = logits_in.detach().contiguous().view({N, Vp});
+  Tensor targets = targets_in.contiguous().view({N});
+  const DType loss_dt = logits.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  Tensor losses = Tensor::empty({N}, loss_dt, logits.device());
+  Tensor lse = Tensor::empty({N}, loss_dt, logits.device());
+  if (logits.device().is_cpu()) {
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t t = target_at(targets, n);
+      SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ", n,
+               " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index, ")");
+    }
+    dispatch_cpu_float(logits.dtype(), "cross_entropy", [&]<typename T>() {
+      for (int64_t n = 0; n < N; ++n) {
+        const T* row = logits.data<T>() + n * Vp;
+        double m = -INFINITY;
+        for (int64_t j = 0; j < V; ++j) m = std::max(m, double(row[j]));
+        double s = 0;
+        for (int64_t j = 0; j < V; ++j) s += std::exp(double(row[j]) - m);
+        const double l = m + std::log(s);
+        const int64_t t = target_at(targets, n);
+        lse.data<T>()[n] = T(l);
+        losses.data<T>()[n] = t == ignore_index ? T(0) : T(l - double(row[t]));
+      }
+    });
+  } else {
+#ifdef SPARSEK_HAS_CUDA
+    check_cuda_dtype("cross_entropy", logits);
+    cuda::set_device(logits.device().index);
+    Tensor flag = Tensor::zeros({1}, DType::I32, logits.device());
+    SK_KERNEL_CHECK(sk_cuda_cross_entropy_forward(losses.data<float>(), lse.data<float>(), logits.data_ptr(),
+                                                  targets.data_ptr(), kernel_dtype(targets.dtype()), N, V, Vp,
+                                                  static_cast<int>(ignore_index), kernel_dtype(logits.dtype()),
+                                                  flag.data<int32_t>(), cuda::stream()));
+    if (flag.item() != 0) {
+      Tensor host = targets.to(Device::cpu());
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t t = target_at(host, n);
+        SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ", n,
+                 " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index, ")");
+      }
+    }
+#endif
+  }
+  if (autograd::needs_grad({&logits_in})) {
+    CeSaved saved{logits, lse, targets, V, ignore_index};
+    Shape lshape = logits_in.shape();
+    autograd::record("cross_entropy", {logits_in, Tensor()}, {losses},
+                     [saved, lshape](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                       return std::vector<Tensor>{cross_entropy_backward(g[0], saved).view(lshape), Tensor()};
+                     });
+  }
+  return losses;
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
+  check_floating("cross_entropy", "logits", logits);
+  check_defined("cross_entropy", "targets", targets);
+  SK_CHECK(targets.dtype() == DType::I32 || targets.dtype() == DType::I64,
+           "cross_entropy: targets must be i32 or i64, got ", dtype_name(targets.dtype()));
+  check_same_device("cross_entropy", "logits", logits, "targets", targets);
+  SK_CHECK(logits.ndim() >= 1, "cross_entropy: logits must have a vocabulary dim, got ", logits.str());
+  Shape expect = logits.shape();
+  expect.pop_back();
+  SK_CHECK(targets.shape() == expect, "cross_entropy: targets have shape ", shape_str(targets.shape()),
+           " but logits ", shape_str(logits.shape()), " need ", shape_str(expect));
+  const int64_t Vp = logits.size(-1);
+  const int64_t V = opts.valid_vocab < 0 ? Vp : opts.valid_vocab;
+  SK_CHECK(V >= 1 && V <= Vp, "cross_entropy: valid_vocab ", opts.valid_vocab, " must be in [1, ", Vp, "]");
+
+  Tensor rows = cross_entropy_rows(logits, targets, V, opts.ignore_index);
+  if (opts.reduction == Reduction::None) return rows.view(expect);
+  Tensor total = sum(rows);
+  if (opts.reduction == Reduction::Sum) return total;
+  // Mean over the rows that are not ignored.
+  Tensor host_targets = targets.to(Device::cpu()).contiguous();
+  int64_t count = 0;
+  for (int64_t i = 0; i < host_targets.numel(); ++i) count += target_at(host_targets, i) != opts.ignore_index;
+  return scale(total, count > 0 ? 1.0 / double(count) : 0.0);
+}
+
+}  // namespace sk::ops
