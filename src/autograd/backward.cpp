@@ -18,13 +18,16 @@ uint64_t next_sequence() {
   return ++seq;
 }
 
-// Returns dst + g (g alone when dst is undefined). The result is always a fresh tensor: gradients
-// flowing through the graph may alias one another (add's backward hands the same tensor to both
-// inputs), and a leaf's .grad must never share memory with anything else, since optimizers and
-// clipping modify it in place.
-Tensor accumulate(const Tensor& dst, const Tensor& g) {
-  if (!dst.defined()) return g.clone();
-  return ops::add(dst, g);
+// Returns dst + g, or g itself when dst is undefined. A leaf's .grad must never share memory with
+// anything else (optimizers and clipping modify it in place), while gradients flowing through the
+// graph may alias one another (add's backward hands one tensor to both inputs; view backwards
+// return views). So g is taken as is only when nothing else holds it: this call owns the last
+// handle to it and no other view shares its storage; otherwise it is copied.
+Tensor accumulate(const Tensor& dst, Tensor&& g) {
+  if (dst.defined()) return ops::add(dst, g);
+  const bool sole_owner = g.impl().use_count() == 1 && g.impl()->storage.use_count() == 1 && g.is_contiguous() &&
+                          g.offset() == 0;
+  return sole_owner ? std::move(g) : g.clone();
 }
 }  // namespace
 
@@ -142,9 +145,10 @@ void backward(const Tensor& root, const Tensor& grad_root_in) {
       } else {
         SK_CHECK(in_grads[i].shape() == e.leaf->shape, "op '", n->name, "' backward: gradient for leaf input ", i,
                  " has shape ", shape_str(in_grads[i].shape()), ", expected ", shape_str(e.leaf->shape));
-        Tensor g = in_grads[i].dtype() == e.leaf->dtype ? in_grads[i] : in_grads[i].to(e.leaf->dtype);
+        Tensor g = std::move(in_grads[i]);
+        if (g.dtype() != e.leaf->dtype) g = g.to(e.leaf->dtype);
         Tensor existing = e.leaf->grad ? Tensor(e.leaf->grad) : Tensor();
-        e.leaf->grad = accumulate(existing, g).impl();
+        e.leaf->grad = accumulate(existing, std::move(g)).impl();
       }
     }
     // Free this node's part of the graph: saved tensors (in the closure) and edges.

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "backend/cuda_device.h"
 #include "util/check.h"
 
 namespace sk::cuda {

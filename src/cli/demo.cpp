@@ -19,15 +19,6 @@ namespace sk::cli {
 
 namespace {
 
-struct DemoOptions {
-  std::string device = "auto";
-  int steps = 300;
-  int batch = 64;
-  int vocab = 64;
-  int channels = 64;
-  uint64_t seed = 1234;
-};
-
 // Synthetic data: (inputs, targets) of `batch` positions; targets follow inputs by a fixed rule
 // with 10% random noise.
 std::pair<Tensor, Tensor> make_batch(Rng& rng, const DemoOptions& o, Device dev) {
@@ -38,6 +29,8 @@ std::pair<Tensor, Tensor> make_batch(Rng& rng, const DemoOptions& o, Device dev)
   }
   return {Tensor::from_ints(x, {o.batch}, DType::I32, dev), Tensor::from_ints(y, {o.batch}, DType::I32, dev)};
 }
+
+}  // namespace
 
 void run_demo(const DemoOptions& o) {
   Device dev = o.device == "auto" ? (cuda::is_available() ? Device::cuda(0) : Device::cpu()) : parse_device(o.device);
@@ -87,18 +80,6 @@ void run_demo(const DemoOptions& o) {
   // -(0.9+0.1/V) log(0.9+0.1/V) - (V-1)(0.1/V) log(0.1/V) ~ 0.5 for V = 64.
   spdlog::info("demo: loss {:.3f} -> {:.3f} (log V = {:.3f})", first, last, std::log(double(V)));
   SK_CHECK(last < 0.6 * first, "demo: the loss did not fall enough (", first, " -> ", last, ")");
-}
-
-}  // namespace
-
-void register_demo(CLI::App& app) {
-  static DemoOptions o;
-  auto* cmd = app.add_subcommand("demo", "Train a tiny model on synthetic data (CPU, or the GPU when present)");
-  cmd->add_option("--device", o.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--steps", o.steps, "training steps")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", o.batch, "positions per step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", o.seed, "random seed")->capture_default_str();
-  cmd->callback([] { run_demo(o); });
 }
 
 }  // namespace sk::cli

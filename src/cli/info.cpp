@@ -6,14 +6,13 @@
 
 namespace sk::cli {
 
-void register_info(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show build and device information");
-  cmd->callback([] {
+void run_info() {
+  {
     spdlog::info("sparsek build: CUDA backend {}", cuda::compiled() ? "compiled in" : "not compiled (CPU-only build)");
     const int n = cuda::device_count();
     spdlog::info("CUDA devices: {}", n);
     for (int i = 0; i < n; ++i) spdlog::info("  cuda:{}: {}", i, cuda::device_name(i));
-  });
+  }
 }
 
 }  // namespace sk::cli
