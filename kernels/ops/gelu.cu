@@ -1,0 +1,84 @@
+// sparsek CUDA kernels: GELU forward / backward, erf ("exact") and tanh-approximation forms.
+//
+// Shapes: flat tensors of n elements. Dtypes: fp32 or bf16, fp32 math (accurate erff/tanhf/expf,
+// no fast-math intrinsics), one rounding on store.
+// Design: the generic vectorized kernel of kernels/common/device_utils.cuh (16-byte loads/stores,
+// 4 vectors in flight per thread for forward, 2+2 for backward, one tile per block; scalar
+// head/tail for any alignment or odd n). One read of x (+dy) and one write: memory-bound.
+// Deterministic. dx may alias dy (each element is read and written by the same thread).
+//
+// Derivatives:
+//   erf:  gelu'(x) = Phi(x) + x phi(x),  Phi(x) = 0.5 (1 + erf(x/sqrt2)), phi(x) = exp(-x^2/2)/sqrt(2 pi)
+//   tanh: u = k (x + c x^3), t = tanh(u), k = sqrt(2/pi), c = 0.044715
+//         gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
+//
+// Checked by tests/cuda/test_cuda_parity.cpp against the CPU reference in src/ops/gelu.cpp.
+#include "kernels/ops/gelu.h"
+
+#include "kernels/common/device_utils.cuh"
+
+namespace {
+
+using namespace sk_kern;
+
+constexpr float kInvSqrt2 = 0.70710678118654752440f;
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+constexpr float kTanhC = 0.044715f;
+
+struct GeluErfFwd {
+  __device__ __forceinline__ float operator()(float x, float) const {
+    return 0.5f * x * (1.0f + erff(x * kInvSqrt2));
+  }
+};
+struct GeluTanhFwd {
+  __device__ __forceinline__ float operator()(float x, float) const {
+    const float u = kSqrt2OverPi * (x + kTanhC * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+  }
+};
+struct GeluErfBwd {  // op(dy, x)
+  __device__ __forceinline__ float operator()(float dy, float x) const {
+    const float cdf = 0.5f * (1.0f + erff(x * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * expf(-0.5f * x * x);
+    return dy * (cdf + x * pdf);
+  }
+};
+struct GeluTanhBwd {  // op(dy, x)
+  __device__ __forceinline__ float operator()(float dy, float x) const {
+    const float x2 = x * x;
+    const float u = kSqrt2OverPi * (x + kTanhC * x2 * x);
+    const float t = tanhf(u);
+    const float du = kSqrt2OverPi * (1.0f + 3.0f * kTanhC * x2);
+    return dy * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+  }
+};
+
+template <int NIN, typename Op>
+int dispatch(void* out, const void* a, const void* b, int64_t n, int dtype, Op op, cudaStream_t s) {
+  switch (dtype) {
+    case SK_KDT_F32:
+      return launch_elementwise<float, NIN>(static_cast<float*>(out), static_cast<const float*>(a),
+                                            static_cast<const float*>(b), n, op, s);
+    case SK_KDT_BF16:
+      return launch_elementwise<__nv_bfloat16, NIN>(static_cast<__nv_bfloat16*>(out),
+                                                    static_cast<const __nv_bfloat16*>(a),
+                                                    static_cast<const __nv_bfloat16*>(b), n, op, s);
+    default:
+      return SK_KERNEL_UNSUPPORTED_DTYPE;
+  }
+}
+
+}  // namespace
+
+extern "C" int sk_cuda_gelu_forward(void* y, const void* x, int64_t n, int approximate_tanh, int dtype,
+                                    cudaStream_t s) {
+  if (approximate_tanh) return dispatch<1>(y, x, nullptr, n, dtype, GeluTanhFwd{}, s);
+  return dispatch<1>(y, x, nullptr, n, dtype, GeluErfFwd{}, s);
+}
+
+extern "C" int sk_cuda_gelu_backward(void* dx, const void* dy, const void* x, int64_t n, int approximate_tanh,
+                                     int dtype, cudaStream_t s) {
+  if (approximate_tanh) return dispatch<2>(dx, dy, x, n, dtype, GeluTanhBwd{}, s);
+  return dispatch<2>(dx, dy, x, n, dtype, GeluErfBwd{}, s);
+}
