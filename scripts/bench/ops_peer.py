@@ -40,7 +40,7 @@ def gpt2_shapes(vocab=50304, n_layer=12, C=768, T=1024):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench_ops_torch.json")
-    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--iters", type=int, default=50)
     args = ap.parse_args()
     dev = "cuda"
     torch.manual_seed(2026)

@@ -20,7 +20,7 @@ void run_info();
 
 struct BenchOpsOptions {
   std::string out = "bench_ops.json";
-  int iters = 20;   // timed runs per case (median reported)
+  int iters = 50;   // timed runs per case (median reported)
   int warmup = 3;
 };
 void run_bench_ops(const BenchOpsOptions& o);
