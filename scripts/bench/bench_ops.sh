@@ -10,4 +10,4 @@ tmp=$(mktemp -d)
 ./build/sparsek bench ops --out "$tmp/ours.json"
 PYTHONUNBUFFERED=1 python3 scripts/bench/ops_peer.py --out "$tmp/peer.json"
 python3 scripts/bench/report_ops.py "$tmp/ours.json" "$tmp/peer.json" --json-out "$out/ops.json" --md-out "$out/ops.md" \
-  --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  --commit "${SPARSEK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"

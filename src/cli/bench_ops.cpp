@@ -62,6 +62,20 @@ struct Timer {
   }
 };
 
+// A random tensor made on the device from one random block of up to 4M values repeated: drawing
+// billions of values on the host would take minutes. Random (never zeros) is what matters for
+// timing memory-bound kernels.
+Tensor random_tensor(const Shape& shape, Rng& rng, DType dt, double mean, double std) {
+  const int64_t n = shape_numel(shape), block = std::min<int64_t>(n, 1 << 22);
+  Tensor src = Tensor::randn({block}, rng, dt, Device::cuda(0), mean, std);
+  Tensor out = Tensor::empty({n}, dt, Device::cuda(0));
+  for (int64_t i = 0; i < n; i += block) {
+    const int64_t len = std::min(block, n - i);
+    out.slice(0, i, i + len).copy_(src.slice(0, 0, len));
+  }
+  return out.view(shape);
+}
+
 }  // namespace
 
 void run_bench_ops(const BenchOpsOptions& o) {
@@ -88,10 +102,10 @@ void run_bench_ops(const BenchOpsOptions& o) {
   const int64_t N = 32768, C = 768, H = 3072, Vp = 50304, V = 50257;
   // LayerNorm.
   {
-    Tensor x = Tensor::randn({N, C}, rng, DType::BF16, dev);
+    Tensor x = random_tensor({N, C}, rng, DType::BF16, 0.0, 1.0);
     Tensor w = Tensor::randn({C}, rng, DType::BF16, dev, 1.0, 0.1).set_requires_grad();
     Tensor b = Tensor::randn({C}, rng, DType::BF16, dev, 0.0, 0.1).set_requires_grad();
-    Tensor dy = Tensor::randn({N, C}, rng, DType::BF16, dev);
+    Tensor dy = random_tensor({N, C}, rng, DType::BF16, 0.0, 1.0);
     const double io = 2.0 * N * C;
     double f = timer.median_ms([&] { autograd::NoGradGuard g; ops::layernorm(x, w, b); }, o.warmup, o.iters);
     record("layernorm", "fwd", "(32768, 768) bf16", f, 2 * io + 8.0 * N);
@@ -105,8 +119,8 @@ void run_bench_ops(const BenchOpsOptions& o) {
   }
   // GELU (tanh).
   {
-    Tensor x = Tensor::randn({N, H}, rng, DType::BF16, dev);
-    Tensor dy = Tensor::randn({N, H}, rng, DType::BF16, dev);
+    Tensor x = random_tensor({N, H}, rng, DType::BF16, 0.0, 1.0);
+    Tensor dy = random_tensor({N, H}, rng, DType::BF16, 0.0, 1.0);
     const double io = 2.0 * N * H;
     double f = timer.median_ms([&] { autograd::NoGradGuard g; ops::gelu(x); }, o.warmup, o.iters);
     record("gelu", "fwd", "(32768, 3072) bf16", f, 2 * io);
@@ -119,7 +133,7 @@ void run_bench_ops(const BenchOpsOptions& o) {
   }
   // Fused cross-entropy.
   {
-    Tensor logits = Tensor::randn({N, Vp}, rng, DType::BF16, dev, 0.0, 2.0);
+    Tensor logits = random_tensor({N, Vp}, rng, DType::BF16, 0.0, 2.0);
     Tensor targets = Tensor::randint({N}, rng, V, DType::I32, dev);
     ops::CrossEntropyOptions opt;
     opt.valid_vocab = V;
@@ -138,8 +152,8 @@ void run_bench_ops(const BenchOpsOptions& o) {
     const int64_t P = 124'000'000;
     for (int variant = 0; variant < 2; ++variant) {
       const bool bf16 = variant == 1;
-      Tensor p = Tensor::randn({P}, rng, bf16 ? DType::BF16 : DType::F32, dev, 0.0, 0.02).set_requires_grad();
-      p.set_grad(Tensor::randn({P}, rng, bf16 ? DType::BF16 : DType::F32, dev, 0.0, 1e-3));
+      Tensor p = random_tensor({P}, rng, bf16 ? DType::BF16 : DType::F32, 0.0, 0.02).set_requires_grad();
+      p.set_grad(random_tensor({P}, rng, bf16 ? DType::BF16 : DType::F32, 0.0, 1e-3));
       optim::AdamW adam({.lr = 1e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
       adam.add_param(p);
       double ms = timer.median_ms([&] { adam.step(); }, o.warmup, o.iters);

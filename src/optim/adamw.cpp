@@ -37,6 +37,12 @@ void AdamW::add_param(const Tensor& p, bool decay) {
   slots_.push_back(s);
 }
 
+void AdamW::reload_masters() {
+  autograd::NoGradGuard no_grad;
+  for (Slot& s : slots_)
+    if (s.master.defined()) s.master.copy_(s.param);
+}
+
 void AdamW::zero_grad() {
   for (Slot& s : slots_) s.param.zero_grad();
 }

@@ -25,12 +25,15 @@ class AdamW {
  public:
   explicit AdamW(const AdamWConfig& cfg) : cfg_(cfg) {}
 
-  // p: a leaf that requires grad (f32/f64 on CPU; f32/bf16 on CUDA).
+  // p: a leaf that requires grad (f32/f64 on CPU; f32/bf16 on CUDA). A bf16 parameter's fp32
+  // master is copied from it here: after writing the parameter yourself (loading weights), call
+  // reload_masters() or the next step continues from the old master.
   void add_param(const Tensor& p, bool decay = true);
   // One update of every parameter that has a gradient. lr < 0 means cfg.lr. grad_scale: optional
   // scalar tensor on the parameters' device multiplying the gradients (e.g. a clip coefficient).
   void step(double lr = -1.0, const Tensor& grad_scale = Tensor());
   void zero_grad();
+  void reload_masters();  // master = f32(param) for every bf16 parameter
   int64_t step_count() const { return step_; }
   const AdamWConfig& config() const { return cfg_; }
 

@@ -60,7 +60,7 @@ void scale_grads_(const std::vector<Tensor>& params, const Tensor& coefficient) 
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    p.impl()->grad = ops::scale(g, c).impl();
+    g.copy_(ops::scale(g, c));  // in place: holders of the gradient see the scaled values
   }
 }
 

@@ -532,8 +532,13 @@ bool Tensor::is_leaf() const { return impl_ && !impl_->grad_fn; }
 Tensor Tensor::grad() const { return impl_ && impl_->grad ? Tensor(impl_->grad) : Tensor(); }
 void Tensor::set_grad(const Tensor& g) {
   check_defined("set_grad");
-  if (g.defined()) SK_CHECK(g.shape() == shape(), "set_grad: gradient shape ", shape_str(g.shape()),
-                            " does not match ", shape_str(shape()));
+  if (g.defined()) {
+    SK_CHECK(g.shape() == shape(), "set_grad: gradient shape ", shape_str(g.shape()), " does not match ",
+             shape_str(shape()));
+    SK_CHECK(g.dtype() == dtype(), "set_grad: gradient dtype ", dtype_name(g.dtype()), " does not match the tensor's ",
+             dtype_name(dtype()));
+    SK_CHECK(g.device() == device(), "set_grad: gradient on ", g.device().str(), " for a tensor on ", device().str());
+  }
   impl_->grad = g.defined() ? g.impl() : nullptr;
 }
 void Tensor::zero_grad() {

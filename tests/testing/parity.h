@@ -5,8 +5,11 @@
 // (an output element the kernel never wrote shows up as NaN: parity tests run with the CUDA
 // allocator's poisoning on, which fills every new block with NaN bytes).
 #pragma once
+#include <gtest/gtest.h>
+
 #include <string>
 
+#include "backend/cuda_device.h"
 #include "tensor/tensor.h"
 
 namespace sk::testing {
