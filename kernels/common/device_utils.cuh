@@ -391,6 +391,23 @@ inline int launch_elementwise(T* out, const T* in0, const T* in1, int64_t n, Op 
   return launch_status();
 }
 
+// Dtype switch over launch_elementwise for the f32/bf16 launchers (elementwise.cu, gelu.cu).
+template <int NIN, typename Op>
+inline int dispatch_elementwise(void* out, const void* a, const void* b, int64_t n, int dtype, Op op,
+                                cudaStream_t s) {
+  switch (dtype) {
+    case SK_KDT_F32:
+      return launch_elementwise<float, NIN>(static_cast<float*>(out), static_cast<const float*>(a),
+                                            static_cast<const float*>(b), n, op, s);
+    case SK_KDT_BF16:
+      return launch_elementwise<__nv_bfloat16, NIN>(static_cast<__nv_bfloat16*>(out),
+                                                    static_cast<const __nv_bfloat16*>(a),
+                                                    static_cast<const __nv_bfloat16*>(b), n, op, s);
+    default:
+      return SK_KERNEL_UNSUPPORTED_DTYPE;
+  }
+}
+
 // ------------------------------------------------------------------------------------------
 // Stage 2 of the column reductions (sum_rows, LayerNorm dweight/dbias):
 //   outK[c] = sum_{p < P} partK[p * C + c]   (K = blockIdx.y in {0, 1}; out1/part1 may be null)

@@ -37,36 +37,21 @@ struct AddOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return __fadd_rn(a, b); }
 };
 
-template <int NIN, typename Op>
-int dispatch(void* out, const void* a, const void* b, int64_t n, int dtype, Op op, cudaStream_t s) {
-  switch (dtype) {
-    case SK_KDT_F32:
-      return launch_elementwise<float, NIN>(static_cast<float*>(out), static_cast<const float*>(a),
-                                            static_cast<const float*>(b), n, op, s);
-    case SK_KDT_BF16:
-      return launch_elementwise<__nv_bfloat16, NIN>(static_cast<__nv_bfloat16*>(out),
-                                                    static_cast<const __nv_bfloat16*>(a),
-                                                    static_cast<const __nv_bfloat16*>(b), n, op, s);
-    default:
-      return SK_KERNEL_UNSUPPORTED_DTYPE;
-  }
-}
-
 }  // namespace
 
 extern "C" int sk_cuda_axpby(void* out, const void* a, const void* b, int64_t n, float alpha, float beta, int dtype,
                              cudaStream_t s) {
-  return dispatch<2>(out, a, b, n, dtype, AxpbyOp{alpha, beta}, s);
+  return dispatch_elementwise<2>(out, a, b, n, dtype, AxpbyOp{alpha, beta}, s);
 }
 
 extern "C" int sk_cuda_mul(void* out, const void* a, const void* b, int64_t n, int dtype, cudaStream_t s) {
-  return dispatch<2>(out, a, b, n, dtype, MulOp{}, s);
+  return dispatch_elementwise<2>(out, a, b, n, dtype, MulOp{}, s);
 }
 
 extern "C" int sk_cuda_scale(void* out, const void* a, float alpha, int64_t n, int dtype, cudaStream_t s) {
-  return dispatch<1>(out, a, nullptr, n, dtype, ScaleOp{alpha}, s);
+  return dispatch_elementwise<1>(out, a, nullptr, n, dtype, ScaleOp{alpha}, s);
 }
 
 extern "C" int sk_cuda_accumulate(void* dst, const void* src, int64_t n, int dtype, cudaStream_t s) {
-  return dispatch<2>(dst, dst, src, n, dtype, AddOp{}, s);
+  return dispatch_elementwise<2>(dst, dst, src, n, dtype, AddOp{}, s);
 }

@@ -60,31 +60,16 @@ struct GeluTanhBwd {  // op(dy, x)
   }
 };
 
-template <int NIN, typename Op>
-int dispatch(void* out, const void* a, const void* b, int64_t n, int dtype, Op op, cudaStream_t s) {
-  switch (dtype) {
-    case SK_KDT_F32:
-      return launch_elementwise<float, NIN>(static_cast<float*>(out), static_cast<const float*>(a),
-                                            static_cast<const float*>(b), n, op, s);
-    case SK_KDT_BF16:
-      return launch_elementwise<__nv_bfloat16, NIN>(static_cast<__nv_bfloat16*>(out),
-                                                    static_cast<const __nv_bfloat16*>(a),
-                                                    static_cast<const __nv_bfloat16*>(b), n, op, s);
-    default:
-      return SK_KERNEL_UNSUPPORTED_DTYPE;
-  }
-}
-
 }  // namespace
 
 extern "C" int sk_cuda_gelu_forward(void* y, const void* x, int64_t n, int approximate_tanh, int dtype,
                                     cudaStream_t s) {
-  if (approximate_tanh) return dispatch<1>(y, x, nullptr, n, dtype, GeluTanhFwd{}, s);
-  return dispatch<1>(y, x, nullptr, n, dtype, GeluErfFwd{}, s);
+  if (approximate_tanh) return dispatch_elementwise<1>(y, x, nullptr, n, dtype, GeluTanhFwd{}, s);
+  return dispatch_elementwise<1>(y, x, nullptr, n, dtype, GeluErfFwd{}, s);
 }
 
 extern "C" int sk_cuda_gelu_backward(void* dx, const void* dy, const void* x, int64_t n, int approximate_tanh,
                                      int dtype, cudaStream_t s) {
-  if (approximate_tanh) return dispatch<2>(dx, dy, x, n, dtype, GeluTanhBwd{}, s);
-  return dispatch<2>(dx, dy, x, n, dtype, GeluErfBwd{}, s);
+  if (approximate_tanh) return dispatch_elementwise<2>(dx, dy, x, n, dtype, GeluTanhBwd{}, s);
+  return dispatch_elementwise<2>(dx, dy, x, n, dtype, GeluErfBwd{}, s);
 }

@@ -28,10 +28,6 @@ int pointer_alignment(const void* p) {
   return a;
 }
 
-struct LayoutDeleter {
-  void operator()(cublasLtMatrixLayout_t l) const { cublasLtMatrixLayoutDestroy(l); }
-};
-
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
                                    int64_t batch_stride) {
   cublasLtMatrixLayout_t l;
@@ -101,13 +97,12 @@ void cublaslt_matmul(const Tensor& out, const Tensor& a, const Tensor& b, const 
     cublasLtMatmulPreference_t pref;
     SK_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t wsb = ws_bytes;
-    uint32_t a1 = al1, a2 = al2, ac = alc, ab = alb;
+    uint32_t a1 = al1, a2 = al2, ac = alc;
     SK_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
     SK_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a1, sizeof a1));
     SK_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &a2, sizeof a2));
     SK_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac));
     SK_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac));
-    if (bias.defined()) (void)ab;
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     SK_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(cuda::cublaslt(), desc, l1, l2, lc, lc, pref, 1, &res, &found));
