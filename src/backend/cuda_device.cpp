@@ -17,6 +17,7 @@
 
 #include "backend/cuda_allocator.h"
 #include "backend/cuda_context.h"
+#include "backend/deferred_checks.h"
 #include "kernels/common/kernel_dtype.h"
 
 namespace sk::cuda {
@@ -92,7 +93,10 @@ void* cublas_workspace(size_t* nbytes) {
 }
 int multiprocessor_count() { return handles(current_device()).sm_count; }
 
-void synchronize() { SK_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void synchronize() {
+  SK_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  check_deferred_errors();
+}
 
 namespace {
 bool g_poison_on_alloc = false;
@@ -117,6 +121,7 @@ void copy_d2h(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
   SK_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
   SK_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  check_deferred_errors();  // after the copy: the data is valid, but bad input upstream must surface
 }
 void copy_d2d(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;

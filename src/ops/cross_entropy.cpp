@@ -4,7 +4,8 @@
 //   Forward: lse[n] = log sum_{j<V} exp(logits[n, j]); loss[n] = lse[n] - logits[n, target[n]]
 //   (0 for ignore_index rows). Only lse (N) is kept: no probabilities are stored.
 //   Backward: dlogits[n, j] = (exp(logits[n, j] - lse[n]) - [j == target]) * dloss[n], recomputed
-//   from the logits. Reductions Mean/Sum are the sum op on the per-row losses, scaled.
+//   from the logits. Sum is the sum op on the per-row losses; Mean divides by the count of
+//   non-ignored rows (on CUDA counted on the device: kernels/ops/cross_entropy_mean.cu).
 //   CPU reference below (f32/f64, fp64 accumulation for f32); CUDA: kernels/ops/cross_entropy.cu.
 //   Tests: tests/ops/test_cross_entropy.cpp (Gradcheck.cross_entropy, bad target), CUDA parity.
 #include <algorithm>
@@ -16,7 +17,9 @@
 
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
+#include "backend/deferred_checks.h"
 #include "kernels/ops/cross_entropy.h"
+#include "kernels/ops/cross_entropy_mean.h"
 #endif
 
 namespace sk::ops {
@@ -99,14 +102,17 @@ Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int
                                                   targets.data_ptr(), kernel_dtype(targets.dtype()), N, V, Vp,
                                                   static_cast<int>(ignore_index), kernel_dtype(logits.dtype()),
                                                   flag.data<int32_t>(), cuda::stream()));
-    if (flag.item() != 0) {
-      Tensor host = targets.to(Device::cpu());
-      for (int64_t n = 0; n < N; ++n) {
-        int64_t t = target_at(host, n);
-        SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ", n,
-                 " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index, ")");
-      }
-    }
+    // Checked at the next host sync (backend/deferred_checks.h): no wait here.
+    cuda::defer_error_check(flag.data<int32_t>(), logits.device().index, flag.impl()->storage,
+                            [targets, N, V, ignore_index] {
+                              Tensor host = targets.to(Device::cpu());
+                              for (int64_t n = 0; n < N; ++n) {
+                                int64_t t = target_at(host, n);
+                                SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ",
+                                         n, " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index,
+                                         ")");
+                              }
+                            });
 #endif
   }
   if (autograd::needs_grad({&logits_in})) {
@@ -118,6 +124,34 @@ Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int
                      });
   }
   return losses;
+}
+
+
+// Mean of the per-row losses over the rows whose target is not ignore_index, counted on the
+// device (kernels/ops/cross_entropy_mean.cu): no host sync. losses (N) f32, targets (N).
+Tensor mean_over_targets_cuda(const Tensor& losses, const Tensor& targets, int64_t ignore_index) {
+#ifdef SPARSEK_HAS_CUDA
+  cuda::set_device(losses.device().index);
+  const int64_t N = losses.numel();
+  Tensor out = Tensor::empty({}, DType::F32, losses.device());
+  Tensor inv_count = Tensor::empty({}, DType::F32, losses.device());
+  Tensor l = losses.detach().contiguous();
+  SK_KERNEL_CHECK(sk_cuda_cross_entropy_mean_forward(out.data<float>(), inv_count.data<float>(), l.data<float>(),
+                                                     targets.data_ptr(), kernel_dtype(targets.dtype()), N,
+                                                     static_cast<int>(ignore_index), cuda::stream()));
+  if (autograd::needs_grad({&losses}))
+    autograd::record("cross_entropy_mean", {losses, Tensor()}, {out},
+                     [inv_count, N](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                       Tensor gf = g[0].to(DType::F32).contiguous();
+                       Tensor dl = Tensor::empty({N}, DType::F32, gf.device());
+                       SK_KERNEL_CHECK(sk_cuda_cross_entropy_mean_backward(dl.data<float>(), gf.data<float>(),
+                                                                           inv_count.data<float>(), N, cuda::stream()));
+                       return std::vector<Tensor>{dl, Tensor()};
+                     });
+  return out;
+#else
+  SK_FAIL("cross_entropy on CUDA: this build has no CUDA");
+#endif
 }
 
 }  // namespace
@@ -139,10 +173,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
 
   Tensor rows = cross_entropy_rows(logits, targets, V, opts.ignore_index);
   if (opts.reduction == Reduction::None) return rows.view(expect);
-  Tensor total = sum(rows);
-  if (opts.reduction == Reduction::Sum) return total;
+  if (opts.reduction == Reduction::Sum) return sum(rows);
   // Mean over the rows that are not ignored.
-  Tensor host_targets = targets.to(Device::cpu()).contiguous();
+  if (rows.device().is_cuda()) return mean_over_targets_cuda(rows, targets.contiguous().view({-1}), opts.ignore_index);
+  Tensor total = sum(rows);
+  Tensor host_targets = targets.contiguous();
   int64_t count = 0;
   for (int64_t i = 0; i < host_targets.numel(); ++i) count += target_at(host_targets, i) != opts.ignore_index;
   return scale(total, count > 0 ? 1.0 / double(count) : 0.0);

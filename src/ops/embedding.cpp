@@ -1,7 +1,7 @@
 // Embedding lookup: out[..., :] = table[idx[...], :].
 //   table (V, C) f32/f64/bf16; idx (...) i32 or i64; out (..., C).
-//   An index outside [0, V) throws sk::Error naming it (on CUDA the kernel raises a device flag
-//   that is read back after the launch).
+//   An index outside [0, V) throws sk::Error naming it (on CUDA the kernel raises a device flag,
+//   read at the next host sync: backend/deferred_checks.h).
 //   Backward: dtable[v, :] = sum over positions with idx == v of dout (scatter-add). On CUDA the
 //   sum is accumulated in fp32 with atomics (order not deterministic) then converted.
 //   CPU reference below; CUDA: kernels/ops/embedding.cu.
@@ -14,6 +14,7 @@
 
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
+#include "backend/deferred_checks.h"
 #include "kernels/ops/embedding.h"
 #endif
 
@@ -84,14 +85,15 @@ Tensor embedding(const Tensor& table_in, const Tensor& idx_in) {
     Tensor flag = Tensor::zeros({1}, DType::I32, table.device());
     SK_KERNEL_CHECK(sk_cuda_embedding_forward(out.data_ptr(), table.data_ptr(), idx.data_ptr(), kernel_dtype(idx.dtype()),
                                               N, V, C, kernel_dtype(table.dtype()), flag.data<int32_t>(), cuda::stream()));
-    if (flag.item() != 0) {
+    // Checked at the next host sync (backend/deferred_checks.h): no wait here.
+    cuda::defer_error_check(flag.data<int32_t>(), table.device().index, flag.impl()->storage, [idx, V, N] {
       Tensor host = idx.to(Device::cpu());
       for (int64_t n = 0; n < N; ++n) {
         int64_t v = index_at(host, n);
         SK_CHECK(v >= 0 && v < V, "embedding: index ", v, " at position ", n, " is out of range for a table of ", V,
                  " rows");
       }
-    }
+    });
 #endif
   }
   if (autograd::needs_grad({&table_in})) {

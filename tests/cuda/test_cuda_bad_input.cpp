@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "backend/cuda_device.h"
+#include "backend/deferred_checks.h"
 #include "ops/ops.h"
 #include "testing/parity.h"
 #include "util/check.h"
@@ -38,11 +39,18 @@ TEST(CudaBadInput, f64_on_cuda_is_refused) {
 TEST(CudaBadInput, out_of_range_index_and_target) {
   SK_REQUIRE_CUDA();
   Tensor table = Tensor::ones({10, 8}, DType::BF16, Device::cuda(0));
-  expect_error_mentions([&] { ops::embedding(table, Tensor::from_ints({1, 10}, {2}, DType::I32, Device::cuda(0))); },
-                        "index 10");
+  // Reported at the next host sync (deferred device flag), not at the launch.
+  expect_error_mentions([&] {
+    ops::embedding(table, Tensor::from_ints({1, 10}, {2}, DType::I32, Device::cuda(0)));
+    cuda::synchronize();
+  }, "index 10");
+  EXPECT_EQ(cuda::pending_error_checks(), 0u);
   Tensor logits = Tensor::ones({2, 16}, DType::BF16, Device::cuda(0));
-  expect_error_mentions([&] { ops::cross_entropy(logits, Tensor::from_ints({3, 99}, {2}, DType::I32, Device::cuda(0))); },
-                        "target 99");
+  expect_error_mentions([&] {
+    ops::cross_entropy(logits, Tensor::from_ints({3, 99}, {2}, DType::I32, Device::cuda(0))).item();
+  }, "target 99");
+  // Valid input raises nothing at the next sync.
+  ops::cross_entropy(logits, Tensor::from_ints({3, 9}, {2}, DType::I32, Device::cuda(0))).item();
 }
 
 TEST(CudaBadInput, nonexistent_device) {

@@ -1086,6 +1086,7 @@ TEST_F(CudaParity, allocator_steady_state) {
 // ================================================================================================
 // error paths (last: a kernel that reads out of bounds here could break the CUDA context)
 
+// Bad indices are reported at the next host sync: backend/deferred_checks.h.
 TEST_F(CudaParity, embedding_bad_index_throws) {
   SK_REQUIRE_CUDA();
   const Device dev = Device::cuda(0);
@@ -1094,13 +1095,13 @@ TEST_F(CudaParity, embedding_bad_index_throws) {
     const Tensor table = Tensor::randn({17, 8}, rng, dt, dev);
     const std::string tag = std::string("embedding ") + sk::dtype_name(dt);
     expect_sk_error(tag + " index 17 of 17 rows (i32)",
-                    [&] { ops::embedding(table, Tensor::from_ints({0, 3, 17, 1, 2}, {5}, DType::I32, dev)); },
+                    [&] { ops::embedding(table, Tensor::from_ints({0, 3, 17, 1, 2}, {5}, DType::I32, dev)); sk::cuda::synchronize(); },
                     {"embedding", "index 17", "out of range"});
     expect_sk_error(tag + " index -1 (i64)",
-                    [&] { ops::embedding(table, Tensor::from_ints({0, -1}, {2}, DType::I64, dev)); },
+                    [&] { ops::embedding(table, Tensor::from_ints({0, -1}, {2}, DType::I64, dev)); sk::cuda::synchronize(); },
                     {"embedding", "index -1", "out of range"});
     expect_sk_error(tag + " index 2^40 (i64)",
-                    [&] { ops::embedding(table, Tensor::from_ints({int64_t(1) << 40}, {1}, DType::I64, dev)); },
+                    [&] { ops::embedding(table, Tensor::from_ints({int64_t(1) << 40}, {1}, DType::I64, dev)); sk::cuda::synchronize(); },
                     {"embedding", "out of range"});
     // The device is still usable and correct after the errors.
     const Tensor idx = Tensor::from_ints({16, 0, 5}, {3}, DType::I32);
@@ -1110,6 +1111,7 @@ TEST_F(CudaParity, embedding_bad_index_throws) {
   }
 }
 
+// Bad targets are reported at the next host read (here .item()): backend/deferred_checks.h.
 TEST_F(CudaParity, cross_entropy_bad_target_throws) {
   SK_REQUIRE_CUDA();
   const Device dev = Device::cuda(0);
@@ -1123,13 +1125,13 @@ TEST_F(CudaParity, cross_entropy_bad_target_throws) {
     auto ce = [&](const std::vector<int64_t>& t, DType tdt) {
       return ops::cross_entropy(logits, Tensor::from_ints(t, {4}, tdt, dev), opts);
     };
-    expect_sk_error(tag + " target 17 in the padding (V 17, Vp 24)", [&] { ce({0, 17, 2, 3}, DType::I32); },
+    expect_sk_error(tag + " target 17 in the padding (V 17, Vp 24)", [&] { ce({0, 17, 2, 3}, DType::I32).item(); },
                     {"cross_entropy", "target 17", "out of range"});
-    expect_sk_error(tag + " target 24 past the row", [&] { ce({0, 1, 24, 3}, DType::I64); },
+    expect_sk_error(tag + " target 24 past the row", [&] { ce({0, 1, 24, 3}, DType::I64).item(); },
                     {"cross_entropy", "target 24", "out of range"});
-    expect_sk_error(tag + " target -1 (ignore_index is -100)", [&] { ce({0, 1, 2, -1}, DType::I32); },
+    expect_sk_error(tag + " target -1 (ignore_index is -100)", [&] { ce({0, 1, 2, -1}, DType::I32).item(); },
                     {"cross_entropy", "target -1", "out of range"});
-    expect_sk_error(tag + " target 2^40", [&] { ce({int64_t(1) << 40, 1, 2, 3}, DType::I64); },
+    expect_sk_error(tag + " target 2^40", [&] { ce({int64_t(1) << 40, 1, 2, 3}, DType::I64).item(); },
                     {"cross_entropy", "out of range"});
     // Valid targets (one ignored) still work and match the CPU.
     const std::vector<int64_t> ok = {0, 16, -100, 5};

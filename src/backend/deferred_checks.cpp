@@ -1,0 +1,59 @@
+// Deferred device error checks (deferred_checks.h).
+#include "backend/deferred_checks.h"
+
+#include <mutex>
+#include <vector>
+
+#include "util/check.h"
+
+#ifdef SPARSEK_HAS_CUDA
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda_context.h"
+#endif
+
+namespace sk::cuda {
+
+namespace {
+struct PendingCheck {
+  const int* flag;
+  int device;
+  std::shared_ptr<void> owner;
+  std::function<void()> report;
+};
+std::mutex g_mu;
+std::vector<PendingCheck> g_pending;
+}  // namespace
+
+void defer_error_check(const int* device_flag, int device, std::shared_ptr<void> owner, std::function<void()> report) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_pending.push_back({device_flag, device, std::move(owner), std::move(report)});
+}
+
+size_t pending_error_checks() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return g_pending.size();
+}
+
+void check_deferred_errors() {
+  std::vector<PendingCheck> pending;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (g_pending.empty()) return;
+    pending.swap(g_pending);
+  }
+#ifdef SPARSEK_HAS_CUDA
+  for (const PendingCheck& c : pending) {
+    int value = 0;
+    set_device(c.device);
+    SK_CUDA_CHECK(cudaMemcpyAsync(&value, c.flag, sizeof(int), cudaMemcpyDeviceToHost, stream()));
+    SK_CUDA_CHECK(cudaStreamSynchronize(stream()));
+    if (value != 0) {
+      c.report();  // throws
+      SK_FAIL("a device error flag was set but its report did not throw");
+    }
+  }
+#endif
+}
+
+}  // namespace sk::cuda
