@@ -88,8 +88,9 @@ void CudaCachingAllocator::reset_peak() {
 }
 
 CudaCachingAllocator& allocator_for(int device) {
-  static std::mutex mu;
-  static std::vector<std::unique_ptr<CudaCachingAllocator>> allocators;
+  // Never destroyed: tensors still alive in other statics at exit release into them.
+  static std::mutex& mu = *new std::mutex;
+  static auto& allocators = *new std::vector<std::unique_ptr<CudaCachingAllocator>>;
   std::lock_guard<std::mutex> lock(mu);
   if (static_cast<int>(allocators.size()) <= device) allocators.resize(device + 1);
   if (!allocators[device]) allocators[device] = std::make_unique<CudaCachingAllocator>(device);

@@ -33,8 +33,8 @@ constexpr size_t kWorkspaceBytes = 32u << 20;
 thread_local int tl_device = -1;
 
 DeviceHandles& handles(int device) {
-  static std::mutex mu;
-  static std::vector<DeviceHandles> all;
+  static std::mutex& mu = *new std::mutex;  // never destroyed (used by releases at exit)
+  static auto& all = *new std::vector<DeviceHandles>;
   std::lock_guard<std::mutex> lock(mu);
   if (static_cast<int>(all.size()) <= device) all.resize(device + 1);
   DeviceHandles& h = all[device];

@@ -21,13 +21,23 @@ struct PendingCheck {
   std::shared_ptr<void> owner;
   std::function<void()> report;
 };
-std::mutex g_mu;
-std::vector<PendingCheck> g_pending;
+// Never destroyed: entries own device memory whose release at process exit would run after the
+// caching allocator's statics are gone.
+std::mutex& g_mu = *new std::mutex;
+std::vector<PendingCheck>& g_pending = *new std::vector<PendingCheck>;
+// A step syncs at least once (the loss read-back); a loop that never does still gets its flags
+// read every this many registrations, so the list stays bounded.
+constexpr size_t kMaxPending = 256;
 }  // namespace
 
 void defer_error_check(const int* device_flag, int device, std::shared_ptr<void> owner, std::function<void()> report) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_pending.push_back({device_flag, device, std::move(owner), std::move(report)});
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_pending.push_back({device_flag, device, std::move(owner), std::move(report)});
+    n = g_pending.size();
+  }
+  if (n >= kMaxPending) check_deferred_errors();
 }
 
 size_t pending_error_checks() {
