@@ -3,7 +3,7 @@
 # The CUDA toolkit is not installed here: with /usr/local/cuda/bin/nvcc present the build adds
 # the CUDA backend, without it the build is CPU-only.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev)
+pkgs=(cmake ninja-build g++ nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libutf8proc-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -68,10 +68,13 @@ Tensor softmax(const Tensor& x_in) {
     SK_KERNEL_CHECK(sk_cuda_softmax_forward(y.data_ptr(), x.data_ptr(), N, C, kernel_dtype(x.dtype()), cuda::stream()));
 #endif
   }
-  if (autograd::needs_grad({&x_in}))
-    autograd::record("softmax", {x_in}, {y}, [y](const std::vector<Tensor>& g, const std::vector<bool>&) {
-      return std::vector<Tensor>{softmax_backward(g[0], y)};
+  if (autograd::needs_grad({&x_in})) {
+    // A detached handle: capturing y itself would be a cycle (y -> node -> closure -> y).
+    Tensor saved_y = y.detach();
+    autograd::record("softmax", {x_in}, {y}, [saved_y](const std::vector<Tensor>& g, const std::vector<bool>&) {
+      return std::vector<Tensor>{softmax_backward(g[0], saved_y)};
     });
+  }
   return y;
 }
 
