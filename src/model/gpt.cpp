@@ -1,0 +1,125 @@
+// Gpt (gpt.h): parameters, initialisation and the forward pass, composed from differentiable
+// ops, so the backward comes from the autograd tape.
+#include "model/gpt.h"
+
+#include <cmath>
+
+#include "attention/reference.h"
+#include "nn/rotary.h"
+#include "ops/ops.h"
+#include "util/check.h"
+
+namespace sk::model {
+
+Gpt::Gpt(const config::ModelConfig& m, const config::AttentionConfig& a, DType dt, Device dev, Rng& rng)
+    : cfg_(m), attn_cfg_(a) {
+  SK_CHECK(a.kind == "full" || a.kind == "sliding_window", "model: attention.kind \"", a.kind,
+           "\" is not available yet (this stage has full and sliding_window)");
+  const int64_t C = m.n_embd, Vp = m.padded_vocab(), L = m.n_layer;
+  auto normal = [&](const Shape& s, double std) { return Tensor::randn(s, rng, dt, dev, 0.0, std).set_requires_grad(); };
+  auto constant = [&](const Shape& s, double v) { return Tensor::full(s, v, dt, dev).set_requires_grad(); };
+  auto bias = [&](int64_t n) { return m.bias ? constant({n}, 0.0) : Tensor(); };
+  const double std = 0.02, res_std = 0.02 / std::sqrt(2.0 * double(L));
+  wte_ = normal({Vp, C}, std);
+  if (m.learned_positions) wpe_ = normal({m.block_size, C}, std);
+  for (int64_t l = 0; l < L; ++l) {
+    Block b;
+    b.ln1_w = constant({C}, 1.0);
+    b.ln1_b = bias(C);
+    b.qkv_w = normal({3 * C, C}, std);
+    b.qkv_b = bias(3 * C);
+    b.proj_w = normal({C, C}, res_std);
+    b.proj_b = bias(C);
+    b.ln2_w = constant({C}, 1.0);
+    b.ln2_b = bias(C);
+    b.fc_w = normal({4 * C, C}, std);
+    b.fc_b = bias(4 * C);
+    b.fc2_w = normal({C, 4 * C}, res_std);
+    b.fc2_b = bias(C);
+    blocks_.push_back(b);
+  }
+  lnf_w_ = constant({C}, 1.0);
+  lnf_b_ = bias(C);
+  if (!m.tied_embeddings) lm_head_ = normal({Vp, C}, std);
+}
+
+std::vector<std::pair<std::string, Tensor>> Gpt::named_parameters() const {
+  std::vector<std::pair<std::string, Tensor>> p{{"wte", wte_}};
+  if (wpe_.defined()) p.push_back({"wpe", wpe_});
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const Block& b = blocks_[l];
+    const std::string h = "h." + std::to_string(l) + ".";
+    for (auto& [n, t] : std::vector<std::pair<std::string, Tensor>>{
+             {"ln1_w", b.ln1_w}, {"ln1_b", b.ln1_b}, {"qkv_w", b.qkv_w}, {"qkv_b", b.qkv_b},
+             {"proj_w", b.proj_w}, {"proj_b", b.proj_b}, {"ln2_w", b.ln2_w}, {"ln2_b", b.ln2_b},
+             {"fc_w", b.fc_w}, {"fc_b", b.fc_b}, {"fc2_w", b.fc2_w}, {"fc2_b", b.fc2_b}})
+      if (t.defined()) p.push_back({h + n, t});
+  }
+  p.push_back({"lnf_w", lnf_w_});
+  if (lnf_b_.defined()) p.push_back({"lnf_b", lnf_b_});
+  if (lm_head_.defined()) p.push_back({"lm_head", lm_head_});
+  return p;
+}
+
+int64_t Gpt::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+Tensor Gpt::attention_block(const Block& b, const Tensor& x) const {
+  const int64_t B = x.size(0), T = x.size(1), C = cfg_.n_embd, H = cfg_.n_head, D = C / H;
+  Tensor qkv = ops::linear(x, b.qkv_w, b.qkv_b).view({B, T, 3, H, D});            // [3, H, D] layout
+  auto heads = [&](int64_t i) { return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2).contiguous(); };
+  Tensor q = heads(0), k = heads(1), v = heads(2);                                  // (B, H, T, D)
+  if (cfg_.rotary_pct > 0) {
+    const int64_t R = int64_t(double(D) * cfg_.rotary_pct);
+    q = nn::rotary(q, R, cfg_.rotary_base);
+    k = nn::rotary(k, R, cfg_.rotary_base);
+  }
+  const int64_t window = attn_cfg_.kind == "sliding_window" ? attn_cfg_.window : 0;
+  Tensor o = attention::attention_reference(q, k, v, attention::CausalWindow{window});  // (B, H, T, D)
+  Tensor merged = o.transpose(1, 2).reshape({B, T, C});
+  return ops::linear(merged, b.proj_w, b.proj_b);
+}
+
+Tensor Gpt::mlp_block(const Block& b, const Tensor& x) const {
+  const ops::GeluApprox g = cfg_.gelu == "erf" ? ops::GeluApprox::Erf : ops::GeluApprox::Tanh;
+  return ops::linear(ops::gelu(ops::linear(x, b.fc_w, b.fc_b), g), b.fc2_w, b.fc2_b);
+}
+
+Tensor Gpt::forward(const Tensor& idx) const {
+  SK_CHECK(idx.ndim() == 2, "model: idx must be (B, T), got ", shape_str(idx.shape()));
+  const int64_t B = idx.size(0), T = idx.size(1);
+  SK_CHECK(!wpe_.defined() || T <= cfg_.block_size, "model: sequence length ", T, " exceeds model.block_size ",
+           cfg_.block_size);
+  Tensor x = ops::embedding(wte_, idx);  // (B, T, C)
+  if (wpe_.defined()) {
+    Tensor pos = ops::embedding(wpe_, Tensor::from_ints([&] {
+                                   std::vector<int64_t> p(B * T);
+                                   for (int64_t i = 0; i < B * T; ++i) p[i] = i % T;
+                                   return p;
+                                 }(), {B, T}, DType::I32, idx.device()));
+    x = ops::add(x, pos);
+  }
+  const double eps = cfg_.layernorm_eps;
+  for (const Block& b : blocks_) {
+    if (cfg_.parallel_residual) {
+      x = ops::add(ops::add(x, attention_block(b, ops::layernorm(x, b.ln1_w, b.ln1_b, eps))),
+                   mlp_block(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
+    } else {
+      x = ops::add(x, attention_block(b, ops::layernorm(x, b.ln1_w, b.ln1_b, eps)));
+      x = ops::add(x, mlp_block(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
+    }
+  }
+  x = ops::layernorm(x, lnf_w_, lnf_b_, eps);
+  return ops::linear(x, lm_head_.defined() ? lm_head_ : wte_, Tensor());  // (B, T, Vp)
+}
+
+Tensor Gpt::loss(const Tensor& idx, const Tensor& targets) const {
+  ops::CrossEntropyOptions o;
+  o.valid_vocab = cfg_.vocab_size;
+  return ops::cross_entropy(forward(idx), targets, o);
+}
+
+}  // namespace sk::model
