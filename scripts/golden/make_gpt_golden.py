@@ -63,7 +63,9 @@ def neox_qkv(t, H):
 
 def neox_map(model, get, H):
     nx = model.gpt_neox
-    m = {"wte": pad_rows(get(nx.embed_in.weight)), "lm_head": pad_rows(get(model.embed_out.weight))}
+    assert model.get_output_embeddings().weight.data_ptr() != nx.get_input_embeddings().weight.data_ptr(), "untied"
+    m = {"wte": pad_rows(get(nx.get_input_embeddings().weight)),
+         "lm_head": pad_rows(get(model.get_output_embeddings().weight))}  # embed_out (named lm_head in newer versions)
     for l, layer in enumerate(nx.layers):
         p = f"h.{l}."
         a = layer.attention
