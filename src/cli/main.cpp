@@ -2,6 +2,8 @@
 //   demo         train a tiny model on synthetic data (CPU, or the GPU when there is one)
 //   info         build and device information
 //   bench ops    time LayerNorm, GELU, fused cross-entropy, AdamW against PyTorch (docs/bench/)
+//   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
+//   prepare      text files / directories / JSONL -> token shards + manifest (src/data/prepare.h)
 // Errors from sparsek (sk::Error) print one line and exit with status 2.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -24,7 +26,7 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("info", "Show build and device information")->callback([] { run_info(); });
 
-  auto* bench = app.add_subcommand("bench", "Benchmarks (CUDA)");
+  auto* bench = app.add_subcommand("bench", "Benchmarks");
   bench->require_subcommand(1);
   BenchOpsOptions bench_ops;
   auto* ops_cmd = bench->add_subcommand("ops", "Time LayerNorm, GELU, fused cross-entropy and AdamW on the GPU");
@@ -32,6 +34,46 @@ int main(int argc, char** argv) {
   ops_cmd->add_option("--iters", bench_ops.iters, "timed runs per case (median reported)")->capture_default_str()
       ->check(CLI::PositiveNumber);
   ops_cmd->callback([&] { run_bench_ops(bench_ops); });
+  BenchTokenizerOptions bench_tok;
+  auto* tok_cmd = bench->add_subcommand("tokenizer", "Single-thread tokenizer throughput on a text sample");
+  tok_cmd->add_option("--tokenizer", bench_tok.tokenizer, "GPT-2 directory or tokenizer.json")->capture_default_str();
+  tok_cmd->add_option("--sample", bench_tok.sample, "directory with MANIFEST.sha256")->capture_default_str();
+  tok_cmd->add_option("--out", bench_tok.out, "JSON output file")->capture_default_str();
+  tok_cmd->callback([&] { run_bench_tokenizer(bench_tok); });
+
+  PrepareOptions prep;
+  auto* prep_cmd = app.add_subcommand("prepare", "Tokenize text files, directories or JSONL into token shards + a manifest");
+  prep_cmd->add_option("--tokenizer", prep.tokenizer, "GPT-2 directory (encoder.json + vocab.bpe) or a tokenizer.json")
+      ->required();
+  prep_cmd->add_option("--out", prep.out, "output directory")->required();
+  prep_cmd->add_option("--name", prep.name, "dataset name: NAME_val_000000.bin, NAME_train_000000.bin, NAME_manifest.json")
+      ->required();
+  prep_cmd->add_option("inputs", prep.inputs, "text files, directories (recursive) and JSONL files");
+  prep_cmd->add_option("--glob", prep.globs, "include pattern for files inside directories (repeatable), e.g. '*.rst'")
+      ->allow_extra_args(false);  // one pattern per --glob: what follows is an input
+  prep_cmd->add_option("--format", prep.format, "auto (.jsonl/.ndjson are JSONL), text or jsonl")->capture_default_str()
+      ->check(CLI::IsMember({"auto", "text", "jsonl"}));
+  prep_cmd->add_option("--jsonl-field", prep.jsonl_field, "JSONL field holding the document text")->capture_default_str();
+  prep_cmd->add_option("--threads", prep.threads, "encoder threads (0 = all cores)")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  prep_cmd->add_option("--val-fraction", prep.val_fraction, "fraction of documents for validation")->capture_default_str()
+      ->check(CLI::Range(0.0, 0.999999));
+  prep_cmd->add_option("--seed", prep.seed, "train/validation split seed")->capture_default_str();
+  prep_cmd->add_option("--shard-tokens", prep.shard_tokens, "tokens per shard")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{2147483647}));
+  prep_cmd->add_flag("--no-progress", prep.no_progress, "no progress line on stderr");
+  prep_cmd->callback([&] {
+    for (int i = 0; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a.empty() || a.find_first_of(" \t'\"*?$&;|<>(){}[]\\") != std::string::npos) {
+        std::string q = "'";
+        for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+        a = q + "'";
+      }
+      prep.command_line += (i ? " " : "") + a;
+    }
+    run_prepare(prep);
+  });
 
   try {
     app.parse(argc, argv);
