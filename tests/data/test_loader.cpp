@@ -4,6 +4,8 @@
 // cursor (JSON), validation covering the split exactly once with padding, prefetch on/off
 // equality, the keyed permutation being a bijection, and option errors.
 #include <gtest/gtest.h>
+
+#include "testing/test_helpers.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -18,6 +20,8 @@ using namespace sk;
 using namespace sk::data;
 namespace fs = std::filesystem;
 
+using sk::testing::error_of;
+
 namespace {
 
 constexpr int64_t kT = 16;
@@ -25,11 +29,7 @@ constexpr int64_t kT = 16;
 class LoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sk_test_loader_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = sk::testing::fresh_test_dir("sk_test_loader");
     // 3 shards: 1000, 777, 1501 tokens; token values count up across them.
     uint32_t next = 0;
     for (int64_t n : sizes_) {
@@ -67,15 +67,6 @@ bool same_batch(const Batch& a, const Batch& b) {
          a.next == b.next && a.epoch == b.epoch && a.num_targets == b.num_targets;
 }
 
-template <typename F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

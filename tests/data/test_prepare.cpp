@@ -5,6 +5,8 @@
 // rule, and the error messages (missing/empty input, unwritable output, bad JSONL line as
 // FILE:LINE); with build/sparsek next to the test binary, the CLI's exit status 2 for each.
 #include <gtest/gtest.h>
+
+#include "testing/test_helpers.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@
 using namespace sk;
 using namespace sk::data;
 namespace fs = std::filesystem;
+
+using sk::testing::error_of;
 
 namespace {
 
@@ -80,24 +84,11 @@ void write_tiny_tokenizer(const fs::path& p) {
   write_file(p, j.dump());
 }
 
-template <typename F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 class PrepareTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sk_test_prepare_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = sk::testing::fresh_test_dir("sk_test_prepare");
     write_tiny_tokenizer(dir_ / "tok.json");
     tok_ = std::make_unique<Tokenizer>(Tokenizer::load_hf_json((dir_ / "tok.json").string()));
     // Texts: a directory (3 .txt, 1 .md, an empty .txt) and a JSONL file (blank line, empty record).

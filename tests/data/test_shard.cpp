@@ -2,6 +2,8 @@
 // each corruption (bad magic, truncated header or body, bad version, size mismatch) failing with
 // a message that names the file and the problem; shard discovery by name and split.
 #include <gtest/gtest.h>
+
+#include "testing/test_helpers.h"
 #include <unistd.h>
 
 #include <cstring>
@@ -15,16 +17,14 @@ using namespace sk;
 using namespace sk::data;
 namespace fs = std::filesystem;
 
+using sk::testing::error_of;
+
 namespace {
 
 class ShardTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("sk_test_shard_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = sk::testing::fresh_test_dir("sk_test_shard");
   }
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& f) const { return (dir_ / f).string(); }
@@ -41,16 +41,6 @@ void write_bytes(const std::string& p, const std::vector<uint8_t>& b) {
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
-// The message of the sk::Error that fn throws ("" if none).
-template <typename F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 
