@@ -50,4 +50,11 @@ struct PrepareOptions {
 };
 void run_prepare(const PrepareOptions& o);
 
+struct ConfigShowOptions {
+  std::string config;                  // JSON file ("" = defaults)
+  std::vector<std::string> overrides;  // "a.b=value"
+};
+void run_config_show(const ConfigShowOptions& o);
+void run_config_keys();
+
 }  // namespace sk::cli

@@ -3,6 +3,7 @@
 //   info         build and device information
 //   bench ops    time LayerNorm, GELU, fused cross-entropy, AdamW against PyTorch (docs/bench/)
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
+//   config show|keys  the resolved run config / every key (src/config/run_config.h)
 //   prepare      text files / directories / JSONL -> token shards + manifest (src/data/prepare.h)
 // Errors from sparsek (sk::Error) print one line and exit with status 2.
 #include <CLI/CLI.hpp>
@@ -40,6 +41,15 @@ int main(int argc, char** argv) {
   tok_cmd->add_option("--sample", bench_tok.sample, "directory with MANIFEST.sha256")->capture_default_str();
   tok_cmd->add_option("--out", bench_tok.out, "JSON output file")->capture_default_str();
   tok_cmd->callback([&] { run_bench_tokenizer(bench_tok); });
+
+  ConfigShowOptions config_show;
+  auto* config_cmd = app.add_subcommand("config", "Show the resolved run config or list every key");
+  config_cmd->require_subcommand(1);
+  auto* show_cmd = config_cmd->add_subcommand("show", "Validate CONFIG (+ --set overrides) and print it resolved");
+  show_cmd->add_option("config", config_show.config, "run config JSON (omit for the defaults)");
+  show_cmd->add_option("--set", config_show.overrides, "override a key: --set model.n_layer=6 (repeatable)");
+  show_cmd->callback([&] { run_config_show(config_show); });
+  config_cmd->add_subcommand("keys", "Every config key with its type, range and meaning")->callback([] { run_config_keys(); });
 
   PrepareOptions prep;
   auto* prep_cmd = app.add_subcommand("prepare", "Tokenize text files, directories or JSONL into token shards + a manifest");

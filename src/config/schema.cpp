@@ -13,6 +13,7 @@ std::string fmt_range(double lo, double hi) {
   os << "[" << lo << ", " << hi << "]";
   return os.str();
 }
+std::string fmt_int_range(int64_t lo, int64_t hi) { return "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]"; }
 std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
@@ -27,10 +28,10 @@ void ConfigSchema::add_int(const std::string& path, int64_t* field, int64_t min,
                               where, ": '", path, "' must be an integer, got ", v.dump());
                      const int64_t x = v.is_number_integer() ? v.get<int64_t>() : int64_t(v.get<double>());
                      SK_CHECK(x >= min && x <= max, where, ": '", path, "' = ", x, " is out of range ",
-                              fmt_range(double(min), double(max)));
+                              fmt_int_range(min, max));
                      *field = x;
                    },
-                   [=] { return nlohmann::json(*field); }, fmt_range(double(min), double(max)), doc};
+                   [=] { return nlohmann::json(*field); }, fmt_int_range(min, max), doc};
 }
 
 void ConfigSchema::add_float(const std::string& path, double* field, double min, double max, const std::string& doc) {
