@@ -56,5 +56,6 @@ struct ConfigShowOptions {
 };
 void run_config_show(const ConfigShowOptions& o);
 void run_config_keys();
+void run_train(const ConfigShowOptions& o);  // same options: a config file and --set overrides
 
 }  // namespace sk::cli

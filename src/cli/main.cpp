@@ -3,6 +3,7 @@
 //   info         build and device information
 //   bench ops    time LayerNorm, GELU, fused cross-entropy, AdamW against PyTorch (docs/bench/)
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
+//   train        the training loop from a run config (src/train/trainer.h)
 //   config show|keys  the resolved run config / every key (src/config/run_config.h)
 //   prepare      text files / directories / JSONL -> token shards + manifest (src/data/prepare.h)
 // Errors from sparsek (sk::Error) print one line and exit with status 2.
@@ -50,6 +51,12 @@ int main(int argc, char** argv) {
   show_cmd->add_option("--set", config_show.overrides, "override a key: --set model.n_layer=6 (repeatable)");
   show_cmd->callback([&] { run_config_show(config_show); });
   config_cmd->add_subcommand("keys", "Every config key with its type, range and meaning")->callback([] { run_config_keys(); });
+
+  ConfigShowOptions train_opts;
+  auto* train_cmd = app.add_subcommand("train", "Train a model from a run config (CPU at this stage)");
+  train_cmd->add_option("config", train_opts.config, "run config JSON")->required();
+  train_cmd->add_option("--set", train_opts.overrides, "override a key: --set train.max_steps=100 (repeatable)");
+  train_cmd->callback([&] { run_train(train_opts); });
 
   PrepareOptions prep;
   auto* prep_cmd = app.add_subcommand("prepare", "Tokenize text files, directories or JSONL into token shards + a manifest");
