@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "util/check.h"
@@ -30,6 +31,17 @@ inline std::filesystem::path fresh_test_dir(const std::string& prefix) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
+}
+
+// "Suite.name" of every test registered in this binary (for coverage tests over the op table).
+inline std::set<std::string> registered_test_names() {
+  std::set<std::string> names;
+  const ::testing::UnitTest* ut = ::testing::UnitTest::GetInstance();
+  for (int i = 0; i < ut->total_test_suite_count(); ++i) {
+    const ::testing::TestSuite* s = ut->GetTestSuite(i);
+    for (int j = 0; j < s->total_test_count(); ++j) names.insert(std::string(s->name()) + "." + s->GetTestInfo(j)->name());
+  }
+  return names;
 }
 
 }  // namespace sk::testing
