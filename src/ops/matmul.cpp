@@ -8,6 +8,8 @@
 //   Tests: tests/ops/test_matmul.cpp (Gradcheck.matmul/batched_matmul/linear), CUDA parity.
 #include "ops/matmul_impl.h"
 
+#include <thread>
+
 #include "autograd/node.h"
 #include "ops/op_common.h"
 #include "ops/ops.h"
@@ -47,17 +49,56 @@ void matmul_cpu(const Tensor& out, const Tensor& a, const Tensor& b, const Tenso
     const T* pb = b.data<T>();
     const T* pbias = bias.defined() ? bias.data<T>() : nullptr;
     T* po = out.data<T>();
-    std::vector<double> row(N);
-    for (int64_t bt = 0; bt < Bt; ++bt)
-      for (int64_t i = 0; i < M; ++i) {
-        std::fill(row.begin(), row.end(), 0.0);
-        for (int64_t k = 0; k < K; ++k) {
-          const double av = pa[bt * asb + i * am + k * ak];
-          const T* brow = pb + bt * bsb + k * bk;
-          for (int64_t j = 0; j < N; ++j) row[j] += av * double(brow[j * bn]);
+    // Output rows r = bt * M + i in [r0, r1). Three loop orders, same sums in double:
+    //  - B's rows contiguous (bn == 1): accumulate scaled rows of B (contiguous inner loop);
+    //  - B's columns contiguous (bk == 1, e.g. linear's W^T): dot products along K, 4 partial sums;
+    //  - anything else: the strided loop.
+    auto rows = [&](int64_t r0, int64_t r1) {
+      std::vector<double> row(N);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t bt = r / M, i = r % M;
+        const T* arow = pa + bt * asb + i * am;
+        const T* bbase = pb + bt * bsb;
+        if (bk == 1 && bn != 1 && ak == 1) {
+          for (int64_t j = 0; j < N; ++j) {
+            const T* bcol = bbase + j * bn;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t k = 0;
+            for (; k + 4 <= K; k += 4) {
+              s0 += double(arow[k]) * double(bcol[k]);
+              s1 += double(arow[k + 1]) * double(bcol[k + 1]);
+              s2 += double(arow[k + 2]) * double(bcol[k + 2]);
+              s3 += double(arow[k + 3]) * double(bcol[k + 3]);
+            }
+            for (; k < K; ++k) s0 += double(arow[k]) * double(bcol[k]);
+            row[j] = (s0 + s1) + (s2 + s3);
+          }
+        } else {
+          std::fill(row.begin(), row.end(), 0.0);
+          for (int64_t k = 0; k < K; ++k) {
+            const double av = arow[k * ak];
+            const T* brow = bbase + k * bk;
+            if (bn == 1)
+              for (int64_t j = 0; j < N; ++j) row[j] += av * double(brow[j]);
+            else
+              for (int64_t j = 0; j < N; ++j) row[j] += av * double(brow[j * bn]);
+          }
         }
-        for (int64_t j = 0; j < N; ++j) po[(bt * M + i) * N + j] = T(row[j] + (pbias ? double(pbias[j]) : 0.0));
+        for (int64_t j = 0; j < N; ++j) po[r * N + j] = T(row[j] + (pbias ? double(pbias[j]) : 0.0));
       }
+    };
+    // Large products split their rows over the cores (each row is computed by one thread, so
+    // the result does not depend on the thread count).
+    const int64_t R = Bt * M;
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const int64_t threads = double(R) * double(N) * double(K) < 4e6 ? 1 : std::min<int64_t>(hw, R);
+    if (threads <= 1) {
+      rows(0, R);
+    } else {
+      std::vector<std::thread> pool;
+      for (int64_t t = 0; t < threads; ++t) pool.emplace_back(rows, R * t / threads, R * (t + 1) / threads);
+      for (std::thread& th : pool) th.join();
+    }
   });
 }
 
