@@ -299,6 +299,17 @@ __device__ __forceinline__ void block_ms_merge(float& m, float& s, float* smem) 
   warp_ms_merge(m, s);
 }
 
+// Splits a row of len elements starting at p into a scalar head (up to the next 16-byte boundary)
+// and nv whole 16-byte vectors; the rest is the scalar tail (row kernels: softmax, cross-entropy).
+template <typename T>
+__device__ __forceinline__ void row_split(const void* p, int64_t len, int64_t& head, int64_t& nv) {
+  constexpr int N = Pack<T>::N;
+  head = static_cast<int64_t>(((16u - (static_cast<unsigned>(reinterpret_cast<uintptr_t>(p)) & 15u)) & 15u) /
+                              sizeof(T));
+  if (head > len) head = len;
+  nv = (len - head) / N;
+}
+
 // ------------------------------------------------------------------------------------------
 // Generic elementwise kernel: out[i] = op(in0[i], in1[i]) (in1 unused when NIN == 1), fp32 math.
 // Layout of [0, n): [0, head) scalar, [head, head + nvec*N) 16-byte vectors, rest scalar.

@@ -30,15 +30,6 @@ using namespace sk_kern;
 constexpr int kCEBlock = 256;
 constexpr int kCEUnroll = 4;
 
-template <typename T>
-__device__ __forceinline__ void row_split(const void* p, int64_t len, int64_t& head, int64_t& nv) {
-  constexpr int N = Pack<T>::N;
-  head = static_cast<int64_t>(((16u - (static_cast<unsigned>(reinterpret_cast<uintptr_t>(p)) & 15u)) & 15u) /
-                              sizeof(T));
-  if (head > len) head = len;
-  nv = (len - head) / N;
-}
-
 // online update of (m, s) with one value
 __device__ __forceinline__ void online_add(float& m, float& s, float v) {
   if (v > m) {

@@ -127,15 +127,6 @@ __global__ void __launch_bounds__(kRowBlock, 1)
 // Generic path (C > kRowMaxC): block per row. vec: rows of x and y share a 16-byte phase.
 // ------------------------------------------------------------------------------------------
 template <typename T>
-__device__ __forceinline__ void row_split(const void* p, int64_t len, int64_t& head, int64_t& nv) {
-  constexpr int N = Pack<T>::N;
-  head = static_cast<int64_t>(((16u - (static_cast<unsigned>(reinterpret_cast<uintptr_t>(p)) & 15u)) & 15u) /
-                              sizeof(T));
-  if (head > len) head = len;
-  nv = (len - head) / N;
-}
-
-template <typename T>
 __global__ void __launch_bounds__(kGenericBlock)
     softmax_fwd_generic_kernel(T* __restrict__ y, const T* __restrict__ x, int64_t rows, int64_t C, bool vec) {
   using P = Pack<T>;

@@ -26,10 +26,6 @@ namespace sk::ops {
 
 namespace {
 
-int64_t target_at(const Tensor& t, int64_t i) {
-  return t.dtype() == DType::I32 ? t.data<int32_t>()[i] : t.data<int64_t>()[i];
-}
-
 struct CeSaved {
   Tensor logits;   // (N, Vp) contiguous
   Tensor lse;      // (N) f32 (f64 for f64 logits)
@@ -46,7 +42,7 @@ Tensor cross_entropy_backward(const Tensor& dlosses_in, const CeSaved& s) {
       for (int64_t n = 0; n < N; ++n) {
         const T* row = s.logits.data<T>() + n * Vp;
         T* drow = dlogits.data<T>() + n * Vp;
-        const int64_t t = target_at(s.targets, n);
+        const int64_t t = index_at(s.targets, n);
         const T g = t == s.ignore_index ? T(0) : dl.data<T>()[n];
         const T lse = s.lse.data<T>()[n];
         for (int64_t j = 0; j < Vp; ++j)
@@ -76,7 +72,7 @@ Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int
   Tensor lse = Tensor::empty({N}, loss_dt, logits.device());
   if (logits.device().is_cpu()) {
     for (int64_t n = 0; n < N; ++n) {
-      int64_t t = target_at(targets, n);
+      int64_t t = index_at(targets, n);
       SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ", n,
                " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index, ")");
     }
@@ -88,7 +84,7 @@ Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int
         double s = 0;
         for (int64_t j = 0; j < V; ++j) s += std::exp(double(row[j]) - m);
         const double l = m + std::log(s);
-        const int64_t t = target_at(targets, n);
+        const int64_t t = index_at(targets, n);
         lse.data<T>()[n] = T(l);
         losses.data<T>()[n] = t == ignore_index ? T(0) : T(l - double(row[t]));
       }
@@ -107,7 +103,7 @@ Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int
                             [targets, N, V, ignore_index] {
                               Tensor host = targets.to(Device::cpu());
                               for (int64_t n = 0; n < N; ++n) {
-                                int64_t t = target_at(host, n);
+                                int64_t t = index_at(host, n);
                                 SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ",
                                          n, " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index,
                                          ")");
@@ -179,7 +175,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
   Tensor total = sum(rows);
   Tensor host_targets = targets.contiguous();
   int64_t count = 0;
-  for (int64_t i = 0; i < host_targets.numel(); ++i) count += target_at(host_targets, i) != opts.ignore_index;
+  for (int64_t i = 0; i < host_targets.numel(); ++i) count += index_at(host_targets, i) != opts.ignore_index;
   return scale(total, count > 0 ? 1.0 / double(count) : 0.0);
 }
 

@@ -22,10 +22,6 @@ namespace sk::ops {
 
 namespace {
 
-int64_t index_at(const Tensor& idx, int64_t i) {
-  return idx.dtype() == DType::I32 ? idx.data<int32_t>()[i] : idx.data<int64_t>()[i];
-}
-
 Tensor embedding_backward(const Tensor& dout_in, const Tensor& idx, int64_t V, int64_t C, DType dt) {
   const int64_t N = idx.numel();
   Tensor dout = dout_in.contiguous();

@@ -15,6 +15,11 @@ void check_same_shape(const char* op, const char* arg_a, const Tensor& a, const 
 // CUDA ops take f32 or bf16 (f64 is the CPU reference's dtype).
 void check_cuda_dtype(const char* op, const Tensor& t);
 
+// Element i of a contiguous CPU tensor of indices (i32 or i64), as int64.
+inline int64_t index_at(const Tensor& t, int64_t i) {
+  return t.dtype() == DType::I32 ? t.data<int32_t>()[i] : t.data<int64_t>()[i];
+}
+
 // Calls f.template operator()<T>() with T = float or double for the CPU reference; throws for
 // other dtypes, naming the op.
 template <typename F>
