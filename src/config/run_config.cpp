@@ -36,10 +36,13 @@ ConfigSchema schema_for(RunConfig& c) {
   AttentionConfig& a = c.attention;
   s.add_choice("attention.kind", &a.kind, {"full", "sliding_window", "lsh", "sparsek"}, "attention kind");
   s.add_int("attention.window", &a.window, 0, kBig, "sliding window keys per query (incl. itself); sparsek: + window");
-  s.add_int("attention.k", &a.k, 1, kBig, "sparsek: selected keys per query");
-  s.add_choice("attention.mask_mode", &a.mask_mode, {"gate_values", "log_mask"}, "sparsek mask mode");
-  s.add_float("attention.score_slope", &a.score_slope, 0.0, 1.0, "sparsek position slope c");
+  s.add_int("attention.k", &a.k, 1, kBig, "sparsek: selected keys per query (window keys come on top)");
+  s.add_choice("attention.mask_mode", &a.mask_mode, {"gate_values", "log_mask"},
+               "sparsek: how m_ij enters (gate_values: p*m*v; log_mask: logit + log m)");
+  s.add_float("attention.score_slope", &a.score_slope, 0.0, 1.0, "sparsek: fixed position slope c in u_j = x_j.w + b + c*j");
   s.add_bool("attention.shared_selection", &a.shared_selection, "sparsek: one selection for all heads of a layer");
+  s.add_choice("attention.score_init", &a.score_init, {"recent", "normal"},
+               "sparsek scorer init: recent (w = 0: selects the most recent keys) | normal (N(0, 0.02))");
   s.add_int("attention.n_hashes", &a.n_hashes, 1, 64, "lsh hash rounds");
   s.add_int("attention.n_buckets", &a.n_buckets, 0, kBig, "lsh buckets (0: 2T/chunk rounded down to a power of 2)");
   s.add_int("attention.chunk", &a.chunk, 1, kBig, "lsh chunk length");

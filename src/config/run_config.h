@@ -39,6 +39,7 @@ struct AttentionConfig {
   std::string mask_mode = "gate_values";  // sparsek: gate_values | log_mask
   double score_slope = 1e-3;         // sparsek: fixed position slope c
   bool shared_selection = false;     // sparsek: one score per position for all heads
+  std::string score_init = "recent"; // sparsek scorer init: recent (w = 0: most recent keys) | normal
   int64_t n_hashes = 2;              // lsh
   int64_t n_buckets = 0;             // lsh: 0 = 2T/chunk rounded down to a power of two
   int64_t chunk = 128;               // lsh

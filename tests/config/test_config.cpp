@@ -71,3 +71,17 @@ TEST(Config, presets_load) {
   }
   EXPECT_GE(n, 1);
 }
+
+TEST(Config, sparsek_keys) {
+  RunConfig c = load_run_config("", {"attention.kind=sparsek", "attention.k=64", "attention.window=16",
+                                     "attention.mask_mode=log_mask", "attention.score_slope=0.01",
+                                     "attention.score_init=normal"});
+  EXPECT_EQ(c.attention.k, 64);
+  EXPECT_EQ(c.attention.mask_mode, "log_mask");
+  EXPECT_EQ(c.attention.score_init, "normal");
+  EXPECT_EQ(load_run_config("").attention.score_init, "recent");
+  expect_error([&] { load_run_config("", {"attention.mask_mode=gate"}); }, {"attention.mask_mode", "gate_values, log_mask"});
+  expect_error([&] { load_run_config("", {"attention.score_init=zeros"}); }, {"attention.score_init", "recent, normal"});
+  expect_error([&] { load_run_config("", {"attention.k=0"}); }, {"attention.k", "out of range"});
+  expect_error([&] { load_run_config("", {"attention.score_slope=-0.1"}); }, {"attention.score_slope", "out of range"});
+}

@@ -1,0 +1,58 @@
+// Causal per-prefix SparseK selection (../shared/docs/attention-spec.md section 4.3) for one
+// (batch, head) sequence of scores u (T).
+//   Query i's candidate prefix is P_i = {j : j <= i - w} (w = 0: j <= i).
+//   tau_i = tau(u_{P_i}, k) (projection.h conventions: -infinity while |P_i| <= k, the largest root
+//   when f is flat), m_ij = clip(u_j - tau_i, 0, 1).
+//   Sel_i = the k largest u_j in P_i, ties to the more recent position.
+// Because tau_i is non-decreasing, every key j is saturated, then fractional, then dead over
+// contiguous query ranges, and selected over one contiguous range; the result stores those ranges
+// per key (O(T) memory) and can list Sel_i per query.
+//   causal_selection:         incremental, O(T log T): a min-heap of saturated keys (by u_j - 1,
+//                             the breakpoint where they turn fractional), a min-heap of fractional
+//                             keys (by u_j, where they die), and a size-k min-heap for the top-k.
+//                             After each insertion tau walks upward over the next breakpoints.
+//   causal_selection_brute:   for each query, SPARSEK on the whole prefix (sparsek_tau_search) and
+//                             a sort for the top-k, stored densely per (query, key): O(T^2 log T),
+//                             the test reference (it does not assume the contiguous ranges).
+// Tests: tests/attention/sparsek/test_selection.cpp.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace sk::attention::sparsek {
+
+struct KeyRanges {
+  // Query ranges for key j (each an index in [0, T]): the key enters the prefix at query
+  // `enter` = j + w, is saturated on [enter, frac_from), fractional on [frac_from, dead_from) and
+  // dead from dead_from on; selected on [sel_from, sel_to) (empty when sel_from == sel_to).
+  int64_t enter = 0, frac_from = 0, dead_from = 0, sel_from = 0, sel_to = 0;
+};
+
+struct CausalSelection {
+  int64_t T = 0, k = 0, window = 0;
+  std::vector<double> tau;      // (T): tau_i; -infinity while |P_i| <= k or P_i is empty
+  std::vector<KeyRanges> keys;  // (T): per key j
+
+  bool in_prefix(int64_t i, int64_t j) const { return j <= i - window && j >= 0; }
+  bool selected(int64_t i, int64_t j) const { return keys[j].sel_from <= i && i < keys[j].sel_to; }
+  bool fractional(int64_t i, int64_t j) const { return keys[j].frac_from <= i && i < keys[j].dead_from; }
+  bool saturated(int64_t i, int64_t j) const { return keys[j].enter <= i && i < keys[j].frac_from; }
+  // m_ij = clip(u_j - tau_i, 0, 1), exactly 1 / 0 for saturated / dead keys (0 outside P_i).
+  double mask(int64_t i, int64_t j, double u_j) const;
+  // Sel_i as key positions, ascending.
+  std::vector<int64_t> selected_keys(int64_t i) const;
+};
+
+// The brute-force result, dense over (query i, key j).
+struct DenseSelection {
+  int64_t T = 0;
+  std::vector<double> tau;      // (T)
+  std::vector<int8_t> state;    // (T, T): -1 outside P_i, else int(EntryState) (projection.h)
+  std::vector<uint8_t> sel;     // (T, T): 1 where j in Sel_i
+};
+
+// u: T scores (u_j already includes the position slope). k >= 1, window >= 0.
+CausalSelection causal_selection(const double* u, int64_t T, int64_t k, int64_t window);
+DenseSelection causal_selection_brute(const double* u, int64_t T, int64_t k, int64_t window);
+
+}  // namespace sk::attention::sparsek
