@@ -36,8 +36,6 @@ void check_args(int64_t T, int64_t k, int64_t window) {
   SK_CHECK(window >= 0, "sparsek selection: window must be >= 0 (config attention.window), got ", window);
 }
 
-using Entry = std::pair<double, int64_t>;  // (key value, position)
-using MinHeap = std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>>;
 
 }  // namespace
 
@@ -55,6 +53,69 @@ std::vector<int64_t> CausalSelection::selected_keys(int64_t i) const {
   return out;
 }
 
+PrefixSelector::PrefixSelector(int64_t k) : k_(k), tau_(-kInf) {
+  SK_CHECK(k >= 1, "sparsek selection: k must be >= 1 (config attention.k), got ", k);
+}
+
+const PrefixSelector::Events& PrefixSelector::push(double u, int64_t pos) {
+  ev_ = Events{};
+  ++n_prefix_;
+  // Top-k: one insertion and at most one eviction.
+  if (int64_t(top_.size()) < k_) {
+    top_.emplace(u, pos);
+    ev_.selected = true;
+  } else if (u >= top_.top().first) {  // equal scores: the more recent key wins
+    ev_.evicted = top_.top().second;
+    top_.pop();
+    top_.emplace(u, pos);
+    ev_.selected = true;
+  }
+  // Classify the new key against the old tau.
+  if (u - 1.0 >= tau_) {
+    sat_.push(SatEntry{u - 1.0, pos, u});
+    ++n_sat_;
+    ev_.entered_as = EntryState::Saturated;
+  } else if (u > tau_) {
+    frac_.emplace(u, pos);
+    sum_frac_ += u;
+    ev_.entered_as = EntryState::Fractional;
+  } else {
+    ev_.entered_as = EntryState::Dead;
+  }
+  if (n_prefix_ <= k_) return ev_;  // every key saturated, tau = -inf
+  // Walk tau up over the breakpoints while f stays >= k there.
+  double nb = kInf;
+  for (;;) {
+    if (frac_.empty()) sum_frac_ = 0;  // no drift when the set empties
+    nb = kInf;
+    if (!sat_.empty()) nb = sat_.top().breakpoint;
+    if (!frac_.empty()) nb = std::min(nb, frac_.begin()->first);
+    if (nb == kInf) break;
+    const bool flat_after = (sat_.empty() || sat_.top().breakpoint > nb) && (frac_.empty() || frac_.rbegin()->first <= nb);
+    const double n_frac = double(frac_.size());
+    const double f_nb = flat_after ? double(n_sat_) : double(n_sat_) + (sum_frac_ - n_frac * nb);
+    if (f_nb < double(k_)) break;
+    tau_ = nb;
+    while (!sat_.empty() && sat_.top().breakpoint <= nb) {  // saturated -> fractional
+      const SatEntry e = sat_.top();
+      sat_.pop();
+      --n_sat_;
+      frac_.emplace(e.u, e.pos);
+      sum_frac_ += e.u;
+      ev_.to_fractional.push_back(e.pos);
+    }
+    while (!frac_.empty() && frac_.begin()->first <= nb) {  // fractional -> dead (never returns)
+      const int64_t d = frac_.begin()->second;
+      sum_frac_ -= frac_.begin()->first;
+      frac_.erase(frac_.begin());
+      ev_.to_dead.push_back(d);
+    }
+  }
+  SK_CHECK(!frac_.empty(), "sparsek selection: internal error, empty fractional set after position ", pos);
+  tau_ = std::clamp((double(n_sat_) + sum_frac_ - double(k_)) / double(frac_.size()), tau_, nb);
+  return ev_;
+}
+
 CausalSelection causal_selection(const double* u, int64_t T, int64_t k, int64_t window) {
   check_args(T, k, window);
   CausalSelection s;
@@ -67,70 +128,18 @@ CausalSelection causal_selection(const double* u, int64_t T, int64_t k, int64_t 
     const int64_t enter = std::min(j + window, T);
     s.keys[j] = KeyRanges{enter, T, T, enter, enter};  // saturated to the end, never selected
   }
-  MinHeap sat, top;       // top: (u_j, j), the worst selected key on top (ties: the older one)
-  std::set<Entry> frac;   // (u_j, j)
-  int64_t n_sat = 0, n_frac = 0, n_prefix = 0;
-  double sum_frac = 0, tau = -kInf;
+  PrefixSelector sel(k);
   for (int64_t i = 0; i < T; ++i) {
     const int64_t j = i - window;
     if (j < 0) continue;  // empty prefix: tau_i = -inf, nothing selected
-    const double uj = u[j];
-    ++n_prefix;
-    // Top-k: one insertion and at most one eviction.
-    if (int64_t(top.size()) < k) {
-      top.emplace(uj, j);
-      s.keys[j].sel_to = T;
-    } else if (uj >= top.top().first) {  // equal scores: the more recent key wins
-      s.keys[top.top().second].sel_to = i;
-      top.pop();
-      top.emplace(uj, j);
-      s.keys[j].sel_to = T;
-    }
-    // Classify the new key against the old tau.
-    if (uj - 1.0 >= tau) {
-      sat.emplace(uj - 1.0, j);
-      ++n_sat;
-    } else if (uj > tau) {
-      frac.emplace(uj, j);
-      ++n_frac;
-      sum_frac += uj;
-      s.keys[j].frac_from = i;
-    } else {
-      s.keys[j].frac_from = s.keys[j].dead_from = i;
-    }
-    if (n_prefix <= k) continue;  // every key saturated, tau = -inf
-    // Walk tau up over the breakpoints while f stays >= k there.
-    double nb = kInf;
-    for (;;) {
-      if (n_frac == 0) sum_frac = 0;  // no drift when the set empties
-      nb = kInf;
-      if (!sat.empty()) nb = sat.top().first;
-      if (!frac.empty()) nb = std::min(nb, frac.begin()->first);
-      if (nb == kInf) break;
-      const bool flat_after = (sat.empty() || sat.top().first > nb) && (frac.empty() || frac.rbegin()->first <= nb);
-      const double f_nb = flat_after ? double(n_sat) : double(n_sat) + (sum_frac - double(n_frac) * nb);
-      if (f_nb < double(k)) break;
-      tau = nb;
-      while (!sat.empty() && sat.top().first <= nb) {  // saturated -> fractional
-        const int64_t d = sat.top().second;
-        sat.pop();
-        --n_sat;
-        ++n_frac;
-        sum_frac += u[d];
-        frac.emplace(u[d], d);
-        s.keys[d].frac_from = i;
-      }
-      while (!frac.empty() && frac.begin()->first <= nb) {  // fractional -> dead (never returns)
-        const int64_t d = frac.begin()->second;
-        frac.erase(frac.begin());
-        --n_frac;
-        sum_frac -= u[d];
-        s.keys[d].dead_from = i;
-      }
-    }
-    SK_CHECK(n_frac > 0, "sparsek selection: internal error, empty fractional set at query ", i);
-    tau = std::clamp((double(n_sat) + sum_frac - double(k)) / double(n_frac), tau, nb);
-    s.tau[i] = tau;
+    const PrefixSelector::Events& ev = sel.push(u[j], j);
+    if (ev.selected) s.keys[j].sel_to = T;
+    if (ev.evicted >= 0) s.keys[ev.evicted].sel_to = i;
+    if (ev.entered_as != EntryState::Saturated) s.keys[j].frac_from = i;
+    if (ev.entered_as == EntryState::Dead) s.keys[j].dead_from = i;
+    for (int64_t d : ev.to_fractional) s.keys[d].frac_from = i;
+    for (int64_t d : ev.to_dead) s.keys[d].dead_from = i;
+    s.tau[i] = sel.tau();
   }
   return s;
 }

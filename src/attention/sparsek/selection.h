@@ -7,7 +7,7 @@
 // Because tau_i is non-decreasing, every key j is saturated, then fractional, then dead over
 // contiguous query ranges, and selected over one contiguous range; the result stores those ranges
 // per key (O(T) memory) and can list Sel_i per query.
-//   causal_selection:         incremental, O(T log T): a min-heap of saturated keys (by u_j - 1,
+//   causal_selection:         incremental (PrefixSelector), O(T log T): a min-heap of saturated keys (by u_j - 1,
 //                             the breakpoint where they turn fractional), a min-heap of fractional
 //                             keys (by u_j, where they die), and a size-k min-heap for the top-k.
 //                             After each insertion tau walks upward over the next breakpoints.
@@ -17,7 +17,13 @@
 // Tests: tests/attention/sparsek/test_selection.cpp.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <queue>
+#include <set>
+#include <utility>
 #include <vector>
+
+#include "attention/sparsek/projection.h"
 
 namespace sk::attention::sparsek {
 
@@ -49,6 +55,44 @@ struct DenseSelection {
   std::vector<double> tau;      // (T)
   std::vector<int8_t> state;    // (T, T): -1 outside P_i, else int(EntryState) (projection.h)
   std::vector<uint8_t> sel;     // (T, T): 1 where j in Sel_i
+};
+
+// The incremental state behind causal_selection, one key at a time (also what generation keeps:
+// the scores of the saturated and fractional keys are scalars, not KV). push(u, pos) adds the next
+// key of the prefix and reports what changed; keys are identified by the caller's positions, which
+// must increase from push to push (ties in u go to the later push).
+class PrefixSelector {
+ public:
+  struct Events {
+    EntryState entered_as = EntryState::Saturated;  // the new key's state against the old tau
+    bool selected = false;                          // the new key joined the top-k
+    int64_t evicted = -1;                           // position that left the top-k (-1: none)
+    std::vector<int64_t> to_fractional, to_dead;    // positions whose state changed (in order)
+  };
+  explicit PrefixSelector(int64_t k);
+  const Events& push(double u, int64_t pos);
+  double tau() const { return tau_; }    // -infinity while size() <= k
+  int64_t size() const { return n_prefix_; }
+  // Scores held for tau (saturated + fractional keys); dead keys are forgotten.
+  int64_t tracked_scores() const { return n_sat_ + int64_t(frac_.size()); }
+  int64_t k() const { return k_; }
+
+ private:
+  using Entry = std::pair<double, int64_t>;  // (u, pos)
+  using MinHeap = std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>>;
+  struct SatEntry {
+    double breakpoint;  // fl(u - 1): where the key turns fractional
+    int64_t pos;
+    double u;
+    bool operator>(const SatEntry& o) const { return breakpoint != o.breakpoint ? breakpoint > o.breakpoint : pos > o.pos; }
+  };
+  int64_t k_;
+  std::priority_queue<SatEntry, std::vector<SatEntry>, std::greater<SatEntry>> sat_;  // next to turn fractional on top
+  MinHeap top_;              // (u, pos): the worst selected key on top (ties: the older one)
+  std::set<Entry> frac_;     // (u, pos): minimum dies next; maximum tells when all die at once
+  int64_t n_sat_ = 0, n_prefix_ = 0;
+  double sum_frac_ = 0, tau_;
+  Events ev_;
 };
 
 // u: T scores (u_j already includes the position slope). k >= 1, window >= 0.
