@@ -74,6 +74,13 @@ MaskMode parse_mask_mode(const std::string& name) {
 
 const char* mask_mode_name(MaskMode m) { return m == MaskMode::LogMask ? "log_mask" : "gate_values"; }
 
+int64_t sparsek_keys_attended(int64_t T, int64_t k, int64_t window) {
+  int64_t keys = 0;
+  for (int64_t i = 0; i < T; ++i)
+    keys += std::min(window, i + 1) + std::min(k, std::max<int64_t>(0, i - window + 1));
+  return keys;
+}
+
 SparsekForward sparsek_attention_forward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                          const Tensor& u_in, const SparsekParams& params) {
   check_inputs(q_in, k_in, v_in, u_in, params);

@@ -54,6 +54,10 @@ struct SparsekGrads {
 SparsekGrads sparsek_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                         const Tensor& u, const SparsekForward& fwd, const SparsekParams& params);
 
+// Cost model: keys attended by the T queries of one sequence, summed over the queries:
+// sum_i min(w, i + 1) + min(k, max(0, i - w + 1)) (window keys plus Sel_i).
+int64_t sparsek_keys_attended(int64_t T, int64_t k, int64_t window);
+
 // Differentiable (q, k, v, u) -> out.
 Tensor sparsek_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& u,
                                    const SparsekParams& params);

@@ -144,6 +144,22 @@ TEST(SparsekAttention, f32_matches_f64) {
   }
 }
 
+TEST(SparsekAttention, keys_attended_counts_the_visible_keys) {
+  Rng rng(626);
+  for (int64_t T : {1, 5, 12})
+    for (int64_t w : {0, 1, 3, 20})
+      for (int64_t kk : {1, 4, 20}) {
+        std::vector<double> u(static_cast<size_t>(T));
+        for (double& x : u) x = rng.normal();
+        CausalSelection s = causal_selection(u.data(), T, kk, w);
+        int64_t count = 0;
+        for (int64_t i = 0; i < T; ++i) count += std::min(w, i + 1) + int64_t(s.selected_keys(i).size());
+        EXPECT_EQ(sparsek_keys_attended(T, kk, w), count) << "T " << T << " w " << w << " k " << kk;
+      }
+  // T w - w (w - 1) / 2 window keys plus k (T - w) - k (k - 1) / 2 selected keys.
+  EXPECT_EQ(sparsek_keys_attended(65536, 512, 512), 65536 * 512 - 512 * 511 / 2 + 512 * (65536 - 512) - 512 * 511 / 2);
+}
+
 TEST(BadInput, sparsek_attention) {
   Tensor q = Tensor::zeros({1, 2, 4, 8});
   EXPECT_THROW(sparsek_attention_reference(q, q, q, Tensor::zeros({1, 3, 4}), {2, 0}), Error);
