@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages sparsek builds with (needs root or sudo; skips what is present).
+# Installs the Debian packages sparsek builds with, and python3-matplotlib for scripts/plot_metrics.py
+# (needs root or sudo; skips what is present).
 # The CUDA toolkit is not installed here: with /usr/local/cuda/bin/nvcc present the build adds
 # the CUDA backend, without it the build is CPU-only.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libutf8proc-dev)
+pkgs=(cmake ninja-build g++ nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libutf8proc-dev
+      python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -58,4 +58,24 @@ void run_config_show(const ConfigShowOptions& o);
 void run_config_keys();
 void run_train(const ConfigShowOptions& o);  // same options: a config file and --set overrides
 
+struct EvalOptions {
+  std::string target;                  // a run config JSON (its latest checkpoint), a step or run directory
+  std::vector<std::string> overrides;  // --set a.b=value, applied to the config
+  std::string split = "val";           // val | train
+  std::vector<std::string> files;      // token shard files or globs, instead of the split
+  int64_t max_batches = -1;            // -1: the config's eval.max_batches; 0: all
+};
+void run_eval(const EvalOptions& o);
+
+struct GenerateOptions {
+  std::string checkpoint;   // a step directory or a run directory (its latest checkpoint)
+  std::string prompt;
+  int64_t max_tokens = 200;
+  double temperature = 0.8;  // 0: greedy
+  int64_t top_k = 40;        // 0: the whole vocabulary
+  uint64_t seed = 1337;
+  std::string tokenizer;     // "": the checkpoint's copy, else the config's data.tokenizer
+};
+void run_generate(const GenerateOptions& o);
+
 }  // namespace sk::cli

@@ -4,6 +4,8 @@
 //   bench ops    time LayerNorm, GELU, fused cross-entropy, AdamW against PyTorch (docs/bench/)
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
 //   train        the training loop from a run config (src/train/trainer.h)
+//   eval         loss and perplexity of a checkpoint on a split or shard files
+//   generate     sample text from a checkpoint
 //   config show|keys  the resolved run config / every key (src/config/run_config.h)
 //   prepare      text files / directories / JSONL -> token shards + manifest (src/data/prepare.h)
 // Errors from sparsek (sk::Error) print one line and exit with status 2.
@@ -57,6 +59,33 @@ int main(int argc, char** argv) {
   train_cmd->add_option("config", train_opts.config, "run config JSON")->required();
   train_cmd->add_option("--set", train_opts.overrides, "override a key: --set train.max_steps=100 (repeatable)");
   train_cmd->callback([&] { run_train(train_opts); });
+
+  EvalOptions eval_opts;
+  auto* eval_cmd = app.add_subcommand("eval", "Mean loss and perplexity of a trained model on a split or on shard files");
+  eval_cmd->add_option("target", eval_opts.target,
+                       "run config JSON (its latest checkpoint), a checkpoint step directory or a run directory")
+      ->required();
+  eval_cmd->add_option("--split", eval_opts.split, "val or train")->capture_default_str()
+      ->check(CLI::IsMember({"val", "train"}));
+  eval_cmd->add_option("--files", eval_opts.files, "token shard files or globs (instead of the split)");
+  eval_cmd->add_option("--max-batches", eval_opts.max_batches, "batches to evaluate (0: all; default: eval.max_batches)");
+  eval_cmd->add_option("--set", eval_opts.overrides, "override a key of the saved config: --set train.batch_size=4");
+  eval_cmd->callback([&] { run_eval(eval_opts); });
+
+  GenerateOptions gen;
+  auto* gen_cmd = app.add_subcommand("generate", "Sample a continuation of a prompt from a checkpoint "
+                                                  "(full forward per token until the KV-cache decode step lands)");
+  gen_cmd->add_option("checkpoint", gen.checkpoint, "checkpoint step directory or run directory (its latest)")->required();
+  gen_cmd->add_option("--prompt", gen.prompt, "text to continue (empty: start from <|endoftext|>)");
+  gen_cmd->add_option("--max-tokens", gen.max_tokens, "new tokens at most")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen_cmd->add_option("--temperature", gen.temperature, "sampling temperature (0: greedy)")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen_cmd->add_option("--top-k", gen.top_k, "sample from the K most likely tokens (0: all)")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen_cmd->add_option("--seed", gen.seed, "sampling seed")->capture_default_str();
+  gen_cmd->add_option("--tokenizer", gen.tokenizer, "tokenizer (default: the checkpoint's copy, else data.tokenizer)");
+  gen_cmd->callback([&] { run_generate(gen); });
 
   PrepareOptions prep;
   auto* prep_cmd = app.add_subcommand("prepare", "Tokenize text files, directories or JSONL into token shards + a manifest");

@@ -77,6 +77,9 @@ ConfigSchema schema_for(RunConfig& c) {
   s.add_int("train.max_steps", &t.max_steps, 1, kBig, "optimizer steps");
   s.add_int("train.seed", &t.seed, 0, kBig, "initialisation and run seed");
   s.add_int("train.max_bad_steps", &t.max_bad_steps, 1, 1 << 20, "stop after this many NaN/Inf steps in a row");
+  s.add_int("train.batch_tokens", &t.batch_tokens, 0, kBig,
+            "tokens per optimizer step (0: batch_size x seq_len x grad_accum); set: grad_accum is derived");
+  s.add_string("train.resume", &t.resume, "none | auto (the latest checkpoint in checkpoint.dir) | a checkpoint path");
 
   s.add_int("eval.every", &c.eval.every, 0, kBig, "evaluate every N steps (0: off)");
   s.add_int("eval.max_batches", &c.eval.max_batches, 0, kBig, "validation batches (0: the whole split)");
@@ -84,7 +87,6 @@ ConfigSchema schema_for(RunConfig& c) {
   s.add_string("checkpoint.dir", &c.checkpoint.dir, "checkpoint directory");
   s.add_int("checkpoint.every", &c.checkpoint.every, 0, kBig, "save every N steps (0: off)");
   s.add_int("checkpoint.keep", &c.checkpoint.keep, 1, 1 << 20, "checkpoints kept");
-  s.add_bool("checkpoint.resume", &c.checkpoint.resume, "resume from the latest checkpoint in dir");
 
   s.add_int("logging.every", &c.logging.every, 1, kBig, "progress line every N steps");
   s.add_string("logging.metrics_file", &c.logging.metrics_file, "JSONL metrics file (in checkpoint.dir)");
@@ -105,8 +107,22 @@ void RunConfig::validate() const {
            model.rotary_pct, " of head dim ", head_dim, " gives an odd number of rotary dims");
   if (attention.kind == "sliding_window")
     SK_CHECK(attention.window >= 1, "config: attention.kind = sliding_window needs attention.window >= 1");
+  const int64_t per_micro = train.batch_size * train.seq_len;
+  if (train.batch_tokens > 0) {
+    SK_CHECK(train.batch_tokens % per_micro == 0, "config: train.batch_tokens ", train.batch_tokens,
+             " is not divisible by train.batch_size x train.seq_len = ", train.batch_size, " x ", train.seq_len, " = ",
+             per_micro);
+    SK_CHECK(train.grad_accum == 1 || train.grad_accum * per_micro == train.batch_tokens, "config: train.grad_accum ",
+             train.grad_accum, " contradicts train.batch_tokens ", train.batch_tokens, " (which gives grad_accum ",
+             train.batch_tokens / per_micro, "); set only one of them");
+  }
   SK_CHECK(train.device == "auto" || train.device == "cpu" || train.device == "cuda" || train.device.rfind("cuda:", 0) == 0,
            "config: train.device = \"", train.device, "\" is not one of: auto, cpu, cuda, cuda:N");
+}
+
+void RunConfig::resolve() {
+  validate();
+  if (train.batch_tokens > 0) train.grad_accum = train.batch_tokens / (train.batch_size * train.seq_len);
 }
 
 nlohmann::json RunConfig::to_json() const {
@@ -115,17 +131,23 @@ nlohmann::json RunConfig::to_json() const {
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
-  RunConfig c;
-  ConfigSchema s = schema_for(c);
+  nlohmann::json j = nlohmann::json::object();
   if (!path.empty()) {
     std::ifstream f(path);
     SK_CHECK(f.good(), "config file ", path, " cannot be opened");
-    nlohmann::json j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+    j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
     SK_CHECK(!j.is_discarded(), "config file ", path, " is not valid JSON");
-    s.apply_json(j, path);
   }
+  return run_config_from_json(j, path.empty() ? "(defaults)" : path, overrides);
+}
+
+RunConfig run_config_from_json(const nlohmann::json& j, const std::string& source,
+                               const std::vector<std::string>& overrides) {
+  RunConfig c;
+  ConfigSchema s = schema_for(c);
+  s.apply_json(j, source);
   for (const std::string& o : overrides) s.apply_override(o);
-  c.validate();
+  c.resolve();
   return c;
 }
 

@@ -78,6 +78,8 @@ struct TrainConfig {
   int64_t max_steps = 1000;
   int64_t seed = 1337;
   int64_t max_bad_steps = 5;         // NaN/Inf guard: stop after this many skipped steps in a row
+  int64_t batch_tokens = 0;          // tokens per optimizer step; > 0: grad_accum is derived from it
+  std::string resume = "none";       // none | auto (latest in checkpoint.dir, if any) | PATH
 };
 
 struct EvalConfig {
@@ -89,7 +91,6 @@ struct CheckpointConfig {
   std::string dir = "checkpoints";
   int64_t every = 500;               // steps; 0 disables
   int64_t keep = 3;
-  bool resume = false;
 };
 
 struct LoggingConfig {
@@ -111,11 +112,17 @@ struct RunConfig {
   // Cross-field rules (n_embd divisible by n_head, seq_len within block_size for learned
   // positions, ...); throws sk::Error naming the keys.
   void validate() const;
+  // Derived values: grad_accum from train.batch_tokens when that is set. load_run_config calls it.
+  void resolve();
   nlohmann::json to_json() const;
 };
 
 // Loads a JSON file (or "" for the defaults), applies "a.b=value" overrides in order, validates.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from a JSON object already in memory (e.g. the config saved in a checkpoint's
+// state.json); `source` names it in errors.
+RunConfig run_config_from_json(const nlohmann::json& j, const std::string& source,
+                               const std::vector<std::string>& overrides = {});
 // Every key with its type, range and doc (for `sparsek config keys` and docs/CONFIG.md).
 std::string describe_run_config();
 

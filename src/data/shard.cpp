@@ -3,8 +3,6 @@
 #include "data/shard.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include <filesystem>
 
 #include "util/check.h"
+#include "util/file_io.h"
 
 namespace sk::data {
 
@@ -24,32 +23,6 @@ int32_t load_i32(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return v;
-}
-
-std::string errno_text() { return std::strerror(errno); }
-
-// Writes all of [data, data + n) at the current position of fd (retrying short writes).
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    SK_CHECK(w > 0, "shard ", path, ": write failed: ", errno_text());
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-void pwrite_all(int fd, const void* data, size_t n, off_t offset, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, n, offset);
-    if (w < 0 && errno == EINTR) continue;
-    SK_CHECK(w > 0, "shard ", path, ": write failed: ", errno_text());
-    p += w;
-    n -= static_cast<size_t>(w);
-    offset += w;
-  }
 }
 
 std::atomic<uint64_t> g_tmp_counter{0};
@@ -119,51 +92,9 @@ ShardView parse_shard(const uint8_t* data, size_t size, const std::string& name)
 Shard Shard::open(const std::string& path) {
   Shard s;
   s.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  SK_CHECK(fd >= 0, "shard ", path, ": cannot open: ", errno_text());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    const std::string why = S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file";
-    ::close(fd);
-    SK_FAIL("shard ", path, ": cannot open: ", why);
-  }
-  const auto size = static_cast<size_t>(st.st_size);
-  if (size < static_cast<size_t>(kShardHeaderBytes)) {
-    ::close(fd);
-    SK_FAIL("shard ", path, ": truncated: ", size, " bytes, shorter than the ", kShardHeaderBytes, "-byte header");
-  }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);
-  SK_CHECK(map != MAP_FAILED, "shard ", path, ": mmap of ", size, " bytes failed: ", std::strerror(map_errno));
-  s.map_ = map;
-  s.map_bytes_ = size;
-  s.view_ = parse_shard(static_cast<const uint8_t*>(map), size, path);  // on throw, ~Shard unmaps
+  s.file_ = util::MappedFile::open(path, "shard " + path);
+  s.view_ = parse_shard(s.file_.data(), s.file_.size(), path);
   return s;
-}
-
-Shard::Shard(Shard&& o) noexcept { *this = std::move(o); }
-
-Shard& Shard::operator=(Shard&& o) noexcept {
-  if (this != &o) {
-    release();
-    path_ = std::move(o.path_);
-    map_ = o.map_;
-    map_bytes_ = o.map_bytes_;
-    view_ = o.view_;
-    o.map_ = nullptr;
-    o.map_bytes_ = 0;
-    o.view_ = ShardView{};
-  }
-  return *this;
-}
-
-Shard::~Shard() { release(); }
-
-void Shard::release() {
-  if (map_) ::munmap(map_, map_bytes_);
-  map_ = nullptr;
-  map_bytes_ = 0;
 }
 
 std::vector<uint32_t> Shard::tokens() const {
@@ -178,13 +109,13 @@ ShardWriter::ShardWriter(const std::string& path, int version) : path_(path), ve
   SK_CHECK(version == 1 || version == 2, "shard ", path, ": cannot write version ", version, " (1 or 2)");
   tmp_path_ = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(g_tmp_counter++);
   fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  SK_CHECK(fd_ >= 0, "shard ", path, ": cannot create ", tmp_path_, ": ", errno_text());
+  SK_CHECK(fd_ >= 0, "shard ", path, ": cannot create ", tmp_path_, ": ", util::errno_text());
   // Placeholder header (count 0): a crash leaves an invalid temporary, never a visible shard.
   std::vector<int32_t> header(kShardHeaderInts, 0);
   header[0] = kShardMagic;
   header[1] = version_;
   try {
-    write_all(fd_, header.data(), kShardHeaderBytes, path_);
+    util::write_all(fd_, header.data(), kShardHeaderBytes, "shard " + path_);
   } catch (...) {
     ::close(fd_);
     ::unlink(tmp_path_.c_str());
@@ -225,7 +156,7 @@ void ShardWriter::write(const uint32_t* tokens, size_t count) {
 
 void ShardWriter::flush_buffer() {
   if (buf_.empty()) return;
-  write_all(fd_, buf_.data(), buf_.size(), path_);
+  util::write_all(fd_, buf_.data(), buf_.size(), "shard " + path_);
   buf_.clear();
 }
 
@@ -233,21 +164,14 @@ int64_t ShardWriter::finish() {
   SK_CHECK(!finished_, "shard ", path_, ": finish() called twice");
   flush_buffer();
   const int32_t count = static_cast<int32_t>(count_);
-  pwrite_all(fd_, &count, 4, 8, path_);
-  SK_CHECK(::fsync(fd_) == 0, "shard ", path_, ": fsync failed: ", errno_text());
-  SK_CHECK(::close(fd_) == 0, "shard ", path_, ": close failed: ", errno_text());
+  util::pwrite_all(fd_, &count, 4, 8, "shard " + path_);
+  util::fsync_fd(fd_, "shard " + path_);
+  SK_CHECK(::close(fd_) == 0, "shard ", path_, ": close failed: ", util::errno_text());
   fd_ = -1;
   SK_CHECK(::rename(tmp_path_.c_str(), path_.c_str()) == 0, "shard ", path_, ": cannot rename ", tmp_path_,
-           " onto it: ", errno_text());
+           " onto it: ", util::errno_text());
   finished_ = true;
-  // Make the rename durable: fsync the directory (best effort: some filesystems refuse).
-  const std::filesystem::path parent = std::filesystem::path(path_).parent_path();
-  const std::filesystem::path dir = parent.empty() ? std::filesystem::path(".") : parent;
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
+  util::fsync_dir(std::filesystem::path(path_).parent_path());  // make the rename durable
   return kShardHeaderBytes + count_ * shard_token_bytes(version_);
 }
 

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "util/file_io.h"
+
 namespace sk::data {
 
 inline constexpr int32_t kShardMagic = 20240520;
@@ -49,11 +51,10 @@ class Shard {
  public:
   // Opens and validates `path`; throws sk::Error naming the path on any problem.
   static Shard open(const std::string& path);
-  Shard(Shard&& o) noexcept;
-  Shard& operator=(Shard&& o) noexcept;
+  Shard(Shard&& o) noexcept = default;  // the mapping (and view_'s pointers into it) moves along
+  Shard& operator=(Shard&& o) noexcept = default;
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
-  ~Shard();
 
   const std::string& path() const { return path_; }
   int version() const { return view_.version; }
@@ -65,10 +66,8 @@ class Shard {
 
  private:
   Shard() = default;
-  void release();
   std::string path_;
-  void* map_ = nullptr;
-  size_t map_bytes_ = 0;
+  util::MappedFile file_;
   ShardView view_;
 };
 

@@ -44,6 +44,7 @@ class AdamW {
     bool decay = true;
   };
   std::vector<Slot>& slots() { return slots_; }
+  const std::vector<Slot>& slots() const { return slots_; }
   void set_step_count(int64_t s) { step_ = s; }
 
  private:

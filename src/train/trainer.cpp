@@ -1,25 +1,35 @@
 // The training loop (trainer.h).
 #include "train/trainer.h"
 
+#include <fcntl.h>
 #include <glob.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 
 #include "autograd/node.h"
-#include "data/loader.h"
-#include "model/gpt.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
+#include "train/checkpoint.h"
 #include "train/schedule.h"
 #include "util/check.h"
+#include "util/file_io.h"
 
 namespace sk::train {
+
+namespace fs = std::filesystem;
 
 std::vector<std::string> resolve_shards(const std::string& pattern) {
   SK_CHECK(!pattern.empty(), "config: data.train / data.val is empty: give a shard glob such as "
@@ -34,6 +44,23 @@ std::vector<std::string> resolve_shards(const std::string& pattern) {
   return out;
 }
 
+double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches) {
+  autograd::NoGradGuard no_grad;
+  loader.reset();
+  double total = 0;
+  int64_t targets = 0, batches = 0;
+  ops::CrossEntropyOptions o;
+  o.valid_vocab = gpt.config().vocab_size;
+  o.reduction = ops::Reduction::Sum;
+  while (auto b = loader.next()) {
+    total += ops::cross_entropy(gpt.forward(b->inputs), b->targets, o).item();
+    targets += b->num_targets;
+    if (++batches == max_batches) break;
+  }
+  SK_CHECK(targets > 0, "evaluation: the split has no targets");
+  return total / double(targets);
+}
+
 namespace {
 
 // Weight decay on 2-D weights; embeddings, norms and biases only when asked.
@@ -44,28 +71,118 @@ bool decays(const std::string& name, const Tensor& t, const config::OptimizerCon
   return true;
 }
 
-// Mean validation loss over the real targets of up to max_batches batches.
-double evaluate(const model::Gpt& gpt, data::DataLoader& val, int64_t max_batches, int64_t vocab) {
-  autograd::NoGradGuard no_grad;
-  val.reset();
-  double total = 0;
-  int64_t targets = 0, batches = 0;
-  ops::CrossEntropyOptions o;
-  o.valid_vocab = vocab;
-  o.reduction = ops::Reduction::Sum;
-  while (auto b = val.next()) {
-    total += ops::cross_entropy(gpt.forward(b->inputs), b->targets, o).item();
-    targets += b->num_targets;
-    if (++batches == max_batches) break;
+// An exclusive lock on <dir>/.lock for the life of the run: two processes training into the same
+// checkpoint.dir would overwrite each other's checkpoints. Released by the kernel on any exit.
+class RunDirLock {
+ public:
+  explicit RunDirLock(const fs::path& dir) {
+    const fs::path p = dir / ".lock";
+    fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    SK_CHECK(fd_ >= 0, "checkpoint.dir ", dir.string(), ": cannot create ", p.string(), ": ", util::errno_text());
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      SK_FAIL("checkpoint.dir ", dir.string(), " is in use by another sparsek train (", p.string(),
+              " is locked); use another checkpoint.dir");
+    }
   }
-  SK_CHECK(targets > 0, "validation split has no targets");
-  return total / double(targets);
+  ~RunDirLock() { ::close(fd_); }
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// {"model.n_layer": 2, ...} from the nested config JSON.
+std::map<std::string, nlohmann::json> flat_config(const nlohmann::json& nested) {
+  std::map<std::string, nlohmann::json> out;
+  const nlohmann::json flat = nested.flatten();
+  for (const auto& [ptr, v] : flat.items()) {
+    std::string key = ptr.substr(1);
+    std::replace(key.begin(), key.end(), '/', '.');
+    out[key] = v;
+  }
+  return out;
+}
+
+// Keys whose value must be the checkpoint's for an exact continuation.
+bool must_match(const std::string& key) {
+  return key.rfind("model.", 0) == 0 || key.rfind("attention.", 0) == 0 || key == "train.batch_size" ||
+         key == "train.seq_len" || key == "train.grad_accum" || key == "train.dtype" || key == "data.seed";
+}
+// Keys that may differ without comment (where and how long to run, how to log).
+bool free_to_change(const std::string& key) {
+  return key == "train.resume" || key == "train.max_steps" || key.rfind("checkpoint.", 0) == 0 ||
+         key.rfind("logging.", 0) == 0 || key.rfind("eval.", 0) == 0 || key == "model.init_from" ||
+         key == "train.batch_tokens";
+}
+
+void check_compatible(const config::RunConfig& cfg, const Checkpoint& ck) {
+  SK_CHECK(ck.state().contains("config") && ck.state()["config"].is_object(), "checkpoint ", ck.state_path().string(),
+           " has no 'config' (the checkpoint is corrupt)");
+  const auto saved = flat_config(ck.state()["config"]);
+  const auto now = flat_config(cfg.to_json());
+  for (const auto& [key, v] : now) {
+    const auto it = saved.find(key);
+    const std::string was = it == saved.end() ? "(absent)" : it->second.dump();
+    if (it != saved.end() && it->second == v) continue;
+    if (must_match(key))
+      SK_FAIL("cannot resume from ", ck.state_path().string(), ": ", key, " is ", was, " there but ", v.dump(),
+              " in this config (an incompatible config; start a new run in another checkpoint.dir)");
+    if (!free_to_change(key)) spdlog::warn("resume: {} changed from {} to {}", key, was, v.dump());
+  }
+}
+
+// The GPT-2 / tokenizer.json files of data.tokenizer (copied into checkpoints), or none.
+std::vector<std::pair<fs::path, std::string>> tokenizer_files(const std::string& path) {
+  std::error_code ec;
+  if (path.empty() || !fs::exists(path, ec)) return {};
+  if (fs::is_regular_file(path, ec)) return {{fs::path(path), "tokenizer.json"}};
+  const fs::path d(path);
+  if (fs::exists(d / "tokenizer.json", ec)) return {{d / "tokenizer.json", "tokenizer.json"}};
+  if (fs::exists(d / "encoder.json", ec) && fs::exists(d / "vocab.bpe", ec))
+    return {{d / "encoder.json", "encoder.json"}, {d / "vocab.bpe", "vocab.bpe"}};
+  return {};
+}
+
+nlohmann::json rng_state(const Rng& rng) {
+  const Rng::State s = rng.state();
+  uint64_t spare_bits;
+  std::memcpy(&spare_bits, &s.spare, 8);
+  return {{"s", {s.s[0], s.s[1], s.s[2], s.s[3]}}, {"has_spare", s.has_spare}, {"spare_bits", spare_bits}};
+}
+
+void set_rng_state(Rng& rng, const nlohmann::json& j, const std::string& where) {
+  SK_CHECK(j.is_object() && j.contains("s") && j["s"].is_array() && j["s"].size() == 4, where,
+           ": bad 'rng' entry (the checkpoint is corrupt)");
+  Rng::State s{};
+  for (int i = 0; i < 4; ++i) s.s[i] = j["s"][i].get<uint64_t>();
+  s.has_spare = j.value("has_spare", false);
+  const uint64_t bits = j.value("spare_bits", uint64_t(0));
+  std::memcpy(&s.spare, &bits, 8);
+  rng.set_state(s);
+}
+
+// Keeps the metrics records of steps <= `step` (a resumed run rewrites the steps after it).
+void truncate_metrics(const fs::path& path, int64_t step) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  std::istringstream in(util::read_file(path));
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    const nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
+    if (!r.is_discarded() && r.is_object() && r.value("step", int64_t(0)) <= step) kept += line + "\n";
+  }
+  util::write_file_atomic(path, kept);
 }
 
 }  // namespace
 
-TrainResult train(const config::RunConfig& cfg) {
-  cfg.validate();
+std::vector<std::string> training_devices() { return {"cpu"}; }
+
+TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
+  config::RunConfig cfg = cfg_in;
+  cfg.resolve();
   const std::string& dev = cfg.train.device;
   SK_CHECK(dev == "auto" || dev == "cpu", "train.device = \"", dev,
            "\": training on CUDA needs the attention kernels (attention issue); use train.device=cpu for now");
@@ -87,27 +204,95 @@ TrainResult train(const config::RunConfig& cfg) {
   model::Gpt gpt(cfg.model, cfg.attention, DType::F32, Device::cpu(), rng);
   optim::AdamW opt({.lr = cfg.optimizer.lr, .beta1 = cfg.optimizer.beta1, .beta2 = cfg.optimizer.beta2,
                     .eps = cfg.optimizer.eps, .weight_decay = cfg.optimizer.weight_decay});
+  const io::NamedTensors named = gpt.named_parameters();
   std::vector<Tensor> params;
-  for (auto& [name, t] : gpt.named_parameters()) {
+  for (auto& [name, t] : named) {
     opt.add_param(t, decays(name, t, cfg.optimizer));
     params.push_back(t);
   }
+
+  // The run directory: locked, then resumed from or checked to be free.
+  const fs::path run_dir(cfg.checkpoint.dir);
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  SK_CHECK(!ec, "checkpoint.dir ", run_dir.string(), ": cannot create: ", ec.message());
+  RunDirLock lock(run_dir);
+  const fs::path metrics_path = cfg.logging.metrics_file.empty() ? fs::path() : run_dir / cfg.logging.metrics_file;
+  std::optional<Checkpoint> ck;
+  const std::string& resume = cfg.train.resume;
+  if (resume == "auto") {
+    if (auto l = latest_checkpoint(run_dir)) ck = Checkpoint::open(*l);
+  } else if (resume != "none" && !resume.empty()) {
+    ck = Checkpoint::open(resume);
+  } else {
+    const auto existing = latest_checkpoint(run_dir);
+    const bool has_metrics = !metrics_path.empty() && fs::exists(metrics_path, ec) && fs::file_size(metrics_path, ec) > 0;
+    SK_CHECK(!existing && !has_metrics, "checkpoint.dir ", run_dir.string(), " already holds a run (",
+             existing ? existing->string() : metrics_path.string(),
+             "): set train.resume=auto to continue it, or choose another checkpoint.dir");
+  }
+
+  int64_t start_step = 0, bad_in_a_row = 0;
+  TrainResult result;
+  if (ck) {
+    const std::string where = ck->state_path().string();
+    check_compatible(cfg, *ck);
+    ck->load_weights(named);
+    ck->load_optimizer(named, opt);
+    const nlohmann::json& st = ck->state();
+    try {
+      train_loader.load_state(st.at("train_loader"));
+      if (val_loader && st.contains("val_loader")) val_loader->load_state(st.at("val_loader"));
+      set_rng_state(rng, st.at("rng"), where);
+      start_step = st.at("step").get<int64_t>();
+      bad_in_a_row = st.at("bad_steps_in_a_row").get<int64_t>();
+      result.skipped_steps = st.at("skipped_steps").get<int64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      SK_FAIL("checkpoint ", where, ": ", e.what(), " (the checkpoint is corrupt)");
+    }
+    SK_CHECK(opt.step_count() == start_step - result.skipped_steps, "checkpoint ", where, ": the optimizer step ",
+             opt.step_count(), " does not match step ", start_step, " minus ", result.skipped_steps, " skipped");
+    spdlog::info("train: resumed from {} (step {})", ck->dir().string(), start_step);
+  }
+  result.first_step = result.last_step = start_step;
+  const auto tok_files = tokenizer_files(cfg.data.tokenizer);
+
   spdlog::info("train: {} parameters, {} layers x {} wide, T = {}, batch {} x {} accumulation, {} steps, cpu f32",
                gpt.num_parameters(), cfg.model.n_layer, cfg.model.n_embd, T, B, cfg.train.grad_accum,
                cfg.train.max_steps);
 
   std::ofstream metrics;
-  if (!cfg.logging.metrics_file.empty()) {
-    std::filesystem::create_directories(cfg.checkpoint.dir);
-    const auto path = std::filesystem::path(cfg.checkpoint.dir) / cfg.logging.metrics_file;
-    metrics.open(path, std::ios::app);
-    SK_CHECK(metrics.good(), "cannot open the metrics file ", path.string());
+  if (!metrics_path.empty()) {
+    truncate_metrics(metrics_path, start_step);
+    metrics.open(metrics_path, std::ios::app);
+    SK_CHECK(metrics.good(), "cannot open the metrics file ", metrics_path.string());
   }
 
-  TrainResult result;
-  int64_t bad_in_a_row = 0;
+  auto save = [&](int64_t step) {
+    CheckpointWrite w;
+    w.dir = cfg.checkpoint.dir;
+    w.step = step;
+    w.weights = named;
+    w.optimizer = &opt;
+    w.keep = cfg.checkpoint.keep;
+    w.tokenizer_files = tok_files;
+    w.state = {{"config", cfg.to_json()},
+               {"train_loader", train_loader.state()},
+               {"val_loader", val_loader ? val_loader->state() : nlohmann::json()},
+               {"rng", rng_state(rng)},
+               {"bad_steps_in_a_row", bad_in_a_row},
+               {"skipped_steps", result.skipped_steps},
+               {"schedule", {{"step", step}, {"lr", learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps)}}},
+               {"last_train_loss", result.train_losses.empty() ? nlohmann::json() : nlohmann::json(result.train_losses.back())}};
+    const auto t = std::chrono::steady_clock::now();
+    result.last_checkpoint = save_checkpoint(w).string();
+    spdlog::info("step {:5d} | checkpoint {} ({:.1f} s)", step, result.last_checkpoint,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count());
+  };
+
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t step = 0; step < cfg.train.max_steps; ++step) {
+  const bool checkpoints = cfg.checkpoint.every > 0;
+  for (int64_t step = start_step; step < cfg.train.max_steps; ++step) {
     const double lr = learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps);
     opt.zero_grad();
     double loss_sum = 0;
@@ -122,35 +307,45 @@ TrainResult train(const config::RunConfig& cfg) {
     const double max_norm = cfg.optimizer.grad_clip > 0 ? cfg.optimizer.grad_clip : 1e30;
     optim::GradNorm gn = optim::global_grad_norm(params, max_norm);
     const double norm = gn.norm();
-    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+    result.train_losses.push_back(loss);
+    result.last_step = step + 1;
+    const bool finite = std::isfinite(loss) && std::isfinite(norm);
+    if (!finite) {
       ++result.skipped_steps;
       spdlog::warn("step {}: loss {} / gradient norm {} is not finite: step skipped ({} in a row)", step + 1, loss, norm,
                    ++bad_in_a_row);
       SK_CHECK(bad_in_a_row < cfg.train.max_bad_steps, "training stopped: ", bad_in_a_row,
                " steps in a row had a NaN/Inf loss or gradient (train.max_bad_steps = ", cfg.train.max_bad_steps, ")");
-      result.train_losses.push_back(loss);
-      continue;
+    } else {
+      bad_in_a_row = 0;
+      opt.step(lr, gn.coefficient);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double tokens = double(step + 1 - start_step) * double(B * T * cfg.train.grad_accum);
+      nlohmann::json rec = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                            {"tokens_per_s", tokens / std::max(secs, 1e-9)}};
+      if (val_loader && ((step + 1) % cfg.eval.every == 0 || step + 1 == cfg.train.max_steps)) {
+        const double vl = evaluate(gpt, *val_loader, cfg.eval.max_batches);
+        result.val_losses.push_back({step + 1, vl});
+        rec["val_loss"] = vl;
+        rec["val_ppl"] = std::exp(vl);
+        spdlog::info("step {:5d} | validation loss {:.4f} | perplexity {:.2f}", step + 1, vl, std::exp(vl));
+      }
+      if ((step + 1) % cfg.logging.every == 0 || step == start_step || step + 1 == cfg.train.max_steps) {
+        const double eta = secs / double(step + 1 - start_step) * double(cfg.train.max_steps - step - 1);
+        spdlog::info("step {:5d}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | ETA {:.0f} s", step + 1,
+                     cfg.train.max_steps, loss, lr, norm, tokens / std::max(secs, 1e-9), eta);
+      }
+      if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     }
-    bad_in_a_row = 0;
-    opt.step(lr, gn.coefficient);
-    result.train_losses.push_back(loss);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double tokens = double(step + 1) * double(B * T * cfg.train.grad_accum);
-    nlohmann::json rec = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                          {"tokens_per_s", tokens / std::max(secs, 1e-9)}};
-    if (val_loader && ((step + 1) % cfg.eval.every == 0 || step + 1 == cfg.train.max_steps)) {
-      const double vl = evaluate(gpt, *val_loader, cfg.eval.max_batches, cfg.model.vocab_size);
-      result.val_losses.push_back({step + 1, vl});
-      rec["val_loss"] = vl;
-      rec["val_ppl"] = std::exp(vl);
-      spdlog::info("step {:5d} | validation loss {:.4f} | perplexity {:.2f}", step + 1, vl, std::exp(vl));
+    const bool stop = opts.should_stop && opts.should_stop(step + 1) && step + 1 < cfg.train.max_steps;
+    const bool last = step + 1 == cfg.train.max_steps;
+    if (checkpoints && ((step + 1) % cfg.checkpoint.every == 0 || last || stop)) save(step + 1);
+    if (stop) {
+      result.stopped = true;
+      spdlog::info("train: stopped at step {}{}", step + 1,
+                   checkpoints ? "; continue with --set train.resume=auto" : " (checkpoint.every = 0: nothing saved)");
+      break;
     }
-    if ((step + 1) % cfg.logging.every == 0 || step == 0 || step + 1 == cfg.train.max_steps) {
-      const double eta = secs / double(step + 1) * double(cfg.train.max_steps - step - 1);
-      spdlog::info("step {:5d}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | ETA {:.0f} s", step + 1,
-                   cfg.train.max_steps, loss, lr, norm, tokens / std::max(secs, 1e-9), eta);
-    }
-    if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
   }
   return result;
 }

@@ -6,26 +6,60 @@
 // periodic validation (mean loss over the split's real targets, perplexity), a progress line and
 // a JSONL metrics record. The data-parallel reduction will hook in between backward and the
 // norm (one place: reduce_gradients()).
-// Not yet: checkpoints and resume, CUDA (needs the attention kernels), multi-GPU.
-// Tests: tests/train/test_trainer.cpp.
+//
+// Checkpoints (train/checkpoint.h) every checkpoint.every steps, at the end, and when asked to
+// stop (TrainOptions::should_stop; `sparsek train` wires SIGINT/SIGTERM to it). train.resume:
+//   none  a fresh run; refused when checkpoint.dir already holds checkpoints or metrics
+//   auto  continue from the latest checkpoint in checkpoint.dir, or start fresh if there is none
+//   PATH  continue from that checkpoint (a step directory or a run directory)
+// A resumed run continues exactly: the weights, AdamW moments and step, RNG, train/val loader
+// cursors, NaN-guard counters and the schedule position come from the checkpoint, so on the CPU
+// its losses are bit-identical to an uninterrupted run's. Settings that would change the
+// computation (model.*, attention.*, train.batch_size/seq_len/grad_accum/dtype, data.seed) must
+// match the checkpoint's (error naming the key and state.json); other changes are logged.
+// Records of metrics.jsonl after the resumed step (written after the checkpoint, before the
+// interruption) are dropped, so the file describes one run.
+// Not yet: CUDA (needs the attention kernels), multi-GPU.
+// Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "config/run_config.h"
+#include "data/loader.h"
+#include "model/gpt.h"
 
 namespace sk::train {
 
 struct TrainResult {
-  std::vector<double> train_losses;  // one per optimizer step
-  std::vector<std::pair<int64_t, double>> val_losses;  // (step, mean validation loss)
-  int64_t skipped_steps = 0;
+  int64_t first_step = 0;            // the step this process started from (> 0 when resumed)
+  int64_t last_step = 0;             // the step reached
+  std::vector<double> train_losses;  // one per optimizer step run by this process
+  std::vector<std::pair<int64_t, double>> val_losses;  // (step, mean validation loss), this process
+  int64_t skipped_steps = 0;         // over the whole run (resumed runs included)
+  bool stopped = false;              // should_stop ended the run before train.max_steps
+  std::string last_checkpoint;       // directory of the last checkpoint saved ("" if none)
 };
 
-// Shard paths from a glob pattern ("data/x/x_train_*.bin") or a directory + name via the
-// manifest-free llm.c naming; throws naming the pattern if nothing matches.
+struct TrainOptions {
+  // Asked after every optimizer step (with the step count reached); true saves a checkpoint
+  // (when checkpoint.every > 0) and returns early.
+  std::function<bool(int64_t step)> should_stop;
+};
+
+// Shard paths from a glob pattern ("data/x/x_train_*.bin"); throws naming the pattern if nothing
+// matches.
 std::vector<std::string> resolve_shards(const std::string& pattern);
 
-TrainResult train(const config::RunConfig& cfg);
+// Mean loss over the real targets of up to max_batches batches (0: the whole split) of `loader`
+// (rewound first), with the logits of the padded vocabulary rows excluded.
+double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches);
+
+TrainResult train(const config::RunConfig& cfg, const TrainOptions& opts = {});
+
+// The devices train() runs on in this build ("cpu"; "cuda" once the CUDA path lands). `sparsek
+// info` prints them; scripts/quickstart.sh picks its GPU preset only when "cuda" is listed.
+std::vector<std::string> training_devices();
 
 }  // namespace sk::train
