@@ -1,19 +1,115 @@
-// Host side of the fused CUDA attention (flash_attention.h). Stub until the kernels land.
+// Host side of the fused CUDA attention (flash_attention.h): argument checks, output allocation
+// in the (B, T, H, D) layout, and the calls into kernels/attention/flash_*.cu.
 #include "attention/flash_attention.h"
+
+#include <cmath>
 
 #include "util/check.h"
 
+#ifdef SPARSEK_HAS_CUDA
+#include "backend/cuda_context.h"
+#include "kernels/attention/flash_attention.h"
+#endif
+
 namespace sk::attention {
 
-bool flash_attention_supported(const Tensor&) { return false; }
-
-AttentionForward flash_attention_forward(const Tensor&, const Tensor&, const Tensor&, CausalWindow) {
-  SK_FAIL("flash_attention_forward: the fused CUDA attention kernels are not built yet");
+bool flash_attention_supported(const Tensor& q) {
+#ifdef SPARSEK_HAS_CUDA
+  return q.defined() && q.is_cuda() && q.dtype() == DType::BF16 && q.ndim() == 4 &&
+         (q.size(3) == 64 || q.size(3) == 128);
+#else
+  (void)q;
+  return false;
+#endif
 }
 
-AttentionGrads flash_attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                        const AttentionForward&, CausalWindow) {
-  SK_FAIL("flash_attention_backward: the fused CUDA attention kernels are not built yet");
+#ifdef SPARSEK_HAS_CUDA
+namespace {
+
+SkFlashStrides strides_of(const Tensor& x, const char* name) {
+  const Strides& s = x.strides();
+  SK_CHECK(s[3] == 1, "flash attention: ", name, " must have a contiguous last dim, got strides ", shape_str(s));
+  return SkFlashStrides{s[0], s[1], s[2]};
+}
+
+void check_input(const Tensor& x, const Tensor& q, const char* name) {
+  SK_CHECK(x.defined() && x.ndim() == 4 && x.shape() == q.shape(), "flash attention: ", name,
+           " must be (B, H, T, D) like q ", shape_str(q.shape()), ", got ",
+           x.defined() ? shape_str(x.shape()) : std::string("undefined"));
+  SK_CHECK(x.is_cuda() && x.dtype() == DType::BF16 && x.device() == q.device(), "flash attention: ", name,
+           " must be bf16 on ", q.device().str(), ", got ", x.str());
+}
+
+SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask) {
+  SK_CHECK(flash_attention_supported(q), "flash attention: q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
+           q.str());
+  check_input(k, q, "k");
+  check_input(v, q, "v");
+  SK_CHECK(mask.window >= 0 && mask.window <= (int64_t(1) << 30), "flash attention: bad window ", mask.window);
+  SK_CHECK(q.size(2) < (int64_t(1) << 30), "flash attention: sequence too long: ", q.size(2));
+  SkFlashParams p{};
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.q_stride = strides_of(q, "q");
+  p.k_stride = strides_of(k, "k");
+  p.v_stride = strides_of(v, "v");
+  p.batch = int(q.size(0));
+  p.heads = int(q.size(1));
+  p.seq_len = int(q.size(2));
+  p.head_dim = int(q.size(3));
+  p.window = int(mask.window);
+  p.softmax_scale = float(1.0 / std::sqrt(double(q.size(3))));
+  return p;
+}
+
+// A (B, T, H, D) buffer seen as (B, H, T, D).
+Tensor bthd_as_bhtd(const Tensor& buf) { return buf.transpose(1, 2); }
+
+}  // namespace
+#endif
+
+AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask) {
+#ifdef SPARSEK_HAS_CUDA
+  const SkFlashParams p = params_of(q, k, v, mask);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  cuda::set_device(q.device().index);
+  Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  Tensor lse = Tensor::empty({B, H, T}, DType::F32, q.device());
+  SK_KERNEL_CHECK(sk_cuda_flash_forward(&p, out.data_ptr(), lse.data<float>(), cuda::stream()));
+  return AttentionForward{bthd_as_bhtd(out), lse};
+#else
+  (void)q, (void)k, (void)v, (void)mask;
+  SK_FAIL("flash attention: this build has no CUDA backend");
+#endif
+}
+
+AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const AttentionForward& fwd, CausalWindow mask) {
+#ifdef SPARSEK_HAS_CUDA
+  const SkFlashParams p = params_of(q, k, v, mask);
+  check_input(dout, q, "dout");
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  // The forward's out is a (B, H, T, D) view of a contiguous (B, T, H, D) buffer.
+  const Tensor out_bthd = fwd.out.transpose(1, 2);
+  SK_CHECK(out_bthd.is_contiguous() && out_bthd.dtype() == DType::BF16,
+           "flash attention backward: fwd.out must come from flash_attention_forward");
+  SK_CHECK(fwd.lse.is_contiguous() && fwd.lse.dtype() == DType::F32 && fwd.lse.shape() == Shape({B, H, T}),
+           "flash attention backward: fwd.lse must be (B, H, T) f32");
+  cuda::set_device(q.device().index);
+  Tensor dq = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  Tensor dk = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  Tensor dv = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  Tensor delta = Tensor::empty({B, H, T}, DType::F32, q.device());
+  Tensor dq_accum = Tensor::empty({B, T, H, D}, DType::F32, q.device());
+  SK_KERNEL_CHECK(sk_cuda_flash_backward(&p, dout.data_ptr(), strides_of(dout, "dout"), out_bthd.data_ptr(),
+                                         fwd.lse.data<float>(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
+                                         delta.data<float>(), dq_accum.data<float>(), cuda::stream()));
+  return AttentionGrads{bthd_as_bhtd(dq), bthd_as_bhtd(dk), bthd_as_bhtd(dv)};
+#else
+  (void)dout, (void)q, (void)k, (void)v, (void)fwd, (void)mask;
+  SK_FAIL("flash attention: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace sk::attention

@@ -11,6 +11,7 @@
 // The PyTorch peer runs in the same device call: scripts/bench/ops_peer.py, merged into a table
 // by scripts/bench/report_ops.py (see scripts/bench/bench_ops.sh and docs/bench/).
 #include "cli/commands.h"
+#include "cli/bench_util.h"
 
 #include <spdlog/spdlog.h>
 
@@ -33,50 +34,7 @@
 
 namespace sk::cli {
 
-namespace {
-
 #ifdef SPARSEK_HAS_CUDA
-struct Timer {
-  Tensor flush = Tensor::empty({256ll << 20}, DType::U16, Device::cuda(0));  // 512 MiB
-  // Median milliseconds of fn over iters runs, L2 flushed before each.
-  double median_ms(const std::function<void()>& fn, int warmup, int iters) {
-    for (int i = 0; i < warmup; ++i) fn();
-    cudaEvent_t a, b;
-    SK_CUDA_CHECK(cudaEventCreate(&a));
-    SK_CUDA_CHECK(cudaEventCreate(&b));
-    std::vector<double> ms;
-    for (int i = 0; i < iters; ++i) {
-      SK_CUDA_CHECK(cudaMemsetAsync(flush.data_ptr(), i & 0xff, flush.nbytes(), cuda::stream()));
-      SK_CUDA_CHECK(cudaEventRecord(a, cuda::stream()));
-      fn();
-      SK_CUDA_CHECK(cudaEventRecord(b, cuda::stream()));
-      SK_CUDA_CHECK(cudaEventSynchronize(b));
-      float t = 0;
-      SK_CUDA_CHECK(cudaEventElapsedTime(&t, a, b));
-      ms.push_back(t);
-    }
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-  }
-};
-
-// A random tensor made on the device from one random block of up to 4M values repeated: drawing
-// billions of values on the host would take minutes. Random (never zeros) is what matters for
-// timing memory-bound kernels.
-Tensor random_tensor(const Shape& shape, Rng& rng, DType dt, double mean, double std) {
-  const int64_t n = shape_numel(shape), block = std::min<int64_t>(n, 1 << 22);
-  Tensor src = Tensor::randn({block}, rng, dt, Device::cuda(0), mean, std);
-  Tensor out = Tensor::empty({n}, dt, Device::cuda(0));
-  for (int64_t i = 0; i < n; i += block) {
-    const int64_t len = std::min(block, n - i);
-    out.slice(0, i, i + len).copy_(src.slice(0, 0, len));
-  }
-  return out.view(shape);
-}
-
-}  // namespace
 
 void run_bench_ops(const BenchOpsOptions& o) {
   SK_CHECK(cuda::is_available(), "bench ops needs a CUDA device (none found)");
@@ -168,8 +126,6 @@ void run_bench_ops(const BenchOpsOptions& o) {
   spdlog::info("bench ops: wrote {}", o.out);
 }
 #else
-}  // namespace
-
 void run_bench_ops(const BenchOpsOptions&) { SK_FAIL("bench ops needs the CUDA backend (this build is CPU-only)"); }
 #endif
 

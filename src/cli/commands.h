@@ -26,6 +26,15 @@ struct BenchOpsOptions {
 };
 void run_bench_ops(const BenchOpsOptions& o);
 
+struct BenchAttentionOptions {
+  std::string out = "bench_attention.json";
+  int64_t tokens = 65536;  // tokens per batch: B = tokens / T
+  int64_t t_min = 1024, t_max = 32768;
+  int64_t window = 1024;   // the sliding-window case
+  int iters = 20;
+};
+void run_bench_attention(const BenchAttentionOptions& o);
+
 struct BenchTokenizerOptions {
   std::string tokenizer = "data/tokenizers/gpt2";
   std::string sample = "data/corpora/python-docs-sample";  // directory with MANIFEST.sha256

@@ -2,6 +2,7 @@
 //   demo         train a tiny model on synthetic data (CPU, or the GPU when there is one)
 //   info         build and device information
 //   bench ops    time LayerNorm, GELU, fused cross-entropy, AdamW against PyTorch (docs/bench/)
+//   bench attention  time the fused attention kernels (peers: scripts/bench/bench_attention.sh)
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
 //   train        the training loop from a run config (src/train/trainer.h)
 //   eval         loss and perplexity of a checkpoint on a split or shard files
@@ -38,6 +39,15 @@ int main(int argc, char** argv) {
   ops_cmd->add_option("--iters", bench_ops.iters, "timed runs per case (median reported)")->capture_default_str()
       ->check(CLI::PositiveNumber);
   ops_cmd->callback([&] { run_bench_ops(bench_ops); });
+  BenchAttentionOptions bench_attn;
+  auto* attn_cmd = bench->add_subcommand("attention", "Time the fused CUDA attention (full and sliding window)");
+  attn_cmd->add_option("--out", bench_attn.out, "JSON output file")->capture_default_str();
+  attn_cmd->add_option("--tokens", bench_attn.tokens, "tokens per batch (B = tokens / T)")->capture_default_str();
+  attn_cmd->add_option("--t-min", bench_attn.t_min, "shortest sequence")->capture_default_str();
+  attn_cmd->add_option("--t-max", bench_attn.t_max, "longest sequence (powers of two from --t-min)")->capture_default_str();
+  attn_cmd->add_option("--window", bench_attn.window, "sliding-window size of the windowed case")->capture_default_str();
+  attn_cmd->add_option("--iters", bench_attn.iters, "timed runs per case (median reported)")->capture_default_str();
+  attn_cmd->callback([&] { run_bench_attention(bench_attn); });
   BenchTokenizerOptions bench_tok;
   auto* tok_cmd = bench->add_subcommand("tokenizer", "Single-thread tokenizer throughput on a text sample");
   tok_cmd->add_option("--tokenizer", bench_tok.tokenizer, "GPT-2 directory or tokenizer.json")->capture_default_str();

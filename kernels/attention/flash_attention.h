@@ -1,0 +1,47 @@
+// sparsek CUDA kernels: fused causal attention, FlashAttention-2 style (declarations; kernels in
+// flash_forward.cu and flash_backward.cu, tile helpers in flash_tile.cuh).
+// bf16 inputs, fp32 accumulation, head dim 64 or 128, causal with an optional sliding window of
+// `window` keys (0 = full causal; query i sees keys [i - window + 1, i]).
+// Layouts (element strides; the last dim of every tensor is contiguous):
+//   q, k, v, dout:  (B, H, T, D) with arbitrary batch / head / row strides.
+//   out, dq, dk, dv: (B, T, H, D) contiguous bf16.  lse, delta: (B, H, T) fp32 contiguous.
+//   dq_accum:        (B, T, H, D) fp32 scratch (the backward accumulates dQ there with atomics, so
+//                    dQ is the one output that is not bitwise deterministic).
+// Returns an SkKernelStatus (0 = ok).
+#pragma once
+
+#include <cstdint>
+#include <cuda_runtime_api.h>
+
+#include "kernels/common/kernel_dtype.h"
+
+struct SkFlashStrides {
+  int64_t batch, head, row;
+};
+
+struct SkFlashParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  SkFlashStrides q_stride, k_stride, v_stride;
+  int batch, heads, seq_len, head_dim;
+  int window;           // 0: full causal
+  float softmax_scale;  // usually 1 / sqrt(head_dim)
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// out = softmax(scale q k^T + causal/window mask) v; lse = log-sum-exp of the masked scaled scores.
+int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* lse, cudaStream_t s);
+
+// Backward from dout (strides dout_stride) and the forward's out and lse. Writes dq, dk, dv
+// ((B, T, H, D) bf16) and uses delta ((B, H, T) fp32) and dq_accum ((B, T, H, D) fp32) as scratch.
+int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, SkFlashStrides dout_stride, const void* out,
+                           const float* lse, void* dq, void* dk, void* dv, float* delta, float* dq_accum,
+                           cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""PyTorch peers of `sparsek bench attention`, on the same shapes in the same device call:
+SDPA with the flash backend (FlashAttention-2), SDPA with the cuDNN backend, and FlexAttention
+with a sliding-window block mask (compiled). bf16, `--tokens` tokens per batch (B = tokens / T),
+12 heads of dim 64 and 6 heads of dim 128, causal, forward and forward+backward, median of
+`--iters` runs timed with CUDA events, L2 flushed before each. Writes JSON.
+"""
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def median_ms(fn, warmup, iters, flush):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for i in range(iters):
+        flush.fill_(i & 0xFF)
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="attention_peer.json")
+    ap.add_argument("--tokens", type=int, default=65536)
+    ap.add_argument("--t-min", type=int, default=1024)
+    ap.add_argument("--t-max", type=int, default=32768)
+    ap.add_argument("--window", type=int, default=1024)
+    ap.add_argument("--iters", type=int, default=20)
+    args = ap.parse_args()
+
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    flex = torch.compile(flex_attention, dynamic=False)
+    flush = torch.empty(256 << 20, dtype=torch.int16, device="cuda")
+    results = []
+    for D in (64, 128):
+        H = 768 // D
+        T = args.t_min
+        while T <= args.t_max:
+            B = args.tokens // T
+            q, k, v = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+            dout = torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16)
+
+            def sdpa(backend):
+                def fwd():
+                    with sdpa_kernel(backend):
+                        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+                def fb():
+                    o = fwd()
+                    torch.autograd.grad(o, (q, k, v), dout)
+                return fwd, fb
+
+            w = args.window
+
+            def sliding(b, h, q_idx, kv_idx):
+                return (q_idx >= kv_idx) & (q_idx - kv_idx < w)
+            block_mask = create_block_mask(sliding, None, None, T, T, device="cuda")
+
+            def flex_fwd():
+                return flex(q, k, v, block_mask=block_mask)
+
+            def flex_fb():
+                o = flex_fwd()
+                torch.autograd.grad(o, (q, k, v), dout)
+
+            cases = [("sdpa_flash", "full", 0, *sdpa(SDPBackend.FLASH_ATTENTION)),
+                     ("sdpa_cudnn", "full", 0, *sdpa(SDPBackend.CUDNN_ATTENTION)),
+                     ("flex_attention", "sliding_window", w, flex_fwd, flex_fb)]
+            for system, kind, window, fwd, fb in cases:
+                try:
+                    with torch.no_grad():
+                        f_ms = median_ms(fwd, 3, args.iters, flush)
+                    fb_ms = median_ms(fb, 3, args.iters, flush)
+                except Exception as e:  # a backend missing on this machine is reported, not fatal
+                    print(f"{system} D={D} T={T}: unavailable: {e}", flush=True)
+                    continue
+                print(f"{system:15s} D={D:3d} T={T:6d} fwd {f_ms:8.3f} ms  fwd+bwd {fb_ms:8.3f} ms", flush=True)
+                results.append({"system": system, "kind": kind, "window": window, "head_dim": D, "heads": H,
+                                "T": T, "B": B, "fwd_ms": f_ms, "fwd_bwd_ms": fb_ms})
+            del q, k, v, dout
+            T *= 2
+    doc = {"system": "pytorch", "torch": torch.__version__, "device": torch.cuda.get_device_name(),
+           "cudnn": torch.backends.cudnn.version(), "results": results}
+    with open(args.out, "w") as f:
+        json.dump(doc, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+// `sparsek bench attention`: times the fused CUDA attention (src/attention/flash_attention.h) on
+// the shapes and writes JSON: bf16, `tokens` tokens per batch (B = tokens / T), 12 heads of
+// dim 64 and 6 heads of dim 128 (the same width), causal full attention and a sliding window,
+// T from --t-min to --t-max (powers of two), forward and forward+backward.
+// Timing: median of --iters runs bracketed by CUDA events, L2 flushed before each (bench_util.h).
+// Useful FLOPs (FlashAttention's convention): 4 * B * H * D * (keys attended, summed over queries)
+// for the forward, 2.5x that for the backward; full causal counts T^2 / 2 keys per sequence.
+// The PyTorch peers (SDPA flash, cuDNN, FlexAttention) run in the same device call:
+// scripts/bench/bench_attention.sh.
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "attention/flash_attention.h"
+#include "backend/cuda_device.h"
+#include "cli/bench_util.h"
+#include "cli/commands.h"
+#include "util/check.h"
+
+namespace sk::cli {
+
+#ifdef SPARSEK_HAS_CUDA
+
+namespace {
+// Keys attended summed over the T queries of one sequence.
+double keys_attended(int64_t T, int64_t window) {
+  if (window <= 0) return double(T) * double(T) / 2.0;  // FlashAttention's convention for causal
+  double s = 0;
+  for (int64_t i = 0; i < T; ++i) s += double(std::min<int64_t>(i + 1, window));
+  return s;
+}
+}  // namespace
+
+void run_bench_attention(const BenchAttentionOptions& o) {
+  SK_CHECK(cuda::is_available(), "bench attention needs a CUDA device (none found)");
+  SK_CHECK(o.t_min >= 64 && o.t_max >= o.t_min && o.tokens >= o.t_max, "bench attention: need 64 <= --t-min <= --t-max <= --tokens");
+  Rng rng(2026);
+  Timer timer;
+  nlohmann::json results = nlohmann::json::array();
+  spdlog::info("{:>5} {:>4} {:>6} {:>7} {:>10} {:>10} {:>12} {:>12}", "D", "H", "T", "window", "fwd ms", "fwd+bwd ms",
+               "fwd TFLOP/s", "f+b TFLOP/s");
+  for (int64_t D : {64, 128}) {
+    const int64_t H = 768 / D;
+    for (int64_t T = o.t_min; T <= o.t_max; T *= 2) {
+      const int64_t B = o.tokens / T;
+      Tensor qkv = random_tensor({B, T, 3, H, D}, rng, DType::BF16, 0.0, 1.0);
+      Tensor dout = random_tensor({B, H, T, D}, rng, DType::BF16, 0.0, 1.0);
+      auto view = [&](int64_t which) {
+        return make_view(qkv, {B, H, T, D}, {T * 3 * H * D, D, 3 * H * D, 1}, which * H * D);
+      };
+      Tensor q = view(0), k = view(1), v = view(2);
+      for (int64_t window : std::vector<int64_t>{0, o.window}) {
+        const attention::CausalWindow mask{window};
+        const double fwd_ms =
+            timer.median_ms([&] { attention::flash_attention_forward(q, k, v, mask); }, 2, o.iters);
+        const double fb_ms = timer.median_ms(
+            [&] {
+              auto f = attention::flash_attention_forward(q, k, v, mask);
+              attention::flash_attention_backward(dout, q, k, v, f, mask);
+            },
+            2, o.iters);
+        const double fwd_flops = 4.0 * double(B * H * D) * keys_attended(T, window);
+        const double fwd_tf = fwd_flops / (fwd_ms * 1e9), fb_tf = 3.5 * fwd_flops / (fb_ms * 1e9);
+        spdlog::info("{:>5} {:>4} {:>6} {:>7} {:>10.3f} {:>10.3f} {:>12.1f} {:>12.1f}", D, H, T, window, fwd_ms, fb_ms,
+                     fwd_tf, fb_tf);
+        results.push_back({{"kind", window > 0 ? "sliding_window" : "full"}, {"window", window}, {"head_dim", D},
+                           {"heads", H}, {"T", T}, {"B", B}, {"fwd_ms", fwd_ms}, {"fwd_bwd_ms", fb_ms},
+                           {"fwd_tflops", fwd_tf}, {"fwd_bwd_tflops", fb_tf}});
+      }
+    }
+  }
+  nlohmann::json doc{{"system", "sparsek"}, {"device", cuda::device_name(0)}, {"tokens", o.tokens},
+                     {"iters", o.iters}, {"results", results}};
+  std::ofstream(o.out) << doc.dump(2) << "\n";
+  spdlog::info("wrote {}", o.out);
+}
+
+#else
+void run_bench_attention(const BenchAttentionOptions&) {
+  SK_FAIL("bench attention needs the CUDA backend (this build is CPU-only)");
+}
+#endif
+
+}  // namespace sk::cli

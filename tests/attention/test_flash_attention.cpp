@@ -1,0 +1,105 @@
+// The fused CUDA attention (src/attention/flash_attention.h, kernels/attention/flash_*.cu) against
+// the CPU reference (src/attention/reference.h) on fresh random inputs: full causal and sliding
+// window (w = 1, w < T, w > T), T in {1, 17, 128, 1000, 4096}, head dims 64 and 128, q/k/v given
+// as strided views of one fused (B, T, 3, H, D) projection (as the model passes them).
+// The reference runs in f64 on the same bf16-rounded inputs. Tolerances (relative L2 error):
+//   out <= 1e-2 and lse max abs error <= 1e-2 (P is rounded to bf16 before P V, as in
+//   FlashAttention; outputs are bf16); dq, dk, dv <= 2e-2 (bf16 P and dS in the products).
+// Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
+// Skipped without a CUDA device.
+#include <gtest/gtest.h>
+
+#include "attention/flash_attention.h"
+#include "backend/cuda_device.h"
+#include "tensor/random.h"
+#include "testing/parity.h"
+#include "util/check.h"
+
+using namespace sk;
+using sk::attention::CausalWindow;
+
+namespace {
+
+struct Case {
+  int64_t B, H, T, D, window;
+};
+
+std::string case_name(const Case& c) {
+  return "B" + std::to_string(c.B) + "_H" + std::to_string(c.H) + "_T" + std::to_string(c.T) + "_D" +
+         std::to_string(c.D) + "_w" + std::to_string(c.window);
+}
+
+// (B, H, T, D) view of slot `which` of a (B, T, 3, H, D) buffer.
+Tensor head_view(const Tensor& qkv, int64_t which) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), H = qkv.size(3), D = qkv.size(4);
+  return make_view(qkv, {B, H, T, D}, {T * 3 * H * D, D, 3 * H * D, 1}, which * H * D);
+}
+
+class FlashAttention : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override { cuda::set_poison_on_alloc(true); }
+  void TearDown() override { cuda::set_poison_on_alloc(false); }
+};
+
+TEST_P(FlashAttention, MatchesCpuReference) {
+  SK_REQUIRE_CUDA();
+  const Case c = GetParam();
+  Rng rng(1000 + c.T * 7 + c.D + c.window);
+  const Device gpu = Device::cuda(0);
+  // Fresh random bf16 inputs; the reference sees exactly the same (rounded) values.
+  Tensor qkv = Tensor::randn({c.B, c.T, 3, c.H, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor dout = Tensor::randn({c.B, c.H, c.T, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+  const CausalWindow mask{c.window};
+
+  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
+  attention::AttentionGrads grads = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
+
+  auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
+  Tensor rq = f64(q), rk = f64(k), rv = f64(v), rdout = f64(dout);
+  attention::AttentionForward ref = attention::attention_reference_forward(rq, rk, rv, mask);
+  attention::AttentionGrads rg = attention::attention_reference_backward(rdout, rq, rk, rv, ref, mask);
+
+  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
+  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
+  const auto dq = sk::testing::compare(f64(grads.dq), rg.dq);
+  const auto dk = sk::testing::compare(f64(grads.dk), rg.dk);
+  const auto dv = sk::testing::compare(f64(grads.dv), rg.dv);
+  for (const sk::testing::ParityReport* r : {&out, &lse, &dq, &dk, &dv}) EXPECT_FALSE(r->non_finite) << r->str();
+  EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
+  EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
+  EXPECT_LE(dq.rel_l2, 2e-2) << "dq " << dq.str();
+  EXPECT_LE(dk.rel_l2, 2e-2) << "dk " << dk.str();
+  EXPECT_LE(dv.rel_l2, 2e-2) << "dv " << dv.str();
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  for (int64_t D : {64, 128}) {
+    for (int64_t T : {1, 17, 128, 1000}) {
+      for (int64_t w : {int64_t(0), int64_t(1), int64_t(100), T + 5}) v.push_back({2, 3, T, D, w});
+    }
+    v.push_back({1, 1, 4096, D, 0});
+    v.push_back({1, 1, 4096, D, 1024});
+  }
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, FlashAttention, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& i) { return case_name(i.param); });
+
+TEST(FlashAttentionArgs, RejectsUnsupportedInputs) {
+  SK_REQUIRE_CUDA();
+  Rng rng(3);
+  const Device gpu = Device::cuda(0);
+  Tensor q32 = Tensor::randn({1, 2, 8, 64}, rng, DType::F32, gpu);
+  EXPECT_THROW(attention::flash_attention_forward(q32, q32, q32, CausalWindow{0}), sk::Error);  // f32
+  Tensor q48 = Tensor::randn({1, 2, 8, 48}, rng, DType::F32).to(DType::BF16).to(gpu);
+  EXPECT_THROW(attention::flash_attention_forward(q48, q48, q48, CausalWindow{0}), sk::Error);  // D = 48
+  Tensor q = Tensor::randn({1, 2, 8, 64}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor k9 = Tensor::randn({1, 2, 9, 64}, rng, DType::F32).to(DType::BF16).to(gpu);
+  EXPECT_THROW(attention::flash_attention_forward(q, k9, k9, CausalWindow{0}), sk::Error);  // T mismatch
+  EXPECT_FALSE(attention::flash_attention_supported(q.cpu()));
+}
+
+}  // namespace
