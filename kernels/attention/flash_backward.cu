@@ -255,7 +255,11 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
       static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), delta, dq_accum, p.batch,
       p.heads, p.seq_len);
   constexpr int smem = bwd_smem_bytes<D>();
-  if (cudaFuncSetAttribute(flash_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
+  // Opt in to more than 48 KB of shared memory and ask for the largest shared-memory carveout, so
+  // that as many blocks fit on an SM as registers allow.
+  if (cudaFuncSetAttribute(flash_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+      cudaFuncSetAttribute(flash_backward_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           cudaSharedmemCarveoutMaxShared) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + kBwdBlockN - 1) / kBwdBlockN, p.heads, p.batch);
   flash_backward_kernel<D><<<grid, kBwdThreads, smem, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,

@@ -25,7 +25,7 @@ constexpr int fwd_smem_bytes() {
 }
 
 template <int D>
-__global__ void __launch_bounds__(kFwdThreads, 1)
+__global__ void __launch_bounds__(kFwdThreads, D == 64 ? 2 : 1)
     flash_forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int m_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // longest rows first
@@ -185,7 +185,11 @@ __global__ void __launch_bounds__(kFwdThreads, 1)
 template <int D>
 int launch_forward(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
   constexpr int smem = fwd_smem_bytes<D>();
-  if (cudaFuncSetAttribute(flash_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
+  // Opt in to more than 48 KB of shared memory and ask for the largest shared-memory carveout, so
+  // that as many blocks fit on an SM as registers allow.
+  if (cudaFuncSetAttribute(flash_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+      cudaFuncSetAttribute(flash_forward_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           cudaSharedmemCarveoutMaxShared) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + kFwdBlockM - 1) / kFwdBlockM, p.heads, p.batch);
   flash_forward_kernel<D><<<grid, kFwdThreads, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
