@@ -1,7 +1,8 @@
 // Fused causal attention backward (FlashAttention-2 style), three launches:
 //   1. delta = rowsum(dout * out) per query (fp32), and dq_accum zeroed;
-//   2. one block per (64-key tile, head, batch), 4 warps of 16 keys each, walking the 64-query
-//      tiles that see those keys: recompute S^T = K Q^T and P^T = exp(S^T - lse) (from the
+//   2. one block per key tile (128 keys at hd 64, 64 at hd 128; BwdTile), head and batch, 4 warps
+//      of 32 (hd 64) or 16 (hd 128) keys each, walking the query tiles (32 or 64 queries) that
+//      see those keys: recompute S^T = K Q^T and P^T = exp(S^T - lse) (from the
 //      forward's log-sum-exp, no second softmax), dP^T = V dO^T, dS^T = P^T (dP^T - delta);
 //      dV += P^T dO and dK += dS^T Q stay in registers; dQ += dS K goes through shared memory
 //      (dS^T) and fp32 atomics into dq_accum (so dQ's summation order is not deterministic);
@@ -19,13 +20,23 @@ namespace sk_flash {
 
 constexpr int kBwdWarps = 4;
 constexpr int kBwdThreads = kBwdWarps * 32;
-constexpr int kBwdBlockN = kBwdWarps * 16;  // keys per block
-constexpr int kBwdBlockM = 64;              // queries per step
+
+// Tile shape of the main backward kernel per head dim: each warp owns MT x 16 keys (a block owns
+// kBwdWarps * MT * 16), and the block walks the queries BR at a time. More keys per warp means
+// each Q/dO fragment read from shared memory serves more MMAs (the kernel is bound by those
+// reads); registers allow MT = 2 only at hd 64.
+template <int D>
+struct BwdTile {
+  static constexpr int MT = D == 64 ? 2 : 1;
+  static constexpr int BR = D == 64 ? 32 : 64;
+  static constexpr int BLOCK_N = kBwdWarps * 16 * MT;  // keys per block
+};
 
 template <int D>
 constexpr int bwd_smem_bytes() {
-  // K, V, 2 x (Q, dO), dS^T (64 x 64), 2 x (lse, delta) floats
-  return (2 * kBwdBlockN + 4 * kBwdBlockM) * D * 2 + kBwdBlockN * kBwdBlockM * 2 + 4 * kBwdBlockM * 4;
+  constexpr int N = BwdTile<D>::BLOCK_N, M = BwdTile<D>::BR;
+  // K, V, 2 x (Q, dO), dS^T (N x M), 2 x (lse, delta) floats
+  return (2 * N + 4 * M) * D * 2 + N * M * 2 + 4 * M * 4;
 }
 
 // One warp per query row: delta = sum_d dout * out; dq_accum row zeroed.
@@ -69,13 +80,14 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
                           const float* __restrict__ lse, const float* __restrict__ delta,
                           __nv_bfloat16* __restrict__ dk, __nv_bfloat16* __restrict__ dv,
                           float* __restrict__ dq_accum) {
+  constexpr int MT = BwdTile<D>::MT, BR = BwdTile<D>::BR, BLOCK_N = BwdTile<D>::BLOCK_N;
   extern __shared__ __align__(128) unsigned char smem[];
   const int n_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // keys near the start see most queries
   const int h = blockIdx.y, b = blockIdx.z;
   const int T = p.seq_len, W = p.window, H = p.heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
-  const int n0 = n_block * kBwdBlockN;
+  const int n0 = n_block * BLOCK_N;
 
   const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(p.q) + b * p.q_stride.batch + h * p.q_stride.head;
   const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(p.k) + b * p.k_stride.batch + h * p.k_stride.head;
@@ -84,165 +96,193 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const float* lse_bh = lse + (static_cast<int64_t>(b) * H + h) * T;
   const float* delta_bh = delta + (static_cast<int64_t>(b) * H + h) * T;
 
+  // Shared memory: K, V (BLOCK_N x D); Q and dO (BR x D, two buffers each, buffer `buf` at
+  // + buf * kTile); dS^T (BLOCK_N x BR); lse and delta (two buffers of BR floats each).
+  constexpr uint32_t kTile = BR * D * 2;
   const uint32_t sK = smem_u32(smem);
-  const uint32_t sV = sK + kBwdBlockN * D * 2;
-  // Buffer `buf` of Q at sQ + buf * kTile, of dO at sdO + buf * kTile.
-  constexpr uint32_t kTile = kBwdBlockM * D * 2;
-  const uint32_t sQ = sV + kBwdBlockN * D * 2, sdO = sQ + 2 * kTile;
-  const uint32_t sdS = sV + (kBwdBlockN + 4 * kBwdBlockM) * D * 2;
-  float* s_lse = reinterpret_cast<float*>(smem + (2 * kBwdBlockN + 4 * kBwdBlockM) * D * 2 + kBwdBlockN * kBwdBlockM * 2);
-  float* s_delta = s_lse + 2 * kBwdBlockM;
+  const uint32_t sV = sK + BLOCK_N * D * 2;
+  const uint32_t sQ = sV + BLOCK_N * D * 2, sdO = sQ + 2 * kTile;
+  const uint32_t sdS = sdO + 2 * kTile;
+  float* s_lse = reinterpret_cast<float*>(smem + (2 * BLOCK_N + 4 * BR) * D * 2 + BLOCK_N * BR * 2);
+  float* s_delta = s_lse + 2 * BR;
 
-  // Query tiles that see keys [n0, n0 + 64): from the diagonal to the end (or the window's reach).
-  const int m_first = n0 / kBwdBlockM;
-  const int q_end = W > 0 ? min(T, n0 + kBwdBlockN - 1 + W) : T;
-  const int m_end = (q_end + kBwdBlockM - 1) / kBwdBlockM;
+  // Query tiles that see keys [n0, n0 + BLOCK_N): from the diagonal to the end (or the window's reach).
+  const int m_first = n0 / BR;
+  const int q_end = W > 0 ? min(T, n0 + BLOCK_N - 1 + W) : T;
+  const int m_end = (q_end + BR - 1) / BR;
 
   auto load_row_stats = [&](int m, int buf) {  // lse (in log2 units) and delta of query tile m
-    const int idx = threadIdx.x & (kBwdBlockM - 1);
-    const int row = m * kBwdBlockM + idx;
-    if (threadIdx.x < kBwdBlockM)
-      s_lse[buf * kBwdBlockM + idx] = row < T ? lse_bh[row] * kLog2e : INFINITY;
-    else
-      s_delta[buf * kBwdBlockM + idx] = row < T ? delta_bh[row] : 0.f;
+    const int tid = static_cast<int>(threadIdx.x);
+    if (tid < BR) {
+      const int row = m * BR + tid;
+      s_lse[buf * BR + tid] = row < T ? lse_bh[row] * kLog2e : INFINITY;
+    } else if (tid < 2 * BR) {
+      const int row = m * BR + tid - BR;
+      s_delta[buf * BR + tid - BR] = row < T ? delta_bh[row] : 0.f;
+    }
   };
 
-  load_tile<kBwdBlockN, D, kBwdThreads>(sK, k, p.k_stride.row, n0, T);
-  load_tile<kBwdBlockN, D, kBwdThreads>(sV, v, p.v_stride.row, n0, T);
+  load_tile<BLOCK_N, D, kBwdThreads>(sK, k, p.k_stride.row, n0, T);
+  load_tile<BLOCK_N, D, kBwdThreads>(sV, v, p.v_stride.row, n0, T);
   if (m_first < m_end) {
-    load_tile<kBwdBlockM, D, kBwdThreads>(sQ, q, p.q_stride.row, m_first * kBwdBlockM, T);
-    load_tile<kBwdBlockM, D, kBwdThreads>(sdO, dO, ds.row, m_first * kBwdBlockM, T);
+    load_tile<BR, D, kBwdThreads>(sQ, q, p.q_stride.row, m_first * BR, T);
+    load_tile<BR, D, kBwdThreads>(sdO, dO, ds.row, m_first * BR, T);
     load_row_stats(m_first, 0);
   }
   cp_async_commit();
 
   const float scale_log2 = p.softmax_scale * kLog2e;
-  float dk_acc[D / 8][4], dv_acc[D / 8][4];
+  float dk_acc[MT][D / 8][4], dv_acc[MT][D / 8][4];
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i)
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) dk_acc[i][e] = dv_acc[i][e] = 0.f;
-  const int key_a = n0 + warp * 16 + g, key_b = key_a + 8;  // this thread's two key rows
+    for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dk_acc[mt][i][e] = dv_acc[mt][i][e] = 0.f;
+  const int warp_key0 = warp * 16 * MT;  // first key row of this warp within the block
+
+  // dQ partition: warp -> (16-query m-tile, slice of D).
+  constexpr int kQTiles = BR / 16, kDSplit = kBwdWarps / kQTiles, kDPart = D / kDSplit;
+  static_assert(kBwdWarps % kQTiles == 0 && kDPart % 16 == 0, "dQ partition");
+  const int dq_m = warp % kQTiles, dq_d0 = (warp / kQTiles) * kDPart;
 
   for (int m = m_first; m < m_end; ++m) {
     const int buf = (m - m_first) & 1;
     cp_async_wait<0>();
     __syncthreads();
     if (m + 1 < m_end) {
-      load_tile<kBwdBlockM, D, kBwdThreads>(sQ + (buf ^ 1) * kTile, q, p.q_stride.row, (m + 1) * kBwdBlockM, T);
-      load_tile<kBwdBlockM, D, kBwdThreads>(sdO + (buf ^ 1) * kTile, dO, ds.row, (m + 1) * kBwdBlockM, T);
+      load_tile<BR, D, kBwdThreads>(sQ + (buf ^ 1) * kTile, q, p.q_stride.row, (m + 1) * BR, T);
+      load_tile<BR, D, kBwdThreads>(sdO + (buf ^ 1) * kTile, dO, ds.row, (m + 1) * BR, T);
       load_row_stats(m + 1, buf ^ 1);
     }
     cp_async_commit();
-    const int q0 = m * kBwdBlockM;
+    const int q0 = m * BR;
+    const uint32_t sQb = sQ + buf * kTile, sdOb = sdO + buf * kTile;
 
-    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x 64 queries.
-    float st[kBwdBlockM / 8][4], dpt[kBwdBlockM / 8][4];
+    // S^T = K Q^T and dP^T = V dO^T for this warp's MT x 16 keys x BR queries.
+    float st[MT][BR / 8][4], dpt[MT][BR / 8][4];
 #pragma unroll
-    for (int j = 0; j < kBwdBlockM / 8; ++j)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) st[j][e] = dpt[j][e] = 0.f;
+      for (int j = 0; j < BR / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[mt][j][e] = dpt[mt][j][e] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t ka[4], va[4];
-      load_a<D>(ka, sK, warp * 16, kk * 16, lane);
-      load_a<D>(va, sV, warp * 16, kk * 16, lane);
+      uint32_t ka[MT][4], va[MT][4];
 #pragma unroll
-      for (int j = 0; j < kBwdBlockM / 16; ++j) {
+      for (int mt = 0; mt < MT; ++mt) {
+        load_a<D>(ka[mt], sK, warp_key0 + mt * 16, kk * 16, lane);
+        load_a<D>(va[mt], sV, warp_key0 + mt * 16, kk * 16, lane);
+      }
+#pragma unroll
+      for (int j = 0; j < BR / 16; ++j) {
         uint32_t qb[4], ob[4];
-        load_b<D>(qb, (sQ + buf * kTile), j * 16, kk * 16, lane);
-        load_b<D>(ob, (sdO + buf * kTile), j * 16, kk * 16, lane);
-        mma_bf16(st[2 * j], ka, qb[0], qb[1]);
-        mma_bf16(st[2 * j + 1], ka, qb[2], qb[3]);
-        mma_bf16(dpt[2 * j], va, ob[0], ob[1]);
-        mma_bf16(dpt[2 * j + 1], va, ob[2], ob[3]);
+        load_b<D>(qb, sQb, j * 16, kk * 16, lane);
+        load_b<D>(ob, sdOb, j * 16, kk * 16, lane);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_bf16(st[mt][2 * j], ka[mt], qb[0], qb[1]);
+          mma_bf16(st[mt][2 * j + 1], ka[mt], qb[2], qb[3]);
+          mma_bf16(dpt[mt][2 * j], va[mt], ob[0], ob[1]);
+          mma_bf16(dpt[mt][2 * j + 1], va[mt], ob[2], ob[3]);
+        }
       }
     }
 
-    // P^T and dS^T (masked entries are 0 in both).
-    const bool needs_mask = q0 < n0 + kBwdBlockN - 1 || q0 + kBwdBlockM > T || n0 + kBwdBlockN > T ||
-                            (W > 0 && q0 + kBwdBlockM - 1 >= n0 + W);
-    const float* lse_s = s_lse + buf * kBwdBlockM;
-    const float* delta_s = s_delta + buf * kBwdBlockM;
-    uint32_t pa[kBwdBlockM / 16][4], dsa[kBwdBlockM / 16][4];
+    // P^T and dS^T (masked entries are 0 in both); dS^T also to shared memory for dQ.
+    const bool needs_mask = q0 < n0 + BLOCK_N - 1 || q0 + BR > T || n0 + BLOCK_N > T ||
+                            (W > 0 && q0 + BR - 1 >= n0 + W);
+    const float* lse_s = s_lse + buf * BR;
+    const float* delta_s = s_delta + buf * BR;
+    uint32_t pa[MT][BR / 16][4], dsa[MT][BR / 16][4];
 #pragma unroll
-    for (int j = 0; j < kBwdBlockM / 8; ++j) {
-      float pv[4], dsv[4];
+    for (int mt = 0; mt < MT; ++mt) {
+      const int ra = warp_key0 + mt * 16 + g, rb = ra + 8;  // key rows within the block
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = j * 8 + 2 * t + (e & 1);  // query within the tile
-        const int query = q0 + col, key = e < 2 ? key_a : key_b;
-        const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
-        pv[e] = ok ? exp2f(st[j][e] * scale_log2 - lse_s[col]) : 0.f;
-        dsv[e] = pv[e] * (dpt[j][e] - delta_s[col]);
+      for (int j = 0; j < BR / 8; ++j) {
+        float pv[4], dsv[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = j * 8 + 2 * t + (e & 1);  // query within the tile
+          const int query = q0 + col, key = n0 + (e < 2 ? ra : rb);
+          const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
+          pv[e] = ok ? exp2f(st[mt][j][e] * scale_log2 - lse_s[col]) : 0.f;
+          dsv[e] = pv[e] * (dpt[mt][j][e] - delta_s[col]);
+        }
+        pa[mt][j / 2][(j & 1) * 2 + 0] = pack_bf16(pv[0], pv[1]);
+        pa[mt][j / 2][(j & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
+        dsa[mt][j / 2][(j & 1) * 2 + 0] = pack_bf16(dsv[0], dsv[1]);
+        dsa[mt][j / 2][(j & 1) * 2 + 1] = pack_bf16(dsv[2], dsv[3]);
+        const int col = j * 8 + 2 * t;
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(ra, col & ~7) + (col & 7) * 2),
+                     "r"(dsa[mt][j / 2][(j & 1) * 2 + 0]));
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(rb, col & ~7) + (col & 7) * 2),
+                     "r"(dsa[mt][j / 2][(j & 1) * 2 + 1]));
       }
-      pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(pv[0], pv[1]);
-      pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
-      dsa[j / 2][(j & 1) * 2 + 0] = pack_bf16(dsv[0], dsv[1]);
-      dsa[j / 2][(j & 1) * 2 + 1] = pack_bf16(dsv[2], dsv[3]);
-      // dS^T to shared memory for the dQ product: rows = keys, cols = queries.
-      const int col = j * 8 + 2 * t;
-      const int ra = warp * 16 + g, rb = ra + 8;
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<kBwdBlockM>(ra, col & ~7) + (col & 7) * 2),
-                   "r"(dsa[j / 2][(j & 1) * 2 + 0]));
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<kBwdBlockM>(rb, col & ~7) + (col & 7) * 2),
-                   "r"(dsa[j / 2][(j & 1) * 2 + 1]));
     }
 
-    // dV += P^T dO, dK += dS^T Q (k = queries).
+    // dV += P^T dO, dK += dS^T Q (k = queries); each dO / Q fragment serves MT key tiles.
 #pragma unroll
-    for (int kk = 0; kk < kBwdBlockM / 16; ++kk) {
+    for (int kk = 0; kk < BR / 16; ++kk) {
 #pragma unroll
       for (int i = 0; i < D / 16; ++i) {
         uint32_t ob[4], qb[4];
-        load_b_trans<D>(ob, (sdO + buf * kTile), kk * 16, i * 16, lane);
-        load_b_trans<D>(qb, (sQ + buf * kTile), kk * 16, i * 16, lane);
-        mma_bf16(dv_acc[2 * i], pa[kk], ob[0], ob[1]);
-        mma_bf16(dv_acc[2 * i + 1], pa[kk], ob[2], ob[3]);
-        mma_bf16(dk_acc[2 * i], dsa[kk], qb[0], qb[1]);
-        mma_bf16(dk_acc[2 * i + 1], dsa[kk], qb[2], qb[3]);
+        load_b_trans<D>(ob, sdOb, kk * 16, i * 16, lane);
+        load_b_trans<D>(qb, sQb, kk * 16, i * 16, lane);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_bf16(dv_acc[mt][2 * i], pa[mt][kk], ob[0], ob[1]);
+          mma_bf16(dv_acc[mt][2 * i + 1], pa[mt][kk], ob[2], ob[3]);
+          mma_bf16(dk_acc[mt][2 * i], dsa[mt][kk], qb[0], qb[1]);
+          mma_bf16(dk_acc[mt][2 * i + 1], dsa[mt][kk], qb[2], qb[3]);
+        }
       }
     }
     __syncthreads();  // dS^T complete
 
-    // dQ (queries 16 warp .. +15 of this tile) += dS K over the 64 keys, into dq_accum.
-    float dq[D / 8][4];
+    // dQ (16 queries x kDPart dims of this tile) += dS K over the block's keys, into dq_accum.
+    float dq[kDPart / 8][4];
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+    for (int i = 0; i < kDPart / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < kBwdBlockN / 16; ++kk) {
+    for (int kk = 0; kk < BLOCK_N / 16; ++kk) {
       uint32_t a[4];
-      load_a_trans<kBwdBlockM>(a, sdS, warp * 16, kk * 16, lane);
+      load_a_trans<BR>(a, sdS, dq_m * 16, kk * 16, lane);
 #pragma unroll
-      for (int i = 0; i < D / 16; ++i) {
+      for (int i = 0; i < kDPart / 16; ++i) {
         uint32_t kb[4];
-        load_b_trans<D>(kb, sK, kk * 16, i * 16, lane);
+        load_b_trans<D>(kb, sK, kk * 16, dq_d0 + i * 16, lane);
         mma_bf16(dq[2 * i], a, kb[0], kb[1]);
         mma_bf16(dq[2 * i + 1], a, kb[2], kb[3]);
       }
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int query = q0 + warp * 16 + g + r * 8;
+      const int query = q0 + dq_m * 16 + g + r * 8;
       if (query >= T) continue;
-      float* row = dq_accum + ((static_cast<int64_t>(b) * T + query) * H + h) * D;
+      float* row = dq_accum + ((static_cast<int64_t>(b) * T + query) * H + h) * D + dq_d0;
 #pragma unroll
-      for (int i = 0; i < D / 8; ++i)
+      for (int i = 0; i < kDPart / 8; ++i)
         atomicAdd(reinterpret_cast<float2*>(row + i * 8 + 2 * t), make_float2(dq[i][2 * r], dq[i][2 * r + 1]));
     }
   }
 
   // Write dK (scaled) and dV for this block's keys, (B, T, H, D).
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int key = r == 0 ? key_a : key_b;
-    if (key >= T) continue;
-    const int64_t off = ((static_cast<int64_t>(b) * T + key) * H + h) * D;
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<uint32_t*>(dk + off + i * 8 + 2 * t) =
-          pack_bf16(dk_acc[i][2 * r] * p.softmax_scale, dk_acc[i][2 * r + 1] * p.softmax_scale);
-      *reinterpret_cast<uint32_t*>(dv + off + i * 8 + 2 * t) = pack_bf16(dv_acc[i][2 * r], dv_acc[i][2 * r + 1]);
+    for (int r = 0; r < 2; ++r) {
+      const int key = n0 + warp_key0 + mt * 16 + g + r * 8;
+      if (key >= T) continue;
+      const int64_t off = ((static_cast<int64_t>(b) * T + key) * H + h) * D;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) {
+        *reinterpret_cast<uint32_t*>(dk + off + i * 8 + 2 * t) =
+            pack_bf16(dk_acc[mt][i][2 * r] * p.softmax_scale, dk_acc[mt][i][2 * r + 1] * p.softmax_scale);
+        *reinterpret_cast<uint32_t*>(dv + off + i * 8 + 2 * t) =
+            pack_bf16(dv_acc[mt][i][2 * r], dv_acc[mt][i][2 * r + 1]);
+      }
     }
   }
 }
@@ -261,7 +301,7 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
       cudaFuncSetAttribute(flash_backward_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout,
                            cudaSharedmemCarveoutMaxShared) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  dim3 grid((p.seq_len + kBwdBlockN - 1) / kBwdBlockN, p.heads, p.batch);
+  dim3 grid((p.seq_len + BwdTile<D>::BLOCK_N - 1) / BwdTile<D>::BLOCK_N, p.heads, p.batch);
   flash_backward_kernel<D><<<grid, kBwdThreads, smem, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
                                                            static_cast<__nv_bfloat16*>(dk),
                                                            static_cast<__nv_bfloat16*>(dv), dq_accum);

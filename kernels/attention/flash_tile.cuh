@@ -25,9 +25,13 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
 }
 
 // Byte offset of (row, col) in a swizzled tile of rows of D bf16; col is a multiple of 8.
+// Rows of >= 8 chunks: chunk ^ (row % 8). Rows of 4 chunks (D = 32; two rows per 128 bytes):
+// chunk ^ ((row / 2) % 4), which also spreads 8 consecutive rows over the 8 bank groups.
 template <int D>
 __device__ __forceinline__ uint32_t swz(int row, int col) {
-  return static_cast<uint32_t>(row * D * 2 + ((((col >> 3) ^ (row & 7))) << 4));
+  static_assert(D >= 64 || D == 32, "swizzle defined for rows of 32 or >= 64 bf16");
+  const int sw = D >= 64 ? (row & 7) : ((row >> 1) & 3);
+  return static_cast<uint32_t>(row * D * 2 + ((((col >> 3) ^ sw)) << 4));
 }
 
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {

@@ -40,6 +40,11 @@ def main():
     args = ap.parse_args()
 
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    # One compiled graph per shape: raise dynamo's recompile limit so that later shapes are not
+    # silently run eagerly (dense scores: slow and out of memory at long T).
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 1000)
     flex = torch.compile(flex_attention, dynamic=False)
     flush = torch.empty(256 << 20, dtype=torch.int16, device="cuda")
     results = []
