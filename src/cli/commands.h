@@ -35,6 +35,15 @@ struct BenchAttentionOptions {
 };
 void run_bench_attention(const BenchAttentionOptions& o);
 
+struct BenchTrainOptions {
+  std::string config = "configs/gpt2-124m.json";
+  std::vector<std::string> overrides;  // "a.b=value"
+  int64_t batch = 0, seq_len = 0;      // 0: from the config
+  int steps = 20, warmup = 5;
+  std::string out = "bench_train.json";
+};
+void run_bench_train(const BenchTrainOptions& o);
+
 struct BenchTokenizerOptions {
   std::string tokenizer = "data/tokenizers/gpt2";
   std::string sample = "data/corpora/python-docs-sample";  // directory with MANIFEST.sha256

@@ -3,6 +3,7 @@
 //   info         build and device information
 //   bench ops    time LayerNorm, GELU, fused cross-entropy, AdamW against PyTorch (docs/bench/)
 //   bench attention  time the fused attention kernels (peers: scripts/bench/bench_attention.sh)
+//   bench train      training tokens/s on the GPU (peer: scripts/bench/train_peer.py)
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
 //   train        the training loop from a run config (src/train/trainer.h)
 //   eval         loss and perplexity of a checkpoint on a split or shard files
@@ -48,6 +49,16 @@ int main(int argc, char** argv) {
   attn_cmd->add_option("--window", bench_attn.window, "sliding-window size of the windowed case")->capture_default_str();
   attn_cmd->add_option("--iters", bench_attn.iters, "timed runs per case (median reported)")->capture_default_str();
   attn_cmd->callback([&] { run_bench_attention(bench_attn); });
+  BenchTrainOptions bench_train;
+  auto* train_bench_cmd = bench->add_subcommand("train", "Steady-state training tokens/s of a config on the GPU (random tokens)");
+  train_bench_cmd->add_option("--config", bench_train.config, "run config")->capture_default_str();
+  train_bench_cmd->add_option("--set", bench_train.overrides, "override a.b=value (repeatable)");
+  train_bench_cmd->add_option("--batch", bench_train.batch, "sequences per step (0: train.batch_size)");
+  train_bench_cmd->add_option("--seq-len", bench_train.seq_len, "sequence length (0: train.seq_len)");
+  train_bench_cmd->add_option("--steps", bench_train.steps, "timed steps (median reported)")->capture_default_str();
+  train_bench_cmd->add_option("--warmup", bench_train.warmup, "untimed steps first")->capture_default_str();
+  train_bench_cmd->add_option("--out", bench_train.out, "JSON output file")->capture_default_str();
+  train_bench_cmd->callback([&] { run_bench_train(bench_train); });
   BenchTokenizerOptions bench_tok;
   auto* tok_cmd = bench->add_subcommand("tokenizer", "Single-thread tokenizer throughput on a text sample");
   tok_cmd->add_option("--tokenizer", bench_tok.tokenizer, "GPT-2 directory or tokenizer.json")->capture_default_str();

@@ -1,0 +1,85 @@
+// `sparsek bench train`: steady-state training throughput of a model config on the GPU: the
+// trainer's step (bf16 parameters with fp32 AdamW masters, forward, backward, global gradient
+// norm and clip coefficient kept on the device, AdamW with weight decay on matrices only) on
+// random tokens, timed per step (host clock after the loss is read back, which syncs).
+// Reports tokens/s, MFU (model FLOPs per token 6 N + 12 L C T, PaLM's count, over 989 TFLOP/s
+// dense bf16), peak GPU memory (caching allocator high-water mark). The PyTorch nanoGPT-style
+// peer runs in the same device call: scripts/bench/train_peer.py via scripts/bench/bench_train.sh.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/node.h"
+#include "backend/cuda_device.h"
+#include "cli/commands.h"
+#include "config/run_config.h"
+#include "model/gpt.h"
+#include "optim/adamw.h"
+#include "optim/grad_clip.h"
+#include "tensor/random.h"
+#include "util/check.h"
+
+namespace sk::cli {
+
+void run_bench_train(const BenchTrainOptions& o) {
+  SK_CHECK(cuda::is_available(), "bench train needs a CUDA device (none found)");
+  config::RunConfig cfg = config::load_run_config(o.config, o.overrides);
+  const int64_t B = o.batch > 0 ? o.batch : cfg.train.batch_size;
+  const int64_t T = o.seq_len > 0 ? o.seq_len : cfg.train.seq_len;
+  const Device dev = Device::cuda(0);
+  Rng rng(1234);
+  model::Gpt gpt(cfg.model, cfg.attention, DType::BF16, dev, rng);
+  optim::AdamWConfig ac;
+  ac.lr = cfg.optimizer.lr;
+  ac.beta1 = cfg.optimizer.beta1;
+  ac.beta2 = cfg.optimizer.beta2;
+  ac.eps = cfg.optimizer.eps;
+  ac.weight_decay = cfg.optimizer.weight_decay;
+  optim::AdamW opt(ac);
+  std::vector<Tensor> params;
+  for (const auto& [name, p] : gpt.named_parameters()) {
+    params.push_back(p);
+    opt.add_param(p, p.ndim() >= 2 && name != "wte" && name != "wpe");
+  }
+  const int64_t V = cfg.model.vocab_size;
+  Tensor x = Tensor::randint({B, T}, rng, V, DType::I32).to(dev);
+  Tensor y = Tensor::randint({B, T}, rng, V, DType::I32).to(dev);
+
+  std::vector<double> step_ms;
+  double loss = 0;
+  cuda::reset_peak_memory(0);
+  for (int step = 0; step < o.warmup + o.steps; ++step) {
+    cuda::synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    Tensor l = gpt.loss(x, y);
+    l.backward();
+    optim::GradNorm gn = optim::global_grad_norm(params, cfg.optimizer.grad_clip > 0 ? cfg.optimizer.grad_clip : 1e30);
+    opt.step(-1.0, gn.coefficient);
+    opt.zero_grad();
+    loss = l.item();  // syncs
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (step >= o.warmup) step_ms.push_back(ms);
+    if (step == 0 || step + 1 == o.warmup + o.steps) spdlog::info("bench train: step {} loss {:.4f} {:.1f} ms", step, loss, ms);
+  }
+  std::sort(step_ms.begin(), step_ms.end());
+  const double med = step_ms[step_ms.size() / 2];
+  const double tokens_per_s = double(B * T) / (med / 1e3);
+  const int64_t N = gpt.num_parameters() - (cfg.model.learned_positions ? cfg.model.block_size * cfg.model.n_embd : 0);
+  const double flops_per_token = 6.0 * double(N) + 12.0 * double(cfg.model.n_layer * cfg.model.n_embd * T);
+  const double mfu = tokens_per_s * flops_per_token / 989e12;
+  const double peak_gib = double(cuda::memory_stats(0).peak_allocated_bytes) / double(1ull << 30);
+  spdlog::info("bench train: {} params, B={} T={}: {:.1f} ms/step, {:.0f} tokens/s, MFU {:.1f}%, peak {:.2f} GiB",
+               gpt.num_parameters(), B, T, med, tokens_per_s, 100 * mfu, peak_gib);
+  nlohmann::json doc{{"system", "sparsek"}, {"device", cuda::device_name(0)}, {"config", o.config},
+                     {"attention", cfg.attention.kind}, {"batch", B}, {"seq_len", T},
+                     {"params", gpt.num_parameters()}, {"step_ms", med}, {"tokens_per_s", tokens_per_s},
+                     {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}};
+  std::ofstream f(o.out);
+  SK_CHECK(f.good(), "bench train: cannot write ", o.out);
+  f << doc.dump(2) << "\n";
+}
+
+}  // namespace sk::cli
