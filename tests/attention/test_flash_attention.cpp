@@ -29,6 +29,8 @@ std::string case_name(const Case& c) {
          std::to_string(c.D) + "_w" + std::to_string(c.window);
 }
 
+void PrintTo(const Case& c, std::ostream* os) { *os << case_name(c); }
+
 // (B, H, T, D) view of slot `which` of a (B, T, 3, H, D) buffer.
 Tensor head_view(const Tensor& qkv, int64_t which) {
   const int64_t B = qkv.size(0), T = qkv.size(1), H = qkv.size(3), D = qkv.size(4);
