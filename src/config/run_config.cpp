@@ -83,6 +83,7 @@ ConfigSchema schema_for(RunConfig& c) {
 
   s.add_int("eval.every", &c.eval.every, 0, kBig, "evaluate every N steps (0: off)");
   s.add_int("eval.max_batches", &c.eval.max_batches, 0, kBig, "validation batches (0: the whole split)");
+  s.add_bool("eval.at_start", &c.eval.at_start, "also evaluate before the first step (step 0)");
 
   s.add_string("checkpoint.dir", &c.checkpoint.dir, "checkpoint directory");
   s.add_int("checkpoint.every", &c.checkpoint.every, 0, kBig, "save every N steps (0: off)");

@@ -85,6 +85,7 @@ struct TrainConfig {
 struct EvalConfig {
   int64_t every = 100;               // steps; 0 disables
   int64_t max_batches = 20;          // 0 = the whole validation split
+  bool at_start = false;             // also evaluate before the first step (recorded as step 0)
 };
 
 struct CheckpointConfig {

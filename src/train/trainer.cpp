@@ -290,6 +290,12 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count());
   };
 
+  if (val_loader && cfg.eval.at_start && start_step == 0) {
+    const double vl = evaluate(gpt, *val_loader, cfg.eval.max_batches);
+    result.val_losses.push_back({0, vl});
+    spdlog::info("step {:5d} | validation loss {:.4f} | perplexity {:.2f}", 0, vl, std::exp(vl));
+    if (metrics.is_open()) metrics << nlohmann::json{{"step", 0}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}}.dump() << "\n";
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const bool checkpoints = cfg.checkpoint.every > 0;
   for (int64_t step = start_step; step < cfg.train.max_steps; ++step) {

@@ -3,6 +3,7 @@
 // and the same seed gives identical losses; config errors name the key or file.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "testing/test_helpers.h"
@@ -21,9 +22,13 @@ TEST(Trainer, loss_falls_and_same_seed_same_losses) {
   EXPECT_LT(a.train_losses.back(), 0.5 * a.train_losses.front());
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "metrics.jsonl"));
   c.checkpoint.dir = (dir / "run2").string();
+  c.eval.at_start = true;
   train::TrainResult b = train::train(c);
   EXPECT_EQ(a.train_losses, b.train_losses);  // bit-identical on the CPU
-  EXPECT_EQ(a.val_losses, b.val_losses);
+  ASSERT_EQ(b.val_losses.size(), 3u);         // with the validation before the first step
+  EXPECT_EQ(b.val_losses[0].first, 0);
+  EXPECT_NEAR(b.val_losses[0].second, std::log(32.0), 0.3);  // an untrained model: about uniform
+  EXPECT_EQ(a.val_losses, std::vector(b.val_losses.begin() + 1, b.val_losses.end()));
   std::filesystem::remove_all(dir);
 }
 
