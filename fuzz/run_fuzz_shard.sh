@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the shard-reader fuzzer (fuzz/fuzz_shard_reader.cpp) with libFuzzer.
 #   fuzz/run_fuzz_shard.sh [SECONDS]     default 60
-# Compiles src/data/shard.cpp and src/util/check.cpp directly with clang++ 14
+# Compiles src/data/shard.cpp, src/util/file_io.cpp and src/util/check.cpp directly with clang++ 14
 # (-fsanitize=fuzzer,address,undefined; Debian: clang-14, libclang-rt-14-dev) into $FUZZ_DIR
 # (default /tmp/sparsek-fuzz-shard), seeds the corpus with valid v1/v2 shards and a few broken
 # ones, and runs for SECONDS. Exit status 0 when no crash was found; a crash leaves
@@ -16,7 +16,7 @@ mkdir -p "$dir/corpus"
 
 echo "building $dir/fuzz_shard_reader with $cxx" >&2
 "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I src src/data/shard.cpp src/util/check.cpp fuzz/fuzz_shard_reader.cpp -o "$dir/fuzz_shard_reader"
+  -I src src/data/shard.cpp src/util/file_io.cpp src/util/check.cpp fuzz/fuzz_shard_reader.cpp -o "$dir/fuzz_shard_reader"
 
 # Seeds: header (magic, version, count) + 1012 zero bytes + body.
 seed() {  # seed NAME VERSION COUNT BODY_BYTES

@@ -74,7 +74,7 @@ stage "6/6 evaluate and sample"
 import json, math, sys
 vals = [(r["step"], r["val_loss"]) for r in map(json.loads, open(sys.argv[1])) if "val_loss" in r]
 if vals:
-    print("validation loss by step: " + ", ".join(f"{s}: {v:.3f}" for s, v in vals))
+    print("validation loss during training (eval.max_batches batches) by step: " + ", ".join(f"{s}: {v:.3f}" for s, v in vals))
     (s0, v0), (s1, v1) = vals[0], vals[-1]
     print(f"validation perplexity {math.exp(v0):.1f} (step {s0}) -> {math.exp(v1):.1f} (step {s1})")
 PY
