@@ -22,7 +22,7 @@
 // and sha256; errors name the file. Test hook: SPARSEK_TEST_CHECKPOINT_KILL="STEP:PHASE" makes
 // the process SIGKILL itself while saving STEP at PHASE (model | state | renamed | latest), for
 // tests/train/test_checkpoint_kill.cpp.
-// Tests: tests/train/test_checkpoint.cpp, test_checkpoint_kill.cpp.
+// Tests: tests/train/test_resume.cpp, test_checkpoint_kill.cpp.
 #pragma once
 #include <filesystem>
 #include <nlohmann/json.hpp>

@@ -2,7 +2,8 @@
 // that retry short writes, fsync of files and directories, a read-only memory-mapped file, and a
 // whole-file atomic replace (temporary file in the same directory, fsync, rename, fsync of the
 // directory). Every error is an sk::Error that starts with the caller's label (usually the path).
-// Users: data/shard.cpp, io/safetensors.cpp, train/checkpoint.cpp. Tests: tests/io/.
+// Users: data/shard.cpp, io/safetensors.cpp, train/checkpoint.cpp. Tested through them
+// (tests/data/test_shard.cpp, tests/io/, tests/train/test_checkpoint_kill.cpp).
 #pragma once
 #include <sys/types.h>
 
