@@ -4,8 +4,7 @@
 
 #include <cmath>
 
-#include "attention/reference.h"
-#include "nn/rotary.h"
+#include "autograd/node.h"
 #include "ops/ops.h"
 #include "util/check.h"
 
@@ -13,8 +12,6 @@ namespace sk::model {
 
 Gpt::Gpt(const config::ModelConfig& m, const config::AttentionConfig& a, DType dt, Device dev, Rng& rng)
     : cfg_(m), attn_cfg_(a) {
-  SK_CHECK(a.kind == "full" || a.kind == "sliding_window", "model: attention.kind \"", a.kind,
-           "\" is not available yet (this stage has full and sliding_window)");
   const int64_t C = m.n_embd, Vp = m.padded_vocab(), L = m.n_layer;
   auto normal = [&](const Shape& s, double std) { return Tensor::randn(s, rng, dt, dev, 0.0, std).set_requires_grad(); };
   auto constant = [&](const Shape& s, double v) { return Tensor::full(s, v, dt, dev).set_requires_grad(); };
@@ -26,10 +23,7 @@ Gpt::Gpt(const config::ModelConfig& m, const config::AttentionConfig& a, DType d
     Block b;
     b.ln1_w = constant({C}, 1.0);
     b.ln1_b = bias(C);
-    b.qkv_w = normal({3 * C, C}, std);
-    b.qkv_b = bias(3 * C);
-    b.proj_w = normal({C, C}, res_std);
-    b.proj_b = bias(C);
+    b.attn = attention::make_attention(attention::AttentionSpec::from_config(m, a, l, dt, dev), rng);
     b.ln2_w = constant({C}, 1.0);
     b.ln2_b = bias(C);
     b.fc_w = normal({4 * C, C}, std);
@@ -49,10 +43,13 @@ std::vector<std::pair<std::string, Tensor>> Gpt::named_parameters() const {
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
     const std::string h = "h." + std::to_string(l) + ".";
-    for (auto& [n, t] : std::vector<std::pair<std::string, Tensor>>{
-             {"ln1_w", b.ln1_w}, {"ln1_b", b.ln1_b}, {"qkv_w", b.qkv_w}, {"qkv_b", b.qkv_b},
-             {"proj_w", b.proj_w}, {"proj_b", b.proj_b}, {"ln2_w", b.ln2_w}, {"ln2_b", b.ln2_b},
-             {"fc_w", b.fc_w}, {"fc_b", b.fc_b}, {"fc2_w", b.fc2_w}, {"fc2_b", b.fc2_b}})
+    std::vector<std::pair<std::string, Tensor>> named{{"ln1_w", b.ln1_w}, {"ln1_b", b.ln1_b}};
+    for (auto& nt : b.attn->named_parameters()) named.push_back(nt);
+    for (auto& nt : std::vector<std::pair<std::string, Tensor>>{{"ln2_w", b.ln2_w}, {"ln2_b", b.ln2_b},
+                                                               {"fc_w", b.fc_w}, {"fc_b", b.fc_b},
+                                                               {"fc2_w", b.fc2_w}, {"fc2_b", b.fc2_b}})
+      named.push_back(nt);
+    for (auto& [n, t] : named)
       if (t.defined()) p.push_back({h + n, t});
   }
   p.push_back({"lnf_w", lnf_w_});
@@ -67,48 +64,58 @@ int64_t Gpt::num_parameters() const {
   return n;
 }
 
-Tensor Gpt::attention_block(const Block& b, const Tensor& x) const {
-  const int64_t B = x.size(0), T = x.size(1), C = cfg_.n_embd, H = cfg_.n_head, D = C / H;
-  Tensor qkv = ops::linear(x, b.qkv_w, b.qkv_b).view({B, T, 3, H, D});            // [3, H, D] layout
-  auto heads = [&](int64_t i) { return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2).contiguous(); };
-  Tensor q = heads(0), k = heads(1), v = heads(2);                                  // (B, H, T, D)
-  if (cfg_.rotary_pct > 0) {
-    const int64_t R = int64_t(double(D) * cfg_.rotary_pct);
-    q = nn::rotary(q, R, cfg_.rotary_base);
-    k = nn::rotary(k, R, cfg_.rotary_base);
-  }
-  const int64_t window = attn_cfg_.kind == "sliding_window" ? attn_cfg_.window : 0;
-  Tensor o = attention::attention_reference(q, k, v, attention::CausalWindow{window});  // (B, H, T, D)
-  Tensor merged = o.transpose(1, 2).reshape({B, T, C});
-  return ops::linear(merged, b.proj_w, b.proj_b);
-}
-
 Tensor Gpt::mlp_block(const Block& b, const Tensor& x) const {
   const ops::GeluApprox g = cfg_.gelu == "erf" ? ops::GeluApprox::Erf : ops::GeluApprox::Tanh;
   return ops::linear(ops::gelu(ops::linear(x, b.fc_w, b.fc_b), g), b.fc2_w, b.fc2_b);
 }
 
-Tensor Gpt::forward(const Tensor& idx) const {
+Tensor Gpt::forward(const Tensor& idx) const { return run(idx, nullptr); }
+
+KvCache Gpt::new_cache(int64_t batch, int64_t max_positions) const {
+  SK_CHECK(!wpe_.defined() || max_positions <= cfg_.block_size, "model: a cache of ", max_positions,
+           " positions exceeds model.block_size ", cfg_.block_size, " (learned positions)");
+  KvCache c;
+  c.batch = batch;
+  c.max_positions = max_positions;
+  for (const Block& b : blocks_) c.layers.push_back(b.attn->new_cache(batch, max_positions));
+  return c;
+}
+
+Tensor Gpt::forward_step(const Tensor& idx, KvCache& cache) const {
+  SK_CHECK(cache.layers.size() == blocks_.size(), "model: forward_step with a cache of ", cache.layers.size(),
+           " layers for a model of ", blocks_.size(), " (make it with Gpt::new_cache)");
+  autograd::NoGradGuard no_grad;
+  Tensor logits = run(idx, &cache);
+  cache.length += idx.size(1);
+  return logits;
+}
+
+Tensor Gpt::run(const Tensor& idx, KvCache* cache) const {
   SK_CHECK(idx.ndim() == 2, "model: idx must be (B, T), got ", shape_str(idx.shape()));
-  const int64_t B = idx.size(0), T = idx.size(1);
-  SK_CHECK(!wpe_.defined() || T <= cfg_.block_size, "model: sequence length ", T, " exceeds model.block_size ",
-           cfg_.block_size);
+  const int64_t B = idx.size(0), T = idx.size(1), start = cache ? cache->length : 0;
+  SK_CHECK(!cache || B == cache->batch, "model: forward_step got a batch of ", B, " for a cache of ", cache->batch);
+  SK_CHECK(!wpe_.defined() || start + T <= cfg_.block_size, "model: sequence length ", start + T,
+           " exceeds model.block_size ", cfg_.block_size);
   Tensor x = ops::embedding(wte_, idx);  // (B, T, C)
   if (wpe_.defined()) {
     Tensor pos = ops::embedding(wpe_, Tensor::from_ints([&] {
                                    std::vector<int64_t> p(B * T);
-                                   for (int64_t i = 0; i < B * T; ++i) p[i] = i % T;
+                                   for (int64_t i = 0; i < B * T; ++i) p[i] = start + i % T;
                                    return p;
                                  }(), {B, T}, DType::I32, idx.device()));
     x = ops::add(x, pos);
   }
   const double eps = cfg_.layernorm_eps;
-  for (const Block& b : blocks_) {
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const Block& b = blocks_[l];
+    auto attend = [&](const Tensor& h) {
+      return cache ? b.attn->forward_step(h, *cache->layers[l]) : b.attn->forward(h);
+    };
     if (cfg_.parallel_residual) {
-      x = ops::add(ops::add(x, attention_block(b, ops::layernorm(x, b.ln1_w, b.ln1_b, eps))),
+      x = ops::add(ops::add(x, attend(ops::layernorm(x, b.ln1_w, b.ln1_b, eps))),
                    mlp_block(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
     } else {
-      x = ops::add(x, attention_block(b, ops::layernorm(x, b.ln1_w, b.ln1_b, eps)));
+      x = ops::add(x, attend(ops::layernorm(x, b.ln1_w, b.ln1_b, eps)));
       x = ops::add(x, mlp_block(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
     }
   }

@@ -7,21 +7,27 @@
 // padding logits are excluded from the loss). Weights are stored PyTorch-style: linear (out, in).
 // The fused QKV projection's output is laid out [3, H, D] (q heads, then k, then v), as GPT-2's
 // c_attn; importers permute other layouts (NeoX's [H, 3, D]) into it.
-// Attention: this stage uses the CPU reference (src/attention/reference.h) for full and
-// sliding_window; the attention interface with CUDA kernels comes with the attention issue.
-// Tests: tests/model/test_gpt_golden.cpp (against PyTorch/transformers fixtures), gradcheck.
+// Attention: each block owns one module of the attention interface (src/attention/attention.h),
+// made by name from attention.kind; the module owns the QKV and output projections (and a kind's
+// extra parameters) and applies rotary. Decoding: new_cache + forward_step (inference only).
+// Tests: tests/model/test_gpt_golden.cpp (against PyTorch/transformers fixtures), gradcheck;
+// tests/model/test_gpt_decode.cpp (decode = full forward); tests/model/test_gpt_cuda.cpp.
 #pragma once
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "attention/attention.h"
 #include "config/run_config.h"
+#include "model/kv_cache.h"
 #include "tensor/tensor.h"
 
 namespace sk::model {
 
 struct Block {
-  Tensor ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b;  // qkv_w (3C, C), proj_w (C, C)
+  Tensor ln1_w, ln1_b;
+  std::shared_ptr<const attention::Attention> attn;  // owns qkv_w (3C, C), proj_w (C, C), ...
   Tensor ln2_w, ln2_b, fc_w, fc_b, fc2_w, fc2_b;      // fc_w (4C, C), fc2_w (C, 4C)
 };
 
@@ -32,16 +38,28 @@ class Gpt {
   Gpt(const config::ModelConfig& model, const config::AttentionConfig& attention, DType dtype, Device device, Rng& rng);
 
   Tensor forward(const Tensor& idx) const;  // (B, T) -> logits (B, T, Vp)
+
+  // Incremental decoding (no autograd). new_cache: an empty cache for `batch` sequences of at most
+  // max_positions tokens. forward_step: idx (B, n) holds the next n tokens of each sequence after
+  // the cache's `length`; returns their logits (B, n, Vp), the same as forward over the whole
+  // sequence gives at those positions, and advances the cache by n. Feed the prompt as one step.
+  KvCache new_cache(int64_t batch, int64_t max_positions) const;
+  Tensor forward_step(const Tensor& idx, KvCache& cache) const;
   // Mean cross-entropy of the next-token targets (B, T) over the real vocabulary.
   Tensor loss(const Tensor& idx, const Tensor& targets) const;
 
   // Every parameter with a stable name ("wte", "h.3.qkv_w", ...), in a fixed order.
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   const config::ModelConfig& config() const { return cfg_; }
+  const config::AttentionConfig& attention_config() const { return attn_cfg_; }
+  const attention::Attention& attention_layer(int64_t layer) const { return *blocks_.at(layer).attn; }
+  DType dtype() const { return wte_.dtype(); }
+  Device device() const { return wte_.device(); }
   int64_t num_parameters() const;
 
  private:
-  Tensor attention_block(const Block& b, const Tensor& x) const;  // x (B, T, C) normalised
+  // The whole network; cache == nullptr: forward (positions 0..T-1), else one decode step.
+  Tensor run(const Tensor& idx, KvCache* cache) const;
   Tensor mlp_block(const Block& b, const Tensor& x) const;
 
   config::ModelConfig cfg_;

@@ -4,9 +4,11 @@
 //     out[i]       = x[i] cos(theta) - x[i + R/2] sin(theta)
 //     out[i + R/2] = x[i + R/2] cos(theta) + x[i] sin(theta)
 //   Backward rotates the gradient by -theta.
-// CPU reference (f32/f64) here; the CUDA kernel belongs to the model issue (until then CUDA
-// tensors are refused with a clear error). Tests: tests/nn/test_rotary.cpp (fp64 gradcheck,
-// relative-position property).
+// CPU reference (f32/f64) in rotary.cpp; CUDA: kernels/nn/rotary.cu (f32/bf16, the angles in
+// double as the reference, fp32 rotation; any (B, H, T) strides with the last dim contiguous, so
+// head views of a fused QKV projection go in without a copy). The output is contiguous.
+// Tests: tests/nn/test_rotary.cpp (fp64 gradcheck, relative-position property),
+// tests/nn/test_rotary_cuda.cpp (CudaParity.rotary).
 #pragma once
 #include <cstdint>
 
