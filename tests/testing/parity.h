@@ -23,6 +23,15 @@ struct ParityReport {
 
 ParityReport compare(const Tensor& got, const Tensor& ref, double rel_floor = 1e-3);
 
+// CUDA allocations filled with NaN bytes while in scope (an output a kernel never writes shows up
+// as non-finite); restored on exit, also when an ASSERT returns early.
+struct PoisonAllocsGuard {
+  PoisonAllocsGuard() { ::sk::cuda::set_poison_on_alloc(true); }
+  ~PoisonAllocsGuard() { ::sk::cuda::set_poison_on_alloc(false); }
+  PoisonAllocsGuard(const PoisonAllocsGuard&) = delete;
+  PoisonAllocsGuard& operator=(const PoisonAllocsGuard&) = delete;
+};
+
 // Skips the current test (GTEST_SKIP) when there is no CUDA device, saying why.
 #define SK_REQUIRE_CUDA()                                                                 \
   do {                                                                                    \
