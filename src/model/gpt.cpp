@@ -69,6 +69,20 @@ Tensor Gpt::mlp_block(const Block& b, const Tensor& x) const {
   return ops::linear(ops::gelu(ops::linear(x, b.fc_w, b.fc_b), g), b.fc2_w, b.fc2_b);
 }
 
+double Gpt::train_flops_per_token(int64_t T) const {
+  SK_CHECK(T >= 1, "train_flops_per_token: T must be >= 1, got ", T);
+  double matmul_weights = 0;
+  for (const auto& [name, t] : named_parameters())
+    if (t.ndim() == 2 && name != "wpe" && (name != "wte" || !lm_head_.defined())) matmul_weights += double(t.numel());
+  const int64_t H = cfg_.n_head, D = cfg_.n_embd / cfg_.n_head;
+  double attention = 0;
+  for (const Block& b : blocks_) {
+    const int64_t keys = b.attn->keys_attended(T);
+    attention += attention::attention_forward_flops(keys, 1, H, D) + attention::attention_backward_flops(keys, 1, H, D);
+  }
+  return 6.0 * matmul_weights + attention / double(T);
+}
+
 Tensor Gpt::forward(const Tensor& idx) const { return run(idx, nullptr); }
 
 KvCache Gpt::new_cache(int64_t batch, int64_t max_positions) const {

@@ -56,6 +56,11 @@ class Gpt {
   DType dtype() const { return wte_.dtype(); }
   Device device() const { return wte_.device(); }
   int64_t num_parameters() const;
+  // Useful FLOPs of one training step (forward + backward) per token at sequence length T, for MFU:
+  // 6 per weight of every matrix used in a matmul (the 2-D parameters, the head; not the embedding
+  // lookups), plus each layer's attention core from its cost model: attention_forward_flops(
+  // keys_attended(T)) forward and 2.5x that backward (FlashAttention's convention), divided by T.
+  double train_flops_per_token(int64_t T) const;
 
  private:
   // The whole network; cache == nullptr: forward (positions 0..T-1), else one decode step.

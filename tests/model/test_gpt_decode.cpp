@@ -154,6 +154,28 @@ TEST(CudaDecode, cache_steps_match_full_forward_gpu) {
       }
 }
 
+TEST(GptCost, train_flops_per_token) {
+  // 2 layers, C = 64 (4 heads of 16), vocabulary 1000 padded to 1024, T = 100: 6 x the matrix
+  // weights (12 C^2 per layer + the tied head Vp x C; not wpe) plus, per layer, causal attention
+  // (4 + 10) x H x D x T(T+1)/2 / T.
+  config::ModelConfig mc;
+  mc.n_layer = 2;
+  mc.n_head = 4;
+  mc.n_embd = 64;
+  mc.vocab_size = 1000;
+  mc.block_size = 128;
+  Rng rng(30);
+  const double C = 64, T = 100, Vp = 1024, matrices = 2 * 12 * C * C + Vp * C;
+  model::Gpt gpt(mc, sk::testing::attention_kind("full"), DType::F32, Device::cpu(), rng);
+  const double want = 6.0 * matrices + 2 * 14.0 * 4 * 16 * (T * (T + 1) / 2) / T;
+  EXPECT_NEAR(gpt.train_flops_per_token(100), want, want * 1e-12);
+  // Untied head: lm_head counts instead of wte. A sliding window of 8 keys: the cost model's count.
+  mc.tied_embeddings = false;
+  model::Gpt sw(mc, sk::testing::attention_kind("sliding_window", 8), DType::F32, Device::cpu(), rng);
+  const double keys = 8.0 * 9 / 2 + (T - 8) * 8;
+  EXPECT_NEAR(sw.train_flops_per_token(100), 6.0 * matrices + 2 * 14.0 * 4 * 16 * keys / T, want * 1e-12);
+}
+
 // ---- generation -----------------------------------------------------------------------------
 
 TEST(Generate, greedy_is_argmax_of_full_forward) {
