@@ -14,6 +14,7 @@ namespace sk::attention {
 // Factories of the built-in kinds, each defined in its kind's file.
 std::unique_ptr<Attention> make_full_attention(const AttentionSpec& spec, Rng& rng);            // full.cpp
 std::unique_ptr<Attention> make_sliding_window_attention(const AttentionSpec& spec, Rng& rng);  // sliding_window.cpp
+std::unique_ptr<Attention> make_sparsek_attention(const AttentionSpec& spec, Rng& rng);  // sparsek/sparsek_attention.cpp
 
 namespace {
 
@@ -28,6 +29,7 @@ Registry& registry() {
     reg->factories = {
         {"full", &make_full_attention},
         {"sliding_window", &make_sliding_window_attention},
+        {"sparsek", &make_sparsek_attention},
     };
     return reg;
   }();
