@@ -13,6 +13,7 @@
 #include "attention/reference.h"
 #include "nn/rotary.h"
 #include "ops/ops.h"
+#include "testing/attention_helpers.h"
 #include "testing/gradcheck.h"
 #include "testing/test_helpers.h"
 
@@ -21,17 +22,7 @@ using sk::attention::AttentionSpec;
 
 namespace {
 
-AttentionSpec spec_for(const std::string& kind, int64_t window, double rotary_pct, DType dt = DType::F64) {
-  AttentionSpec s;
-  s.attention.kind = kind;
-  s.attention.window = window;
-  s.n_embd = 8;
-  s.n_head = 2;
-  s.rotary_pct = rotary_pct;
-  s.n_layer = 2;
-  s.dtype = dt;
-  return s;
-}
+using sk::testing::spec_for;
 
 // A module with random (non-zero) biases too, so that every parameter matters.
 std::unique_ptr<attention::Attention> make_module(const AttentionSpec& s, uint64_t seed) {
@@ -40,14 +31,6 @@ std::unique_ptr<attention::Attention> make_module(const AttentionSpec& s, uint64
   for (auto& [name, t] : a->named_parameters())
     if (name.ends_with("_b")) t.copy_(Tensor::randn(t.shape(), rng, DType::F64, Device::cpu(), 0.0, 0.1));
   return a;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector(), y = b.to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
 }
 
 struct KindCase {
@@ -109,18 +92,17 @@ TEST(AttentionInterface, forward_matches_composed_reference) {
       auto a = make_module(s, 3);
       auto p = a->named_parameters();
       Rng rng(4);
-      const int64_t B = 2, T = 6, C = 8, H = 2, D = 4;
+      const int64_t B = 2, T = 6, C = 8;
       Tensor x = Tensor::randn({B, T, C}, rng, DType::F64);
-      Tensor qkv = ops::linear(x, p[0].second, p[1].second).view({B, T, 3, H, D});
-      auto head = [&](int64_t i) { return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2).contiguous(); };
-      Tensor q = head(0), k = head(1), v = head(2);
+      sk::testing::ComposedHeads h = sk::testing::composed_heads(x, p[0].second, p[1].second, 2);
+      Tensor q = h.q, k = h.k, v = h.v;
       if (rot > 0) {
         q = nn::rotary(q, 2);
         k = nn::rotary(k, 2);
       }
       Tensor o = attention::attention_reference(q, k, v, attention::CausalWindow{kc.window});
       Tensor want = ops::linear(o.transpose(1, 2).reshape({B, T, C}), p[2].second, p[3].second);
-      EXPECT_LT(max_abs_diff(a->forward(x), want), 1e-14);
+      EXPECT_LT(sk::testing::max_abs_diff(a->forward(x), want), 1e-14);
     }
 }
 
@@ -129,10 +111,7 @@ TEST(Gradcheck, attention_module_through_interface) {
     for (double rot : {0.0, 0.5, 1.0}) {
       SCOPED_TRACE(kc.kind + " window " + std::to_string(kc.window) + " rotary " + std::to_string(rot));
       auto a = make_module(spec_for(kc.kind, kc.window, rot), 5);
-      Rng rng(6);
-      std::vector<Tensor> inputs{sk::testing::rand_leaf({2, 5, 8}, rng)};
-      for (auto& [n, t] : a->named_parameters()) inputs.push_back(t);
-      EXPECT_GRADCHECK([&](const std::vector<Tensor>& in) { return a->forward(in[0]); }, inputs);
+      sk::testing::expect_module_gradcheck(*a, {2, 5, 8}, 6);
     }
 }
 
@@ -165,15 +144,7 @@ TEST(AttentionInterface, decode_steps_match_forward) {
                               dtype_name(dt) + " steps";
           for (int64_t n : pat) label += " " + std::to_string(n);
           SCOPED_TRACE(label);
-          auto cache = a->new_cache(2, 9);
-          int64_t t = 0;
-          for (int64_t n : pat) {
-            Tensor y = a->forward_step(x.slice(1, t, t + n), *cache);
-            EXPECT_FALSE(y.requires_grad());
-            EXPECT_LT(max_abs_diff(y, full.slice(1, t, t + n)), dt == DType::F64 ? 1e-14 : 2e-6);
-            t += n;
-            EXPECT_EQ(cache->positions(), t);
-          }
+          sk::testing::expect_decode_steps_match_forward(*a, x, full, pat, dt == DType::F64 ? 1e-14 : 2e-6);
         }
       }
 }

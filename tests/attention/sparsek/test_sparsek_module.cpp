@@ -11,6 +11,7 @@
 #include "attention/sparsek/sparsek_reference.h"
 #include "nn/rotary.h"
 #include "ops/ops.h"
+#include "testing/attention_helpers.h"
 #include "testing/gradcheck.h"
 #include "testing/test_helpers.h"
 
@@ -21,18 +22,11 @@ namespace {
 
 AttentionSpec sparsek_spec(int64_t k, int64_t window, const std::string& mode, bool shared, double rotary_pct,
                            DType dt = DType::F64) {
-  AttentionSpec s;
-  s.attention.kind = "sparsek";
+  AttentionSpec s = sk::testing::spec_for("sparsek", window, rotary_pct, dt);
   s.attention.k = k;
-  s.attention.window = window;
   s.attention.mask_mode = mode;
   s.attention.shared_selection = shared;
   s.attention.score_slope = 0.01;
-  s.n_embd = 8;
-  s.n_head = 2;
-  s.rotary_pct = rotary_pct;
-  s.n_layer = 2;
-  s.dtype = dt;
   return s;
 }
 
@@ -46,14 +40,6 @@ std::unique_ptr<attention::Attention> make_module(const AttentionSpec& s, uint64
     t.copy_(Tensor::randn(t.shape(), rng, DType::F64, Device::cpu(), 0.0, sd));
   }
   return a;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector(), y = b.to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
 }
 
 }  // namespace
@@ -83,11 +69,10 @@ TEST(SparsekModule, forward_matches_composed_pieces) {
     auto a = make_module(s, 652);
     auto p = a->named_parameters();
     Rng rng(653);
-    const int64_t B = 2, T = 9, C = 8, H = 2, D = 4;
+    const int64_t B = 2, T = 9, C = 8;
     Tensor x = Tensor::randn({B, T, C}, rng, DType::F64);
-    Tensor qkv = ops::linear(x, p[0].second, p[1].second).view({B, T, 3, H, D});
-    auto head = [&](int64_t i) { return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2).contiguous(); };
-    Tensor q = nn::rotary(head(0), 2), k = nn::rotary(head(1), 2), v = head(2);
+    sk::testing::ComposedHeads h = sk::testing::composed_heads(x, p[0].second, p[1].second, 2);
+    Tensor q = nn::rotary(h.q, 2), k = nn::rotary(h.k, 2), v = h.v;
     // u = x w^T + b + c j
     Tensor u = ops::linear(x, p[4].second, p[5].second).transpose(1, 2).contiguous();
     std::vector<double> uv = u.to_vector();
@@ -95,7 +80,7 @@ TEST(SparsekModule, forward_matches_composed_pieces) {
     Tensor o = attention::sparsek::sparsek_attention_reference(
         q, k, v, Tensor::from_vector(uv, u.shape(), DType::F64), {2, 2, attention::sparsek::MaskMode::LogMask});
     Tensor want = ops::linear(o.transpose(1, 2).reshape({B, T, C}), p[2].second, p[3].second);
-    EXPECT_LT(max_abs_diff(a->forward(x), want), 1e-13);
+    EXPECT_LT(sk::testing::max_abs_diff(a->forward(x), want), 1e-13);
   }
 }
 
@@ -111,10 +96,7 @@ TEST(Gradcheck, attention_sparsek_module) {
     SCOPED_TRACE(std::string(c.mode) + " k " + std::to_string(c.k) + " w " + std::to_string(c.w) +
                  (c.shared ? " shared" : ""));
     auto a = make_module(sparsek_spec(c.k, c.w, c.mode, c.shared, c.rot), 654);
-    Rng rng(655);
-    std::vector<Tensor> inputs{sk::testing::rand_leaf({2, 7, 8}, rng)};
-    for (auto& [n, t] : a->named_parameters()) inputs.push_back(t);
-    EXPECT_GRADCHECK([&](const std::vector<Tensor>& in) { return a->forward(in[0]); }, inputs);
+    sk::testing::expect_module_gradcheck(*a, {2, 7, 8}, 655);
   }
 }
 
@@ -137,15 +119,7 @@ TEST(SparsekModule, decode_steps_match_forward) {
         for (const auto& pat : patterns) {
           SCOPED_TRACE(std::string(dtype_name(dt)) + (shared ? " shared" : "") + " w " + std::to_string(w) +
                        " first step " + std::to_string(pat[0]));
-          auto cache = a->new_cache(2, 11);
-          int64_t t = 0;
-          for (int64_t n : pat) {
-            Tensor y = a->forward_step(x.slice(1, t, t + n), *cache);
-            EXPECT_FALSE(y.requires_grad());
-            EXPECT_LT(max_abs_diff(y, full.slice(1, t, t + n)), dt == DType::F64 ? 1e-12 : 2e-5);
-            t += n;
-            EXPECT_EQ(cache->positions(), t);
-          }
+          sk::testing::expect_decode_steps_match_forward(*a, x, full, pat, dt == DType::F64 ? 1e-12 : 2e-5);
         }
       }
 }
