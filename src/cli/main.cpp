@@ -94,8 +94,7 @@ int main(int argc, char** argv) {
   eval_cmd->callback([&] { run_eval(eval_opts); });
 
   GenerateOptions gen;
-  auto* gen_cmd = app.add_subcommand("generate", "Sample a continuation of a prompt from a checkpoint "
-                                                  "(full forward per token until the KV-cache decode step lands)");
+  auto* gen_cmd = app.add_subcommand("generate", "Sample a continuation of a prompt from a checkpoint (KV-cache decoding)");
   gen_cmd->add_option("checkpoint", gen.checkpoint, "checkpoint step directory or run directory (its latest)")->required();
   gen_cmd->add_option("--prompt", gen.prompt, "text to continue (empty: start from <|endoftext|>)");
   gen_cmd->add_option("--max-tokens", gen.max_tokens, "new tokens at most")->capture_default_str()

@@ -1,8 +1,8 @@
 // `sparsek eval` and `sparsek generate` (src/cli/eval.cpp, generate.cpp) on a tiny model trained
 // on a repeated sentence tokenized with the tiny test tokenizer (tests/data/fixtures): eval of
 // the checkpoint reproduces the trainer's validation loss (from a run directory, a config file,
-// or --files), greedy generation continues the sentence, a seeded sample is reproducible, and
-// errors name the missing path. Runs build/sparsek (SPARSEK_BINARY).
+// or --files), greedy generation continues the sentence (also past the 32-position window), a
+// seeded sample is reproducible, and errors name the missing path. Runs build/sparsek (SPARSEK_BINARY).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -62,6 +62,16 @@ TEST(EvalGenerateCli, eval_matches_training_and_greedy_generation_continues_the_
       {"generate", run, "--prompt", "the cat", "--temperature", "0", "--max-tokens", "20"}, log);
   ASSERT_TRUE(greedy.exited(0)) << greedy.output;
   EXPECT_NE(greedy.output.find("the cat sat on the mat. the cat sat"), std::string::npos) << greedy.output;
+
+  // Longer than the model's 32-position window: decoding restarts from the last 16 tokens.
+  const auto longer = sk::testing::run_sparsek(
+      {"generate", run, "--prompt", "the cat", "--temperature", "0", "--max-tokens", "80"}, log);
+  ASSERT_TRUE(longer.exited(0)) << longer.output;
+  size_t sentences = 0;
+  for (size_t at = longer.output.find("the cat sat on the mat."); at != std::string::npos;
+       at = longer.output.find("the cat sat on the mat.", at + 1))
+    ++sentences;
+  EXPECT_GE(sentences, 5u) << longer.output;
 
   const std::vector<std::string> sampled = {"generate", run, "--prompt", "the", "--temperature", "1.0",
                                             "--top-k",  "5", "--seed",   "7",   "--max-tokens",  "15"};
