@@ -97,6 +97,7 @@ TEST(CheckpointKill, killed_at_random_moments_always_leaves_a_loadable_checkpoin
       break;
     }
     ++kills;
+    if (!fs::exists(dir / "run")) continue;  // killed before the run directory was made
     for (const auto& e : fs::directory_iterator(dir / "run"))
       mid_write += e.path().filename().string().rfind(".tmp-", 0) == 0;
     if (!train::latest_checkpoint(dir / "run")) continue;  // killed before the first save
