@@ -12,21 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-
-def median_ms(fn, warmup, iters, flush):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for i in range(iters):
-        flush.fill_(i & 0xFF)
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    times.sort()
-    return times[len(times) // 2]
+from ops_peer import median_ms  # same directory: event timing with the L2 flushed
 
 
 def main():
@@ -85,8 +71,8 @@ def main():
             for system, kind, window, fwd, fb in cases:
                 try:
                     with torch.no_grad():
-                        f_ms = median_ms(fwd, 3, args.iters, flush)
-                    fb_ms = median_ms(fb, 3, args.iters, flush)
+                        f_ms = median_ms(fwd, flush, 3, args.iters)
+                    fb_ms = median_ms(fb, flush, 3, args.iters)
                 except Exception as e:  # a backend missing on this machine is reported, not fatal
                     print(f"{system} D={D} T={T}: unavailable: {e}", flush=True)
                     continue
