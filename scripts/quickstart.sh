@@ -15,6 +15,8 @@
 #   QUICKSTART_PRESET=cpu|gpu   force a preset
 #   QUICKSTART_SET="k=v ..."    extra --set overrides for the training run
 #   QUICKSTART_PROMPT="..."     the prompt of the sample (default below)
+#   QUICKSTART_BINARY=PATH      use this prebuilt sparsek binary: skips steps 1-2 (for a machine
+#                               without network or build packages, e.g. the lent GPU machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -22,6 +24,11 @@ stage() { echo; echo "=== quickstart [$(( $(date +%s) - t0 )) s] $*"; }
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
+if [ -n "${QUICKSTART_BINARY:-}" ]; then
+  [ -x "$QUICKSTART_BINARY" ] || { echo "quickstart: QUICKSTART_BINARY=$QUICKSTART_BINARY is not an executable" >&2; exit 2; }
+  stage "1-2/6 packages and build skipped: prebuilt $QUICKSTART_BINARY"
+  export SPARSEK="$QUICKSTART_BINARY"
+else
 stage "1/6 packages"
 scripts/install_deps.sh
 if ! command -v npm >/dev/null; then
@@ -40,6 +47,7 @@ else
   SPARSEK_BUILD_TARGET=sparsek scripts/build.sh -DSPARSEK_CUDA=OFF "$@"
 fi
 export SPARSEK="$SPARSEK_BUILD_DIR/sparsek"   # also used by scripts/data/*.sh
+fi
 "$SPARSEK" info
 
 stage "3/6 GPT-2 tokenizer"

@@ -2,7 +2,9 @@
 # Shared helpers for the corpus scripts (scripts/data/{python_docs,linux_docs,linux_code}.sh);
 # sourced, not run. Each corpus script: installs its Debian package if missing, extracts text to
 # data/corpora/NAME (git-ignored), runs `sparsek prepare` with the GPT-2 tokenizer into data/NAME/
-# and copies the manifest to docs/data/manifests/NAME.json (committed).
+# and, with UPDATE_DOCS_MANIFEST=1, copies the manifest to docs/data/manifests/NAME.json (the
+# committed record; off by default so that a user's or the quickstart's rebuild does not rewrite a
+# tracked file with its own commit and paths).
 #
 # Environment:
 #   SPARSEK        the binary (default build/sparsek; built with scripts/build.sh when missing)
@@ -44,8 +46,8 @@ ensure_tools() {
   fi
 }
 
-# prepare_corpus NAME [prepare args and inputs...]: shards + manifest in data/NAME, the manifest
-# copied to docs/data/manifests/NAME.json.
+# prepare_corpus NAME [prepare args and inputs...]: shards + manifest in data/NAME; with
+# UPDATE_DOCS_MANIFEST=1 the manifest is also copied to docs/data/manifests/NAME.json.
 prepare_corpus() {
   local name="$1"
   shift
@@ -54,9 +56,13 @@ prepare_corpus() {
   [ -n "${SHARD_TOKENS:-}" ] && args+=(--shard-tokens "$SHARD_TOKENS")
   log "$SPARSEK prepare ${args[*]} $*"
   "$SPARSEK" prepare "${args[@]}" "$@"
-  mkdir -p docs/data/manifests
-  cp "data/$name/${name}_manifest.json" "docs/data/manifests/$name.json"
-  log "manifest: docs/data/manifests/$name.json"
+  if [ "${UPDATE_DOCS_MANIFEST:-0}" = 1 ]; then
+    mkdir -p docs/data/manifests
+    cp "data/$name/${name}_manifest.json" "docs/data/manifests/$name.json"
+    log "manifest: docs/data/manifests/$name.json (UPDATE_DOCS_MANIFEST=1)"
+  else
+    log "manifest: data/$name/${name}_manifest.json (UPDATE_DOCS_MANIFEST=1 also copies it to docs/data/manifests/)"
+  fi
 }
 
 # The kernel sources of Debian's linux-source-6.1 (installed when missing): prints the tarball.

@@ -3,7 +3,7 @@
 # tarball): the core kernel, memory management, filesystems, networking (stack and drivers),
 # block layer, crypto, lib, IPC, init, io_uring, security and include/ (~272 MB in ~17,000
 # files, over 100M GPT-2 tokens), extracted to data/corpora/linux_code/<subsystem>, tokenized
-# with GPT-2 into data/linux_code/ (shards + manifest); the manifest is copied to
+# with GPT-2 into data/linux_code/ (shards + manifest); with UPDATE_DOCS_MANIFEST=1 the manifest is copied to
 # docs/data/manifests/linux_code.json.
 #   scripts/data/linux_code.sh      (root, for apt-get, when the package is missing)
 # Environment: see scripts/data/common.sh (SPARSEK, THREADS, SHARD_TOKENS).

@@ -3,7 +3,7 @@
 # ~140 MB download): every text file (reStructuredText, plain text, YAML device-tree bindings,
 # scripts; binary files such as images dropped), ~44 MB in ~8,870 files, extracted to
 # data/corpora/linux_docs, tokenized with GPT-2 into data/linux_docs/ (shards + manifest); the
-# manifest is copied to docs/data/manifests/linux_docs.json.
+# manifest is copied (UPDATE_DOCS_MANIFEST=1) to docs/data/manifests/linux_docs.json.
 #   scripts/data/linux_docs.sh      (root, for apt-get, when the package is missing)
 # Environment: see scripts/data/common.sh (SPARSEK, THREADS, SHARD_TOKENS).
 # shellcheck source=scripts/data/common.sh

@@ -2,7 +2,7 @@
 # Corpus python_docs: the reStructuredText sources of the Python 3.11 documentation (Debian's
 # python3.11-doc: /usr/share/doc/python3.11/html/_sources, ~500 *.rst.txt files, ~11 MB),
 # copied to data/corpora/python_docs, tokenized with GPT-2 into data/python_docs/ (shards +
-# manifest); the manifest is copied to docs/data/manifests/python_docs.json.
+# manifest); with UPDATE_DOCS_MANIFEST=1 the manifest is copied to docs/data/manifests/python_docs.json.
 #   scripts/data/python_docs.sh      (root, for apt-get, when the package is missing)
 # Environment: see scripts/data/common.sh (SPARSEK, THREADS, SHARD_TOKENS).
 # shellcheck source=scripts/data/common.sh

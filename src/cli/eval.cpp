@@ -31,7 +31,9 @@ void run_eval(const EvalOptions& o) {
   }
   const train::Checkpoint ck = train::Checkpoint::open(ck_path);
   const config::RunConfig cfg = ck.config(o.overrides);
-  const model::Gpt gpt = ck.load_model(cfg);
+  // On the GPU when the run's train.device/train.dtype resolve there (auto: when one is present).
+  const train::Placement place = train::resolve_placement(cfg.train.device, cfg.train.dtype);
+  const model::Gpt gpt = ck.load_model(cfg, place.dtype, place.device);
 
   SK_CHECK(o.split == "val" || o.split == "train", "eval: --split must be val or train, got '", o.split, "'");
   std::vector<std::string> shards;

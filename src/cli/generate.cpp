@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "model/generate.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 #include "util/check.h"
 
 namespace sk::cli {
@@ -29,7 +30,9 @@ void run_generate(const GenerateOptions& o) {
   }
   SK_CHECK(!tok_path.empty(), "generate: the checkpoint has no tokenizer copy and data.tokenizer is empty: pass --tokenizer");
   const data::Tokenizer tok = data::Tokenizer::load(tok_path);
-  const model::Gpt gpt = ck.load_model(cfg);
+  // On the GPU when the run's train.device/train.dtype resolve there (auto: when one is present).
+  const train::Placement place = train::resolve_placement(cfg.train.device, cfg.train.dtype);
+  const model::Gpt gpt = ck.load_model(cfg, place.dtype, place.device);
   SK_CHECK(int64_t(tok.vocab_size()) <= cfg.model.vocab_size, "generate: tokenizer ", tok.name(), " has ",
            tok.vocab_size(), " tokens, more than the model's ", cfg.model.vocab_size);
   const std::optional<uint32_t> eot = tok.token_id("<|endoftext|>");

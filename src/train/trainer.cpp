@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "autograd/node.h"
+#include "backend/cuda_device.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
@@ -52,8 +53,9 @@ double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_bat
   ops::CrossEntropyOptions o;
   o.valid_vocab = gpt.config().vocab_size;
   o.reduction = ops::Reduction::Sum;
+  const Device dev = gpt.device();
   while (auto b = loader.next()) {
-    total += ops::cross_entropy(gpt.forward(b->inputs), b->targets, o).item();
+    total += ops::cross_entropy(gpt.forward(b->inputs.to(dev)), b->targets.to(dev), o).item();
     targets += b->num_targets;
     if (++batches == max_batches) break;
   }
@@ -178,15 +180,47 @@ void truncate_metrics(const fs::path& path, int64_t step) {
 
 }  // namespace
 
-std::vector<std::string> training_devices() { return {"cpu"}; }
+std::vector<std::string> training_devices() {
+  if (cuda::is_available()) return {"cpu", "cuda"};
+  return {"cpu"};
+}
+
+Placement resolve_placement(const std::string& device, const std::string& dtype) {
+  Placement p;
+  if (device == "auto") {
+    p.device = cuda::is_available() ? Device::cuda(0) : Device::cpu();
+  } else if (device == "cpu") {
+    p.device = Device::cpu();
+  } else {
+    SK_CHECK(cuda::compiled(), "train.device = \"", device, "\": this build has no CUDA backend (rebuild with the "
+             "CUDA toolkit installed, or use train.device=cpu)");
+    const int n = cuda::device_count();
+    const int idx = device == "cuda" ? 0 : std::atoi(device.c_str() + 5);
+    SK_CHECK(idx >= 0 && idx < n, "train.device = \"", device, "\": ", n == 0 ? std::string("no CUDA device is present")
+             : "this machine has " + std::to_string(n) + " CUDA device(s) (cuda:0..cuda:" + std::to_string(n - 1) + ")");
+    p.device = Device::cuda(idx);
+  }
+  if (dtype == "auto") {
+    p.dtype = p.device.is_cpu() ? DType::F32 : DType::BF16;
+  } else if (dtype == "bf16") {
+    SK_CHECK(!p.device.is_cpu(), "train.dtype = bf16: bf16 training runs on CUDA only (train.device resolved to cpu); "
+             "use train.dtype=f32 or auto on the CPU");
+    p.dtype = DType::BF16;
+  } else {
+    p.dtype = DType::F32;
+  }
+  return p;
+}
 
 TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   config::RunConfig cfg = cfg_in;
   cfg.resolve();
-  const std::string& dev = cfg.train.device;
-  SK_CHECK(dev == "auto" || dev == "cpu", "train.device = \"", dev,
-           "\": training on CUDA needs the attention kernels (attention issue); use train.device=cpu for now");
-  SK_CHECK(cfg.train.dtype != "bf16", "train.dtype = bf16 needs the CUDA path; use f32 on the CPU");
+  const Placement place = resolve_placement(cfg.train.device, cfg.train.dtype);
+  const Device dev = place.device;
+  const std::string precision = dtype_name(place.dtype);
+  if (!dev.is_cpu() && place.dtype == DType::F32)
+    spdlog::warn("train: f32 on CUDA: the fused attention kernels take bf16, so attention runs on a slow fallback; "
+                 "train.dtype=bf16 (or auto) is the fast path");
   const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
   data::DataLoaderOptions lo;
   lo.batch_size = B;
@@ -201,7 +235,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   }
 
   Rng rng(static_cast<uint64_t>(cfg.train.seed));
-  model::Gpt gpt(cfg.model, cfg.attention, DType::F32, Device::cpu(), rng);
+  model::Gpt gpt(cfg.model, cfg.attention, place.dtype, dev, rng);
   optim::AdamW opt({.lr = cfg.optimizer.lr, .beta1 = cfg.optimizer.beta1, .beta2 = cfg.optimizer.beta2,
                     .eps = cfg.optimizer.eps, .weight_decay = cfg.optimizer.weight_decay});
   const io::NamedTensors named = gpt.named_parameters();
@@ -237,6 +271,10 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   if (ck) {
     const std::string where = ck->state_path().string();
     check_compatible(cfg, *ck);
+    const std::string saved_precision = ck->state().value("precision", std::string("f32"));
+    SK_CHECK(saved_precision == precision, "cannot resume from ", where, ": it was trained in ", saved_precision,
+             " but this run resolves train.device/train.dtype to ", precision, " on ", dev.str(),
+             " (set train.dtype and train.device to match the checkpoint)");
     ck->load_weights(named);
     ck->load_optimizer(named, opt);
     const nlohmann::json& st = ck->state();
@@ -257,9 +295,14 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   result.first_step = result.last_step = start_step;
   const auto tok_files = tokenizer_files(cfg.data.tokenizer);
 
-  spdlog::info("train: {} parameters, {} layers x {} wide, T = {}, batch {} x {} accumulation, {} steps, cpu f32",
+  spdlog::info("train: {} parameters, {} layers x {} wide, T = {}, batch {} x {} accumulation, {} steps, {} {}{}",
                gpt.num_parameters(), cfg.model.n_layer, cfg.model.n_embd, T, B, cfg.train.grad_accum,
-               cfg.train.max_steps);
+               cfg.train.max_steps, dev.str(), precision,
+               dev.is_cpu() ? "" : " (fp32 master weights and AdamW moments)");
+  // MFU: useful model FLOPs per second over the device's dense bf16 peak (CUDA only).
+  const double flops_per_token = gpt.train_flops_per_token(T);
+  const double peak_flops = dev.is_cpu() ? 0.0 : kHopperDenseBf16Flops;
+  if (!dev.is_cpu()) cuda::reset_peak_memory(dev.index);
 
   std::ofstream metrics;
   if (!metrics_path.empty()) {
@@ -280,6 +323,8 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
                {"train_loader", train_loader.state()},
                {"val_loader", val_loader ? val_loader->state() : nlohmann::json()},
                {"rng", rng_state(rng)},
+               {"precision", precision},
+               {"device", dev.str()},
                {"bad_steps_in_a_row", bad_in_a_row},
                {"skipped_steps", result.skipped_steps},
                {"schedule", {{"step", step}, {"lr", learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps)}}},
@@ -304,7 +349,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
       data::Batch b = *train_loader.next();
-      Tensor loss = gpt.loss(b.inputs, b.targets);
+      Tensor loss = gpt.loss(b.inputs.to(dev), b.targets.to(dev));
       loss_sum += loss.item();
       ops::scale(loss, 1.0 / double(cfg.train.grad_accum)).backward();
     }
@@ -327,8 +372,17 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
       opt.step(lr, gn.coefficient);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tokens = double(step + 1 - start_step) * double(B * T * cfg.train.grad_accum);
+      const double tokens_per_s = tokens / std::max(secs, 1e-9);
       nlohmann::json rec = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                            {"tokens_per_s", tokens / std::max(secs, 1e-9)}};
+                            {"tokens_per_s", tokens_per_s}};
+      std::string device_part;
+      if (!dev.is_cpu()) {
+        const double mfu = tokens_per_s * flops_per_token / peak_flops;
+        const double peak_gib = double(cuda::memory_stats(dev.index).peak_allocated_bytes) / double(1ull << 30);
+        rec["mfu"] = mfu;
+        rec["peak_mem_gib"] = peak_gib;
+        device_part = fmt::format(" | MFU {:.1f}% | mem {:.2f} GiB", 100 * mfu, peak_gib);
+      }
       if (val_loader && ((step + 1) % cfg.eval.every == 0 || step + 1 == cfg.train.max_steps)) {
         const double vl = evaluate(gpt, *val_loader, cfg.eval.max_batches);
         result.val_losses.push_back({step + 1, vl});
@@ -338,8 +392,8 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
       }
       if ((step + 1) % cfg.logging.every == 0 || step == start_step || step + 1 == cfg.train.max_steps) {
         const double eta = secs / double(step + 1 - start_step) * double(cfg.train.max_steps - step - 1);
-        spdlog::info("step {:5d}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | ETA {:.0f} s", step + 1,
-                     cfg.train.max_steps, loss, lr, norm, tokens / std::max(secs, 1e-9), eta);
+        spdlog::info("step {:5d}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s{} | ETA {:.0f} s", step + 1,
+                     cfg.train.max_steps, loss, lr, norm, tokens_per_s, device_part, eta);
       }
       if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     }

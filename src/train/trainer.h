@@ -1,4 +1,4 @@
-// The training loop (first stage: CPU, one process). For each optimizer step: grad_accum
+// The training loop (one process; CPU f32, or CUDA bf16 with fp32 master weights). For each optimizer step: grad_accum
 // micro-batches from the loader (each rank's part of the global batch), forward + backward of
 // the mean loss scaled by 1/grad_accum, the global gradient norm and clip coefficient, a guard
 // that skips a step whose loss or gradient norm is NaN/Inf (and stops after max_bad_steps in a
@@ -19,7 +19,13 @@
 // match the checkpoint's (error naming the key and state.json); other changes are logged.
 // Records of metrics.jsonl after the resumed step (written after the checkpoint, before the
 // interruption) are dropped, so the file describes one run.
-// Not yet: CUDA (needs the attention kernels), multi-GPU.
+// Placement: train.device auto = cuda:0 when a GPU is present, else cpu; train.dtype auto = bf16
+// on CUDA (bf16 parameters and activations, fp32 AdamW masters and moments, fp32 softmax and
+// loss), f32 on the CPU. On CUDA, resume continues as closely as the kernels allow (the flash
+// attention backward accumulates dQ with atomics, so it is not bit-exact); the precision a
+// checkpoint was trained in must match. The progress line adds MFU (train_flops_per_token over
+// the dense bf16 peak of an H100/H200, 989 TFLOP/s) and the peak GPU memory.
+// Not yet: multi-GPU.
 // Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp.
 #pragma once
 #include <functional>
@@ -58,8 +64,20 @@ double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_bat
 
 TrainResult train(const config::RunConfig& cfg, const TrainOptions& opts = {});
 
-// The devices train() runs on in this build ("cpu"; "cuda" once the CUDA path lands). `sparsek
-// info` prints them; scripts/quickstart.sh picks its GPU preset only when "cuda" is listed.
+// The devices train() can run on here: "cpu", plus "cuda" when this build has the CUDA backend
+// and a GPU is present. `sparsek info` prints them; scripts/quickstart.sh picks its GPU preset
+// only when "cuda" is listed.
 std::vector<std::string> training_devices();
+
+// Dense bf16 tensor-core peak of an H100/H200 SXM (FLOP/s), the MFU denominator.
+inline constexpr double kHopperDenseBf16Flops = 989e12;
+
+// train.device / train.dtype resolved: auto -> cuda:0 if present else cpu; dtype auto -> bf16 on
+// CUDA, f32 on the CPU. Throws naming the key for a device that is absent or bf16 on the CPU.
+struct Placement {
+  Device device = Device::cpu();
+  DType dtype = DType::F32;
+};
+Placement resolve_placement(const std::string& device, const std::string& dtype);
 
 }  // namespace sk::train

@@ -38,7 +38,11 @@ TEST(Trainer, errors_name_the_problem) {
   c.data.train = (dir / "missing_*.bin").string();
   EXPECT_NE(sk::testing::error_of([&] { train::train(c); }).find("missing_*.bin"), std::string::npos);
   c = sk::testing::tiny_run(dir);
-  c.train.device = "cuda";
+  c.train.device = "cuda:63";  // absent here (no GPU, or a CPU-only build) and on any real machine
   EXPECT_NE(sk::testing::error_of([&] { train::train(c); }).find("train.device"), std::string::npos);
+  c = sk::testing::tiny_run(dir);
+  c.train.dtype = "bf16";  // bf16 is CUDA-only; device=cpu here
+  const std::string e = sk::testing::error_of([&] { train::train(c); });
+  EXPECT_NE(e.find("train.dtype"), std::string::npos) << e;
   std::filesystem::remove_all(dir);
 }
