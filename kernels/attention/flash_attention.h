@@ -27,6 +27,10 @@ struct SkFlashParams {
   int batch, heads, seq_len, head_dim;
   int window;           // 0: full causal
   float softmax_scale;  // usually 1 / sqrt(head_dim)
+  // Backward only: elements between rows t and t + 1 of dq, dk and dv (each (B, T, H, D) with
+  // that row stride; head h at + h * D). 0 means H * D (contiguous). 3 * H * D writes the three
+  // gradients straight into one packed (B, T, 3, H, D) buffer. Must be even.
+  int64_t grad_row_stride;
 };
 
 #ifdef __cplusplus
@@ -37,7 +41,8 @@ extern "C" {
 int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* lse, cudaStream_t s);
 
 // Backward from dout (strides dout_stride) and the forward's out and lse. Writes dq, dk, dv
-// ((B, T, H, D) bf16) and uses delta ((B, H, T) fp32) and dq_accum ((B, T, H, D) fp32) as scratch.
+// ((B, T, H, D) bf16 with row stride p->grad_row_stride) and uses delta ((B, H, T) fp32) and
+// dq_accum ((B, T, H, D) fp32, contiguous) as scratch.
 int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, SkFlashStrides dout_stride, const void* out,
                            const float* lse, void* dq, void* dk, void* dv, float* delta, float* dq_accum,
                            cudaStream_t s);

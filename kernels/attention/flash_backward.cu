@@ -65,12 +65,14 @@ __global__ void flash_backward_prepare_kernel(const __nv_bfloat16* __restrict__ 
   if (lane == 0) delta[(static_cast<int64_t>(b) * H + h) * T + i] = acc;
 }
 
+// dq_accum is (rows, row2 pairs) contiguous; dq rows are dq_row2 pairs apart.
 __global__ void flash_backward_finish_dq_kernel(const float* __restrict__ dq_accum, __nv_bfloat16* __restrict__ dq,
-                                                int64_t n2, float scale) {
+                                                int64_t n2, int64_t row2, int64_t dq_row2, float scale) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n2;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float2 x = reinterpret_cast<const float2*>(dq_accum)[i];
-    reinterpret_cast<__nv_bfloat162*>(dq)[i] = __floats2bfloat162_rn(x.x * scale, x.y * scale);
+    const int64_t row = i / row2, col = i - row * row2;
+    reinterpret_cast<__nv_bfloat162*>(dq)[row * dq_row2 + col] = __floats2bfloat162_rn(x.x * scale, x.y * scale);
   }
 }
 
@@ -268,14 +270,15 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     }
   }
 
-  // Write dK (scaled) and dV for this block's keys, (B, T, H, D).
+  // Write dK (scaled) and dV for this block's keys, (B, T, H, D) with row stride grad_row_stride.
+  const int64_t grad_row = p.grad_row_stride ? p.grad_row_stride : static_cast<int64_t>(H) * D;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int key = n0 + warp_key0 + mt * 16 + g + r * 8;
       if (key >= T) continue;
-      const int64_t off = ((static_cast<int64_t>(b) * T + key) * H + h) * D;
+      const int64_t off = (static_cast<int64_t>(b) * T + key) * grad_row + static_cast<int64_t>(h) * D;
 #pragma unroll
       for (int i = 0; i < D / 8; ++i) {
         *reinterpret_cast<uint32_t*>(dk + off + i * 8 + 2 * t) =
@@ -305,9 +308,10 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
   flash_backward_kernel<D><<<grid, kBwdThreads, smem, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
                                                            static_cast<__nv_bfloat16*>(dk),
                                                            static_cast<__nv_bfloat16*>(dv), dq_accum);
-  const int64_t n2 = rows * D / 2;
+  const int64_t n2 = rows * D / 2, row2 = static_cast<int64_t>(p.heads) * D / 2;
+  const int64_t dq_row2 = p.grad_row_stride ? p.grad_row_stride / 2 : row2;
   flash_backward_finish_dq_kernel<<<static_cast<unsigned>(std::min<int64_t>((n2 + 255) / 256, 65535)), 256, 0, s>>>(
-      dq_accum, static_cast<__nv_bfloat16*>(dq), n2, p.softmax_scale);
+      dq_accum, static_cast<__nv_bfloat16*>(dq), n2, row2, dq_row2, p.softmax_scale);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -319,6 +323,11 @@ extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, 
   if (!sk_flash::params_ok(p) || !dout || !out || !lse || !dq || !dk || !dv || !delta || !dq_accum)
     return SK_KERNEL_BAD_ARG;
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
+    return SK_KERNEL_MISALIGNED;
+  if (p->grad_row_stride < 0 || p->grad_row_stride % 2 ||
+      (p->grad_row_stride > 0 && p->grad_row_stride < static_cast<int64_t>(p->heads) * p->head_dim))
+    return SK_KERNEL_BAD_ARG;
+  if (reinterpret_cast<uintptr_t>(dq) % 4 || reinterpret_cast<uintptr_t>(dk) % 4 || reinterpret_cast<uintptr_t>(dv) % 4)
     return SK_KERNEL_MISALIGNED;
   if (p->batch == 0 || p->seq_len == 0) return SK_KERNEL_OK;
   return p->head_dim == 64

@@ -59,6 +59,7 @@ def main():
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--profile", default="", help="also write a per-kernel CUDA time table of one step here")
     a = ap.parse_args()
     torch.manual_seed(0)
     V, L, C, H = 50304, 12, 768, 12
@@ -94,9 +95,21 @@ def main():
     res = {"system": "pytorch", "torch": torch.__version__, "device": torch.cuda.get_device_name(), "batch": a.batch,
            "seq_len": a.seq_len, "params": n_params, "step_ms": step_s * 1e3, "tokens_per_s": tps,
            "mfu": tps * flops_per_token / 989e12, "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
-           "final_loss": loss_v}
+           "final_loss": loss_v, "steps_run": a.warmup + a.steps}
     print(json.dumps(res, indent=2))
     json.dump(res, open(a.out, "w"), indent=2)
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = cmodel(x, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=60, max_name_column_width=90)
+        open(a.profile, "w").write(table + "\n")
 
 
 if __name__ == "__main__":

@@ -14,4 +14,9 @@ namespace sk::attention {
 
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask);
 
+// The same core on a packed qkv (B, T, 3, H, D) (the fused projection's layout) -> out (B, H, T, D).
+// On the fused CUDA kernels the gradient is written straight into one (B, T, 3, H, D) buffer (no
+// split/concatenate copies); elsewhere this is causal_attention on the three views (same numbers).
+Tensor causal_attention_packed(const Tensor& qkv, CausalWindow mask);
+
 }  // namespace sk::attention

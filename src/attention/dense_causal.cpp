@@ -37,6 +37,9 @@ DenseCausalAttention::DenseCausalAttention(std::string kind, const AttentionSpec
 }
 
 Tensor DenseCausalAttention::forward(const Tensor& x) const {
+  // Without rotary the core takes the projection as it comes out (B, T, 3, H, D): on CUDA its
+  // gradient is then one buffer, not three that the tape concatenates.
+  if (proj_.spec().rotary_dims() == 0) return proj_.output(causal_attention_packed(proj_.packed(x), mask_));
   QkvProjection::Heads h = proj_.heads(x, 0);
   return proj_.output(causal_attention(h.q, h.k, h.v, mask_));  // core: (B, H, T, D)
 }

@@ -84,10 +84,14 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
 #endif
 }
 
-AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                                        const AttentionForward& fwd, CausalWindow mask) {
+namespace {
+
 #ifdef SPARSEK_HAS_CUDA
-  const SkFlashParams p = params_of(q, k, v, mask);
+// Runs the backward kernels; dq, dk, dv point at (B, T, H, D) rows grad_row_stride elements apart.
+void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionForward& fwd,
+                  CausalWindow mask, void* dq, void* dk, void* dv, int64_t grad_row_stride) {
+  SkFlashParams p = params_of(q, k, v, mask);
+  p.grad_row_stride = grad_row_stride;
   check_input(dout, q, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   // The forward's out is a (B, H, T, D) view of a contiguous (B, T, H, D) buffer.
@@ -97,17 +101,48 @@ AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, con
   SK_CHECK(fwd.lse.is_contiguous() && fwd.lse.dtype() == DType::F32 && fwd.lse.shape() == Shape({B, H, T}),
            "flash attention backward: fwd.lse must be (B, H, T) f32");
   cuda::set_device(q.device().index);
-  Tensor dq = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
-  Tensor dk = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
-  Tensor dv = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
   Tensor delta = Tensor::empty({B, H, T}, DType::F32, q.device());
   Tensor dq_accum = Tensor::empty({B, T, H, D}, DType::F32, q.device());
   SK_KERNEL_CHECK(sk_cuda_flash_backward(&p, dout.data_ptr(), strides_of(dout, "dout"), out_bthd.data_ptr(),
-                                         fwd.lse.data<float>(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
-                                         delta.data<float>(), dq_accum.data<float>(), cuda::stream()));
+                                         fwd.lse.data<float>(), dq, dk, dv, delta.data<float>(),
+                                         dq_accum.data<float>(), cuda::stream()));
+}
+#endif
+
+}  // namespace
+
+AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const AttentionForward& fwd, CausalWindow mask) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(flash_attention_supported(q), "flash attention: q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
+           q.str());
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  Tensor dq = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  Tensor dk = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  Tensor dv = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  run_backward(dout, q, k, v, fwd, mask, dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), 0);
   return AttentionGrads{bthd_as_bhtd(dq), bthd_as_bhtd(dk), bthd_as_bhtd(dv)};
 #else
   (void)dout, (void)q, (void)k, (void)v, (void)fwd, (void)mask;
+  SK_FAIL("flash attention: this build has no CUDA backend");
+#endif
+}
+
+void flash_attention_backward_packed(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const AttentionForward& fwd, CausalWindow mask, Tensor& dqkv) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(flash_attention_supported(q), "flash attention: q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
+           q.str());
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  SK_CHECK(dqkv.defined() && dqkv.shape() == Shape({B, T, 3, H, D}) && dqkv.is_contiguous() &&
+               dqkv.dtype() == DType::BF16 && dqkv.device() == q.device(),
+           "flash attention backward: dqkv must be a contiguous (B, T, 3, H, D) = ", shape_str(Shape({B, T, 3, H, D})),
+           " bf16 tensor on ", q.device().str(), ", got ", dqkv.str());
+  auto* base = static_cast<char*>(dqkv.data_ptr());
+  const int64_t part_bytes = H * D * int64_t(sizeof(uint16_t));
+  run_backward(dout, q, k, v, fwd, mask, base, base + part_bytes, base + 2 * part_bytes, 3 * H * D);
+#else
+  (void)dout, (void)q, (void)k, (void)v, (void)fwd, (void)mask, (void)dqkv;
   SK_FAIL("flash attention: this build has no CUDA backend");
 #endif
 }

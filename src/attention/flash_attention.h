@@ -23,4 +23,9 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
 AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                         const AttentionForward& fwd, CausalWindow mask);
 
+// The same gradients written straight into one packed dqkv (B, T, 3, H, D) bf16 buffer (contiguous):
+// the layout of the fused QKV projection, so its gradient needs no split/concatenate copies.
+void flash_attention_backward_packed(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const AttentionForward& fwd, CausalWindow mask, Tensor& dqkv);
+
 }  // namespace sk::attention

@@ -25,11 +25,16 @@ QkvProjection::QkvProjection(const AttentionSpec& s, Rng& rng) : spec_(s) {
            s.rotary_pct, " = ", R, ") must be even");
 }
 
-QkvProjection::Heads QkvProjection::heads(const Tensor& x, int64_t position_offset) const {
+Tensor QkvProjection::packed(const Tensor& x) const {
   SK_CHECK(x.ndim() == 3 && x.size(2) == spec_.n_embd, "attention: x must be (B, T, ", spec_.n_embd, "), got ",
            shape_str(x.shape()));
-  const int64_t B = x.size(0), T = x.size(1), H = spec_.n_head, D = spec_.head_dim();
-  Tensor qkv = ops::linear(x, qkv_w_, qkv_b_).view({B, T, 3, H, D});  // [3, H, D] layout
+  const int64_t B = x.size(0), T = x.size(1);
+  return ops::linear(x, qkv_w_, qkv_b_).view({B, T, 3, spec_.n_head, spec_.head_dim()});  // [3, H, D] layout
+}
+
+QkvProjection::Heads QkvProjection::heads(const Tensor& x, int64_t position_offset) const {
+  const Tensor qkv = packed(x);
+  const int64_t B = qkv.size(0), T = qkv.size(1), H = spec_.n_head, D = spec_.head_dim();
   auto head = [&](int64_t i) { return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2); };
   Heads h{head(0), head(1), head(2)};  // (B, H, T, D) views
   if (const int64_t R = spec_.rotary_dims(); R > 0) {

@@ -26,6 +26,9 @@ class QkvProjection {
   };
   // x (B, T, C) at positions position_offset .. position_offset + T - 1.
   Heads heads(const Tensor& x, int64_t position_offset) const;
+  // x (B, T, C) -> the fused projection (B, T, 3, H, D), without rotary (callers that use it
+  // check spec().rotary_dims() == 0); for causal_attention_packed.
+  Tensor packed(const Tensor& x) const;
   // o (B, H, T, D) -> (B, T, C) through the output projection.
   Tensor output(const Tensor& o) const;
 

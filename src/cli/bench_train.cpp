@@ -64,6 +64,31 @@ void run_bench_train(const BenchTrainOptions& o) {
     if (step >= o.warmup) step_ms.push_back(ms);
     if (step == 0 || step + 1 == o.warmup + o.steps) spdlog::info("bench train: step {} loss {:.4f} {:.1f} ms", step, loss, ms);
   }
+  // One more step with a sync after each phase: where the step's time goes (the syncs cost a
+  // little; the sum is close to the step time above).
+  nlohmann::json phases;
+  {
+    auto lap = [t = std::chrono::steady_clock::now()]() mutable {
+      cuda::synchronize();
+      const auto now = std::chrono::steady_clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - t).count();
+      t = now;
+      return ms;
+    };
+    cuda::synchronize();
+    lap();
+    Tensor l = gpt.loss(x, y);
+    phases["forward"] = lap();
+    l.backward();
+    phases["backward"] = lap();
+    optim::GradNorm gn = optim::global_grad_norm(params, cfg.optimizer.grad_clip > 0 ? cfg.optimizer.grad_clip : 1e30);
+    phases["grad_norm"] = lap();
+    opt.step(-1.0, gn.coefficient);
+    phases["adamw"] = lap();
+    opt.zero_grad();
+    phases["zero_grad"] = lap();
+    spdlog::info("bench train: phases (ms) {}", phases.dump());
+  }
   std::sort(step_ms.begin(), step_ms.end());
   const double med = step_ms[step_ms.size() / 2];
   const double tokens_per_s = double(B * T) / (med / 1e3);
@@ -76,7 +101,8 @@ void run_bench_train(const BenchTrainOptions& o) {
   nlohmann::json doc{{"system", "sparsek"}, {"device", cuda::device_name(0)}, {"config", o.config},
                      {"attention", cfg.attention.kind}, {"batch", B}, {"seq_len", T},
                      {"params", gpt.num_parameters()}, {"step_ms", med}, {"tokens_per_s", tokens_per_s},
-                     {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}};
+                     {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}, {"steps_run", o.warmup + o.steps},
+                     {"phases_ms", phases}};
   std::ofstream f(o.out);
   SK_CHECK(f.good(), "bench train: cannot write ", o.out);
   f << doc.dump(2) << "\n";

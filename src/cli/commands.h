@@ -39,7 +39,7 @@ struct BenchTrainOptions {
   std::string config = "configs/gpt2-124m.json";
   std::vector<std::string> overrides;  // "a.b=value"
   int64_t batch = 0, seq_len = 0;      // 0: from the config
-  int steps = 20, warmup = 5;
+  int steps = 30, warmup = 10;  // as scripts/bench/train_peer.py, so the final losses compare
   std::string out = "bench_train.json";
 };
 void run_bench_train(const BenchTrainOptions& o);

@@ -35,7 +35,12 @@ struct CeSaved {
 
 Tensor cross_entropy_backward(const Tensor& dlosses_in, const CeSaved& s) {
   const int64_t N = s.logits.size(0), Vp = s.logits.size(1);
-  Tensor dlogits = Tensor::empty({N, Vp}, s.logits.dtype(), s.logits.device());
+  // The gradient overwrites the saved logits when nothing but this node holds them (the usual case
+  // in training: the output projection feeds the loss and is not kept), which saves one (N, Vp)
+  // buffer at the step's memory peak, the start of backward. Safe in place: each element is read
+  // before it is written, by the same thread (CUDA) or loop iteration (CPU), and never again.
+  const bool reuse_logits = s.logits.impl().use_count() == 1 && s.logits.impl()->storage.use_count() == 1;
+  Tensor dlogits = reuse_logits ? s.logits : Tensor::empty({N, Vp}, s.logits.dtype(), s.logits.device());
   if (s.logits.device().is_cpu()) {
     Tensor dl = dlosses_in.contiguous();
     dispatch_cpu_float(s.logits.dtype(), "cross_entropy_backward", [&]<typename T>() {

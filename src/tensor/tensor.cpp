@@ -381,7 +381,65 @@ Tensor Tensor::view(const Shape& new_shape_in) const {
   return out;
 }
 
-Tensor Tensor::reshape(const Shape& s) const { return contiguous().view(s); }
+namespace {
+
+// Strides that show a tensor of (shape, strides) as new_shape (same element count) without
+// copying, or false when no such strides exist. Walks the old dims from the innermost outward in
+// chunks of dims that are contiguous with each other (stride[d - 1] == stride[d] * shape[d]); each
+// chunk must be covered exactly by a run of new dims, which then take strides inside the chunk.
+bool view_strides(const Shape& shape, const Strides& strides, const Shape& new_shape, Strides& out) {
+  out.assign(new_shape.size(), 0);
+  if (shape_numel(shape) == 0 || shape.empty()) {
+    out = contiguous_strides(new_shape);
+    return true;
+  }
+  int64_t nd = int64_t(new_shape.size()) - 1;
+  int64_t chunk_stride = strides.back(), chunk_numel = 1, new_numel = 1;
+  for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
+    chunk_numel *= shape[d];
+    const bool chunk_ends = d == 0 || (shape[d - 1] != 1 && strides[d - 1] != chunk_numel * chunk_stride);
+    if (!chunk_ends) continue;
+    while (nd >= 0 && (new_numel < chunk_numel || new_shape[nd] == 1)) {
+      out[nd] = new_numel * chunk_stride;
+      new_numel *= new_shape[nd];
+      --nd;
+    }
+    if (new_numel != chunk_numel) return false;
+    if (d > 0) {
+      chunk_stride = strides[d - 1];
+      chunk_numel = 1;
+      new_numel = 1;
+    }
+  }
+  return nd == -1;
+}
+
+}  // namespace
+
+Tensor Tensor::reshape(const Shape& s) const {
+  check_defined("reshape");
+  if (is_contiguous()) return view(s);
+  // Resolve a -1 the way view() does (on a contiguous shape with this tensor's element count).
+  Shape new_shape = s;
+  if (std::count(s.begin(), s.end(), int64_t(-1)) > 0) {
+    int64_t known = 1;
+    for (int64_t x : s)
+      if (x != -1) known *= x;
+    for (int64_t& x : new_shape)
+      if (x == -1) x = known > 0 ? numel() / known : 0;
+  }
+  Strides st;
+  if (shape_numel(new_shape) != numel() || !view_strides(shape(), strides(), new_shape, st))
+    return contiguous().view(s);  // view() reports a bad shape with its message
+  Tensor out = make_view(*this, new_shape, st, offset());
+  if (autograd::needs_grad({this})) {
+    Shape old = shape();
+    autograd::record("reshape", {*this}, {out}, [old](const std::vector<Tensor>& g, const std::vector<bool>&) {
+      return std::vector<Tensor>{g[0].reshape(old)};
+    });
+  }
+  return out;
+}
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   check_defined("transpose");

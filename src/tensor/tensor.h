@@ -93,7 +93,7 @@ class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;  // always a fresh contiguous copy
   Tensor view(const Shape& shape) const;     // requires a contiguous tensor; one dim may be -1
-  Tensor reshape(const Shape& shape) const;  // view when possible, else copy
+  Tensor reshape(const Shape& shape) const;  // a (possibly strided) view when possible, else a copy
   Tensor transpose(int64_t d0, int64_t d1) const;
   Tensor slice(int64_t dim, int64_t start, int64_t end) const;  // [start, end) along dim
   // In-place copy of src's values into this tensor (shapes must match; any devices/dtypes).

@@ -5,10 +5,12 @@
 // The reference runs in f64 on the same bf16-rounded inputs. Tolerances (relative L2 error):
 //   out <= 1e-2 and lse max abs error <= 1e-2 (P is rounded to bf16 before P V, as in
 //   FlashAttention; outputs are bf16); dq, dk, dv <= 2e-2 (bf16 P and dS in the products).
-// Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
+// The packed entry point (causal_attention_packed: one (B, T, 3, H, D) gradient) is checked the
+// same way in the same test. Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
 // Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
+#include "attention/causal_attention.h"
 #include "attention/flash_attention.h"
 #include "backend/cuda_device.h"
 #include "tensor/random.h"
@@ -73,6 +75,24 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   EXPECT_LE(dq.rel_l2, 2e-2) << "dq " << dq.str();
   EXPECT_LE(dk.rel_l2, 2e-2) << "dk " << dk.str();
   EXPECT_LE(dv.rel_l2, 2e-2) << "dv " << dv.str();
+
+  // The packed path (causal_attention_packed, as the model calls it): one autograd node whose
+  // backward writes dq, dk, dv interleaved into one (B, T, 3, H, D) gradient. Same tolerances.
+  Tensor qkv_leaf = qkv.detach().set_requires_grad();
+  Tensor packed_out = attention::causal_attention_packed(qkv_leaf, mask);
+  packed_out.backward(dout);
+  const Tensor dqkv = qkv_leaf.grad();
+  ASSERT_TRUE(dqkv.defined());
+  ASSERT_EQ(dqkv.shape(), qkv.shape());
+  const auto p_out = sk::testing::compare(f64(packed_out), ref.out);
+  const auto p_dq = sk::testing::compare(f64(head_view(dqkv, 0)), rg.dq);
+  const auto p_dk = sk::testing::compare(f64(head_view(dqkv, 1)), rg.dk);
+  const auto p_dv = sk::testing::compare(f64(head_view(dqkv, 2)), rg.dv);
+  for (const sk::testing::ParityReport* r : {&p_out, &p_dq, &p_dk, &p_dv}) EXPECT_FALSE(r->non_finite) << r->str();
+  EXPECT_LE(p_out.rel_l2, 1e-2) << "packed out " << p_out.str();
+  EXPECT_LE(p_dq.rel_l2, 2e-2) << "packed dq " << p_dq.str();
+  EXPECT_LE(p_dk.rel_l2, 2e-2) << "packed dk " << p_dk.str();
+  EXPECT_LE(p_dv.rel_l2, 2e-2) << "packed dv " << p_dv.str();
 }
 
 std::vector<Case> cases() {

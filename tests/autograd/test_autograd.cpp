@@ -104,6 +104,18 @@ TEST(Autograd, gradcheck_detects_a_wrong_backward) {
   EXPECT_NE(r.message.find("analytic"), std::string::npos);
 }
 
+// The gradient through reshape, on its viewing path (a strided slice split into heads) and its
+// copying path (merging across a transpose).
+TEST(Gradcheck, reshape_view_and_copy) {
+  Rng rng(8);
+  auto f = [](const std::vector<Tensor>& in) {
+    Tensor head = in[0].slice(2, 1, 2).reshape({2, 3, 2, 4});   // view of a (2, 3, 3, 2, 4) slice
+    Tensor merged = head.transpose(1, 2).reshape({2, 2, 12});   // copy
+    return ops::mul(merged, merged);
+  };
+  EXPECT_GRADCHECK(f, {sk::testing::rand_leaf({2, 3, 3, 2, 4}, rng)});
+}
+
 TEST(Autograd, set_requires_grad_only_on_float_leaves) {
   EXPECT_THROW(Tensor::zeros({2}, DType::I32).set_requires_grad(), Error);
   Tensor x = Tensor::ones({2}).set_requires_grad();

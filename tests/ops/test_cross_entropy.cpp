@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ops/ops.h"
+#include "tensor/random.h"
 #include "testing/gradcheck.h"
 
 using namespace sk;
@@ -66,4 +67,32 @@ TEST(BadInput, cross_entropy_bad_targets) {
   ops::CrossEntropyOptions o;
   o.valid_vocab = 3;
   EXPECT_THROW(ops::cross_entropy(logits, Tensor::from_ints({0, 4}, {2}), o), Error);  // a padding column
+}
+
+// When nothing but the loss holds the logits (an intermediate result, as in the model), the
+// backward writes their gradient into the logits' memory. The gradients must be the same as when
+// the caller keeps the logits (then a fresh buffer is used and the kept logits stay untouched).
+TEST(CrossEntropy, gradient_in_the_logits_memory_matches_a_fresh_buffer) {
+  for (DType dt : {DType::F32, DType::F64}) {
+    Rng rng(54);
+    Tensor x = Tensor::randn({6, 5}, rng, dt).set_requires_grad();
+    Tensor w = Tensor::randn({9, 5}, rng, dt).set_requires_grad();
+    Tensor targets = Tensor::from_ints({1, 2, -100, 3, 0, 7}, {6});
+    ops::CrossEntropyOptions o;
+    o.valid_vocab = 8;  // the 9th column is padding (zero gradient)
+    o.ignore_index = -100;
+    // The logits are not kept (the temporary dies with the statement): reused for their gradient.
+    Tensor loss = ops::cross_entropy(ops::linear(x, w, Tensor()), targets, o);
+    loss.backward();
+    const std::vector<double> gx_reused = x.grad().to_vector(), gw_reused = w.grad().to_vector();
+    x.zero_grad();
+    w.zero_grad();
+    // The logits are kept: a fresh gradient buffer; the logits must not change.
+    Tensor logits = ops::linear(x, w, Tensor());
+    const std::vector<double> before = logits.to_vector();
+    ops::cross_entropy(logits, targets, o).backward();
+    EXPECT_EQ(logits.to_vector(), before) << dtype_name(dt);
+    EXPECT_EQ(x.grad().to_vector(), gx_reused) << dtype_name(dt);
+    EXPECT_EQ(w.grad().to_vector(), gw_reused) << dtype_name(dt);
+  }
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "backend/cuda_device.h"
+#include "tensor/random.h"
 #include "tensor/tensor.h"
 #include "util/check.h"
 
@@ -37,6 +38,35 @@ TEST(Tensor, views_share_storage) {
   EXPECT_EQ(v.to_vector()[1], 42);
   EXPECT_EQ(t.view({-1, 2}).shape(), (Shape{3, 2}));
   EXPECT_THROW(t.view({4, -1}), Error);
+}
+
+// reshape views whenever strides allow it (a slice of a fused projection split into heads, a
+// transposed tensor merged back), copies otherwise, and gives the same values either way.
+TEST(Tensor, reshape_views_when_strides_allow) {
+  Rng rng(21);
+  Tensor qkv = Tensor::randn({2, 5, 3, 4, 6}, rng, DType::F64);  // (B, T, 3, H, D)
+  for (int64_t i = 0; i < 3; ++i) {
+    Tensor head = qkv.slice(2, i, i + 1).reshape({2, 5, 4, 6});
+    EXPECT_EQ(head.data_ptr(), qkv.slice(2, i, i + 1).data_ptr()) << "slice " << i << " was copied";
+    EXPECT_FALSE(head.is_contiguous());
+    EXPECT_EQ(head.to_vector(), qkv.slice(2, i, i + 1).contiguous().view({2, 5, 4, 6}).to_vector());
+  }
+  // (B, H, T, D) view of a (B, T, H, D) buffer, transposed back and merged: a view.
+  Tensor bthd = Tensor::randn({2, 5, 4, 6}, rng, DType::F64);
+  Tensor merged = bthd.transpose(1, 2).transpose(1, 2).reshape({2, 5, 24});
+  EXPECT_EQ(merged.data_ptr(), bthd.data_ptr());
+  // Splitting a strided dim and adding size-1 dims: views; merging across a transpose: a copy.
+  Tensor tr = bthd.transpose(1, 2);  // (2, 4, 5, 6)
+  Tensor split = tr.reshape({2, 2, 2, 5, 1, 6});
+  EXPECT_EQ(split.data_ptr(), tr.data_ptr());
+  EXPECT_EQ(split.to_vector(), tr.contiguous().view({2, 2, 2, 5, 1, 6}).to_vector());
+  Tensor copied = tr.reshape({2, 4, 30});
+  EXPECT_NE(copied.data_ptr(), tr.data_ptr());
+  EXPECT_TRUE(copied.is_contiguous());
+  EXPECT_EQ(copied.to_vector(), tr.contiguous().view({2, 4, 30}).to_vector());
+  EXPECT_EQ(tr.reshape({-1, 6}).shape(), (Shape{40, 6}));
+  EXPECT_THROW(tr.reshape({7, -1}), Error);
+  EXPECT_THROW(tr.reshape({2, 4, 31}), Error);
 }
 
 TEST(Tensor, slice_and_copy_into_view) {
