@@ -11,7 +11,7 @@
 //    (Hu = 1) scores. Tolerances as the flash tests: out relative L2 <= 1e-2 (P and the outputs
 //    are bf16), lse max abs <= 1e-2.
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
-//    flash tests); du relative L2 <= 5e-2 and max abs <= 5e-2 max|du_ref| (why: at the check), or
+//    flash tests); du relative L2 <= 1e-2 and max abs <= 1e-2 max|du_ref| (why: at the check), or
 //    exactly 0 where the reference's is (k >= T, w >= T: no fractional keys).
 // Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
 #include <gtest/gtest.h>
@@ -190,12 +190,14 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
   // du: with k >= T or w >= T no key is ever fractional and du is exactly 0 on both sides.
   // Otherwise du_j = sum_i (G_ij - c_i) is a difference of sums of fp32 terms built from P (fp32)
   // and, in log_mask mode, D_i = dO_i . O_i with the bf16-rounded O (relative error 2^-9 per
-  // element): looser relative L2 bound 5e-2, plus an absolute bound relative to the largest |du|.
+  // element), so single entries can be off relatively (max_rel up to ~0.4 was seen where du_j is
+  // near 0): bound the relative L2 error (<= 1e-2; 1.1e-3 was the largest seen on an H200) and the
+  // max abs error against the largest |du| (<= 1e-2 of it; 1.2e-3 seen).
   if (du_ref_max == 0) {
     EXPECT_EQ(du.max_abs, 0.0) << "du " << du.str();
   } else {
-    EXPECT_LE(du.rel_l2, 5e-2) << "du " << du.str();
-    EXPECT_LE(du.max_abs, 5e-2 * du_ref_max) << "du " << du.str();
+    EXPECT_LE(du.rel_l2, 1e-2) << "du " << du.str();
+    EXPECT_LE(du.max_abs, 1e-2 * du_ref_max) << "du " << du.str();
   }
 }
 
