@@ -16,10 +16,14 @@
 // Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <iostream>
 #include <set>
 
+#include "attention/flash_attention.h"
 #include "attention/sparsek/selection.h"
 #include "attention/sparsek/sparsek_cuda.h"
 #include "attention/sparsek/sparsek_reference.h"
@@ -238,6 +242,52 @@ TEST(CudaSparsekAutograd, op_gradients_equal_the_fused_backward) {
   EXPECT_LE(sk::testing::compare(f64(v.grad()), f64(g.dv)).rel_l2, 1e-2);
   EXPECT_EQ(u.grad().dtype(), DType::BF16);
   EXPECT_LE(sk::testing::compare(f64(u.grad()), f64(g.du)).rel_l2, 1e-2);
+}
+
+// Timing (disabled by default; run with --gtest_also_run_disabled_tests): wall time of the
+// selection pass, the fused forward (selection included) and the fused backward, next to the flash
+// kernels' full causal attention on the same shapes. B 1, H 8 (per-head scores), D 64, k 512,
+// w 512; median of 5 after a warm-up, cuda::synchronize() around each call.
+TEST(CudaSparsekTiming, DISABLED_prints_times) {
+  SK_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  auto time_ms = [](auto&& fn) {
+    fn();
+    cuda::synchronize();
+    std::vector<double> ms;
+    for (int r = 0; r < 5; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      cuda::synchronize();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[2];
+  };
+  for (int64_t T : {4096, 16384}) {
+    Rng rng(5 + T);
+    const int64_t B = 1, H = 8, D = 64;
+    Tensor q = Tensor::randn({B, H, T, D}, rng, DType::F32).to(DType::BF16).to(gpu);
+    Tensor k = Tensor::randn({B, H, T, D}, rng, DType::F32).to(DType::BF16).to(gpu);
+    Tensor v = Tensor::randn({B, H, T, D}, rng, DType::F32).to(DType::BF16).to(gpu);
+    Tensor dout = Tensor::randn({B, H, T, D}, rng, DType::F32).to(DType::BF16).to(gpu);
+    std::vector<double> uv;
+    for (int64_t r = 0; r < B * H; ++r)
+      for (int64_t j = 0; j < T; ++j) uv.push_back(rng.normal() + 1e-3 * double(j));
+    Tensor u = Tensor::from_vector(uv, {B, H, T}, DType::F32).to(DType::BF16).to(gpu);
+    const SparsekParams params{512, 512, MaskMode::GateValues};
+    const double sel = time_ms([&] { sparsek_cuda_selection(u, params.k, params.window); });
+    SparsekCudaForward f = sparsek_cuda_forward(q, k, v, u, params);
+    const double fwd = time_ms([&] { sparsek_cuda_forward(q, k, v, u, params); });
+    const double bwd = time_ms([&] { sparsek_cuda_backward(dout, q, k, v, f, params); });
+    attention::AttentionForward ff = attention::flash_attention_forward(q, k, v, attention::CausalWindow{0});
+    const double ffwd = time_ms([&] { attention::flash_attention_forward(q, k, v, attention::CausalWindow{0}); });
+    const double fbwd =
+        time_ms([&] { attention::flash_attention_backward(dout, q, k, v, ff, attention::CausalWindow{0}); });
+    std::printf("[ sparsek timing ] T %lld: selection %.3f ms, forward (incl. selection) %.3f ms, backward %.3f ms; "
+                "flash full causal forward %.3f ms, backward %.3f ms\n",
+                (long long)T, sel, fwd, bwd, ffwd, fbwd);
+  }
 }
 
 TEST(CudaSparsekArgs, RejectsUnsupportedInputs) {
