@@ -129,6 +129,13 @@ TEST(CudaSparsek, model_on_cuda_matches_cpu_through_the_host_core) {
     ASSERT_TRUE(pg[i].second.grad().defined()) << pg[i].first;
     const sk::testing::ParityReport r =
         sk::testing::compare(pg[i].second.grad().to(Device::cpu()).to(DType::F64), pr[i].second.grad());
+    if (pg[i].first.ends_with("score_b")) {
+      // Analytically zero (a constant added to every score changes nothing: du sums to 0 over
+      // each query's fractional set), so both sides are rounding noise (~1e-17 in f64, ~1e-8 in
+      // f32 on an H200) and a relative error is meaningless: bound the absolute error.
+      EXPECT_LE(r.max_abs, 1e-6) << "gradient of " << pg[i].first << ": " << r.str();
+      continue;
+    }
     EXPECT_LE(r.rel_l2, 1e-4) << "gradient of " << pg[i].first << ": " << r.str();
   }
   model::KvCache cache = gpu.new_cache(2, 16);
@@ -146,9 +153,10 @@ TEST(CudaSparsek, model_on_cuda_matches_cpu_through_the_host_core) {
 
 // GPU only. A bf16 model with head dim 64 takes the fused SparseK kernels (src/attention/sparsek/
 // sparsek_cuda.h) against the f64 CPU model with the same weights, both mask modes. Loose bounds
-// (logits relative L2 <= 5e-2, loss within 2%): the whole model runs in bf16 and rounding the
-// scores to bf16 can change the hard top-k. Every gradient is finite and the score weights get a
-// non-zero gradient through the kernels' du.
+// (logits relative L2 <= 5e-2, loss within 2%, gradients other than the scorer's relative L2 <= 0.1;
+// 0.017 and 0.039 the largest seen on an H200): the whole model runs in bf16 and rounding the
+// scores to bf16 can change the hard top-k, so the score weights' gradient is only checked to be
+// finite and non-zero (it comes through the kernels' du; 0.11 relative L2 seen).
 TEST(CudaSparsek, bf16_model_on_the_fused_kernels_tracks_the_cpu_model) {
   SK_REQUIRE_CUDA();
   const Device dev = Device::cuda(0);
@@ -178,6 +186,11 @@ TEST(CudaSparsek, bf16_model_on_the_fused_kernels_tracks_the_cpu_model) {
           sk::testing::compare(pg[i].second.grad().to(Device::cpu()).to(DType::F64), pr[i].second.grad());
       std::printf("[ sparsek bf16 ]   grad %s %s\n", pg[i].first.c_str(), r.str().c_str());
       EXPECT_FALSE(r.non_finite) << pg[i].first;
+      if (pg[i].first.ends_with("score_b")) {  // analytically zero: see the f32 test above
+        EXPECT_LE(r.max_abs, 1e-2) << pg[i].first;
+      } else if (!pg[i].first.ends_with("score_w")) {  // 0.039 the largest seen on an H200
+        EXPECT_LE(r.rel_l2, 0.1) << "gradient of " << pg[i].first << ": " << r.str();
+      }
       if (pg[i].first.ends_with("score_w")) {
         double norm = 0;
         for (double g : pg[i].second.grad().to_vector()) norm += g * g;
