@@ -3,15 +3,20 @@
 //   sk_cuda_sparsek_candidates: per query tile of SK_SPARSEK_TILE_Q queries, the ascending list of
 //                               keys selected by any query of the tile (<= k + BQ - 1 keys).
 // Selection is the CPU's incremental heap walk (src/attention/sparsek/selection.cpp,
-// PrefixSelector) run by ONE THREAD PER SCORE ROW over three binary min-heaps of key positions in
-// global scratch (saturated keys by (u - 1, pos), fractional keys by (u, pos), the top-k by
-// (u, pos)); every comparison and every sum is done in fp64 in the CPU's order with explicit
+// PrefixSelector) run by ONE THREAD PER SCORE ROW (one block per row; the block's other threads only
+// initialise the ranges) over three binary min-heaps of (key, pos) entries: saturated keys by
+// (fl(u - 1), pos) (at most k + 1 of them), fractional keys by (u, pos) (up to T), the top-k by
+// (u, pos). The heaps live in shared memory when they fit in 200 KB (all three; else the top-k
+// and saturated heaps, the fractional one in global scratch; else all in global scratch).
+// Every comparison and every sum is done in fp64 in the CPU's order with explicit
 // round-to-nearest intrinsics (no FMA contraction), so tau and the ranges equal the CPU's exactly.
 // The fractional set's maximum (needed for the "flat after nb" test) is tracked as the largest
 // score inserted since the set was last empty: keys only ever leave from the minimum side.
-// Scaling: O(T log T) sequential work per row, parallel over rows only (B x Hu threads); with
-// few rows a long sequence is latency bound (the heaps' upper levels stay in L1). Parallelism
-// within a row (e.g. a per-chunk tau search) is future work.
+// Scaling: O(T log T) SEQUENTIAL work per row, parallel over rows only (B x Hu blocks), so the
+// pass is latency bound: its time grows with T whatever the batch (measured on an H200 with the
+// heaps in global memory, B x Hu = 8, k = 512, w = 512: 43 ms at T = 4096, 266 ms at T = 16384).
+// Parallelism within a row (e.g. tau at chunk boundaries, then the chunks in parallel) is future
+// work.
 // Candidates: one block per (tile, row) scans the keys of the tile's prefix [0, q1 - w) and
 // compacts the matching ones in order (warp ballots): O(T / BQ * T) work per row, parallel over
 // tiles, deterministic (ascending keys).
@@ -27,76 +32,112 @@ namespace sk_sparsek {
 struct Row {
   const float* u;
   __device__ double score(int pos) const { return static_cast<double>(u[pos]); }
-  __device__ double breakpoint(int pos) const { return __dsub_rn(static_cast<double>(u[pos]), 1.0); }
 };
 
-// Orders of the three heaps: strict and total (positions are unique).
-struct ByScore {  // (u, pos)
-  Row r;
-  __device__ bool operator()(int a, int b) const {
-    const double ua = r.score(a), ub = r.score(b);
-    return ua < ub || (ua == ub && a < b);
+// Binary min-heap of (key, pos) entries ordered lexicographically (strict and total: positions are
+// unique), in shared or global memory (generic pointers).
+struct Heap {
+  double* key;
+  int* pos;
+  int n;
+  __device__ static bool less(double ka, int pa, double kb, int pb) { return ka < kb || (ka == kb && pa < pb); }
+  __device__ void push(double k, int p) {
+    int i = n++;
+    while (i > 0) {
+      const int par = (i - 1) >> 1;
+      const double kp = key[par];
+      const int pp = pos[par];
+      if (!less(k, p, kp, pp)) break;
+      key[i] = kp;
+      pos[i] = pp;
+      i = par;
+    }
+    key[i] = k;
+    pos[i] = p;
   }
-};
-struct ByBreakpoint {  // (fl(u - 1), pos)
-  Row r;
-  __device__ bool operator()(int a, int b) const {
-    const double ba = r.breakpoint(a), bb = r.breakpoint(b);
-    return ba < bb || (ba == bb && a < b);
+  // Places (k, p) at slot i and restores the order below it.
+  __device__ void sift_down(int i, double k, int p) {
+    for (;;) {
+      int c = 2 * i + 1;
+      if (c >= n) break;
+      double kc = key[c];
+      int pc = pos[c];
+      if (c + 1 < n) {
+        const double k2 = key[c + 1];
+        const int p2 = pos[c + 1];
+        if (less(k2, p2, kc, pc)) ++c, kc = k2, pc = p2;
+      }
+      if (!less(kc, pc, k, p)) break;
+      key[i] = kc;
+      pos[i] = pc;
+      i = c;
+    }
+    key[i] = k;
+    pos[i] = p;
   }
+  __device__ void pop() {
+    --n;
+    if (n > 0) sift_down(0, key[n], pos[n]);
+  }
+  __device__ void replace_top(double k, int p) { sift_down(0, k, p); }
 };
 
-template <class Less>
-__device__ void sift_down(int* h, int n, int i, int x, Less less) {
-  for (;;) {
-    int c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && less(h[c + 1], h[c])) ++c;
-    if (!less(h[c], x)) break;
-    h[i] = h[c];
-    i = c;
-  }
-  h[i] = x;
-}
-template <class Less>
-__device__ void heap_push(int* h, int& n, int x, Less less) {
-  int i = n++;
-  while (i > 0) {
-    const int p = (i - 1) / 2;
-    if (!less(x, h[p])) break;
-    h[i] = h[p];
-    i = p;
-  }
-  h[i] = x;
-}
-template <class Less>
-__device__ int heap_pop(int* h, int& n, Less less) {
-  const int top = h[0];
-  --n;
-  if (n > 0) sift_down(h, n, 0, h[n], less);
-  return top;
+// Heap capacities of one row: fractional T, top-k min(k, T), saturated min(k + 1, T) (f = k and
+// every saturated key has m = 1, so at most k + 1 keys are saturated at any time).
+struct HeapSizes {
+  int frac, top, sat;
+  __host__ __device__ HeapSizes(int k, int T) : frac(T), top(k < T ? k : T), sat(k + 1 < T ? k + 1 : T) {}
+  __host__ __device__ int64_t entries() const { return static_cast<int64_t>(frac) + top + sat; }
+  // Bytes of one row's storage: keys (fp64) then positions (int32), rounded up to 16.
+  __host__ __device__ int64_t bytes() const { return (entries() * 12 + 15) / 16 * 16; }
+  __host__ __device__ int64_t small_bytes() const { return ((static_cast<int64_t>(top) + sat) * 12 + 15) / 16 * 16; }
+};
+
+// Largest dynamic shared memory the selection asks for (one block per row).
+constexpr int kSelectMaxSmem = 200 * 1024;
+// Where the heaps live: 0 all in global scratch, 1 top-k and saturated in shared memory,
+// 2 all in shared memory.
+__host__ __device__ inline int select_mode(const HeapSizes& hs) {
+  if (hs.bytes() <= kSelectMaxSmem) return 2;
+  if (hs.small_bytes() <= kSelectMaxSmem) return 1;
+  return 0;
 }
 
-__global__ void select_kernel(const SkSparsekSelectParams p, double* __restrict__ tau_out,
-                              SkKeyRange* __restrict__ ranges_out, int32_t* __restrict__ scratch) {
-  const int row = blockIdx.x * blockDim.x + threadIdx.x;
-  if (row >= p.rows) return;
+__global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* __restrict__ tau_out,
+                              SkKeyRange* __restrict__ ranges_out, unsigned char* __restrict__ scratch) {
+  extern __shared__ __align__(16) unsigned char heap_smem[];
+  const int row = blockIdx.x;
   const int T = p.seq_len, K = p.k, W = p.window;
-  const int kcap = min(K, T);
   const Row r{p.u + static_cast<int64_t>(row) * T};
   double* tau_row = tau_out + static_cast<int64_t>(row) * T;
   SkKeyRange* rg = ranges_out + static_cast<int64_t>(row) * T;
-  int* sat = scratch + static_cast<int64_t>(row) * (2 * T + kcap);
-  int* frac = sat + T;
-  int* top = frac + T;
-  const ByScore by_score{r};
-  const ByBreakpoint by_bp{r};
-
-  for (int j = 0; j < T; ++j) {
+  for (int j = threadIdx.x; j < T; j += blockDim.x) {
     const int enter = min(j + W, T);
     rg[j] = SkKeyRange{enter, T, T, enter, enter};  // saturated to the end, never selected
   }
-  int n_sat = 0, n_frac = 0, n_top = 0, n_prefix = 0;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+
+  // Heap storage: [frac | top | sat] keys, then positions, in global scratch or shared memory.
+  const HeapSizes hs(K, T);
+  unsigned char* gbase = scratch + static_cast<int64_t>(row) * hs.bytes();
+  double* gkey = reinterpret_cast<double*>(gbase);
+  int* gpos = reinterpret_cast<int*>(gkey + hs.entries());
+  Heap frac{gkey, gpos, 0}, top{gkey + hs.frac, gpos + hs.frac, 0}, sat{gkey + hs.frac + hs.top, gpos + hs.frac + hs.top, 0};
+  if (mode == 2) {
+    double* skey = reinterpret_cast<double*>(heap_smem);
+    int* spos = reinterpret_cast<int*>(skey + hs.entries());
+    frac = Heap{skey, spos, 0};
+    top = Heap{skey + hs.frac, spos + hs.frac, 0};
+    sat = Heap{skey + hs.frac + hs.top, spos + hs.frac + hs.top, 0};
+  } else if (mode == 1) {
+    double* skey = reinterpret_cast<double*>(heap_smem);
+    int* spos = reinterpret_cast<int*>(skey + hs.top + hs.sat);
+    top = Heap{skey, spos, 0};
+    sat = Heap{skey + hs.top, spos + hs.top, 0};
+  }
+
+  int n_prefix = 0;
   double sum_frac = 0.0, tau = -INFINITY, frac_max = -INFINITY;
   for (int i = 0; i < T; ++i) {
     const int j = i - W;
@@ -107,19 +148,20 @@ __global__ void select_kernel(const SkSparsekSelectParams p, double* __restrict_
     const double u = r.score(j);
     ++n_prefix;
     // Top-k: one insertion and at most one eviction (equal scores: the more recent key wins).
-    if (n_top < K) {
-      heap_push(top, n_top, j, by_score);
+    if (top.n < K) {
+      top.push(u, j);
       rg[j].sel_to = T;
-    } else if (u >= r.score(top[0])) {
-      rg[top[0]].sel_to = i;
-      sift_down(top, n_top, 0, j, by_score);
+    } else if (u >= top.key[0]) {
+      rg[top.pos[0]].sel_to = i;
+      top.replace_top(u, j);
       rg[j].sel_to = T;
     }
     // Classify the new key against the old tau.
-    if (__dsub_rn(u, 1.0) >= tau) {
-      heap_push(sat, n_sat, j, by_bp);
+    const double bp = __dsub_rn(u, 1.0);
+    if (bp >= tau) {
+      sat.push(bp, j);
     } else if (u > tau) {
-      heap_push(frac, n_frac, j, by_score);
+      frac.push(u, j);
       sum_frac = __dadd_rn(sum_frac, u);
       frac_max = fmax(frac_max, u);
       rg[j].frac_from = i;
@@ -134,35 +176,37 @@ __global__ void select_kernel(const SkSparsekSelectParams p, double* __restrict_
     // Walk tau up over the breakpoints while f stays >= k there.
     double nb = INFINITY;
     for (;;) {
-      if (n_frac == 0) sum_frac = 0.0, frac_max = -INFINITY;
+      if (frac.n == 0) sum_frac = 0.0, frac_max = -INFINITY;
       nb = INFINITY;
-      if (n_sat > 0) nb = r.breakpoint(sat[0]);
-      if (n_frac > 0) nb = fmin(nb, r.score(frac[0]));
+      if (sat.n > 0) nb = sat.key[0];
+      if (frac.n > 0) nb = fmin(nb, frac.key[0]);
       if (nb == INFINITY) break;
-      const bool flat_after = (n_sat == 0 || r.breakpoint(sat[0]) > nb) && (n_frac == 0 || frac_max <= nb);
-      const double f_nb = flat_after ? static_cast<double>(n_sat)
-                                     : __dadd_rn(static_cast<double>(n_sat),
-                                                 __dsub_rn(sum_frac, __dmul_rn(static_cast<double>(n_frac), nb)));
+      const bool flat_after = (sat.n == 0 || sat.key[0] > nb) && (frac.n == 0 || frac_max <= nb);
+      const double f_nb = flat_after ? static_cast<double>(sat.n)
+                                     : __dadd_rn(static_cast<double>(sat.n),
+                                                 __dsub_rn(sum_frac, __dmul_rn(static_cast<double>(frac.n), nb)));
       if (f_nb < static_cast<double>(K)) break;
       tau = nb;
-      while (n_sat > 0 && r.breakpoint(sat[0]) <= nb) {  // saturated -> fractional
-        const int e = heap_pop(sat, n_sat, by_bp);
+      while (sat.n > 0 && sat.key[0] <= nb) {  // saturated -> fractional
+        const int e = sat.pos[0];
+        sat.pop();
         const double ue = r.score(e);
-        heap_push(frac, n_frac, e, by_score);
+        frac.push(ue, e);
         sum_frac = __dadd_rn(sum_frac, ue);
         frac_max = fmax(frac_max, ue);
         rg[e].frac_from = i;
       }
-      while (n_frac > 0 && r.score(frac[0]) <= nb) {  // fractional -> dead (never returns)
-        const int d = heap_pop(frac, n_frac, by_score);
-        sum_frac = __dsub_rn(sum_frac, r.score(d));
+      while (frac.n > 0 && frac.key[0] <= nb) {  // fractional -> dead (never returns)
+        const int d = frac.pos[0];
+        sum_frac = __dsub_rn(sum_frac, frac.key[0]);
+        frac.pop();
         rg[d].dead_from = i;
       }
-      if (n_frac == 0) frac_max = -INFINITY;
+      if (frac.n == 0) frac_max = -INFINITY;
     }
-    if (n_frac > 0) {
-      const double t = __ddiv_rn(__dsub_rn(__dadd_rn(static_cast<double>(n_sat), sum_frac), static_cast<double>(K)),
-                                 static_cast<double>(n_frac));
+    if (frac.n > 0) {
+      const double t = __ddiv_rn(__dsub_rn(__dadd_rn(static_cast<double>(sat.n), sum_frac), static_cast<double>(K)),
+                                 static_cast<double>(frac.n));
       tau = t < tau ? tau : (nb < t ? nb : t);  // std::clamp(t, tau, nb)
     }
     tau_row[i] = tau;
@@ -214,13 +258,26 @@ extern "C" int sk_sparsek_candidate_cap(int k, int seq_len) {
   return cap > 1 ? cap : 1;
 }
 
-extern "C" int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* tau, SkKeyRange* ranges,
-                                      int32_t* scratch, cudaStream_t s) {
+extern "C" int64_t sk_sparsek_select_scratch_bytes(int k, int seq_len) {
+  if (k < 1 || seq_len < 0) return 0;
+  const sk_sparsek::HeapSizes hs(k, seq_len);
+  return sk_sparsek::select_mode(hs) == 2 ? 0 : hs.bytes();  // all in shared memory: none
+}
+
+extern "C" int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* tau, SkKeyRange* ranges, void* scratch,
+                                      cudaStream_t s) {
   if (!p || p->rows < 0 || p->seq_len < 0 || p->k < 1 || p->window < 0) return SK_KERNEL_BAD_ARG;
   if (p->rows == 0 || p->seq_len == 0) return SK_KERNEL_OK;
-  if (!p->u || !tau || !ranges || !scratch) return SK_KERNEL_BAD_ARG;
-  constexpr int threads = 32;
-  sk_sparsek::select_kernel<<<(p->rows + threads - 1) / threads, threads, 0, s>>>(*p, tau, ranges, scratch);
+  const sk_sparsek::HeapSizes hs(p->k, p->seq_len);
+  const int mode = sk_sparsek::select_mode(hs);
+  if (!p->u || !tau || !ranges) return SK_KERNEL_BAD_ARG;
+  if (mode != 2 && (!scratch || reinterpret_cast<uintptr_t>(scratch) % 16)) return SK_KERNEL_BAD_ARG;
+  const int64_t smem = mode == 2 ? hs.bytes() : mode == 1 ? hs.small_bytes() : 0;
+  if (cudaFuncSetAttribute(sk_sparsek::select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(smem)) != cudaSuccess)
+    return SK_KERNEL_LAUNCH_FAILED;
+  sk_sparsek::select_kernel<<<p->rows, 128, static_cast<size_t>(smem), s>>>(
+      *p, mode, tau, ranges, static_cast<unsigned char*>(scratch));
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 

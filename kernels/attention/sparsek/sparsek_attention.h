@@ -8,7 +8,8 @@
 //   u:        (R, T) fp32 scores, contiguous (slope included).
 //   tau:      (R, T) fp64: tau_i, -infinity while |P_i| <= k (selection.h conventions).
 //   ranges:   (R, T) SkKeyRange per key (the query ranges of selection.h KeyRanges).
-//   scratch:  (R, 2 T + min(k, T)) int32 heap storage of the selection pass.
+//   scratch:  R x sk_sparsek_select_scratch_bytes(k, T) bytes (16-byte aligned): heap storage of
+//             the selection pass when the heaps do not fit in shared memory (else none).
 //   cand:     (R, NT, cap) int32 key positions, ascending, cap = sk_sparsek_candidate_cap(k, T);
 //   cand_n:   (R, NT) int32 number of candidates of each tile (<= cap by spec 4.3 property 3;
 //             the true count is stored, only the first cap are written).
@@ -63,8 +64,12 @@ extern "C" {
 // Capacity of one tile's candidate list: min(k + BQ - 1, T) (at least 1).
 int sk_sparsek_candidate_cap(int k, int seq_len);
 
+// Bytes of selection scratch per score row (a multiple of 16; 0 when the heaps fit in shared
+// memory, and then scratch may be null).
+int64_t sk_sparsek_select_scratch_bytes(int k, int seq_len);
+
 // tau and the per-key ranges of every score row; scratch as above.
-int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* tau, SkKeyRange* ranges, int32_t* scratch,
+int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* tau, SkKeyRange* ranges, void* scratch,
                            cudaStream_t s);
 
 // Candidate lists from the key ranges: key j joins the list of tile t when its selected range

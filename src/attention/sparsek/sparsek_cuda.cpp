@@ -93,10 +93,13 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   s.ranges = Tensor::empty({R, T, 5}, DType::I32, u.device());
   s.cand = Tensor::empty({R, NT, s.cap}, DType::I32, u.device());
   s.cand_n = Tensor::empty({R, NT}, DType::I32, u.device());
-  Tensor scratch = Tensor::empty({R, 2 * T + std::min(k, T)}, DType::I32, u.device());
+  // Selection heaps (global fallback when they do not fit in shared memory); f64 elements keep
+  // every row's 16-byte-multiple slice aligned.
+  Tensor scratch = Tensor::empty({R, sk_sparsek_select_scratch_bytes(int(k), int(T)) / 8}, DType::F64, u.device());
   const SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window)};
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
-  SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, scratch.data<int32_t>(), cuda::stream()));
+  SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, scratch.numel() ? scratch.data_ptr() : nullptr,
+                                         cuda::stream()));
   SK_KERNEL_CHECK(sk_cuda_sparsek_candidates(ranges, int(R), int(T), int(s.cap), s.cand.data<int32_t>(),
                                              s.cand_n.data<int32_t>(), cuda::stream()));
   return s;
@@ -113,23 +116,44 @@ SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const 
            "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
   check_input(k, q, "k");
   check_input(v, q, "v");
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
   SK_CHECK(u.defined() && u.ndim() == 3 && u.size(0) == B && (u.size(1) == H || u.size(1) == 1) && u.size(2) == T &&
                u.device() == q.device(),
            "sparsek attention (CUDA): scores u must be (B, H, T) or (B, 1, T) on ", q.device().str(), " for q ",
            shape_str(q.shape()), ", got ", u.defined() ? u.str() : std::string("undefined"));
   SK_CHECK(T < (int64_t(1) << 30), "sparsek attention (CUDA): sequence too long: ", T);
+  return sparsek_cuda_forward(q, k, v, sparsek_cuda_selection(u, params.k, params.window), u.size(1), params);
+#else
+  (void)q, (void)k, (void)v, (void)u, (void)params;
+  SK_FAIL("sparsek attention: this build has no CUDA backend");
+#endif
+}
+
+SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const SparsekCudaSelection& selection, int64_t score_heads,
+                                        const SparsekParams& params) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(sparsek_attention_cuda_supported(q),
+           "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
+  check_input(k, q, "k");
+  check_input(v, q, "v");
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  SK_CHECK((score_heads == H || score_heads == 1) && selection.tau.defined() &&
+               selection.tau.shape() == Shape({B * score_heads, T}) && selection.k == params.k &&
+               selection.window == params.window && selection.tau.device() == q.device(),
+           "sparsek attention (CUDA): the selection does not match q ", shape_str(q.shape()), " and these params");
+  cuda::set_device(q.device().index);
   SparsekCudaForward f;
-  f.selection = sparsek_cuda_selection(u, params.k, params.window);
-  const SkSparsekForwardParams p = kernel_params(q, k, v, int(u.size(1)), f.selection, params);
+  f.selection = selection;
+  f.score_heads = score_heads;
+  const SkSparsekForwardParams p = kernel_params(q, k, v, int(score_heads), f.selection, params);
   Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
   f.lse = Tensor::empty({B, H, T}, DType::F32, q.device());
   SK_KERNEL_CHECK(sk_cuda_sparsek_forward(&p, out.data_ptr(), f.lse.data<float>(), cuda::stream()));
   f.out = out.transpose(1, 2);
-  f.score_heads = u.size(1);
   return f;
 #else
-  (void)q, (void)k, (void)v, (void)u, (void)params;
+  (void)q, (void)k, (void)v, (void)selection, (void)score_heads, (void)params;
   SK_FAIL("sparsek attention: this build has no CUDA backend");
 #endif
 }

@@ -41,6 +41,10 @@ struct SparsekCudaForward {
 };
 SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& u,
                                         const SparsekParams& params);
+// The same from a selection made earlier (sparsek_cuda_selection of the (B, score_heads, T) scores).
+SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const SparsekCudaSelection& selection, int64_t score_heads,
+                                        const SparsekParams& params);
 
 struct SparsekCudaGrads {
   Tensor dq, dk, dv;  // (B, H, T, D) bf16 views of contiguous (B, T, H, D) buffers
