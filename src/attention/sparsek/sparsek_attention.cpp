@@ -1,9 +1,10 @@
 // The `sparsek` attention kind (attention-spec.md section 4; docs/SPARSEK.md): a module of the
 // attention interface (attention.h) owning the QKV/output projections (QkvProjection, rotary
 // included) and the scoring network (scorer.h: "score_w" (Hu, C), "score_b" (Hu), Hu = H or 1 with
-// attention.shared_selection). Core: the CPU reference sparsek_attention_reference (one autograd
-// function of q, k, v and the scores). There are no SparseK CUDA kernels yet: on a CUDA device the
-// core runs on f32 host copies (differentiable conversions), logged once; slow, for small models.
+// attention.shared_selection). Core: on the CPU the reference sparsek_attention_reference (one
+// autograd function of q, k, v and the scores); on CUDA with bf16 and head dim 64 or 128 the fused
+// kernels (sparsek_cuda.h, one autograd node of q, k, v, u); other CUDA cases run the reference on
+// f32 host copies (differentiable conversions), logged once; slow, for small models.
 // Decoding: SparsekDecoder (decode.h), constant KV memory (k pool slots + w ring slots per head).
 // Registered in registry.cpp. Tests: tests/attention/sparsek/test_sparsek_module.cpp.
 #include <spdlog/spdlog.h>
@@ -14,6 +15,7 @@
 #include "attention/qkv_projection.h"
 #include "attention/sparsek/decode.h"
 #include "attention/sparsek/scorer.h"
+#include "attention/sparsek/sparsek_cuda.h"
 #include "attention/sparsek/sparsek_reference.h"
 #include "autograd/node.h"
 #include "util/check.h"
@@ -44,8 +46,8 @@ class SparsekCache : public AttentionCache {
 Tensor host_core(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& u, const SparsekParams& p) {
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    spdlog::warn("attention: sparsek has no CUDA kernels yet; computing its core with the CPU reference on f32 host "
-                 "copies (slow, for small test models)");
+    spdlog::warn("attention: sparsek CUDA kernels take bf16 with head dim 64 or 128 only; computing this core with "
+                 "the CPU reference on f32 host copies (slow, for small test models)");
   auto host = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::F32); };
   return sparsek::sparsek_attention_reference(host(q), host(k), host(v), host(u), p).to(q.dtype()).to(q.device());
 }
@@ -64,8 +66,13 @@ class SparsekAttention : public Attention {
   Tensor forward(const Tensor& x) const override {
     QkvProjection::Heads h = proj_.heads(x, 0);  // (B, H, T, D)
     Tensor u = scorer_.forward(x, 0);            // (B, Hu, T)
-    Tensor o = x.device().is_cpu() ? sparsek::sparsek_attention_reference(h.q, h.k, h.v, u, params_)
-                                   : host_core(h.q, h.k, h.v, u, params_);
+    Tensor o;
+    if (x.device().is_cpu())
+      o = sparsek::sparsek_attention_reference(h.q, h.k, h.v, u, params_);
+    else if (sparsek::sparsek_attention_cuda_supported(h.q))
+      o = sparsek::sparsek_attention_cuda(h.q, h.k, h.v, u, params_);
+    else
+      o = host_core(h.q, h.k, h.v, u, params_);
     return proj_.output(o);
   }
 

@@ -1,0 +1,384 @@
+// Fused SparseK attention backward with recomputation (attention-spec.md 4.3 / 4.4; declared in
+// sparsek_attention.h). Same blocks and chunk sequence as forward.cu: one block per (64-query
+// tile, head, batch), window chunks then the tile's gathered candidate chunks (single buffered).
+// Per chunk, recomputing P from Q, K and the forward's lse (D_i = dO_i . O_i):
+//   S = Q K^T, dP = dO V^T (mma.sync, fp32), then per element
+//     gate_values: P = exp(a - lse), pv = P m, da = P (m dP - D), dm = P dP
+//     log_mask:    P = exp(a + log m - lse), pv = P, da = P (dP - D), dm = exp(a - lse)(dP - D)
+//   dQ += da K in registers (this block owns its queries: written once, scaled by s);
+//   dK += da^T Q and dV += pv^T dO from bf16 copies of da and pv in shared memory, one 16-key slice
+//   per warp, added to fp32 global accumulators with atomics (keys are shared between tiles);
+//   G_ij = dm_ij on fractional selected entries: summed per query (g_row) and per key (g_key).
+// Then per score row (one thread per row, sequential over T): |S_i| from a difference array of the
+// fractional ranges, c_i = g_row_i / |S_i|, C = prefix sums of c (fp64), and
+//   du_j = g_key_j - (C[dead_from_j] - C[frac_from_j]).
+// With shared scores (Hu = 1) every head adds into the same g_row / g_key.
+// Atomics make dK, dV, du not bitwise deterministic. Tested in
+// tests/attention/sparsek/test_sparsek_cuda.cpp against sparsek_attention_backward.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/sparsek/sparsek_attention.h"
+#include "kernels/attention/sparsek/sparsek_tile.cuh"
+
+namespace sk_sparsek_bwd {
+
+using namespace sk_flash;
+using namespace sk_sparsek;
+
+
+template <int D>
+constexpr int bwd_smem_bytes() {
+  return 4 * kBQ * D * 2 + 2 * kBQ * kBN * 2;  // Q, dO, K, V + da, pv (64 x 64 bf16 each)
+}
+
+// Stores the pair (row, col..col+1) of a swizzled tile of rows of 64 bf16.
+__device__ __forceinline__ void store_pair64(unsigned char* tile, int row, int col, float lo, float hi) {
+  *reinterpret_cast<uint32_t*>(tile + swz<64>(row, col & ~7) + (col & 7) * 2) = pack_bf16(lo, hi);
+}
+
+// acc[key] += X^T Y for this warp's 16 key slots: X (64 queries x 64 key slots, rows of 64
+// bf16) and Y (64 queries x D) swizzled tiles; fp32 atomics into acc ((B, T, H, D)).
+template <int D>
+__device__ __forceinline__ void accumulate_keys(uint32_t sX, uint32_t sY, const int* keys, float* acc, int b, int T,
+                                                int H, int h, int warp, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  float c[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < kBQ / 16; ++kk) {
+    uint32_t af[4];
+    load_a_trans<64>(af, sX, warp * 16, kk * 16, lane);
+#pragma unroll
+    for (int i = 0; i < D / 16; ++i) {
+      uint32_t bf[4];
+      load_b_trans<D>(bf, sY, kk * 16, i * 16, lane);
+      mma_bf16(c[2 * i], af, bf[0], bf[1]);
+      mma_bf16(c[2 * i + 1], af, bf[2], bf[3]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = keys[warp * 16 + g + r * 8];
+    if (key < 0) continue;
+    float* base = acc + ((static_cast<int64_t>(b) * T + key) * H + h) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      atomicAdd(base + i * 8 + 2 * t, c[i][2 * r]);
+      atomicAdd(base + i * 8 + 2 * t + 1, c[i][2 * r + 1]);
+    }
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
+    const SkSparsekForwardParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides dstr,
+    const __nv_bfloat16* __restrict__ outp, const float* __restrict__ lse, __nv_bfloat16* __restrict__ dq,
+    float* __restrict__ dk_acc, float* __restrict__ dv_acc, float* __restrict__ g_row, float* __restrict__ g_key) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ ChunkKeys meta;
+  __shared__ float sDelta[kBQ], sLse[kBQ];
+  const SkFlashParams& a = p.attn;
+  const int tile = static_cast<int>(gridDim.x - 1 - blockIdx.x);
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int T = a.seq_len, W = a.window, H = a.heads;
+  const int n_tiles = gridDim.x;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int q0 = tile * kBQ;
+  const int q_last = min(q0 + kBQ, T) - 1;
+
+  const int srow = b * p.score_heads + (p.score_heads == 1 ? 0 : h);
+  const float* u = p.u + static_cast<int64_t>(srow) * T;
+  const double* tau = p.tau + static_cast<int64_t>(srow) * T;
+  const SkKeyRange* rg = p.ranges + static_cast<int64_t>(srow) * T;
+  const int32_t* cand = p.cand + (static_cast<int64_t>(srow) * n_tiles + tile) * p.cand_cap;
+  const int n_cand = min(p.cand_n[static_cast<int64_t>(srow) * n_tiles + tile], p.cand_cap);
+
+  const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(a.q) + b * a.q_stride.batch + h * a.q_stride.head;
+  const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(a.k) + b * a.k_stride.batch + h * a.k_stride.head;
+  const __nv_bfloat16* v = static_cast<const __nv_bfloat16*>(a.v) + b * a.v_stride.batch + h * a.v_stride.head;
+  const __nv_bfloat16* dO = dout + b * dstr.batch + h * dstr.head;
+
+  const uint32_t sQ = smem_u32(smem);
+  const uint32_t sdO = sQ + kBQ * D * 2, sK = sdO + kBQ * D * 2, sV = sK + kBN * D * 2;
+  unsigned char* dS_ptr = smem + 4 * kBQ * D * 2;
+  unsigned char* pv_ptr = dS_ptr + kBQ * kBN * 2;
+  const uint32_t sdS = smem_u32(dS_ptr), sPv = smem_u32(pv_ptr);
+
+  const int key_lo = W > 0 ? max(0, q0 - W + 1) : 0;
+  const int n_win = W > 0 ? (q_last + 1 - key_lo + kBN - 1) / kBN : 0;
+  const int n_chunks = n_win + (n_cand + kBN - 1) / kBN;
+  auto key_of_chunk = [&](int c, int r) -> int {
+    if (c < n_win) {
+      const int key = key_lo + c * kBN + r;
+      return key <= q_last ? key : -1;
+    }
+    const int idx = (c - n_win) * kBN + r;
+    return idx < n_cand ? cand[idx] : -1;
+  };
+
+  load_tile<kBQ, D, kThreads>(sQ, q, a.q_stride.row, q0, T);
+  load_tile<kBQ, D, kThreads>(sdO, dO, dstr.row, q0, T);
+  cp_async_commit();
+  // D_i = dO_i . O_i and the lse in log2 units, per query row of the tile (one warp per 16 rows).
+  for (int rr = 0; rr < 16; ++rr) {
+    const int r = warp * 16 + rr, row = q0 + r;
+    float acc = 0.f;
+    if (row < T) {
+      const __nv_bfloat16* orow = outp + ((static_cast<int64_t>(b) * T + row) * H + h) * D;
+      const __nv_bfloat16* drow = dO + static_cast<int64_t>(row) * dstr.row;
+      for (int d = lane; d < D; d += 32) acc += __bfloat162float(orow[d]) * __bfloat162float(drow[d]);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, off);
+    if (lane == 0) {
+      sDelta[r] = acc;
+      sLse[r] = row < T ? lse[(static_cast<int64_t>(b) * H + h) * T + row] * kLog2e : 0.f;
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  const float scale_log2 = a.softmax_scale * kLog2e;
+  const bool log_mask = p.log_mask != 0;
+  uint32_t qf[D / 16][4], df[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    load_a<D>(qf[kk], sQ, warp * 16, kk * 16, lane);
+    load_a<D>(df[kk], sdO, warp * 16, kk * 16, lane);
+  }
+  float dqa[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) dqa[i][0] = dqa[i][1] = dqa[i][2] = dqa[i][3] = 0.f;
+  const int lr_a = warp * 16 + g, lr_b = lr_a + 8;
+  const int row_a = q0 + lr_a, row_b = q0 + lr_b;
+  const double tau_r[2] = {row_a < T ? tau[row_a] : 0.0, row_b < T ? tau[row_b] : 0.0};
+  const float delta_r[2] = {sDelta[lr_a], sDelta[lr_b]}, lse_r[2] = {sLse[lr_a], sLse[lr_b]};
+  float grow[2] = {0.f, 0.f};
+
+  for (int c = 0; c < n_chunks; ++c) {
+    __syncthreads();  // the previous chunk's tiles and metadata are no longer read
+    gather_tile<D>(sK, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    gather_tile<D>(sV, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    cp_async_commit();
+    const bool window_chunk = c < n_win;
+    if (threadIdx.x < kBN) {
+      const int r = threadIdx.x, key = key_of_chunk(c, r);
+      meta.key[r] = key;
+      meta.g[r] = 0.f;
+      if (!window_chunk && key >= 0) {
+        const SkKeyRange e = rg[key];
+        meta.sel_from[r] = e.sel_from;
+        meta.sel_to[r] = e.sel_to;
+        meta.frac_from[r] = e.frac_from;
+        meta.dead_from[r] = e.dead_from;
+        meta.u[r] = static_cast<double>(u[key]);
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+    float s[kBN / 8][4], dp[kBN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = dp[j][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int j = 0; j < kBN / 16; ++j) {
+        uint32_t bf[4];
+        load_b<D>(bf, sK, j * 16, kk * 16, lane);
+        mma_bf16(s[2 * j], qf[kk], bf[0], bf[1]);
+        mma_bf16(s[2 * j + 1], qf[kk], bf[2], bf[3]);
+        load_b<D>(bf, sV, j * 16, kk * 16, lane);
+        mma_bf16(dp[2 * j], df[kk], bf[0], bf[1]);
+        mma_bf16(dp[2 * j + 1], df[kk], bf[2], bf[3]);
+      }
+    }
+
+    uint32_t daf[kBN / 16][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+      float da_v[4], pv_v[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int slot = j * 8 + 2 * t + (e & 1);
+        const int r = e < 2 ? 0 : 1;
+        const int row = r == 0 ? row_a : row_b;
+        const int key = meta.key[slot];
+        float da = 0.f, pv = 0.f;
+        if (key >= 0 && row < T) {
+          const float x = s[j][e] * scale_log2;  // raw logit, log2 units
+          if (window_chunk) {
+            if (key <= row && key > row - W) {
+              const float P = exp2f(x - lse_r[r]);
+              pv = P;
+              da = P * (dp[j][e] - delta_r[r]);
+            }
+          } else if (meta.sel_from[slot] <= row && row < meta.sel_to[slot]) {
+            double mm = 0.0;
+            const bool frac = row >= meta.frac_from[slot] && row < meta.dead_from[slot];
+            if (row < meta.frac_from[slot]) mm = 1.0;
+            else if (frac) mm = fmin(fmax(meta.u[slot] - tau_r[r], 0.0), 1.0);
+            const float m = static_cast<float>(mm);
+            float dm;
+            if (!log_mask) {
+              const float P = exp2f(x - lse_r[r]);
+              pv = P * m;
+              da = P * (m * dp[j][e] - delta_r[r]);
+              dm = P * dp[j][e];
+            } else {
+              const float P = m > 0.f ? exp2f(x + log2f(m) - lse_r[r]) : 0.f;
+              pv = P;
+              da = P * (dp[j][e] - delta_r[r]);
+              dm = exp2f(x - lse_r[r]) * (dp[j][e] - delta_r[r]);
+            }
+            if (frac) {
+              grow[r] += dm;
+              atomicAdd(&meta.g[slot], dm);
+            }
+          }
+        }
+        da_v[e] = da;
+        pv_v[e] = pv;
+      }
+      daf[j / 2][(j & 1) * 2 + 0] = pack_bf16(da_v[0], da_v[1]);
+      daf[j / 2][(j & 1) * 2 + 1] = pack_bf16(da_v[2], da_v[3]);
+      const int col = j * 8 + 2 * t;
+      store_pair64(dS_ptr, lr_a, col, da_v[0], da_v[1]);
+      store_pair64(dS_ptr, lr_b, col, da_v[2], da_v[3]);
+      store_pair64(pv_ptr, lr_a, col, pv_v[0], pv_v[1]);
+      store_pair64(pv_ptr, lr_b, col, pv_v[2], pv_v[3]);
+    }
+    // dQ += da K.
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+#pragma unroll
+      for (int i = 0; i < D / 16; ++i) {
+        uint32_t bf[4];
+        load_b_trans<D>(bf, sK, kk * 16, i * 16, lane);
+        mma_bf16(dqa[2 * i], daf[kk], bf[0], bf[1]);
+        mma_bf16(dqa[2 * i + 1], daf[kk], bf[2], bf[3]);
+      }
+    }
+    __syncthreads();  // da, pv tiles and meta.g complete
+    // dK (slice of 16 keys per warp) += da^T Q, then dV += pv^T dO (one accumulator at a time).
+    accumulate_keys<D>(sdS, sQ, meta.key, dk_acc, b, T, H, h, warp, lane);
+    accumulate_keys<D>(sPv, sdO, meta.key, dv_acc, b, T, H, h, warp, lane);
+    if (!window_chunk && threadIdx.x < kBN) {
+      const int r = threadIdx.x, key = meta.key[r];
+      if (key >= 0 && meta.g[r] != 0.f) atomicAdd(g_key + static_cast<int64_t>(srow) * T + key, meta.g[r]);
+    }
+  }
+
+  // dQ (scaled) and the per-query G sums.
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float gs = grow[r];
+    gs += __shfl_xor_sync(0xffffffff, gs, 1);
+    gs += __shfl_xor_sync(0xffffffff, gs, 2);
+    const int row = r == 0 ? row_a : row_b;
+    if (row >= T) continue;
+    if (t == 0 && gs != 0.f) atomicAdd(g_row + static_cast<int64_t>(srow) * T + row, gs);
+    __nv_bfloat16* qrow = dq + ((static_cast<int64_t>(b) * T + row) * H + h) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<uint32_t*>(qrow + i * 8 + 2 * t) =
+          pack_bf16(dqa[i][2 * r] * a.softmax_scale, dqa[i][2 * r + 1] * a.softmax_scale);
+  }
+}
+
+__global__ void zero_kernel(float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] = 0.f;
+}
+
+__global__ void finish_kv_kernel(const float* __restrict__ dk_acc, const float* __restrict__ dv_acc, float scale,
+                                 __nv_bfloat16* __restrict__ dk, __nv_bfloat16* __restrict__ dv, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dk[i] = __float2bfloat16(dk_acc[i] * scale);
+    dv[i] = __float2bfloat16(dv_acc[i]);
+  }
+}
+
+// du per score row (one thread per row): |S_i| by a difference array, c_i, prefix sums C (fp64).
+__global__ void du_kernel(const SkKeyRange* __restrict__ ranges, const float* __restrict__ g_row,
+                          const float* __restrict__ g_key, int rows, int T, double* __restrict__ cpre,
+                          int32_t* __restrict__ cnt, float* __restrict__ du) {
+  const int row = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= rows) return;
+  const SkKeyRange* rg = ranges + static_cast<int64_t>(row) * T;
+  double* C = cpre + static_cast<int64_t>(row) * (T + 1);
+  int32_t* n = cnt + static_cast<int64_t>(row) * (T + 1);
+  for (int i = 0; i <= T; ++i) n[i] = 0;
+  for (int j = 0; j < T; ++j) {
+    const SkKeyRange e = rg[j];
+    if (e.frac_from < e.dead_from) ++n[e.frac_from], --n[e.dead_from];
+  }
+  int count = 0;
+  C[0] = 0.0;
+  for (int i = 0; i < T; ++i) {
+    count += n[i];
+    const double c = count > 0 ? static_cast<double>(g_row[static_cast<int64_t>(row) * T + i]) / count : 0.0;
+    C[i + 1] = C[i] + c;
+  }
+  for (int j = 0; j < T; ++j) {
+    const SkKeyRange e = rg[j];
+    double d = static_cast<double>(g_key[static_cast<int64_t>(row) * T + j]);
+    if (e.frac_from < e.dead_from) d -= C[e.dead_from] - C[e.frac_from];
+    du[static_cast<int64_t>(row) * T + j] = static_cast<float>(d);
+  }
+}
+
+template <int D>
+int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashStrides ds, const void* out,
+                    const float* lse, void* dq, float* dk_acc, float* dv_acc, float* g_row, float* g_key,
+                    cudaStream_t s) {
+  constexpr int smem = bwd_smem_bytes<D>();
+  if (cudaFuncSetAttribute(sparsek_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+      cudaSuccess)
+    return SK_KERNEL_LAUNCH_FAILED;
+  dim3 grid((p.attn.seq_len + kBQ - 1) / kBQ, p.attn.heads, p.attn.batch);
+  sparsek_backward_kernel<D><<<grid, kThreads, smem, s>>>(
+      p, static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), lse,
+      static_cast<__nv_bfloat16*>(dq), dk_acc, dv_acc, g_row, g_key);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+}  // namespace sk_sparsek_bwd
+
+extern "C" int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const void* dout, SkFlashStrides dout_stride,
+                                        const void* out, const float* lse, void* dq, void* dk, void* dv, float* du,
+                                        float* dkv_accum, float* g_row, float* g_key, double* c_prefix,
+                                        int32_t* frac_count, cudaStream_t s) {
+  using namespace sk_sparsek_bwd;
+  if (!p || !sk_flash::params_ok(&p->attn) || !dout || !out || !lse || !dq || !dk || !dv || !du) return SK_KERNEL_BAD_ARG;
+  if (p->attn.batch == 0 || p->attn.seq_len == 0) return SK_KERNEL_OK;
+  if (!p->u || !p->tau || !p->ranges || !p->cand || !p->cand_n || p->cand_cap < 1 || p->k < 1) return SK_KERNEL_BAD_ARG;
+  if (p->score_heads != 1 && p->score_heads != p->attn.heads) return SK_KERNEL_BAD_ARG;
+  if (!dkv_accum || !g_row || !g_key || !c_prefix || !frac_count) return SK_KERNEL_BAD_ARG;
+  if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
+    return SK_KERNEL_BAD_ARG;
+  const int64_t B = p->attn.batch, H = p->attn.heads, T = p->attn.seq_len, D = p->attn.head_dim;
+  const int64_t n = B * T * H * D, rows = B * p->score_heads;
+  float* dk_acc = dkv_accum;
+  float* dv_acc = dkv_accum + n;
+  zero_kernel<<<1024, 256, 0, s>>>(dkv_accum, 2 * n);
+  zero_kernel<<<256, 256, 0, s>>>(g_row, rows * T);
+  zero_kernel<<<256, 256, 0, s>>>(g_key, rows * T);
+  const int st = D == 64 ? launch_backward<64>(*p, dout, dout_stride, out, lse, dq, dk_acc, dv_acc, g_row, g_key, s)
+                         : launch_backward<128>(*p, dout, dout_stride, out, lse, dq, dk_acc, dv_acc, g_row, g_key, s);
+  if (st != SK_KERNEL_OK) return st;
+  finish_kv_kernel<<<1024, 256, 0, s>>>(dk_acc, dv_acc, p->attn.softmax_scale, static_cast<__nv_bfloat16*>(dk),
+                                        static_cast<__nv_bfloat16*>(dv), n);
+  du_kernel<<<static_cast<int>((rows + 31) / 32), 32, 0, s>>>(p->ranges, g_row, g_key, static_cast<int>(rows),
+                                                              static_cast<int>(T), c_prefix, frac_count, du);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}

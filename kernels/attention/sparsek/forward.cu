@@ -1,0 +1,261 @@
+// Fused SparseK attention forward (attention-spec.md 4.4; declared in sparsek_attention.h).
+// One block per (tile of BQ = 64 queries, head, batch), 4 warps of 16 query rows. The block runs
+// ONE online softmax (registers, base-2, fp32) over a sequence of 64-key chunks:
+//   1. window chunks: the contiguous keys [q0 - w + 1, q_last] (w > 0), element mask
+//      i - w < j <= i, weight 1;
+//   2. candidate chunks: the tile's candidate list (selection.cu), K/V rows GATHERED by index into
+//      shared memory, so each gathered row serves all 64 queries of the tile; element mask
+//      j in Sel_i (sel_from <= i < sel_to) with m_ij = 1 (saturated) or clip(u_j - tau_i, 0, 1)
+//      (fractional; computed in fp64 like the reference, then rounded to fp32).
+// The two sets are disjoint per query (window keys are > i - w, Sel_i keys <= i - w).
+//   gate_values: logits a_ij; the softmax sum takes exp(a_ij - max), P V takes m_ij exp(a_ij - max);
+//                lse over the raw logits.
+//   log_mask:    logits a_ij + log m_ij; lse over the masked logits.
+// K/V chunks are double buffered with cp.async (flash_tile.cuh helpers); the chunk's key
+// positions and ranges are staged in shared memory with it. S = Q K^T and O += P V on mma.sync
+// m16n8k16 (bf16 in, fp32 accumulate); P is rounded to bf16 for P V as in the flash kernels.
+// Tested in tests/attention/sparsek/test_sparsek_cuda.cpp against sparsek_attention_forward.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/sparsek/sparsek_attention.h"
+#include "kernels/attention/sparsek/sparsek_tile.cuh"
+
+namespace sk_sparsek {
+
+using namespace sk_flash;
+
+
+template <int D>
+constexpr int fwd_smem_bytes() {
+  return (kBQ + 4 * kBN) * D * 2;  // Q + 2 x (K, V)
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSparsekForwardParams p,
+                                                                   __nv_bfloat16* __restrict__ out,
+                                                                   float* __restrict__ lse) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ ChunkKeys meta[2];
+  const SkFlashParams& a = p.attn;
+  const int tile = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // longest rows first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int T = a.seq_len, W = a.window, H = a.heads;
+  const int n_tiles = gridDim.x;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int q0 = tile * kBQ;
+  const int q_last = min(q0 + kBQ, T) - 1;
+
+  const int srow = b * p.score_heads + (p.score_heads == 1 ? 0 : h);
+  const float* u = p.u + static_cast<int64_t>(srow) * T;
+  const double* tau = p.tau + static_cast<int64_t>(srow) * T;
+  const SkKeyRange* rg = p.ranges + static_cast<int64_t>(srow) * T;
+  const int32_t* cand = p.cand + (static_cast<int64_t>(srow) * n_tiles + tile) * p.cand_cap;
+  const int n_cand = min(p.cand_n[static_cast<int64_t>(srow) * n_tiles + tile], p.cand_cap);
+
+  const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(a.q) + b * a.q_stride.batch + h * a.q_stride.head;
+  const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(a.k) + b * a.k_stride.batch + h * a.k_stride.head;
+  const __nv_bfloat16* v = static_cast<const __nv_bfloat16*>(a.v) + b * a.v_stride.batch + h * a.v_stride.head;
+
+  const uint32_t sQ = smem_u32(smem);
+  constexpr uint32_t kTile = kBN * D * 2;
+  const uint32_t sK = sQ + kBQ * D * 2, sV = sK + 2 * kTile;
+
+  // Chunks: n_win window chunks starting at key_lo, then n_cc candidate chunks.
+  const int key_lo = W > 0 ? max(0, q0 - W + 1) : 0;
+  const int n_win = W > 0 ? (q_last + 1 - key_lo + kBN - 1) / kBN : 0;
+  const int n_cc = (n_cand + kBN - 1) / kBN;
+  const int n_chunks = n_win + n_cc;
+
+  // Key position of slot r of chunk c (-1: padding).
+  auto key_of_chunk = [&](int c, int r) -> int {
+    if (c < n_win) {
+      const int key = key_lo + c * kBN + r;
+      return key <= q_last ? key : -1;
+    }
+    const int idx = (c - n_win) * kBN + r;
+    return idx < n_cand ? cand[idx] : -1;
+  };
+  auto load_chunk = [&](int c, int buf) {
+    gather_tile<D>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    gather_tile<D>(sV + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    if (threadIdx.x < kBN) {
+      const int r = threadIdx.x;
+      const int key = key_of_chunk(c, r);
+      ChunkKeys& m = meta[buf];
+      m.key[r] = key;
+      if (c >= n_win && key >= 0) {
+        const SkKeyRange e = rg[key];
+        m.sel_from[r] = e.sel_from;
+        m.sel_to[r] = e.sel_to;
+        m.frac_from[r] = e.frac_from;
+        m.dead_from[r] = e.dead_from;
+        m.u[r] = static_cast<double>(u[key]);
+      }
+    }
+  };
+
+  load_tile<kBQ, D, kThreads>(sQ, q, a.q_stride.row, q0, T);
+  if (n_chunks > 0) load_chunk(0, 0);
+  cp_async_commit();
+
+  const float scale_log2 = a.softmax_scale * kLog2e;
+  const bool log_mask = p.log_mask != 0;
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // in scaled log2 units
+  uint32_t qf[D / 16][4];
+  const int row_a = q0 + warp * 16 + g, row_b = row_a + 8;  // this thread's two query rows
+  const double tau_r[2] = {row_a < T ? tau[row_a] : 0.0, row_b < T ? tau[row_b] : 0.0};
+
+  if (n_chunks == 0) {  // cannot happen for valid rows (every query sees itself or Sel_i); still load Q
+    cp_async_wait<0>();
+    __syncthreads();
+  }
+  for (int c = 0; c < n_chunks; ++c) {
+    const int buf = c & 1;
+    cp_async_wait<0>();
+    __syncthreads();
+    if (c + 1 < n_chunks) load_chunk(c + 1, buf ^ 1);
+    cp_async_commit();
+    if (c == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, warp * 16, kk * 16, lane);
+    }
+    const uint32_t sKb = sK + buf * kTile, sVb = sV + buf * kTile;
+    const ChunkKeys& m = meta[buf];
+    const bool window_chunk = c < n_win;
+
+    float s[kBN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int j = 0; j < kBN / 16; ++j) {
+        uint32_t bf[4];
+        load_b<D>(bf, sKb, j * 16, kk * 16, lane);
+        mma_bf16(s[2 * j], qf[kk], bf[0], bf[1]);
+        mma_bf16(s[2 * j + 1], qf[kk], bf[2], bf[3]);
+      }
+    }
+
+    // Scaled base-2 logits with the element masks; gate[] holds m_ij for gate_values.
+    float gate[kBN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int slot = j * 8 + 2 * t + (e & 1);
+        const int row = e < 2 ? row_a : row_b;
+        const int key = m.key[slot];
+        float z = -INFINITY, mw = 0.f;
+        if (key >= 0 && row < T) {
+          if (window_chunk) {
+            if (key <= row && key > row - W) z = s[j][e] * scale_log2, mw = 1.f;
+          } else if (m.sel_from[slot] <= row && row < m.sel_to[slot]) {
+            double mm = 0.0;
+            if (row < m.frac_from[slot]) mm = 1.0;
+            else if (row < m.dead_from[slot]) mm = fmin(fmax(m.u[slot] - tau_r[e < 2 ? 0 : 1], 0.0), 1.0);
+            mw = static_cast<float>(mm);
+            z = s[j][e] * scale_log2;
+            if (log_mask) z = mw > 0.f ? z + log2f(mw) : -INFINITY;
+          }
+        }
+        s[j][e] = z;
+        gate[j][e] = log_mask ? 1.f : mw;
+      }
+    }
+
+    // Online softmax: new running max, rescale O and the running sums.
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+      tile_max[0] = fmaxf(tile_max[0], fmaxf(s[j][0], s[j][1]));
+      tile_max[1] = fmaxf(tile_max[1], fmaxf(s[j][2], s[j][3]));
+    }
+    float corr[2], m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      m_use[r] = new_max == -INFINITY ? 0.f : new_max;
+      corr[r] = exp2f(row_max[r] - m_use[r]);  // 0 while row_max = -inf
+      row_max[r] = new_max;
+      row_sum[r] *= corr[r];
+    }
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      o[i][0] *= corr[0];
+      o[i][1] *= corr[0];
+      o[i][2] *= corr[1];
+      o[i][3] *= corr[1];
+    }
+    uint32_t pf[kBN / 16][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) {
+      const float p0 = exp2f(s[j][0] - m_use[0]), p1 = exp2f(s[j][1] - m_use[0]);
+      const float p2 = exp2f(s[j][2] - m_use[1]), p3 = exp2f(s[j][3] - m_use[1]);
+      row_sum[0] += p0 + p1;
+      row_sum[1] += p2 + p3;
+      pf[j / 2][(j & 1) * 2 + 0] = pack_bf16(p0 * gate[j][0], p1 * gate[j][1]);
+      pf[j / 2][(j & 1) * 2 + 1] = pack_bf16(p2 * gate[j][2], p3 * gate[j][3]);
+    }
+
+    // O += P V.
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+#pragma unroll
+      for (int i = 0; i < D / 16; ++i) {
+        uint32_t bf[4];
+        load_b_trans<D>(bf, sVb, kk * 16, i * 16, lane);
+        mma_bf16(o[2 * i], pf[kk], bf[0], bf[1]);
+        mma_bf16(o[2 * i + 1], pf[kk], bf[2], bf[3]);
+      }
+    }
+  }
+
+  // Normalise and write O ((B, T, H, D)) and the natural-log LSE ((B, H, T)).
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = row_sum[r];
+    sum += __shfl_xor_sync(0xffffffff, sum, 1);
+    sum += __shfl_xor_sync(0xffffffff, sum, 2);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const int row = r == 0 ? row_a : row_b;
+    if (row >= T) continue;
+    __nv_bfloat16* orow = out + ((static_cast<int64_t>(b) * T + row) * H + h) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<uint32_t*>(orow + i * 8 + 2 * t) = pack_bf16(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+    if (t == 0)
+      lse[(static_cast<int64_t>(b) * H + h) * T + row] = sum > 0.f ? (row_max[r] + log2f(sum)) / kLog2e : -INFINITY;
+  }
+}
+
+template <int D>
+int launch_forward(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
+  constexpr int smem = fwd_smem_bytes<D>();
+  if (cudaFuncSetAttribute(sparsek_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+      cudaSuccess)
+    return SK_KERNEL_LAUNCH_FAILED;
+  dim3 grid((p.attn.seq_len + kBQ - 1) / kBQ, p.attn.heads, p.attn.batch);
+  sparsek_forward_kernel<D><<<grid, kThreads, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+}  // namespace sk_sparsek
+
+extern "C" int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* out, float* lse, cudaStream_t s) {
+  if (!p || !sk_flash::params_ok(&p->attn) || !out || !lse) return SK_KERNEL_BAD_ARG;
+  if (p->attn.batch == 0 || p->attn.seq_len == 0) return SK_KERNEL_OK;
+  if (!p->u || !p->tau || !p->ranges || !p->cand || !p->cand_n || p->cand_cap < 1 || p->k < 1) return SK_KERNEL_BAD_ARG;
+  if (p->score_heads != 1 && p->score_heads != p->attn.heads) return SK_KERNEL_BAD_ARG;
+  return p->attn.head_dim == 64 ? sk_sparsek::launch_forward<64>(*p, out, lse, s)
+                                : sk_sparsek::launch_forward<128>(*p, out, lse, s);
+}

@@ -1,0 +1,91 @@
+// sparsek CUDA kernels for SparseK attention (../shared/docs/attention-spec.md section 4): the
+// causal selection pass, per-query-tile candidate lists and the fused forward (declarations;
+// kernels in selection.cu and forward.cu). Plain types only.
+//
+// Legend: B batch, H heads, T time, D head dim (64 or 128), Hu score heads (H, or 1 when every
+// head shares one selection), R = B * Hu score rows, BQ = kSparsekTileQ queries per tile,
+// NT = ceil(T / BQ) query tiles per row.
+//   u:        (R, T) fp32 scores, contiguous (slope included).
+//   tau:      (R, T) fp64: tau_i, -infinity while |P_i| <= k (selection.h conventions).
+//   ranges:   (R, T) SkKeyRange per key (the query ranges of selection.h KeyRanges).
+//   scratch:  R x sk_sparsek_select_scratch_bytes(k, T) bytes (16-byte aligned): heap storage of
+//             the selection pass when the heaps do not fit in shared memory (else none).
+//   cand:     (R, NT, cap) int32 key positions, ascending, cap = sk_sparsek_candidate_cap(k, T);
+//   cand_n:   (R, NT) int32 number of candidates of each tile (<= cap by spec 4.3 property 3;
+//             the true count is stored, only the first cap are written).
+//   q, k, v:  (B, H, T, D) bf16 with the flash kernels' strides (flash_attention.h).
+//   out:      (B, T, H, D) contiguous bf16; lse: (B, H, T) fp32 contiguous.
+// Backward (recomputation; D_i = dO_i . O_i):
+//   dout:     (B, H, T, D) bf16 with strides dout_stride; out: (B, T, H, D) the forward's output.
+//   dq:       (B, T, H, D) bf16 (each query tile is owned by one block: written directly).
+//   dk, dv:   (B, T, H, D) bf16, through fp32 scratch dkv_accum (2, B, T, H, D) (atomics).
+//   du:       (R, T) fp32; scratch g_row (R, T) fp32 (sum of G_il over query i's fractional
+//             selected keys), g_key (R, T) fp32 (sum of G_ij over the queries where key j is
+//             fractional), c_prefix (R, T + 1) fp64, frac_count (R, T + 1) int32.
+// Returns an SkKernelStatus (0 = ok).
+#pragma once
+
+#include <cstdint>
+#include <cuda_runtime_api.h>
+
+#include "kernels/attention/flash_attention.h"
+#include "kernels/common/kernel_dtype.h"
+
+// Query rows per tile of the fused kernels (the candidate lists are built per tile of this height).
+#define SK_SPARSEK_TILE_Q 64
+
+struct SkKeyRange {
+  // Query ranges of one key (KeyRanges in src/attention/sparsek/selection.h), each in [0, T].
+  int32_t enter, frac_from, dead_from, sel_from, sel_to;
+};
+
+struct SkSparsekSelectParams {
+  const float* u;
+  int rows, seq_len, k, window;
+};
+
+struct SkSparsekForwardParams {
+  SkFlashParams attn;      // q, k, v, strides, shape, window, softmax_scale
+  int score_heads;         // Hu: H or 1
+  int k;                   // selection budget
+  int log_mask;            // 0: gate_values, 1: log_mask
+  const float* u;          // (R, T)
+  const double* tau;       // (R, T)
+  const SkKeyRange* ranges;  // (R, T)
+  const int32_t* cand;     // (R, NT, cap)
+  const int32_t* cand_n;   // (R, NT)
+  int cand_cap;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Capacity of one tile's candidate list: min(k + BQ - 1, T) (at least 1).
+int sk_sparsek_candidate_cap(int k, int seq_len);
+
+// Bytes of selection scratch per score row (a multiple of 16; 0 when the heaps fit in shared
+// memory, and then scratch may be null).
+int64_t sk_sparsek_select_scratch_bytes(int k, int seq_len);
+
+// tau and the per-key ranges of every score row; scratch as above.
+int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* tau, SkKeyRange* ranges, void* scratch,
+                           cudaStream_t s);
+
+// Candidate lists from the key ranges: key j joins the list of tile t when its selected range
+// [sel_from, sel_to) meets the tile's queries [t BQ, (t + 1) BQ).
+int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int cap, int32_t* cand,
+                               int32_t* cand_n, cudaStream_t s);
+
+// Fused forward: out, lse for every (b, h) from the selection of score row b * Hu + (Hu == 1 ? 0 : h).
+int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* out, float* lse, cudaStream_t s);
+
+// Fused backward (zeroes its own accumulators; every output fully written).
+int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const void* dout, SkFlashStrides dout_stride,
+                             const void* out, const float* lse, void* dq, void* dk, void* dv, float* du,
+                             float* dkv_accum, float* g_row, float* g_key, double* c_prefix, int32_t* frac_count,
+                             cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,46 @@
+// Shared pieces of the fused SparseK kernels (forward.cu, backward.cu): block shape, the per-chunk
+// key metadata staged in shared memory, and the gather of K/V rows by key position into swizzled
+// shared-memory tiles (flash_tile.cuh conventions).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cstdint>
+
+#include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/sparsek/sparsek_attention.h"
+
+namespace sk_sparsek {
+
+constexpr int kBQ = SK_SPARSEK_TILE_Q;  // query rows per block
+constexpr int kBN = 64;                 // keys per chunk
+constexpr int kWarps = kBQ / 16;        // one warp per 16 query rows
+constexpr int kThreads = kWarps * 32;
+
+// Key metadata of one chunk. key < 0: padding slot. The ranges and u are set for candidate
+// chunks only (window keys have weight 1).
+struct ChunkKeys {
+  int key[kBN];
+  int sel_from[kBN], sel_to[kBN], frac_from[kBN], dead_from[kBN];
+  double u[kBN];
+  float g[kBN];  // backward: sum over the tile's queries of G_ij (fractional selected entries)
+};
+
+// Gathers rows key_of(r) (r < kBN; key < 0 zero-fills) of a (T, D) bf16 matrix (row stride
+// `stride`) into a swizzled tile with cp.async. All kThreads threads take part.
+template <int D, class KeyOf>
+__device__ __forceinline__ void gather_tile(uint32_t tile, const __nv_bfloat16* base, int64_t stride, KeyOf key_of) {
+  constexpr int kChunks = D / 8;
+  constexpr int kTotal = kBN * kChunks;
+  static_assert(kTotal % kThreads == 0, "tile chunks must divide evenly among threads");
+#pragma unroll
+  for (int i = 0; i < kTotal / kThreads; ++i) {
+    const int c = i * kThreads + static_cast<int>(threadIdx.x);
+    const int r = c / kChunks, cc = c % kChunks;
+    const int key = key_of(r);
+    const bool valid = key >= 0;
+    const __nv_bfloat16* src = base + (valid ? static_cast<int64_t>(key) * stride : 0) + cc * 8;
+    sk_flash::cp_async_16(tile + sk_flash::swz<D>(r, cc * 8), src, valid);
+  }
+}
+
+}  // namespace sk_sparsek

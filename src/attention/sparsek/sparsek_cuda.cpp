@@ -1,0 +1,220 @@
+// Host side of SparseK attention on CUDA (sparsek_cuda.h): argument checks, allocation of the
+// selection state and outputs, and the calls into kernels/attention/sparsek/*.cu.
+#include "attention/sparsek/sparsek_cuda.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "util/check.h"
+
+#ifdef SPARSEK_HAS_CUDA
+#include "backend/cuda_context.h"
+#include "kernels/attention/sparsek/sparsek_attention.h"
+#endif
+
+namespace sk::attention::sparsek {
+
+bool sparsek_attention_cuda_supported(const Tensor& q) {
+#ifdef SPARSEK_HAS_CUDA
+  return q.defined() && q.is_cuda() && q.dtype() == DType::BF16 && q.ndim() == 4 &&
+         (q.size(3) == 64 || q.size(3) == 128);
+#else
+  (void)q;
+  return false;
+#endif
+}
+
+#ifdef SPARSEK_HAS_CUDA
+namespace {
+
+SkFlashStrides strides_of(const Tensor& x, const char* name) {
+  const Strides& s = x.strides();
+  SK_CHECK(s[3] == 1, "sparsek attention (CUDA): ", name, " must have a contiguous last dim, got strides ",
+           shape_str(s));
+  return SkFlashStrides{s[0], s[1], s[2]};
+}
+
+void check_input(const Tensor& x, const Tensor& q, const char* name) {
+  SK_CHECK(x.defined() && x.ndim() == 4 && x.shape() == q.shape(), "sparsek attention (CUDA): ", name,
+           " must be (B, H, T, D) like q ", shape_str(q.shape()), ", got ",
+           x.defined() ? shape_str(x.shape()) : std::string("undefined"));
+  SK_CHECK(x.is_cuda() && x.dtype() == DType::BF16 && x.device() == q.device(), "sparsek attention (CUDA): ", name,
+           " must be bf16 on ", q.device().str(), ", got ", x.str());
+}
+
+SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Tensor& v, int score_heads,
+                                     const SparsekCudaSelection& sel, const SparsekParams& params) {
+  SkSparsekForwardParams p{};
+  p.attn.q = q.data_ptr();
+  p.attn.k = k.data_ptr();
+  p.attn.v = v.data_ptr();
+  p.attn.q_stride = strides_of(q, "q");
+  p.attn.k_stride = strides_of(k, "k");
+  p.attn.v_stride = strides_of(v, "v");
+  p.attn.batch = int(q.size(0));
+  p.attn.heads = int(q.size(1));
+  p.attn.seq_len = int(q.size(2));
+  p.attn.head_dim = int(q.size(3));
+  p.attn.window = int(params.window);
+  p.attn.softmax_scale = float(1.0 / std::sqrt(double(q.size(3))));
+  p.score_heads = score_heads;
+  p.k = int(params.k);
+  p.log_mask = params.mask_mode == MaskMode::LogMask ? 1 : 0;
+  p.u = sel.u.data<float>();
+  p.tau = sel.tau.data<double>();
+  p.ranges = static_cast<const SkKeyRange*>(sel.ranges.data_ptr());
+  p.cand = sel.cand.data<int32_t>();
+  p.cand_n = sel.cand_n.data<int32_t>();
+  p.cand_cap = int(sel.cap);
+  return p;
+}
+
+}  // namespace
+#endif
+
+SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t window) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(u.defined() && u.is_cuda() && u.ndim() == 3 && is_floating(u.dtype()),
+           "sparsek selection (CUDA): u must be (B, Hu, T) floating on CUDA, got ",
+           u.defined() ? u.str() : std::string("undefined"));
+  SK_CHECK(k >= 1 && k < (int64_t(1) << 30), "sparsek selection (CUDA): k must be >= 1 (config attention.k), got ", k);
+  SK_CHECK(window >= 0 && window < (int64_t(1) << 30), "sparsek selection (CUDA): bad window ", window);
+  const int64_t R = u.size(0) * u.size(1), T = u.size(2);
+  SK_CHECK(T < (int64_t(1) << 30) && R <= 65535, "sparsek selection (CUDA): too many rows or positions: ",
+           shape_str(u.shape()));
+  cuda::set_device(u.device().index);
+  SparsekCudaSelection s;
+  s.k = k;
+  s.window = window;
+  s.u = u.detach().to(DType::F32).contiguous().reshape({R, T});
+  const int NT = int((T + SK_SPARSEK_TILE_Q - 1) / SK_SPARSEK_TILE_Q);
+  s.cap = sk_sparsek_candidate_cap(int(k), int(T));
+  s.tau = Tensor::empty({R, T}, DType::F64, u.device());
+  s.ranges = Tensor::empty({R, T, 5}, DType::I32, u.device());
+  s.cand = Tensor::empty({R, NT, s.cap}, DType::I32, u.device());
+  s.cand_n = Tensor::empty({R, NT}, DType::I32, u.device());
+  // Selection heaps (global fallback when they do not fit in shared memory); f64 elements keep
+  // every row's 16-byte-multiple slice aligned.
+  Tensor scratch = Tensor::empty({R, sk_sparsek_select_scratch_bytes(int(k), int(T)) / 8}, DType::F64, u.device());
+  const SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window)};
+  auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
+  SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, scratch.numel() ? scratch.data_ptr() : nullptr,
+                                         cuda::stream()));
+  SK_KERNEL_CHECK(sk_cuda_sparsek_candidates(ranges, int(R), int(T), int(s.cap), s.cand.data<int32_t>(),
+                                             s.cand_n.data<int32_t>(), cuda::stream()));
+  return s;
+#else
+  (void)u, (void)k, (void)window;
+  SK_FAIL("sparsek attention: this build has no CUDA backend");
+#endif
+}
+
+SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& u,
+                                        const SparsekParams& params) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(sparsek_attention_cuda_supported(q),
+           "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
+  check_input(k, q, "k");
+  check_input(v, q, "v");
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
+  SK_CHECK(u.defined() && u.ndim() == 3 && u.size(0) == B && (u.size(1) == H || u.size(1) == 1) && u.size(2) == T &&
+               u.device() == q.device(),
+           "sparsek attention (CUDA): scores u must be (B, H, T) or (B, 1, T) on ", q.device().str(), " for q ",
+           shape_str(q.shape()), ", got ", u.defined() ? u.str() : std::string("undefined"));
+  SK_CHECK(T < (int64_t(1) << 30), "sparsek attention (CUDA): sequence too long: ", T);
+  return sparsek_cuda_forward(q, k, v, sparsek_cuda_selection(u, params.k, params.window), u.size(1), params);
+#else
+  (void)q, (void)k, (void)v, (void)u, (void)params;
+  SK_FAIL("sparsek attention: this build has no CUDA backend");
+#endif
+}
+
+SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const SparsekCudaSelection& selection, int64_t score_heads,
+                                        const SparsekParams& params) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(sparsek_attention_cuda_supported(q),
+           "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
+  check_input(k, q, "k");
+  check_input(v, q, "v");
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  SK_CHECK((score_heads == H || score_heads == 1) && selection.tau.defined() &&
+               selection.tau.shape() == Shape({B * score_heads, T}) && selection.k == params.k &&
+               selection.window == params.window && selection.tau.device() == q.device(),
+           "sparsek attention (CUDA): the selection does not match q ", shape_str(q.shape()), " and these params");
+  cuda::set_device(q.device().index);
+  SparsekCudaForward f;
+  f.selection = selection;
+  f.score_heads = score_heads;
+  const SkSparsekForwardParams p = kernel_params(q, k, v, int(score_heads), f.selection, params);
+  Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  f.lse = Tensor::empty({B, H, T}, DType::F32, q.device());
+  SK_KERNEL_CHECK(sk_cuda_sparsek_forward(&p, out.data_ptr(), f.lse.data<float>(), cuda::stream()));
+  f.out = out.transpose(1, 2);
+  return f;
+#else
+  (void)q, (void)k, (void)v, (void)selection, (void)score_heads, (void)params;
+  SK_FAIL("sparsek attention: this build has no CUDA backend");
+#endif
+}
+
+SparsekCudaGrads sparsek_cuda_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                                       const SparsekCudaForward& fwd, const SparsekParams& params) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(sparsek_attention_cuda_supported(q),
+           "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
+  check_input(k, q, "k");
+  check_input(v, q, "v");
+  check_input(dout, q, "dout");
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hu = fwd.score_heads;
+  const Tensor out_bthd = fwd.out.transpose(1, 2);
+  SK_CHECK(out_bthd.is_contiguous() && out_bthd.dtype() == DType::BF16 && out_bthd.shape() == Shape({B, T, H, D}),
+           "sparsek attention backward (CUDA): fwd.out must come from sparsek_cuda_forward");
+  SK_CHECK(fwd.lse.is_contiguous() && fwd.lse.dtype() == DType::F32 && fwd.lse.shape() == Shape({B, H, T}),
+           "sparsek attention backward (CUDA): fwd.lse must be (B, H, T) f32");
+  SK_CHECK(fwd.selection.k == params.k && fwd.selection.window == params.window &&
+               fwd.selection.tau.defined() && fwd.selection.tau.size(0) == B * Hu && fwd.selection.tau.size(1) == T,
+           "sparsek attention backward (CUDA): the forward's selection does not match these inputs / params");
+  cuda::set_device(q.device().index);
+  const SkSparsekForwardParams p = kernel_params(q, k, v, int(Hu), fwd.selection, params);
+  const Device dev = q.device();
+  Tensor dq = Tensor::empty({B, T, H, D}, DType::BF16, dev);
+  Tensor dk = Tensor::empty({B, T, H, D}, DType::BF16, dev);
+  Tensor dv = Tensor::empty({B, T, H, D}, DType::BF16, dev);
+  Tensor du = Tensor::empty({B, Hu, T}, DType::F32, dev);
+  Tensor dkv_accum = Tensor::empty({2, B, T, H, D}, DType::F32, dev);
+  Tensor g_row = Tensor::empty({B * Hu, T}, DType::F32, dev), g_key = Tensor::empty({B * Hu, T}, DType::F32, dev);
+  Tensor c_prefix = Tensor::empty({B * Hu, T + 1}, DType::F64, dev);
+  Tensor frac_count = Tensor::empty({B * Hu, T + 1}, DType::I32, dev);
+  SK_KERNEL_CHECK(sk_cuda_sparsek_backward(&p, dout.data_ptr(), strides_of(dout, "dout"), out_bthd.data_ptr(),
+                                           fwd.lse.data<float>(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
+                                           du.data<float>(), dkv_accum.data<float>(), g_row.data<float>(),
+                                           g_key.data<float>(), c_prefix.data<double>(), frac_count.data<int32_t>(),
+                                           cuda::stream()));
+  return SparsekCudaGrads{dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2), du};
+#else
+  (void)dout, (void)q, (void)k, (void)v, (void)fwd, (void)params;
+  SK_FAIL("sparsek attention: this build has no CUDA backend");
+#endif
+}
+
+Tensor sparsek_attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& u,
+                              const SparsekParams& params) {
+  SparsekCudaForward f = sparsek_cuda_forward(q.detach(), k.detach(), v.detach(), u.detach(), params);
+  if (autograd::needs_grad({&q, &k, &v, &u})) {
+    Tensor qd = q.detach(), kd = k.detach(), vd = v.detach();
+    // A detached output handle: holding the output itself would make a reference cycle.
+    SparsekCudaForward saved{f.out.detach(), f.lse, f.selection, f.score_heads};
+    const DType u_dtype = u.dtype();
+    autograd::record("attention_sparsek_cuda", {q, k, v, u}, {f.out},
+                     [qd, kd, vd, saved, params, u_dtype](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                       Tensor dout = g[0].to(DType::BF16);
+                       if (!dout.is_contiguous()) dout = dout.contiguous();
+                       SparsekCudaGrads d = sparsek_cuda_backward(dout, qd, kd, vd, saved, params);
+                       return std::vector<Tensor>{d.dq, d.dk, d.dv, d.du.to(u_dtype)};
+                     });
+  }
+  return f.out;
+}
+
+}  // namespace sk::attention::sparsek
