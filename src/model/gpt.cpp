@@ -66,7 +66,7 @@ int64_t Gpt::num_parameters() const {
 
 Tensor Gpt::mlp_block(const Block& b, const Tensor& x) const {
   const ops::GeluApprox g = cfg_.gelu == "erf" ? ops::GeluApprox::Erf : ops::GeluApprox::Tanh;
-  return ops::linear(ops::gelu(ops::linear(x, b.fc_w, b.fc_b), g), b.fc2_w, b.fc2_b);
+  return ops::mlp_gelu(x, b.fc_w, b.fc_b, b.fc2_w, b.fc2_b, g);
 }
 
 double Gpt::train_flops_per_token(int64_t T) const {

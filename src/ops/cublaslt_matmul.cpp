@@ -3,6 +3,7 @@
 // operands, fp32 compute (CUBLAS_COMPUTE_32F: no TF32 for f32 tensors, so f32 results match the
 // CPU reference closely), bias fused through CUBLASLT_EPILOGUE_BIAS. The chosen algorithm is
 // cached per problem; pointer alignments are passed as preferences so odd shapes (K = 17) work.
+// cublaslt_matmul_epilogue adds the GELU / dGELU / bias-gradient epilogues (matmul_impl.h).
 // In a CPU-only build this file only defines a stub that throws.
 #include "ops/matmul_impl.h"
 #include "util/check.h"
@@ -46,7 +47,18 @@ using AlgoKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int
 
 }  // namespace
 
-void cublaslt_matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias) {
+namespace {
+
+// What the descriptor gets beyond the operands: an epilogue and its pointers (nullptr: none).
+struct EpilogueArgs {
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* bias = nullptr;  // bias input or bias-gradient output
+  void* aux = nullptr;         // GELU input (written by GELU_AUX, read by DGELU)
+  int64_t aux_ld = 0;
+};
+
+// out = a @ b with the epilogue; false when cuBLASLt finds no algorithm and `allow_none` (else throws).
+bool run_matmul(const Tensor& out, const Tensor& a, const Tensor& b, const EpilogueArgs& e, bool allow_none) {
   cuda::set_device(out.device().index);
   MatrixOperand A = describe_operand(a), B = describe_operand(b);
   SK_CHECK(A.ok && B.ok, "cublaslt_matmul: operands must be row- or column-major");
@@ -64,32 +76,40 @@ void cublaslt_matmul(const Tensor& out, const Tensor& a, const Tensor& b, const 
   SK_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof op1));
   SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof op2));
-  if (bias.defined()) {
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    const void* bp = bias.data_ptr();
-    SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp));
+  if (e.epilogue != CUBLASLT_EPILOGUE_DEFAULT)
+    SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e.epilogue, sizeof e.epilogue));
+  if (e.bias)
+    SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &e.bias, sizeof e.bias));
+  if (e.aux) {
+    SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &e.aux, sizeof e.aux));
+    SK_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &e.aux_ld, sizeof e.aux_ld));
   }
   cublasLtMatrixLayout_t l1 = make_layout(type, r1, c1, B.ld, batch, B.batch_stride);
   cublasLtMatrixLayout_t l2 = make_layout(type, r2, c2, A.ld, batch, A.batch_stride);
   cublasLtMatrixLayout_t lc = make_layout(type, N, M, N, batch, M * N);
+  auto destroy = [&] {
+    cublasLtMatrixLayoutDestroy(l1);
+    cublasLtMatrixLayoutDestroy(l2);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(desc);
+  };
 
   size_t ws_bytes = 0;
   void* ws = cuda::cublas_workspace(&ws_bytes);
   const int al1 = pointer_alignment(b.data_ptr()), al2 = pointer_alignment(a.data_ptr());
-  const int alc = pointer_alignment(out.data_ptr()), alb = bias.defined() ? pointer_alignment(bias.data_ptr()) : 16;
+  const int alc = pointer_alignment(out.data_ptr()), alb = e.bias ? pointer_alignment(e.bias) : 16;
 
   static std::mutex mu;
-  static std::map<AlgoKey, cublasLtMatmulAlgo_t> cache;
+  static std::map<AlgoKey, std::pair<bool, cublasLtMatmulAlgo_t>> cache;  // found?, algorithm
   AlgoKey key{static_cast<int>(type), M, N, K, batch, A.ld, B.ld, A.batch_stride, int(op1), int(op2),
-              bias.defined(), al1, al2, alc * 100 + alb, B.batch_stride, cuda::current_device()};
-  cublasLtMatmulAlgo_t algo;
+              int(e.epilogue), al1, al2, alc * 100 + alb, B.batch_stride, cuda::current_device()};
+  std::pair<bool, cublasLtMatmulAlgo_t> entry{};
   bool have = false;
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
     if (it != cache.end()) {
-      algo = it->second;
+      entry = it->second;
       have = true;
     }
   }
@@ -105,21 +125,81 @@ void cublaslt_matmul(const Tensor& out, const Tensor& a, const Tensor& b, const 
     SK_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
-    SK_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(cuda::cublaslt(), desc, l1, l2, lc, lc, pref, 1, &res, &found));
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(cuda::cublaslt(), desc, l1, l2, lc, lc, pref, 1, &res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    SK_CHECK(found > 0, "cuBLASLt found no algorithm for ", M, "x", K, " @ ", K, "x", N, " (batch ", batch, ", ",
-             dtype_name(out.dtype()), ")");
-    algo = res.algo;
+    if (st != CUBLAS_STATUS_SUCCESS && !(allow_none && st == CUBLAS_STATUS_NOT_SUPPORTED)) SK_CUBLAS_CHECK(st);
+    entry = {st == CUBLAS_STATUS_SUCCESS && found > 0, res.algo};
     std::lock_guard<std::mutex> lock(mu);
-    cache[key] = algo;
+    cache[key] = entry;
+  }
+  if (!entry.first) {
+    destroy();
+    SK_CHECK(allow_none, "cuBLASLt found no algorithm for ", M, "x", K, " @ ", K, "x", N, " (batch ", batch, ", ",
+             dtype_name(out.dtype()), ")");
+    return false;
   }
   const float alpha = 1.0f, beta = 0.0f;
   SK_CUBLAS_CHECK(cublasLtMatmul(cuda::cublaslt(), desc, &alpha, b.data_ptr(), l1, a.data_ptr(), l2, &beta,
-                                 out.data_ptr(), lc, out.data_ptr(), lc, &algo, ws, ws_bytes, cuda::stream()));
-  cublasLtMatrixLayoutDestroy(l1);
-  cublasLtMatrixLayoutDestroy(l2);
-  cublasLtMatrixLayoutDestroy(lc);
-  cublasLtMatmulDescDestroy(desc);
+                                 out.data_ptr(), lc, out.data_ptr(), lc, &entry.second, ws, ws_bytes, cuda::stream()));
+  destroy();
+  return true;
+}
+
+}  // namespace
+
+void cublaslt_matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  EpilogueArgs e;
+  if (bias.defined()) {
+    e.epilogue = CUBLASLT_EPILOGUE_BIAS;
+    e.bias = bias.data_ptr();
+  }
+  run_matmul(out, a, b, e, /*allow_none=*/false);
+}
+
+bool cublaslt_matmul_epilogue(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulEpilogue& m) {
+  SK_CHECK(out.ndim() == 2 && a.ndim() == 2 && b.ndim() == 2 && out.is_contiguous(),
+           "cublaslt_matmul_epilogue: 2-D operands and a contiguous output expected");
+  const int64_t M = out.size(0), N = out.size(1);
+  auto expect = [&](const Tensor& t, const Shape& s, const char* what) {
+    SK_CHECK(t.defined() && t.shape() == s && t.is_contiguous() && t.dtype() == out.dtype() &&
+                 t.device() == out.device(),
+             "cublaslt_matmul_epilogue: ", what, " must be a contiguous ", shape_str(s), " ", dtype_name(out.dtype()),
+             " tensor on ", out.device().str());
+  };
+  // The epilogue kernels read and write aux and bias vectors in 16-byte packs: keep to shapes and
+  // pointers where that holds (GPT shapes do); anything else takes the unfused path.
+  auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; };
+  if (N % 8 != 0 || M % 8 != 0 || !aligned(out)) return false;
+  EpilogueArgs e;
+  switch (m.kind) {
+    case MatmulEpilogueKind::GeluTanhBias:
+      expect(m.bias, {N}, "bias");
+      expect(m.aux, {M, N}, "aux");
+      if (!aligned(m.aux) || !aligned(m.bias)) return false;
+      e.epilogue = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+      e.bias = m.bias.data_ptr();
+      e.aux = m.aux.data_ptr();
+      e.aux_ld = N;
+      break;
+    case MatmulEpilogueKind::DGeluTanhBgrad:
+      expect(m.aux, {M, N}, "aux");
+      expect(m.bias_grad, {N}, "bias_grad");
+      if (!aligned(m.aux) || !aligned(m.bias_grad)) return false;
+      e.epilogue = CUBLASLT_EPILOGUE_DGELU_BGRAD;
+      e.bias = m.bias_grad.data_ptr();
+      e.aux = m.aux.data_ptr();
+      e.aux_ld = N;
+      break;
+    case MatmulEpilogueKind::BgradOfA:
+      expect(m.bias_grad, {M}, "bias_grad");
+      if (!aligned(m.bias_grad)) return false;
+      // Operand a is cuBLAS's second operand (see run_matmul): its sums over K are BGRADB.
+      e.epilogue = CUBLASLT_EPILOGUE_BGRADB;
+      e.bias = m.bias_grad.data_ptr();
+      break;
+  }
+  return run_matmul(out, a, b, e, /*allow_none=*/true);
 }
 
 }  // namespace sk::ops
@@ -130,6 +210,7 @@ namespace sk::ops {
 void cublaslt_matmul(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
   SK_FAIL("matmul on CUDA: this build has no CUDA");
 }
+bool cublaslt_matmul_epilogue(const Tensor&, const Tensor&, const Tensor&, const MatmulEpilogue&) { return false; }
 }  // namespace sk::ops
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "autograd/node.h"
 #include "ops/op_common.h"
+#include "ops/gelu_impl.h"
 #include "ops/ops.h"
 
 #ifdef SPARSEK_HAS_CUDA
@@ -40,6 +41,8 @@ T gelu_derivative(T x, bool tanh_form) {
   T pdf = std::exp(T(-0.5) * x * x) * T(0.3989422804014327);
   return cdf + x * pdf;
 }
+
+}  // namespace
 
 Tensor gelu_forward(const Tensor& x, bool tanh_form) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -80,8 +83,6 @@ Tensor gelu_backward(const Tensor& dy_in, const Tensor& x, bool tanh_form) {
   }
   return dx;
 }
-
-}  // namespace
 
 Tensor gelu(const Tensor& x_in, GeluApprox approx) {
   check_floating("gelu", "x", x_in);

@@ -19,6 +19,7 @@
   X(matmul, "src/ops/matmul.cpp", "cuBLASLt")                     \
   X(batched_matmul, "src/ops/matmul.cpp", "cuBLASLt")             \
   X(linear, "src/ops/matmul.cpp", "cuBLASLt")                     \
+  X(mlp_gelu, "src/ops/mlp.cpp", "cuBLASLt epilogues")            \
   X(sum, "src/ops/reduce.cpp", "kernels/ops/reduce.cu")           \
   X(mean, "src/ops/reduce.cpp", "kernels/ops/reduce.cu")          \
   X(sum_rows, "src/ops/reduce.cpp", "kernels/ops/reduce.cu")      \
@@ -28,4 +29,4 @@
 
 #define SK_OP_COUNT_ONE(name, cpu, cuda) +1
 inline constexpr int kOpCount = 0 SK_OP_TABLE(SK_OP_COUNT_ONE);
-static_assert(kOpCount == 19, "op table changed: update tests/ops/test_op_coverage.cpp expectations");
+static_assert(kOpCount == 20, "op table changed: update tests/ops/test_op_coverage.cpp expectations");

@@ -696,6 +696,43 @@ TEST_F(CudaParity, linear) {
             [](const std::vector<Tensor>& x, Device) { return ops::linear(x[0], x[1], Tensor()); });
 }
 
+// The fused MLP: on CUDA its GELU and bias gradients come from cuBLASLt epilogues (GELU_AUX_BIAS,
+// DGELU_BGRAD, BGRADB), compared with the f64 composition linear -> gelu_tanh -> linear on the CPU.
+// The f32 limits (1e-5) also tell cuBLASLt's GELU from the erf form (they differ by ~1e-3).
+// GPT-2 shapes (rows reduced: F = 3072 hidden), then shapes off the epilogues' 8-alignment (the
+// fallback pieces) and the erf form (the composition on both sides).
+TEST_F(CudaParity, mlp_gelu) {
+  SK_REQUIRE_CUDA();
+  OpCases cases("mlp_gelu");
+  struct MlpCase {
+    Shape x;
+    int64_t hidden, out;
+  };
+  const std::vector<MlpCase> cs = {{{2, kLinearRows / 2, kC}, kHidden, kC}, {{kLinearRows, 64}, 256, 64},
+                                   {{17, 24}, 40, 16}, {{3, 5, 17}, 33, 9}};
+  for (const MlpCase& c : cs) {
+    Rng& rng = cases.next();
+    const int64_t in = c.x.back();
+    cases.run("x " + shape_str(c.x) + " hidden " + std::to_string(c.hidden) + " out " + std::to_string(c.out),
+              {{"x", randn(c.x, rng)},
+               {"fc_w", randn({c.hidden, in}, rng, 0.0, 0.05)},
+               {"fc_b", randn({c.hidden}, rng, 0.0, 0.5)},
+               {"fc2_w", randn({c.out, c.hidden}, rng, 0.0, 0.05)},
+               {"fc2_b", randn({c.out}, rng)}},
+              [](const std::vector<Tensor>& x, Device) { return ops::mlp_gelu(x[0], x[1], x[2], x[3], x[4]); });
+  }
+  Rng& rng = cases.next();
+  cases.run("erf form x (64, 64) hidden 256",
+            {{"x", randn({64, 64}, rng)},
+             {"fc_w", randn({256, 64}, rng, 0.0, 0.05)},
+             {"fc_b", randn({256}, rng)},
+             {"fc2_w", randn({64, 256}, rng, 0.0, 0.05)},
+             {"fc2_b", randn({64}, rng)}},
+            [](const std::vector<Tensor>& x, Device) {
+              return ops::mlp_gelu(x[0], x[1], x[2], x[3], x[4], ops::GeluApprox::Erf);
+            });
+}
+
 // ================================================================================================
 // reductions
 
