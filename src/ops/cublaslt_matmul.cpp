@@ -52,7 +52,7 @@ namespace {
 // What the descriptor gets beyond the operands: an epilogue and its pointers (nullptr: none).
 struct EpilogueArgs {
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
-  const void* bias = nullptr;  // bias input or bias-gradient output
+  const void* bias = nullptr;  // bias input
   void* aux = nullptr;         // GELU input (written by GELU_AUX, read by DGELU)
   int64_t aux_ld = 0;
 };
@@ -182,21 +182,12 @@ bool cublaslt_matmul_epilogue(const Tensor& out, const Tensor& a, const Tensor& 
       e.aux = m.aux.data_ptr();
       e.aux_ld = N;
       break;
-    case MatmulEpilogueKind::DGeluTanhBgrad:
+    case MatmulEpilogueKind::DGeluTanh:
       expect(m.aux, {M, N}, "aux");
-      expect(m.bias_grad, {N}, "bias_grad");
-      if (!aligned(m.aux) || !aligned(m.bias_grad)) return false;
-      e.epilogue = CUBLASLT_EPILOGUE_DGELU_BGRAD;
-      e.bias = m.bias_grad.data_ptr();
+      if (!aligned(m.aux)) return false;
+      e.epilogue = CUBLASLT_EPILOGUE_DGELU;
       e.aux = m.aux.data_ptr();
       e.aux_ld = N;
-      break;
-    case MatmulEpilogueKind::BgradOfA:
-      expect(m.bias_grad, {M}, "bias_grad");
-      if (!aligned(m.bias_grad)) return false;
-      // Operand a is cuBLAS's second operand (see run_matmul): its sums over K are BGRADB.
-      e.epilogue = CUBLASLT_EPILOGUE_BGRADB;
-      e.bias = m.bias_grad.data_ptr();
       break;
   }
   return run_matmul(out, a, b, e, /*allow_none=*/true);

@@ -4,13 +4,11 @@
 //   the epilogue for linear. Operands that are transposed views of the last two dims are passed
 //   to the library with a transpose flag instead of being copied.
 //   Backward: dA = dC B^T, dB = A^T dC (summed over the batch when B was broadcast);
-//   linear: dx = dy W, dW = dy^T x, db = sum_rows(dy) (on CUDA dW and db come from one cuBLASLt
-//   call with the BGRADB epilogue where it has an algorithm).
+//   linear: dx = dy W, dW = dy^T x, db = sum_rows(dy).
 //   Tests: tests/ops/test_matmul.cpp (Gradcheck.matmul/batched_matmul/linear), CUDA parity.
 #include "ops/matmul_impl.h"
 
 #include <thread>
-#include <tuple>
 
 #include "autograd/node.h"
 #include "ops/op_common.h"
@@ -168,17 +166,6 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
-std::pair<Tensor, Tensor> weight_and_bias_grads(const Tensor& dy, const Tensor& x) {
-  if (dy.is_cuda()) {
-    const int64_t outf = dy.size(1), in = x.size(1);
-    Tensor dw = Tensor::empty({outf, in}, dy.dtype(), dy.device());
-    Tensor db = Tensor::empty({outf}, dy.dtype(), dy.device());
-    if (cublaslt_matmul_epilogue(dw, dy.transpose(0, 1), x, {MatmulEpilogueKind::BgradOfA, {}, {}, db}))
-      return {dw, db};
-  }
-  return {matmul_forward(dy.transpose(0, 1), x, Tensor()), sum_rows(dy)};
-}
-
 Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in) {
   check_floating("linear", "x", x_in);
   check_floating("linear", "weight", w_in);
@@ -209,12 +196,8 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in) {
                        Tensor dy = g[0].contiguous().view({N, outf});
                        Tensor dx, dw, db;
                        if (needs[0]) dx = matmul_forward(dy, w, Tensor()).view(xshape);
-                       if (needs[1] && needs[2]) {
-                         std::tie(dw, db) = weight_and_bias_grads(dy, x);
-                       } else {
-                         if (needs[1]) dw = matmul_forward(dy.transpose(0, 1), x, Tensor());
-                         if (needs[2]) db = sum_rows(dy);
-                       }
+                       if (needs[1]) dw = matmul_forward(dy.transpose(0, 1), x, Tensor());
+                       if (needs[2]) db = sum_rows(dy);
                        return std::vector<Tensor>{dx, dw, db};
                      });
   }

@@ -2,7 +2,6 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <utility>
 
 #include "tensor/tensor.h"
 
@@ -26,23 +25,17 @@ void cublaslt_matmul(const Tensor& out, const Tensor& a, const Tensor& b, const 
 // Work fused into a 2-D product out (M, N) = a (M, K) @ b (K, N) by a cuBLASLt epilogue, in
 // row-major terms (every tensor contiguous, on out's device and dtype):
 //   GeluTanhBias: aux = a @ b + bias (N); out = gelu_tanh(aux)            (forward of an MLP's FC)
-//   DGeluTanhBgrad: out = (a @ b) * gelu_tanh'(aux); bias_grad (N) = column sums of out
-//                                                                       (backward through the GELU)
-//   BgradOfA: out = a @ b; bias_grad (M) = row sums of a, i.e. sums over K  (dW = dy^T x and
-//             db = sum of dy over tokens in one pass, with a = dy^T)
-enum class MatmulEpilogueKind { GeluTanhBias, DGeluTanhBgrad, BgradOfA };
+//   DGeluTanh: out = (a @ b) * gelu_tanh'(aux)                       (backward through the GELU)
+// (The bias-gradient epilogues DGELU_BGRAD and BGRADB were measured and dropped: they made the
+// GPT-2 step slower, see docs/perf-notes.md.)
+enum class MatmulEpilogueKind { GeluTanhBias, DGeluTanh };
 struct MatmulEpilogue {
   MatmulEpilogueKind kind;
-  Tensor bias;       // GeluTanhBias: input (N)
-  Tensor aux;        // GeluTanhBias: output (M, N); DGeluTanhBgrad: input (M, N)
-  Tensor bias_grad;  // DGeluTanhBgrad: output (N); BgradOfA: output (M)
+  Tensor bias;  // GeluTanhBias: input (N)
+  Tensor aux;   // GeluTanhBias: output (M, N); DGeluTanh: input (M, N)
 };
 // Runs the product with the epilogue and returns true, or returns false (nothing written) when
 // cuBLASLt has no algorithm for it (the caller then computes the pieces with separate ops).
 bool cublaslt_matmul_epilogue(const Tensor& out, const Tensor& a, const Tensor& b, const MatmulEpilogue& e);
-
-// The weight and bias gradients of a linear layer, dy (N, out), x (N, in) contiguous:
-// {dW = dy^T x (out, in), db = column sums of dy (out)}; one cuBLASLt call on CUDA where it can.
-std::pair<Tensor, Tensor> weight_and_bias_grads(const Tensor& dy, const Tensor& x);
 
 }  // namespace sk::ops

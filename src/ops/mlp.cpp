@@ -3,16 +3,18 @@
 //   Reference (CPU, and every case the fused path does not take: erf GELU, a missing bias, f64):
 //   the composition linear -> gelu -> linear, each with its own backward.
 //   CUDA, tanh GELU, f32/bf16, both biases: one autograd node over cuBLASLt epilogues
-//   (matmul_impl.h), so the GELU and the bias sums need no kernels of their own:
+//   (matmul_impl.h), so the GELU needs no kernels of its own:
 //     forward   pre = x W1^T + b1 and h = gelu(pre) from one GEMM (GELU_AUX_BIAS)
 //               y = h W2^T + b2                                  (BIAS)
-//     backward  dW2 = dy^T h, db2 = sum dy                       (one GEMM, BGRADB)
-//               dpre = (dy W2) * gelu'(pre), db1 = sum dpre      (one GEMM, DGELU_BGRAD)
-//               dW1 = dpre^T x, dx = dpre W1
+//     backward  dW2 = dy^T h, db2 = sum_rows(dy)
+//               dpre = (dy W2) * gelu'(pre)                      (one GEMM, DGELU)
+//               db1 = sum_rows(dpre), dW1 = dpre^T x, dx = dpre W1
+//   (cuBLASLt's bias-gradient epilogues, DGELU_BGRAD and BGRADB, made the step slower on an H200:
+//   docs/perf-notes.md.)
 //   Where cuBLASLt has no algorithm for an epilogue (odd shapes), that piece falls back to the
 //   separate ops (gelu kernels, sum_rows). Saved for backward: x, pre and h, as the composition.
 //   Tests: tests/ops/test_mlp.cpp (Gradcheck.mlp_gelu), CudaParity.mlp_gelu.
-#include <tuple>
+#include <utility>
 
 #include "autograd/node.h"
 #include "ops/gelu_impl.h"
@@ -35,20 +37,17 @@ std::pair<Tensor, Tensor> fc_gelu_forward(const Tensor& x, const Tensor& w1, con
   const int64_t N = x.size(0), F = w1.size(0);
   Tensor pre = Tensor::empty({N, F}, x.dtype(), x.device());
   Tensor h = Tensor::empty({N, F}, x.dtype(), x.device());
-  if (cublaslt_matmul_epilogue(h, x, w1.transpose(0, 1), {MatmulEpilogueKind::GeluTanhBias, b1, pre, {}}))
+  if (cublaslt_matmul_epilogue(h, x, w1.transpose(0, 1), {MatmulEpilogueKind::GeluTanhBias, b1, pre}))
     return {h, pre};
   pre = matmul_forward(x, w1.transpose(0, 1), b1);
   return {gelu_forward(pre, /*tanh_form=*/true), pre};
 }
 
-// dpre = (dy W2) * gelu_tanh'(pre) and db1 = column sums of dpre.
-std::pair<Tensor, Tensor> dgelu_backward(const Tensor& dy, const Tensor& w2, const Tensor& pre) {
-  const int64_t N = dy.size(0), F = w2.size(1);
-  Tensor dpre = Tensor::empty({N, F}, dy.dtype(), dy.device());
-  Tensor db1 = Tensor::empty({F}, dy.dtype(), dy.device());
-  if (cublaslt_matmul_epilogue(dpre, dy, w2, {MatmulEpilogueKind::DGeluTanhBgrad, {}, pre, db1})) return {dpre, db1};
-  dpre = gelu_backward(matmul_forward(dy, w2, Tensor()), pre, /*tanh_form=*/true);
-  return {dpre, sum_rows(dpre)};
+// dpre = (dy W2) * gelu_tanh'(pre).
+Tensor dgelu_backward(const Tensor& dy, const Tensor& w2, const Tensor& pre) {
+  Tensor dpre = Tensor::empty({dy.size(0), w2.size(1)}, dy.dtype(), dy.device());
+  if (cublaslt_matmul_epilogue(dpre, dy, w2, {MatmulEpilogueKind::DGeluTanh, {}, pre})) return dpre;
+  return gelu_backward(matmul_forward(dy, w2, Tensor()), pre, /*tanh_form=*/true);
 }
 
 }  // namespace
@@ -82,15 +81,15 @@ Tensor mlp_gelu(const Tensor& x_in, const Tensor& fc_w, const Tensor& fc_b, cons
                                                                   const std::vector<bool>& needs) {
                        const Tensor dy = g[0].contiguous().view({N, C2});
                        Tensor dx, dw1, db1, dw2, db2;
-                       if (needs[3] || needs[4]) std::tie(dw2, db2) = weight_and_bias_grads(dy, h);
+                       if (needs[3]) dw2 = matmul_forward(dy.transpose(0, 1), h, Tensor());
+                       if (needs[4]) db2 = sum_rows(dy);
                        if (needs[0] || needs[1] || needs[2]) {
-                         auto [dpre, dbias1] = dgelu_backward(dy, w2, pre);
-                         db1 = dbias1;
+                         const Tensor dpre = dgelu_backward(dy, w2, pre);  // (N, F)
+                         if (needs[2]) db1 = sum_rows(dpre);
                          if (needs[1]) dw1 = matmul_forward(dpre.transpose(0, 1), x, Tensor());
                          if (needs[0]) dx = matmul_forward(dpre, w1, Tensor()).view(xshape);
                        }
-                       return std::vector<Tensor>{dx, dw1, needs[2] ? db1 : Tensor(), needs[3] ? dw2 : Tensor(),
-                                                  needs[4] ? db2 : Tensor()};
+                       return std::vector<Tensor>{dx, dw1, db1, dw2, db2};
                      });
   }
   return y;

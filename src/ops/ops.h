@@ -53,7 +53,7 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // The transformer MLP, linear(gelu(linear(x, fc_w, fc_b)), fc2_w, fc2_b): x (..., C), fc_w (F, C),
 // fc_b (F), fc2_w (C2, F), fc2_b (C2) -> (..., C2). The same values as that composition; on CUDA
-// with tanh GELU and both biases one node whose GELU and bias gradients ride in cuBLASLt
+// with tanh GELU and both biases one node whose GELU forward and backward ride in cuBLASLt
 // epilogues (src/ops/mlp.cpp).
 Tensor mlp_gelu(const Tensor& x, const Tensor& fc_w, const Tensor& fc_b, const Tensor& fc2_w, const Tensor& fc2_b,
                 GeluApprox approx = GeluApprox::Tanh);

@@ -696,8 +696,8 @@ TEST_F(CudaParity, linear) {
             [](const std::vector<Tensor>& x, Device) { return ops::linear(x[0], x[1], Tensor()); });
 }
 
-// The fused MLP: on CUDA its GELU and bias gradients come from cuBLASLt epilogues (GELU_AUX_BIAS,
-// DGELU_BGRAD, BGRADB), compared with the f64 composition linear -> gelu_tanh -> linear on the CPU.
+// The fused MLP: on CUDA its GELU forward and backward come from cuBLASLt epilogues (GELU_AUX_BIAS,
+// DGELU), compared with the f64 composition linear -> gelu_tanh -> linear on the CPU.
 // The f32 limits (1e-5) also tell cuBLASLt's GELU from the erf form (they differ by ~1e-3).
 // GPT-2 shapes (rows reduced: F = 3072 hidden), then shapes off the epilogues' 8-alignment (the
 // fallback pieces) and the erf form (the composition on both sides).
