@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--t-max", type=int, default=32768)
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--iters", type=int, default=20)
-    args = ap.parse_args()
+    args, _ = ap.parse_known_args()  # the sparsek-only options of `sparsek bench attention` pass through
 
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     # One compiled graph per shape: raise dynamo's recompile limit so that later shapes are not
