@@ -48,8 +48,11 @@ int main(int argc, char** argv) {
   attn_cmd->add_option("--t-max", bench_attn.t_max, "longest sequence (powers of two from --t-min)")->capture_default_str();
   attn_cmd->add_option("--window", bench_attn.window, "sliding-window size of the windowed case")->capture_default_str();
   attn_cmd->add_option("--iters", bench_attn.iters, "timed runs per case (median reported)")->capture_default_str();
-  attn_cmd->add_option("--sparsek-k", bench_attn.sparsek_k, "SparseK budgets k to time")->capture_default_str();
-  attn_cmd->add_option("--sparsek-window", bench_attn.sparsek_window, "SparseK windows w to time (0: pure SparseK)")
+  attn_cmd->add_option("--sparsek-k", bench_attn.sparsek_k, "SparseK budgets k to time (e.g. 256,512)")
+      ->delimiter(',')
+      ->capture_default_str();
+  attn_cmd->add_option("--sparsek-window", bench_attn.sparsek_window, "SparseK windows w to time (0: pure SparseK; e.g. 0,512)")
+      ->delimiter(',')
       ->capture_default_str();
   attn_cmd->add_option("--sparsek-t-min", bench_attn.sparsek_t_min, "shortest sequence of the SparseK cases")
       ->capture_default_str();
