@@ -23,7 +23,9 @@ def main():
     ap.add_argument("--t-max", type=int, default=32768)
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--iters", type=int, default=20)
-    args = ap.parse_args()
+    ap.add_argument("--head-dims", default="64,128", help="comma-separated head dims")
+    ap.add_argument("--systems", default="sdpa_flash,sdpa_cudnn,flex_attention", help="comma-separated peers to time")
+    args, _ = ap.parse_known_args()  # the sparsek-only options of `sparsek bench attention` pass through
 
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     # One compiled graph per shape: raise dynamo's recompile limit so that later shapes are not
@@ -34,7 +36,8 @@ def main():
     flex = torch.compile(flex_attention, dynamic=False)
     flush = torch.empty(256 << 20, dtype=torch.int16, device="cuda")
     results = []
-    for D in (64, 128):
+    systems = set(args.systems.split(","))
+    for D in (int(d) for d in args.head_dims.split(",")):
         H = 768 // D
         T = args.t_min
         while T <= args.t_max:
@@ -56,7 +59,7 @@ def main():
 
             def sliding(b, h, q_idx, kv_idx):
                 return (q_idx >= kv_idx) & (q_idx - kv_idx < w)
-            block_mask = create_block_mask(sliding, None, None, T, T, device="cuda")
+            block_mask = create_block_mask(sliding, None, None, T, T, device="cuda") if "flex_attention" in systems else None
 
             def flex_fwd():
                 return flex(q, k, v, block_mask=block_mask)
@@ -69,6 +72,8 @@ def main():
                      ("sdpa_cudnn", "full", 0, *sdpa(SDPBackend.CUDNN_ATTENTION)),
                      ("flex_attention", "sliding_window", w, flex_fwd, flex_fb)]
             for system, kind, window, fwd, fb in cases:
+                if system not in systems:
+                    continue
                 try:
                     with torch.no_grad():
                         f_ms = median_ms(fwd, flush, 3, args.iters)

@@ -2,6 +2,13 @@
 // the shapes and writes JSON: bf16, `tokens` tokens per batch (B = tokens / T), 12 heads of
 // dim 64 and 6 heads of dim 128 (the same width), causal full attention and a sliding window,
 // T from --t-min to --t-max (powers of two), forward and forward+backward.
+// SparseK (src/attention/sparsek/sparsek_cuda.h; kind "sparsek"): 12 heads x 64, per-head scores
+// u = N(0, 1) + 1e-3 j (fresh random, f32; the slope is attention.score_slope's default),
+// gate_values, every k in --sparsek-k and w in --sparsek-window, T from --sparsek-t-min to --t-max.
+// Fields: select_ms (selection pass + candidate lists alone), fwd_kernel_ms (forward from a
+// precomputed selection), fwd_ms (selection + forward), fwd_bwd_ms (selection + forward +
+// backward: what a training step pays), select_share = select_ms / fwd_bwd_ms. Useful FLOPs
+// count sparsek_keys_attended keys per sequence.
 // Timing: median of --iters runs bracketed by CUDA events, L2 flushed before each (bench_util.h).
 // Useful FLOPs (FlashAttention's convention): 4 * B * H * D * (keys attended, summed over queries)
 // for the forward, 2.5x that for the backward; full causal counts T^2 / 2 keys per sequence.
@@ -13,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attention/flash_attention.h"
+#include "attention/sparsek/sparsek_cuda.h"
 #include "backend/cuda_device.h"
 #include "cli/bench_util.h"
 #include "cli/commands.h"
@@ -30,6 +38,52 @@ double keys_attended(int64_t T, int64_t window) {
   for (int64_t i = 0; i < T; ++i) s += double(std::min<int64_t>(i + 1, window));
   return s;
 }
+
+// The SparseK cases (see the header comment); appends to results.
+void bench_sparsek(const BenchAttentionOptions& o, Rng& rng, Timer& timer, nlohmann::json& results) {
+  namespace skp = attention::sparsek;
+  const int64_t D = 64, H = 768 / D;
+  spdlog::info("{:>4} {:>6} {:>5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>12}", "H", "T", "k", "w", "select ms",
+               "fwd kern", "fwd ms", "fwd+bwd ms", "select", "f+b TFLOP/s");
+  for (int64_t T = std::max<int64_t>(o.sparsek_t_min, 64); T <= o.t_max; T *= 2) {
+    const int64_t B = o.tokens / T;
+    if (B < 1) break;
+    Tensor qkv = random_tensor({B, T, 3, H, D}, rng, DType::BF16, 0.0, 1.0);
+    Tensor dout = random_tensor({B, H, T, D}, rng, DType::BF16, 0.0, 1.0);
+    auto view = [&](int64_t which) {
+      return make_view(qkv, {B, H, T, D}, {T * 3 * H * D, D, 3 * H * D, 1}, which * H * D);
+    };
+    Tensor q = view(0), k = view(1), v = view(2);
+    std::vector<double> uv(static_cast<size_t>(B * H * T));
+    for (size_t i = 0; i < uv.size(); ++i) uv[i] = rng.normal() + 1e-3 * double(int64_t(i) % T);
+    const Tensor u = Tensor::from_vector(uv, {B, H, T}, DType::F32).to(Device::cuda(0));
+    for (int64_t kk : o.sparsek_k) {
+      for (int64_t w : o.sparsek_window) {
+        const skp::SparsekParams params{kk, w, skp::MaskMode::GateValues};
+        const double sel_ms = timer.median_ms([&] { skp::sparsek_cuda_selection(u, kk, w); }, 1, o.iters);
+        const skp::SparsekCudaForward f = skp::sparsek_cuda_forward(q, k, v, u, params);
+        const double kern_ms = timer.median_ms([&] { skp::sparsek_cuda_forward(q, k, v, f.selection, H, params); }, 1,
+                                               o.iters);
+        const double fwd_ms = timer.median_ms([&] { skp::sparsek_cuda_forward(q, k, v, u, params); }, 1, o.iters);
+        const double fb_ms = timer.median_ms(
+            [&] {
+              const skp::SparsekCudaForward g = skp::sparsek_cuda_forward(q, k, v, u, params);
+              skp::sparsek_cuda_backward(dout, q, k, v, g, params);
+            },
+            1, o.iters);
+        const double fwd_flops = 4.0 * double(B * H * D) * double(skp::sparsek_keys_attended(T, kk, w));
+        const double fb_tf = 3.5 * fwd_flops / (fb_ms * 1e9);
+        spdlog::info("{:>4} {:>6} {:>5} {:>5} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>6.0f}% {:>12.1f}", H, T, kk, w,
+                     sel_ms, kern_ms, fwd_ms, fb_ms, 100.0 * sel_ms / fb_ms, fb_tf);
+        results.push_back({{"kind", "sparsek"}, {"k", kk}, {"window", w}, {"mask_mode", "gate_values"},
+                           {"head_dim", D}, {"heads", H}, {"T", T}, {"B", B}, {"select_ms", sel_ms},
+                           {"fwd_kernel_ms", kern_ms}, {"fwd_ms", fwd_ms}, {"fwd_bwd_ms", fb_ms},
+                           {"select_share", sel_ms / fb_ms}, {"fwd_tflops", fwd_flops / (fwd_ms * 1e9)},
+                           {"fwd_bwd_tflops", fb_tf}, {"scores", "N(0,1) + 1e-3 j, f32, per head"}});
+      }
+    }
+  }
+}
 }  // namespace
 
 void run_bench_attention(const BenchAttentionOptions& o) {
@@ -41,6 +95,7 @@ void run_bench_attention(const BenchAttentionOptions& o) {
   spdlog::info("{:>5} {:>4} {:>6} {:>7} {:>10} {:>10} {:>12} {:>12}", "D", "H", "T", "window", "fwd ms", "fwd+bwd ms",
                "fwd TFLOP/s", "f+b TFLOP/s");
   for (int64_t D : {64, 128}) {
+    if (o.sparsek_only) break;
     const int64_t H = 768 / D;
     for (int64_t T = o.t_min; T <= o.t_max; T *= 2) {
       const int64_t B = o.tokens / T;
@@ -70,6 +125,7 @@ void run_bench_attention(const BenchAttentionOptions& o) {
       }
     }
   }
+  if (!o.no_sparsek) bench_sparsek(o, rng, timer, results);
   nlohmann::json doc{{"system", "sparsek"}, {"device", cuda::device_name(0)}, {"tokens", o.tokens},
                      {"iters", o.iters}, {"results", results}};
   std::ofstream(o.out) << doc.dump(2) << "\n";

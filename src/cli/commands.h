@@ -32,6 +32,12 @@ struct BenchAttentionOptions {
   int64_t t_min = 1024, t_max = 32768;
   int64_t window = 1024;   // the sliding-window case
   int iters = 20;
+  // SparseK cases (12 heads x 64, T from sparsek_t_min to t_max): every k x every window.
+  std::vector<int64_t> sparsek_k{256, 512, 1024};
+  std::vector<int64_t> sparsek_window{0, 512};
+  int64_t sparsek_t_min = 4096;
+  bool sparsek_only = false;  // skip the flash (full / sliding-window) cases
+  bool no_sparsek = false;    // skip the SparseK cases
 };
 void run_bench_attention(const BenchAttentionOptions& o);
 

@@ -41,13 +41,23 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   ops_cmd->callback([&] { run_bench_ops(bench_ops); });
   BenchAttentionOptions bench_attn;
-  auto* attn_cmd = bench->add_subcommand("attention", "Time the fused CUDA attention (full and sliding window)");
+  auto* attn_cmd = bench->add_subcommand("attention", "Time the fused CUDA attention (full, sliding window, SparseK)");
   attn_cmd->add_option("--out", bench_attn.out, "JSON output file")->capture_default_str();
   attn_cmd->add_option("--tokens", bench_attn.tokens, "tokens per batch (B = tokens / T)")->capture_default_str();
   attn_cmd->add_option("--t-min", bench_attn.t_min, "shortest sequence")->capture_default_str();
   attn_cmd->add_option("--t-max", bench_attn.t_max, "longest sequence (powers of two from --t-min)")->capture_default_str();
   attn_cmd->add_option("--window", bench_attn.window, "sliding-window size of the windowed case")->capture_default_str();
   attn_cmd->add_option("--iters", bench_attn.iters, "timed runs per case (median reported)")->capture_default_str();
+  attn_cmd->add_option("--sparsek-k", bench_attn.sparsek_k, "SparseK budgets k to time (e.g. 256,512)")
+      ->delimiter(',')
+      ->capture_default_str();
+  attn_cmd->add_option("--sparsek-window", bench_attn.sparsek_window, "SparseK windows w to time (0: pure SparseK; e.g. 0,512)")
+      ->delimiter(',')
+      ->capture_default_str();
+  attn_cmd->add_option("--sparsek-t-min", bench_attn.sparsek_t_min, "shortest sequence of the SparseK cases")
+      ->capture_default_str();
+  attn_cmd->add_flag("--sparsek-only", bench_attn.sparsek_only, "time only the SparseK cases");
+  attn_cmd->add_flag("--no-sparsek", bench_attn.no_sparsek, "time only the flash cases");
   attn_cmd->callback([&] { run_bench_attention(bench_attn); });
   BenchTrainOptions bench_train;
   auto* train_bench_cmd = bench->add_subcommand("train", "Steady-state training tokens/s of a config on the GPU (random tokens)");

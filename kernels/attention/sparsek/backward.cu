@@ -1,19 +1,26 @@
 // Fused SparseK attention backward with recomputation (attention-spec.md 4.3 / 4.4; declared in
-// sparsek_attention.h). Same blocks and chunk sequence as forward.cu: one block per (64-query
-// tile, head, batch), window chunks then the tile's gathered candidate chunks (single buffered).
-// Per chunk, recomputing P from Q, K and the forward's lse (D_i = dO_i . O_i):
-//   S = Q K^T, dP = dO V^T (mma.sync, fp32), then per element
-//     gate_values: P = exp(a - lse), pv = P m, da = P (m dP - D), dm = P dP
-//     log_mask:    P = exp(a + log m - lse), pv = P, da = P (dP - D), dm = exp(a - lse)(dP - D)
-//   dQ += da K in registers (this block owns its queries: written once, scaled by s);
-//   dK += da^T Q and dV += pv^T dO from bf16 copies of da and pv in shared memory, one 16-key slice
-//   per warp, added to fp32 global accumulators with atomics (keys are shared between tiles);
-//   G_ij = dm_ij on fractional selected entries: summed per query (g_row) and per key (g_key).
-// Then per score row (one thread per row, sequential over T): |S_i| from a difference array of the
+// sparsek_attention.h), in two parts that add up to the gradient of the one joint softmax:
+//   1. window keys (w > 0): the flash backward kernel (flash_backward.cu: key-major, dK/dV in
+//      registers, no per-element atomics for them) run with the SparseK forward's out and lse. Its
+//      P = exp(a - lse) and dS = P (dP - D) with D = dO . O are exactly the window entries of the
+//      joint softmax's gradient (window keys have m = 1 in both mask modes). It writes bf16
+//      dQ_w, dK_w, dV_w into a packed (B, T, 3, H, D) scratch.
+//   2. selected keys: one block per (64-query tile, head, batch) walks the tile's gathered candidate
+//      chunks (selection.cu; <= k + 63 keys, spec 4.3 property 3). Per chunk, recomputing P from
+//      Q, K and the lse:
+//        S = Q K^T, dP = dO V^T (mma.sync, fp32), then per element
+//          gate_values: P = exp(a - lse), pv = P m, da = P (m dP - D), dm = P dP
+//          log_mask:    P = exp(a + log m - lse), pv = P, da = P (dP - D), dm = exp(a - lse)(dP - D)
+//        dQ += da K in registers (this block owns its queries: dq = bf16(s dQ + dQ_w), written once);
+//        dK += da^T Q and dV += pv^T dO from bf16 copies of da and pv in shared memory, one 16-key
+//        slice per warp, added to fp32 accumulators with 16-byte vector atomics (red.v4.f32: a
+//        gathered key is shared with other tiles); finally dk = bf16(s dK + dK_w), dv likewise;
+//        G_ij = dm_ij on fractional selected entries: summed per query (g_row) and per key (g_key).
+// Then per score row (one block per row, parallel scans): |S_i| from a difference array of the
 // fractional ranges, c_i = g_row_i / |S_i|, C = prefix sums of c (fp64), and
 //   du_j = g_key_j - (C[dead_from_j] - C[frac_from_j]).
 // With shared scores (Hu = 1) every head adds into the same g_row / g_key.
-// Atomics make dK, dV, du not bitwise deterministic. Tested in
+// Atomics make dQ (flash part), dK, dV, du not bitwise deterministic. Tested in
 // tests/attention/sparsek/test_sparsek_cuda.cpp against sparsek_attention_backward.
 #include <cuda_runtime.h>
 
@@ -60,16 +67,17 @@ __device__ __forceinline__ void accumulate_keys(uint32_t sX, uint32_t sY, const 
       mma_bf16(c[2 * i + 1], af, bf[2], bf[3]);
     }
   }
+  // Lanes t and t ^ 1 swap halves so that each adds 4 consecutive dims of one key row: the even
+  // lane row g (dims 2t .. 2t + 3), the odd lane row g + 8 (dims 2t - 2 .. 2t + 1).
+  const bool odd = t & 1;
+  const int key = keys[warp * 16 + g + (odd ? 8 : 0)];
+  float* base = acc + ((static_cast<int64_t>(b) * T + (key < 0 ? 0 : key)) * H + h) * D + 2 * (t & ~1);
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int key = keys[warp * 16 + g + r * 8];
-    if (key < 0) continue;
-    float* base = acc + ((static_cast<int64_t>(b) * T + key) * H + h) * D;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      atomicAdd(base + i * 8 + 2 * t, c[i][2 * r]);
-      atomicAdd(base + i * 8 + 2 * t + 1, c[i][2 * r + 1]);
-    }
+  for (int i = 0; i < D / 8; ++i) {
+    const float s0 = odd ? c[i][0] : c[i][2], s1 = odd ? c[i][1] : c[i][3];
+    const float r0 = __shfl_xor_sync(0xffffffff, s0, 1), r1 = __shfl_xor_sync(0xffffffff, s1, 1);
+    const float4 val = odd ? make_float4(r0, r1, c[i][2], c[i][3]) : make_float4(c[i][0], c[i][1], r0, r1);
+    if (key >= 0) atomicAdd(reinterpret_cast<float4*>(base + i * 8), val);
   }
 }
 
@@ -77,19 +85,18 @@ template <int D>
 __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
     const SkSparsekForwardParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides dstr,
     const __nv_bfloat16* __restrict__ outp, const float* __restrict__ lse, __nv_bfloat16* __restrict__ dq,
-    float* __restrict__ dk_acc, float* __restrict__ dv_acc, float* __restrict__ g_row, float* __restrict__ g_key) {
+    const __nv_bfloat16* __restrict__ wgrad, float* __restrict__ dk_acc, float* __restrict__ dv_acc, float* __restrict__ g_row, float* __restrict__ g_key) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ ChunkKeys meta;
   __shared__ float sDelta[kBQ], sLse[kBQ];
   const SkFlashParams& a = p.attn;
   const int tile = static_cast<int>(gridDim.x - 1 - blockIdx.x);
   const int h = blockIdx.y, b = blockIdx.z;
-  const int T = a.seq_len, W = a.window, H = a.heads;
+  const int T = a.seq_len, H = a.heads;
   const int n_tiles = gridDim.x;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int q0 = tile * kBQ;
-  const int q_last = min(q0 + kBQ, T) - 1;
 
   const int srow = b * p.score_heads + (p.score_heads == 1 ? 0 : h);
   const float* u = p.u + static_cast<int64_t>(srow) * T;
@@ -109,15 +116,10 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
   unsigned char* pv_ptr = dS_ptr + kBQ * kBN * 2;
   const uint32_t sdS = smem_u32(dS_ptr), sPv = smem_u32(pv_ptr);
 
-  const int key_lo = W > 0 ? max(0, q0 - W + 1) : 0;
-  const int n_win = W > 0 ? (q_last + 1 - key_lo + kBN - 1) / kBN : 0;
-  const int n_chunks = n_win + (n_cand + kBN - 1) / kBN;
+  // Candidate chunks only (the window keys are the flash pass's).
+  const int n_chunks = (n_cand + kBN - 1) / kBN;
   auto key_of_chunk = [&](int c, int r) -> int {
-    if (c < n_win) {
-      const int key = key_lo + c * kBN + r;
-      return key <= q_last ? key : -1;
-    }
-    const int idx = (c - n_win) * kBN + r;
+    const int idx = c * kBN + r;
     return idx < n_cand ? cand[idx] : -1;
   };
 
@@ -165,12 +167,11 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
     gather_tile<D>(sK, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
     gather_tile<D>(sV, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
     cp_async_commit();
-    const bool window_chunk = c < n_win;
     if (threadIdx.x < kBN) {
       const int r = threadIdx.x, key = key_of_chunk(c, r);
       meta.key[r] = key;
       meta.g[r] = 0.f;
-      if (!window_chunk && key >= 0) {
+      if (key >= 0) {
         const SkKeyRange e = rg[key];
         meta.sel_from[r] = e.sel_from;
         meta.sel_to[r] = e.sel_to;
@@ -214,13 +215,7 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
         float da = 0.f, pv = 0.f;
         if (key >= 0 && row < T) {
           const float x = s[j][e] * scale_log2;  // raw logit, log2 units
-          if (window_chunk) {
-            if (key <= row && key > row - W) {
-              const float P = exp2f(x - lse_r[r]);
-              pv = P;
-              da = P * (dp[j][e] - delta_r[r]);
-            }
-          } else if (meta.sel_from[slot] <= row && row < meta.sel_to[slot]) {
+          if (meta.sel_from[slot] <= row && row < meta.sel_to[slot]) {
             double mm = 0.0;
             const bool frac = row >= meta.frac_from[slot] && row < meta.dead_from[slot];
             if (row < meta.frac_from[slot]) mm = 1.0;
@@ -270,7 +265,7 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
     // dK (slice of 16 keys per warp) += da^T Q, then dV += pv^T dO (one accumulator at a time).
     accumulate_keys<D>(sdS, sQ, meta.key, dk_acc, b, T, H, h, warp, lane);
     accumulate_keys<D>(sPv, sdO, meta.key, dv_acc, b, T, H, h, warp, lane);
-    if (!window_chunk && threadIdx.x < kBN) {
+    if (threadIdx.x < kBN) {
       const int r = threadIdx.x, key = meta.key[r];
       if (key >= 0 && meta.g[r] != 0.f) atomicAdd(g_key + static_cast<int64_t>(srow) * T + key, meta.g[r]);
     }
@@ -286,10 +281,18 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
     if (row >= T) continue;
     if (t == 0 && gs != 0.f) atomicAdd(g_row + static_cast<int64_t>(srow) * T + row, gs);
     __nv_bfloat16* qrow = dq + ((static_cast<int64_t>(b) * T + row) * H + h) * D;
+    // The window part's dQ_w from the packed (B, T, 3, H, D) scratch (slot 0), when there is one.
+    const __nv_bfloat16* wrow = wgrad ? wgrad + ((static_cast<int64_t>(b) * T + row) * 3 * H + h) * D : nullptr;
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<uint32_t*>(qrow + i * 8 + 2 * t) =
-          pack_bf16(dqa[i][2 * r] * a.softmax_scale, dqa[i][2 * r + 1] * a.softmax_scale);
+    for (int i = 0; i < D / 8; ++i) {
+      float x0 = dqa[i][2 * r] * a.softmax_scale, x1 = dqa[i][2 * r + 1] * a.softmax_scale;
+      if (wrow) {
+        const float2 w2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(wrow + i * 8 + 2 * t));
+        x0 += w2.x;
+        x1 += w2.y;
+      }
+      *reinterpret_cast<uint32_t*>(qrow + i * 8 + 2 * t) = pack_bf16(x0, x1);
+    }
   }
 }
 
@@ -299,37 +302,99 @@ __global__ void zero_kernel(float* x, int64_t n) {
     x[i] = 0.f;
 }
 
-__global__ void finish_kv_kernel(const float* __restrict__ dk_acc, const float* __restrict__ dv_acc, float scale,
-                                 __nv_bfloat16* __restrict__ dk, __nv_bfloat16* __restrict__ dv, int64_t n) {
+// dk = bf16(scale dk_acc + dK_w), dv = bf16(dv_acc + dV_w); wgrad (B, T, 3, H, D) or null; hd = H * D.
+__global__ void finish_kv_kernel(const float* __restrict__ dk_acc, const float* __restrict__ dv_acc,
+                                 const __nv_bfloat16* __restrict__ wgrad, float scale, __nv_bfloat16* __restrict__ dk,
+                                 __nv_bfloat16* __restrict__ dv, int64_t n, int64_t hd) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    dk[i] = __float2bfloat16(dk_acc[i] * scale);
-    dv[i] = __float2bfloat16(dv_acc[i]);
+    float xk = dk_acc[i] * scale, xv = dv_acc[i];
+    if (wgrad) {
+      const int64_t bt = i / hd, e = i - bt * hd;
+      xk += __bfloat162float(wgrad[(bt * 3 + 1) * hd + e]);
+      xv += __bfloat162float(wgrad[(bt * 3 + 2) * hd + e]);
+    }
+    dk[i] = __float2bfloat16(xk);
+    dv[i] = __float2bfloat16(xv);
   }
 }
 
-// du per score row (one thread per row): |S_i| by a difference array, c_i, prefix sums C (fp64).
-__global__ void du_kernel(const SkKeyRange* __restrict__ ranges, const float* __restrict__ g_row,
-                          const float* __restrict__ g_key, int rows, int T, double* __restrict__ cpre,
-                          int32_t* __restrict__ cnt, float* __restrict__ du) {
-  const int row = blockIdx.x * blockDim.x + threadIdx.x;
-  if (row >= rows) return;
+constexpr int kDuThreads = 1024;
+
+// Exclusive scan over the block of one value per thread (int or double); *total gets the sum.
+// sh: kDuThreads / 32 values of shared memory.
+template <class V>
+__device__ V block_exclusive_scan(V x, V* sh, V* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int kWarpsDu = kDuThreads / 32;
+  V v = x;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const V y = __shfl_up_sync(0xffffffff, v, off);
+    if (lane >= off) v += y;
+  }
+  if (lane == 31) sh[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    V w = lane < kWarpsDu ? sh[lane] : V(0);
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+      const V y = __shfl_up_sync(0xffffffff, w, off);
+      if (lane >= off) w += y;
+    }
+    if (lane < kWarpsDu) sh[lane] = w;
+  }
+  __syncthreads();
+  const V before = warp > 0 ? sh[warp - 1] : V(0);
+  *total = sh[kWarpsDu - 1];
+  __syncthreads();  // sh is reused by the next scan
+  return before + v - x;
+}
+
+// du per score row (one block of kDuThreads per row): |S_i| by a difference array (int atomics),
+// c_i = g_row_i / |S_i|, C = prefix sums of c (fp64, each thread a contiguous segment of the
+// queries, block scans between segments), then du_j in parallel.
+__global__ void __launch_bounds__(kDuThreads) du_kernel(const SkKeyRange* __restrict__ ranges,
+                                                        const float* __restrict__ g_row,
+                                                        const float* __restrict__ g_key, int T,
+                                                        double* __restrict__ cpre, int32_t* __restrict__ cnt,
+                                                        float* __restrict__ du) {
+  __shared__ int sh_i[kDuThreads / 32];
+  __shared__ double sh_d[kDuThreads / 32];
+  const int row = blockIdx.x, tid = threadIdx.x;
   const SkKeyRange* rg = ranges + static_cast<int64_t>(row) * T;
+  const float* gr = g_row + static_cast<int64_t>(row) * T;
   double* C = cpre + static_cast<int64_t>(row) * (T + 1);
   int32_t* n = cnt + static_cast<int64_t>(row) * (T + 1);
-  for (int i = 0; i <= T; ++i) n[i] = 0;
-  for (int j = 0; j < T; ++j) {
+  for (int i = tid; i <= T; i += kDuThreads) n[i] = 0;
+  __syncthreads();
+  for (int j = tid; j < T; j += kDuThreads) {
     const SkKeyRange e = rg[j];
-    if (e.frac_from < e.dead_from) ++n[e.frac_from], --n[e.dead_from];
+    if (e.frac_from < e.dead_from) atomicAdd(n + e.frac_from, 1), atomicAdd(n + e.dead_from, -1);
   }
-  int count = 0;
-  C[0] = 0.0;
-  for (int i = 0; i < T; ++i) {
+  __syncthreads();
+  const int seg = (T + kDuThreads - 1) / kDuThreads;
+  const int lo = min(tid * seg, T), hi = min(lo + seg, T);
+  int local = 0;
+  for (int i = lo; i < hi; ++i) local += n[i];
+  int itotal;
+  int count = block_exclusive_scan(local, sh_i, &itotal);
+  double csum = 0.0;
+  for (int i = lo; i < hi; ++i) {
     count += n[i];
-    const double c = count > 0 ? static_cast<double>(g_row[static_cast<int64_t>(row) * T + i]) / count : 0.0;
-    C[i + 1] = C[i] + c;
+    const double c = count > 0 ? static_cast<double>(gr[i]) / count : 0.0;
+    C[i + 1] = c;
+    csum += c;
   }
-  for (int j = 0; j < T; ++j) {
+  double dtotal;
+  double run = block_exclusive_scan(csum, sh_d, &dtotal);
+  for (int i = lo; i < hi; ++i) {
+    run += C[i + 1];
+    C[i + 1] = run;
+  }
+  if (tid == 0) C[0] = 0.0;
+  __syncthreads();
+  for (int j = tid; j < T; j += kDuThreads) {
     const SkKeyRange e = rg[j];
     double d = static_cast<double>(g_key[static_cast<int64_t>(row) * T + j]);
     if (e.frac_from < e.dead_from) d -= C[e.dead_from] - C[e.frac_from];
@@ -339,8 +404,8 @@ __global__ void du_kernel(const SkKeyRange* __restrict__ ranges, const float* __
 
 template <int D>
 int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashStrides ds, const void* out,
-                    const float* lse, void* dq, float* dk_acc, float* dv_acc, float* g_row, float* g_key,
-                    cudaStream_t s) {
+                    const float* lse, void* dq, const void* wgrad, float* dk_acc, float* dv_acc, float* g_row,
+                    float* g_key, cudaStream_t s) {
   constexpr int smem = bwd_smem_bytes<D>();
   if (cudaFuncSetAttribute(sparsek_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
       cudaSuccess)
@@ -348,7 +413,7 @@ int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashSt
   dim3 grid((p.attn.seq_len + kBQ - 1) / kBQ, p.attn.heads, p.attn.batch);
   sparsek_backward_kernel<D><<<grid, kThreads, smem, s>>>(
       p, static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), lse,
-      static_cast<__nv_bfloat16*>(dq), dk_acc, dv_acc, g_row, g_key);
+      static_cast<__nv_bfloat16*>(dq), static_cast<const __nv_bfloat16*>(wgrad), dk_acc, dv_acc, g_row, g_key);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -356,29 +421,42 @@ int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashSt
 
 extern "C" int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const void* dout, SkFlashStrides dout_stride,
                                         const void* out, const float* lse, void* dq, void* dk, void* dv, float* du,
-                                        float* dkv_accum, float* g_row, float* g_key, double* c_prefix,
-                                        int32_t* frac_count, cudaStream_t s) {
+                                        float* dkv_accum, float* delta, void* wgrad, float* g_row, float* g_key,
+                                        double* c_prefix, int32_t* frac_count, cudaStream_t s) {
   using namespace sk_sparsek_bwd;
   if (!p || !sk_flash::params_ok(&p->attn) || !dout || !out || !lse || !dq || !dk || !dv || !du) return SK_KERNEL_BAD_ARG;
   if (p->attn.batch == 0 || p->attn.seq_len == 0) return SK_KERNEL_OK;
   if (!p->u || !p->tau || !p->ranges || !p->cand || !p->cand_n || p->cand_cap < 1 || p->k < 1) return SK_KERNEL_BAD_ARG;
   if (p->score_heads != 1 && p->score_heads != p->attn.heads) return SK_KERNEL_BAD_ARG;
   if (!dkv_accum || !g_row || !g_key || !c_prefix || !frac_count) return SK_KERNEL_BAD_ARG;
+  const bool window = p->attn.window > 0;
+  if (window && (!delta || !wgrad)) return SK_KERNEL_BAD_ARG;
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_BAD_ARG;
+  if (reinterpret_cast<uintptr_t>(dkv_accum) % 16) return SK_KERNEL_MISALIGNED;
   const int64_t B = p->attn.batch, H = p->attn.heads, T = p->attn.seq_len, D = p->attn.head_dim;
   const int64_t n = B * T * H * D, rows = B * p->score_heads;
   float* dk_acc = dkv_accum;
   float* dv_acc = dkv_accum + n;
+  if (window) {
+    // Window part: the flash backward with the joint softmax's out and lse, into the packed
+    // (B, T, 3, H, D) scratch; its dQ accumulator borrows dk_acc (zeroed again below).
+    SkFlashParams fp = p->attn;
+    fp.grad_row_stride = 3 * H * D;
+    __nv_bfloat16* w = static_cast<__nv_bfloat16*>(wgrad);
+    const int st = sk_cuda_flash_backward(&fp, dout, dout_stride, out, lse, w, w + H * D, w + 2 * H * D, delta, dk_acc, s);
+    if (st != SK_KERNEL_OK) return st;
+  }
   zero_kernel<<<1024, 256, 0, s>>>(dkv_accum, 2 * n);
   zero_kernel<<<256, 256, 0, s>>>(g_row, rows * T);
   zero_kernel<<<256, 256, 0, s>>>(g_key, rows * T);
-  const int st = D == 64 ? launch_backward<64>(*p, dout, dout_stride, out, lse, dq, dk_acc, dv_acc, g_row, g_key, s)
-                         : launch_backward<128>(*p, dout, dout_stride, out, lse, dq, dk_acc, dv_acc, g_row, g_key, s);
+  const void* wg = window ? wgrad : nullptr;
+  const int st = D == 64 ? launch_backward<64>(*p, dout, dout_stride, out, lse, dq, wg, dk_acc, dv_acc, g_row, g_key, s)
+                         : launch_backward<128>(*p, dout, dout_stride, out, lse, dq, wg, dk_acc, dv_acc, g_row, g_key, s);
   if (st != SK_KERNEL_OK) return st;
-  finish_kv_kernel<<<1024, 256, 0, s>>>(dk_acc, dv_acc, p->attn.softmax_scale, static_cast<__nv_bfloat16*>(dk),
-                                        static_cast<__nv_bfloat16*>(dv), n);
-  du_kernel<<<static_cast<int>((rows + 31) / 32), 32, 0, s>>>(p->ranges, g_row, g_key, static_cast<int>(rows),
-                                                              static_cast<int>(T), c_prefix, frac_count, du);
+  finish_kv_kernel<<<1024, 256, 0, s>>>(dk_acc, dv_acc, static_cast<const __nv_bfloat16*>(wg), p->attn.softmax_scale,
+                                        static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv), n, H * D);
+  du_kernel<<<static_cast<unsigned>(rows), kDuThreads, 0, s>>>(p->ranges, g_row, g_key, static_cast<int>(T), c_prefix,
+                                                              frac_count, du);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }

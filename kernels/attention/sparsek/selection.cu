@@ -3,8 +3,9 @@
 //   sk_cuda_sparsek_candidates: per query tile of SK_SPARSEK_TILE_Q queries, the ascending list of
 //                               keys selected by any query of the tile (<= k + BQ - 1 keys).
 // Selection is the CPU's incremental heap walk (src/attention/sparsek/selection.cpp,
-// PrefixSelector) run by ONE THREAD PER SCORE ROW (one block per row; the block's other threads only
-// initialise the ranges) over three binary min-heaps of (key, pos) entries: saturated keys by
+// PrefixSelector) run by TWO THREADS PER SCORE ROW (one block per row; thread 0 the tau walk over the
+// saturated and fractional heaps, thread 32 the top-k heap, concurrently in two warps; the block's
+// other threads only initialise the ranges) over three binary min-heaps of (key, pos) entries: saturated keys by
 // (fl(u - 1), pos) (at most k + 1 of them), fractional keys by (u, pos) (up to T), the top-k by
 // (u, pos). The heaps live in shared memory when they fit in 200 KB (all three; else the top-k
 // and saturated heaps, the fractional one in global scratch; else all in global scratch).
@@ -14,8 +15,9 @@
 // score inserted since the set was last empty: keys only ever leave from the minimum side.
 // Scaling: O(T log T) SEQUENTIAL work per row, parallel over rows only (B x Hu blocks), so the
 // pass is latency bound: its time grows with T whatever the batch (measured on an H200, B x Hu = 8,
-// k = 512, w = 512, selection + candidate lists: 6.2 ms at T = 4096, 28 ms at T = 16384; with all
-// heaps in global memory it was 43 ms and 266 ms).
+// k = 512, w = 512, selection + candidate lists: 6.2 ms at T = 4096, 28 ms at T = 16384 with one
+// thread per row, 4.8 ms and 22.0 ms with the top-k in its own thread; with all heaps in global
+// memory it was 43 ms and 266 ms).
 // Parallelism within a row (e.g. tau at chunk boundaries, then the chunks in parallel) is future
 // work.
 // Candidates: one block per (tile, row) scans the keys of the tile's prefix [0, q1 - w) and
@@ -117,7 +119,10 @@ __global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* _
     rg[j] = SkKeyRange{enter, T, T, enter, enter};  // saturated to the end, never selected
   }
   __syncthreads();
-  if (threadIdx.x != 0) return;
+  // Two independent walks over the same keys, in different warps so that they overlap: thread 32
+  // keeps the top-k (sel_to), thread 0 the saturated / fractional sets and tau (frac_from,
+  // dead_from, tau). They write different fields of the ranges.
+  if (threadIdx.x != 0 && threadIdx.x != 32) return;
 
   // Heap storage: [frac | top | sat] keys, then positions, in global scratch or shared memory.
   const HeapSizes hs(K, T);
@@ -138,6 +143,23 @@ __global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* _
     sat = Heap{skey + hs.top, spos + hs.top, 0};
   }
 
+  if (threadIdx.x == 32) {
+    // Top-k: one insertion and at most one eviction per query (equal scores: the more recent key wins).
+    for (int i = W; i < T; ++i) {
+      const int j = i - W;
+      const double u = r.score(j);
+      if (top.n < K) {
+        top.push(u, j);
+        rg[j].sel_to = T;
+      } else if (u >= top.key[0]) {
+        rg[top.pos[0]].sel_to = i;
+        top.replace_top(u, j);
+        rg[j].sel_to = T;
+      }
+    }
+    return;
+  }
+
   int n_prefix = 0;
   double sum_frac = 0.0, tau = -INFINITY, frac_max = -INFINITY;
   for (int i = 0; i < T; ++i) {
@@ -148,15 +170,6 @@ __global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* _
     }
     const double u = r.score(j);
     ++n_prefix;
-    // Top-k: one insertion and at most one eviction (equal scores: the more recent key wins).
-    if (top.n < K) {
-      top.push(u, j);
-      rg[j].sel_to = T;
-    } else if (u >= top.key[0]) {
-      rg[top.pos[0]].sel_to = i;
-      top.replace_top(u, j);
-      rg[j].sel_to = T;
-    }
     // Classify the new key against the old tau.
     const double bp = __dsub_rn(u, 1.0);
     if (bp >= tau) {

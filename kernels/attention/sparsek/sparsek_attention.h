@@ -19,6 +19,8 @@
 //   dout:     (B, H, T, D) bf16 with strides dout_stride; out: (B, T, H, D) the forward's output.
 //   dq:       (B, T, H, D) bf16 (each query tile is owned by one block: written directly).
 //   dk, dv:   (B, T, H, D) bf16, through fp32 scratch dkv_accum (2, B, T, H, D) (atomics).
+//   delta:    (B, H, T) fp32 scratch, wgrad: (B, T, 3, H, D) bf16 scratch: the window part's
+//             dQ_w, dK_w, dV_w from the flash backward (both needed only when window > 0).
 //   du:       (R, T) fp32; scratch g_row (R, T) fp32 (sum of G_il over query i's fractional
 //             selected keys), g_key (R, T) fp32 (sum of G_ij over the queries where key j is
 //             fractional), c_prefix (R, T + 1) fp64, frac_count (R, T + 1) int32.
@@ -80,11 +82,13 @@ int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, 
 // Fused forward: out, lse for every (b, h) from the selection of score row b * Hu + (Hu == 1 ? 0 : h).
 int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* out, float* lse, cudaStream_t s);
 
-// Fused backward (zeroes its own accumulators; every output fully written).
+// Fused backward (zeroes its own accumulators; every output fully written): the window keys
+// through the flash backward (sk_cuda_flash_backward with this forward's out and lse), the
+// selected keys through the gathered candidate chunks (backward.cu).
 int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const void* dout, SkFlashStrides dout_stride,
                              const void* out, const float* lse, void* dq, void* dk, void* dv, float* du,
-                             float* dkv_accum, float* g_row, float* g_key, double* c_prefix, int32_t* frac_count,
-                             cudaStream_t s);
+                             float* dkv_accum, float* delta, void* wgrad, float* g_row, float* g_key,
+                             double* c_prefix, int32_t* frac_count, cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -183,12 +183,20 @@ SparsekCudaGrads sparsek_cuda_backward(const Tensor& dout, const Tensor& q, cons
   Tensor dv = Tensor::empty({B, T, H, D}, DType::BF16, dev);
   Tensor du = Tensor::empty({B, Hu, T}, DType::F32, dev);
   Tensor dkv_accum = Tensor::empty({2, B, T, H, D}, DType::F32, dev);
+  // The window part (flash backward) writes dQ_w, dK_w, dV_w packed into wgrad.
+  Tensor delta, wgrad;
+  if (params.window > 0) {
+    delta = Tensor::empty({B, H, T}, DType::F32, dev);
+    wgrad = Tensor::empty({B, T, 3, H, D}, DType::BF16, dev);
+  }
   Tensor g_row = Tensor::empty({B * Hu, T}, DType::F32, dev), g_key = Tensor::empty({B * Hu, T}, DType::F32, dev);
   Tensor c_prefix = Tensor::empty({B * Hu, T + 1}, DType::F64, dev);
   Tensor frac_count = Tensor::empty({B * Hu, T + 1}, DType::I32, dev);
   SK_KERNEL_CHECK(sk_cuda_sparsek_backward(&p, dout.data_ptr(), strides_of(dout, "dout"), out_bthd.data_ptr(),
                                            fwd.lse.data<float>(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
-                                           du.data<float>(), dkv_accum.data<float>(), g_row.data<float>(),
+                                           du.data<float>(), dkv_accum.data<float>(),
+                                           delta.defined() ? delta.data<float>() : nullptr,
+                                           wgrad.defined() ? wgrad.data_ptr() : nullptr, g_row.data<float>(),
                                            g_key.data<float>(), c_prefix.data<double>(), frac_count.data<int32_t>(),
                                            cuda::stream()));
   return SparsekCudaGrads{dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2), du};

@@ -227,7 +227,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaSparsekForward, ::testing::ValuesIn(fwd_case
                          [](const ::testing::TestParamInfo<FwdCase>& i) { return fwd_name(i.param); });
 
 // The differentiable op (one autograd node of q, k, v, u) returns the fused backward's gradients
-// (dk, dv, du use atomics, so equal up to summation order: relative L2 <= 1e-2; dq is exact).
+// (dq, dk, dv, du use atomics (dq in the window part's flash backward), so equal up to summation
+// order: relative L2 <= 1e-2).
 TEST(CudaSparsekAutograd, op_gradients_equal_the_fused_backward) {
   SK_REQUIRE_CUDA();
   Rng rng(91);
@@ -242,7 +243,7 @@ TEST(CudaSparsekAutograd, op_gradients_equal_the_fused_backward) {
   SparsekCudaGrads g = sparsek_cuda_backward(dout, q.detach(), k.detach(), v.detach(), f, params);
   auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
   EXPECT_EQ(sk::testing::compare(f64(out), f64(f.out)).max_abs, 0.0);
-  EXPECT_EQ(sk::testing::compare(f64(q.grad()), f64(g.dq)).max_abs, 0.0);
+  EXPECT_LE(sk::testing::compare(f64(q.grad()), f64(g.dq)).rel_l2, 1e-2);
   EXPECT_LE(sk::testing::compare(f64(k.grad()), f64(g.dk)).rel_l2, 1e-2);
   EXPECT_LE(sk::testing::compare(f64(v.grad()), f64(g.dv)).rel_l2, 1e-2);
   EXPECT_EQ(u.grad().dtype(), DType::BF16);
