@@ -2,8 +2,7 @@
 // in the (B, T, H, D) layout, and the calls into kernels/attention/flash_*.cu.
 #include "attention/flash_attention.h"
 
-#include <cmath>
-
+#include "attention/cuda_attention_args.h"
 #include "util/check.h"
 
 #ifdef SPARSEK_HAS_CUDA
@@ -13,54 +12,17 @@
 
 namespace sk::attention {
 
-bool flash_attention_supported(const Tensor& q) {
-#ifdef SPARSEK_HAS_CUDA
-  return q.defined() && q.is_cuda() && q.dtype() == DType::BF16 && q.ndim() == 4 &&
-         (q.size(3) == 64 || q.size(3) == 128);
-#else
-  (void)q;
-  return false;
-#endif
-}
+bool flash_attention_supported(const Tensor& q) { return fused_attention_takes(q); }
 
 #ifdef SPARSEK_HAS_CUDA
 namespace {
 
-SkFlashStrides strides_of(const Tensor& x, const char* name) {
-  const Strides& s = x.strides();
-  SK_CHECK(s[3] == 1, "flash attention: ", name, " must have a contiguous last dim, got strides ", shape_str(s));
-  return SkFlashStrides{s[0], s[1], s[2]};
-}
-
-void check_input(const Tensor& x, const Tensor& q, const char* name) {
-  SK_CHECK(x.defined() && x.ndim() == 4 && x.shape() == q.shape(), "flash attention: ", name,
-           " must be (B, H, T, D) like q ", shape_str(q.shape()), ", got ",
-           x.defined() ? shape_str(x.shape()) : std::string("undefined"));
-  SK_CHECK(x.is_cuda() && x.dtype() == DType::BF16 && x.device() == q.device(), "flash attention: ", name,
-           " must be bf16 on ", q.device().str(), ", got ", x.str());
-}
+constexpr const char* kOp = "flash attention";
 
 SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask) {
   SK_CHECK(flash_attention_supported(q), "flash attention: q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
            q.str());
-  check_input(k, q, "k");
-  check_input(v, q, "v");
-  SK_CHECK(mask.window >= 0 && mask.window <= (int64_t(1) << 30), "flash attention: bad window ", mask.window);
-  SK_CHECK(q.size(2) < (int64_t(1) << 30), "flash attention: sequence too long: ", q.size(2));
-  SkFlashParams p{};
-  p.q = q.data_ptr();
-  p.k = k.data_ptr();
-  p.v = v.data_ptr();
-  p.q_stride = strides_of(q, "q");
-  p.k_stride = strides_of(k, "k");
-  p.v_stride = strides_of(v, "v");
-  p.batch = int(q.size(0));
-  p.heads = int(q.size(1));
-  p.seq_len = int(q.size(2));
-  p.head_dim = int(q.size(3));
-  p.window = int(mask.window);
-  p.softmax_scale = float(1.0 / std::sqrt(double(q.size(3))));
-  return p;
+  return attention_params(q, k, v, mask.window, kOp);
 }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).
@@ -92,7 +54,7 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
                   CausalWindow mask, void* dq, void* dk, void* dv, int64_t grad_row_stride) {
   SkFlashParams p = params_of(q, k, v, mask);
   p.grad_row_stride = grad_row_stride;
-  check_input(dout, q, "dout");
+  check_attention_input(dout, q, kOp, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   // The forward's out is a (B, H, T, D) view of a contiguous (B, T, H, D) buffer.
   const Tensor out_bthd = fwd.out.transpose(1, 2);
@@ -103,7 +65,7 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
   cuda::set_device(q.device().index);
   Tensor delta = Tensor::empty({B, H, T}, DType::F32, q.device());
   Tensor dq_accum = Tensor::empty({B, T, H, D}, DType::F32, q.device());
-  SK_KERNEL_CHECK(sk_cuda_flash_backward(&p, dout.data_ptr(), strides_of(dout, "dout"), out_bthd.data_ptr(),
+  SK_KERNEL_CHECK(sk_cuda_flash_backward(&p, dout.data_ptr(), attention_strides(dout, kOp, "dout"), out_bthd.data_ptr(),
                                          fwd.lse.data<float>(), dq, dk, dv, delta.data<float>(),
                                          dq_accum.data<float>(), cuda::stream()));
 }

@@ -2,8 +2,7 @@
 // selection state and outputs, and the calls into kernels/attention/sparsek/*.cu.
 #include "attention/sparsek/sparsek_cuda.h"
 
-#include <cmath>
-
+#include "attention/cuda_attention_args.h"
 #include "autograd/node.h"
 #include "util/check.h"
 
@@ -14,49 +13,17 @@
 
 namespace sk::attention::sparsek {
 
-bool sparsek_attention_cuda_supported(const Tensor& q) {
-#ifdef SPARSEK_HAS_CUDA
-  return q.defined() && q.is_cuda() && q.dtype() == DType::BF16 && q.ndim() == 4 &&
-         (q.size(3) == 64 || q.size(3) == 128);
-#else
-  (void)q;
-  return false;
-#endif
-}
+bool sparsek_attention_cuda_supported(const Tensor& q) { return fused_attention_takes(q); }
 
 #ifdef SPARSEK_HAS_CUDA
 namespace {
 
-SkFlashStrides strides_of(const Tensor& x, const char* name) {
-  const Strides& s = x.strides();
-  SK_CHECK(s[3] == 1, "sparsek attention (CUDA): ", name, " must have a contiguous last dim, got strides ",
-           shape_str(s));
-  return SkFlashStrides{s[0], s[1], s[2]};
-}
-
-void check_input(const Tensor& x, const Tensor& q, const char* name) {
-  SK_CHECK(x.defined() && x.ndim() == 4 && x.shape() == q.shape(), "sparsek attention (CUDA): ", name,
-           " must be (B, H, T, D) like q ", shape_str(q.shape()), ", got ",
-           x.defined() ? shape_str(x.shape()) : std::string("undefined"));
-  SK_CHECK(x.is_cuda() && x.dtype() == DType::BF16 && x.device() == q.device(), "sparsek attention (CUDA): ", name,
-           " must be bf16 on ", q.device().str(), ", got ", x.str());
-}
+constexpr const char* kOp = "sparsek attention (CUDA)";
 
 SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Tensor& v, int score_heads,
                                      const SparsekCudaSelection& sel, const SparsekParams& params) {
   SkSparsekForwardParams p{};
-  p.attn.q = q.data_ptr();
-  p.attn.k = k.data_ptr();
-  p.attn.v = v.data_ptr();
-  p.attn.q_stride = strides_of(q, "q");
-  p.attn.k_stride = strides_of(k, "k");
-  p.attn.v_stride = strides_of(v, "v");
-  p.attn.batch = int(q.size(0));
-  p.attn.heads = int(q.size(1));
-  p.attn.seq_len = int(q.size(2));
-  p.attn.head_dim = int(q.size(3));
-  p.attn.window = int(params.window);
-  p.attn.softmax_scale = float(1.0 / std::sqrt(double(q.size(3))));
+  p.attn = attention_params(q, k, v, params.window, kOp);
   p.score_heads = score_heads;
   p.k = int(params.k);
   p.log_mask = params.mask_mode == MaskMode::LogMask ? 1 : 0;
@@ -114,8 +81,8 @@ SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const 
 #ifdef SPARSEK_HAS_CUDA
   SK_CHECK(sparsek_attention_cuda_supported(q),
            "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
-  check_input(k, q, "k");
-  check_input(v, q, "v");
+  check_attention_input(k, q, kOp, "k");
+  check_attention_input(v, q, kOp, "v");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
   SK_CHECK(u.defined() && u.ndim() == 3 && u.size(0) == B && (u.size(1) == H || u.size(1) == 1) && u.size(2) == T &&
                u.device() == q.device(),
@@ -135,8 +102,8 @@ SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const 
 #ifdef SPARSEK_HAS_CUDA
   SK_CHECK(sparsek_attention_cuda_supported(q),
            "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
-  check_input(k, q, "k");
-  check_input(v, q, "v");
+  check_attention_input(k, q, kOp, "k");
+  check_attention_input(v, q, kOp, "v");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   SK_CHECK((score_heads == H || score_heads == 1) && selection.tau.defined() &&
                selection.tau.shape() == Shape({B * score_heads, T}) && selection.k == params.k &&
@@ -163,9 +130,9 @@ SparsekCudaGrads sparsek_cuda_backward(const Tensor& dout, const Tensor& q, cons
 #ifdef SPARSEK_HAS_CUDA
   SK_CHECK(sparsek_attention_cuda_supported(q),
            "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
-  check_input(k, q, "k");
-  check_input(v, q, "v");
-  check_input(dout, q, "dout");
+  check_attention_input(k, q, kOp, "k");
+  check_attention_input(v, q, kOp, "v");
+  check_attention_input(dout, q, kOp, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hu = fwd.score_heads;
   const Tensor out_bthd = fwd.out.transpose(1, 2);
   SK_CHECK(out_bthd.is_contiguous() && out_bthd.dtype() == DType::BF16 && out_bthd.shape() == Shape({B, T, H, D}),
@@ -192,7 +159,7 @@ SparsekCudaGrads sparsek_cuda_backward(const Tensor& dout, const Tensor& q, cons
   Tensor g_row = Tensor::empty({B * Hu, T}, DType::F32, dev), g_key = Tensor::empty({B * Hu, T}, DType::F32, dev);
   Tensor c_prefix = Tensor::empty({B * Hu, T + 1}, DType::F64, dev);
   Tensor frac_count = Tensor::empty({B * Hu, T + 1}, DType::I32, dev);
-  SK_KERNEL_CHECK(sk_cuda_sparsek_backward(&p, dout.data_ptr(), strides_of(dout, "dout"), out_bthd.data_ptr(),
+  SK_KERNEL_CHECK(sk_cuda_sparsek_backward(&p, dout.data_ptr(), attention_strides(dout, kOp, "dout"), out_bthd.data_ptr(),
                                            fwd.lse.data<float>(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
                                            du.data<float>(), dkv_accum.data<float>(),
                                            delta.defined() ? delta.data<float>() : nullptr,
