@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <queue>
@@ -53,36 +54,60 @@ std::vector<int64_t> CausalSelection::selected_keys(int64_t i) const {
   return out;
 }
 
-PrefixSelector::PrefixSelector(int64_t k) : k_(k), tau_(-kInf) {
+TauWalker::TauWalker(int64_t k) : k_(k), tau_(-kInf) {
   SK_CHECK(k >= 1, "sparsek selection: k must be >= 1 (config attention.k), got ", k);
 }
 
-const PrefixSelector::Events& PrefixSelector::push(double u, int64_t pos) {
-  ev_ = Events{};
-  ++n_prefix_;
-  // Top-k: one insertion and at most one eviction.
-  if (int64_t(top_.size()) < k_) {
-    top_.emplace(u, pos);
-    ev_.selected = true;
-  } else if (u >= top_.top().first) {  // equal scores: the more recent key wins
-    ev_.evicted = top_.top().second;
-    top_.pop();
-    top_.emplace(u, pos);
-    ev_.selected = true;
+TauWalker TauWalker::canonical(const double* u, int64_t n, int64_t k, std::vector<EntryState>* states) {
+  TauWalker w(k);
+  w.n_prefix_ = n;
+  if (states) states->assign(size_t(n), EntryState::Saturated);
+  if (n <= k) {  // the walk has not started: every key saturated, tau = -inf
+    for (int64_t j = 0; j < n; ++j) w.sat_.push(SatEntry{u[j] - 1.0, j, u[j]});
+    w.n_sat_ = n;
+    return w;
   }
+  const Projection p = sparsek_tau_search(u, n, k);
+  w.tau_ = p.tau;
+  if (states) std::copy(p.state.begin(), p.state.begin() + n, states->begin());
+  for (int64_t j = 0; j < n; ++j) {
+    if (p.state[j] == EntryState::Saturated) {
+      w.sat_.push(SatEntry{u[j] - 1.0, j, u[j]});
+      ++w.n_sat_;
+    } else if (p.state[j] == EntryState::Fractional) {
+      w.frac_.emplace(u[j], j);
+      w.sum_frac_ += u[j];
+    }
+  }
+  return w;
+}
+
+bool TauWalker::same_scalars(const TauWalker& o) const {
+  auto same_bits = [](double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; };
+  // Bitwise even for sum_frac with an empty fractional set: a residual left by the subtractions is
+  // carried into the next entering fractional key before the walk resets it (so -0 vs +0 also
+  // "differs": conservative, never wrong).
+  return k_ == o.k_ && same_bits(tau_, o.tau_) && n_sat_ == o.n_sat_ && n_prefix_ == o.n_prefix_ &&
+         same_bits(sum_frac_, o.sum_frac_) && frac_ == o.frac_;
+}
+
+void TauWalker::push(double u, int64_t pos, Events& ev) {
+  ev.to_fractional.clear();
+  ev.to_dead.clear();
+  ++n_prefix_;
   // Classify the new key against the old tau.
   if (u - 1.0 >= tau_) {
     sat_.push(SatEntry{u - 1.0, pos, u});
     ++n_sat_;
-    ev_.entered_as = EntryState::Saturated;
+    ev.entered_as = EntryState::Saturated;
   } else if (u > tau_) {
     frac_.emplace(u, pos);
     sum_frac_ += u;
-    ev_.entered_as = EntryState::Fractional;
+    ev.entered_as = EntryState::Fractional;
   } else {
-    ev_.entered_as = EntryState::Dead;
+    ev.entered_as = EntryState::Dead;
   }
-  if (n_prefix_ <= k_) return ev_;  // every key saturated, tau = -inf
+  if (n_prefix_ <= k_) return;  // every key saturated, tau = -inf
   // Walk tau up over the breakpoints while f stays >= k there.
   double nb = kInf;
   for (;;) {
@@ -102,17 +127,35 @@ const PrefixSelector::Events& PrefixSelector::push(double u, int64_t pos) {
       --n_sat_;
       frac_.emplace(e.u, e.pos);
       sum_frac_ += e.u;
-      ev_.to_fractional.push_back(e.pos);
+      ev.to_fractional.push_back(e.pos);
     }
     while (!frac_.empty() && frac_.begin()->first <= nb) {  // fractional -> dead (never returns)
       const int64_t d = frac_.begin()->second;
       sum_frac_ -= frac_.begin()->first;
       frac_.erase(frac_.begin());
-      ev_.to_dead.push_back(d);
+      ev.to_dead.push_back(d);
     }
   }
   SK_CHECK(!frac_.empty(), "sparsek selection: internal error, empty fractional set after position ", pos);
   tau_ = std::clamp((double(n_sat_) + sum_frac_ - double(k_)) / double(frac_.size()), tau_, nb);
+}
+
+PrefixSelector::PrefixSelector(int64_t k) : walk_(k) {}
+
+const PrefixSelector::Events& PrefixSelector::push(double u, int64_t pos) {
+  ev_.selected = false;
+  ev_.evicted = -1;
+  // Top-k: one insertion and at most one eviction.
+  if (int64_t(top_.size()) < walk_.k()) {
+    top_.emplace(u, pos);
+    ev_.selected = true;
+  } else if (u >= top_.top().first) {  // equal scores: the more recent key wins
+    ev_.evicted = top_.top().second;
+    top_.pop();
+    top_.emplace(u, pos);
+    ev_.selected = true;
+  }
+  walk_.push(u, pos, ev_);
   return ev_;
 }
 

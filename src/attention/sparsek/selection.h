@@ -57,29 +57,32 @@ struct DenseSelection {
   std::vector<uint8_t> sel;     // (T, T): 1 where j in Sel_i
 };
 
-// The incremental state behind causal_selection, one key at a time (also what generation keeps:
-// the scores of the saturated and fractional keys are scalars, not KV). push(u, pos) adds the next
-// key of the prefix and reports what changed; keys are identified by the caller's positions, which
-// must increase from push to push (ties in u go to the later push).
-class PrefixSelector {
+// The tau part of the incremental selection: the saturated keys (min-heap by their breakpoint
+// fl(u - 1)), the fractional keys (ordered by u), their counts and sum, and tau. push(u, pos) adds
+// the next key of the prefix (positions increase from push to push) and reports what changed.
+// canonical() builds the state of a whole prefix directly (tau and every key's state from the
+// SPARSEK operator, the fractional sum in key order), so a walk can start anywhere
+// (selection_chunked.h); same_scalars() compares what the next push reads, bitwise.
+class TauWalker {
  public:
   struct Events {
     EntryState entered_as = EntryState::Saturated;  // the new key's state against the old tau
-    bool selected = false;                          // the new key joined the top-k
-    int64_t evicted = -1;                           // position that left the top-k (-1: none)
     std::vector<int64_t> to_fractional, to_dead;    // positions whose state changed (in order)
   };
-  explicit PrefixSelector(int64_t k);
-  const Events& push(double u, int64_t pos);
-  double tau() const { return tau_; }    // -infinity while size() <= k
+  explicit TauWalker(int64_t k);
+  // states (optional): each key's state in that prefix, n entries.
+  static TauWalker canonical(const double* u, int64_t n, int64_t k, std::vector<EntryState>* states = nullptr);
+  void push(double u, int64_t pos, Events& ev);  // ev is overwritten
+  double tau() const { return tau_; }           // -infinity while size() <= k
   int64_t size() const { return n_prefix_; }
-  // Scores held for tau (saturated + fractional keys); dead keys are forgotten.
-  int64_t tracked_scores() const { return n_sat_ + int64_t(frac_.size()); }
+  int64_t tracked_scores() const { return n_sat_ + int64_t(frac_.size()); }  // saturated + fractional
   int64_t k() const { return k_; }
+  // tau, the counts and the fractional sum equal bit for bit, and the same fractional keys. (Which
+  // keys are saturated or dead the caller compares: it knows them from the events.)
+  bool same_scalars(const TauWalker& o) const;
 
  private:
   using Entry = std::pair<double, int64_t>;  // (u, pos)
-  using MinHeap = std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>>;
   struct SatEntry {
     double breakpoint;  // fl(u - 1): where the key turns fractional
     int64_t pos;
@@ -88,10 +91,34 @@ class PrefixSelector {
   };
   int64_t k_;
   std::priority_queue<SatEntry, std::vector<SatEntry>, std::greater<SatEntry>> sat_;  // next to turn fractional on top
-  MinHeap top_;              // (u, pos): the worst selected key on top (ties: the older one)
-  std::set<Entry> frac_;     // (u, pos): minimum dies next; maximum tells when all die at once
+  std::set<Entry> frac_;  // (u, pos): minimum dies next; maximum tells when all die at once
   int64_t n_sat_ = 0, n_prefix_ = 0;
   double sum_frac_ = 0, tau_;
+};
+
+// The incremental state behind causal_selection, one key at a time (also what generation keeps:
+// the scores of the saturated and fractional keys are scalars, not KV): the TauWalker plus the
+// top-k. push(u, pos) adds the next key of the prefix and reports what changed; keys are
+// identified by the caller's positions, which must increase from push to push (ties in u go to
+// the later push).
+class PrefixSelector {
+ public:
+  struct Events : TauWalker::Events {
+    bool selected = false;  // the new key joined the top-k
+    int64_t evicted = -1;   // position that left the top-k (-1: none)
+  };
+  explicit PrefixSelector(int64_t k);
+  const Events& push(double u, int64_t pos);
+  double tau() const { return walk_.tau(); }
+  int64_t size() const { return walk_.size(); }
+  // Scores held for tau (saturated + fractional keys); dead keys are forgotten.
+  int64_t tracked_scores() const { return walk_.tracked_scores(); }
+  int64_t k() const { return walk_.k(); }
+
+ private:
+  using Entry = std::pair<double, int64_t>;  // (u, pos)
+  TauWalker walk_;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> top_;  // worst selected key on top (ties: the older one)
   Events ev_;
 };
 

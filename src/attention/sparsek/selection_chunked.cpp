@@ -9,12 +9,9 @@
 #include "attention/sparsek/selection_chunked.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <queue>
-#include <set>
 #include <utility>
 #include <vector>
 
@@ -32,121 +29,52 @@ struct Transition {
   bool dead;  // false: frac_from, true: dead_from
 };
 
-// The tau / state part of PrefixSelector (selection.cpp), the same operations in the same order,
-// startable from any state. state: per key 2 saturated, 1 fractional, 0 dead (keys past the
-// prefix are unused).
-struct TauWalk {
-  using Entry = std::pair<double, int64_t>;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> sat;  // (fl(u - 1), pos)
-  std::set<Entry> frac;                                                       // (u, pos)
-  int64_t k = 0, n_sat = 0, n_prefix = 0;
-  double sum_frac = 0, tau = -kInf;
-  std::vector<int8_t> state;
-
-  void push(const double* u, int64_t j, int64_t i, std::vector<Transition>& tr) {
-    const double uj = u[j];
-    ++n_prefix;
-    if (uj - 1.0 >= tau) {
-      sat.emplace(uj - 1.0, j);
-      ++n_sat;
-      state[j] = 2;
-    } else if (uj > tau) {
-      frac.emplace(uj, j);
-      sum_frac += uj;
-      state[j] = 1;
-      tr.push_back({j, i, false});
-    } else {
-      state[j] = 0;
-      tr.push_back({j, i, false});
-      tr.push_back({j, i, true});
-    }
-    if (n_prefix <= k) return;
-    double nb = kInf;
-    for (;;) {
-      if (frac.empty()) sum_frac = 0;
-      nb = kInf;
-      if (!sat.empty()) nb = sat.top().first;
-      if (!frac.empty()) nb = std::min(nb, frac.begin()->first);
-      if (nb == kInf) break;
-      const bool flat_after = (sat.empty() || sat.top().first > nb) && (frac.empty() || frac.rbegin()->first <= nb);
-      const double n_frac = double(frac.size());
-      const double f_nb = flat_after ? double(n_sat) : double(n_sat) + (sum_frac - n_frac * nb);
-      if (f_nb < double(k)) break;
-      tau = nb;
-      while (!sat.empty() && sat.top().first <= nb) {
-        const int64_t e = sat.top().second;
-        sat.pop();
-        --n_sat;
-        frac.emplace(u[e], e);
-        sum_frac += u[e];
-        state[e] = 1;
-        tr.push_back({e, i, false});
-      }
-      while (!frac.empty() && frac.begin()->first <= nb) {
-        const int64_t d = frac.begin()->second;
-        sum_frac -= frac.begin()->first;
-        frac.erase(frac.begin());
-        state[d] = 0;
-        tr.push_back({d, i, true});
-      }
-    }
-    SK_CHECK(!frac.empty(), "sparsek chunked selection: internal error, empty fractional set at query ", i);
-    tau = std::clamp((double(n_sat) + sum_frac - double(k)) / double(frac.size()), tau, nb);
-  }
+// The selector's tau walk (TauWalker, selection.h: the code causal_selection runs) and every key's
+// state, kept from its events (keys past the prefix are unused).
+struct Walk {
+  TauWalker tau_walk;
+  std::vector<EntryState> state;
 };
 
-// Canonical state of the prefix [0, n0): tau and states from the operator, sums in key order.
-TauWalk canonical_start(const double* u, int64_t n0, int64_t k, int64_t T) {
-  TauWalk w;
-  w.k = k;
-  w.n_prefix = n0;
-  w.state.assign(size_t(T), 2);
-  if (n0 <= k) {  // the walk has not started: every key saturated, tau = -inf
-    for (int64_t j = 0; j < n0; ++j) w.sat.emplace(u[j] - 1.0, j);
-    w.n_sat = n0;
-    return w;
-  }
-  const Projection p = sparsek_tau_search(u, n0, k);
-  w.tau = p.tau;
-  for (int64_t j = 0; j < n0; ++j) {
-    w.state[j] = int8_t(p.state[j]);
-    if (p.state[j] == EntryState::Saturated) {
-      w.sat.emplace(u[j] - 1.0, j);
-      ++w.n_sat;
-    } else if (p.state[j] == EntryState::Fractional) {
-      w.frac.emplace(u[j], j);
-      w.sum_frac += u[j];
-    }
-  }
+// Canonical state of the prefix [0, n0) (TauWalker::canonical), with room for T keys.
+Walk canonical_start(const double* u, int64_t n0, int64_t k, int64_t T) {
+  Walk w{TauWalker(k), {}};
+  w.tau_walk = TauWalker::canonical(u, n0, k, &w.state);
+  w.state.resize(size_t(T), EntryState::Saturated);
   return w;
 }
 
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
-
-// Equal walk states: every quantity the next pushes read, bitwise. (The sets follow from the states.)
-bool same_state(const TauWalk& a, const TauWalk& b, int64_t n0) {
-  if (!same_bits(a.tau, b.tau) || a.n_sat != b.n_sat || a.frac.size() != b.frac.size() || a.n_prefix != b.n_prefix)
-    return false;
-  // Bitwise even when the fractional set is empty: a residual left by the subtractions is carried
-  // into the next entering fractional key before the walk resets it (so -0 vs +0 also "differs":
-  // a conservative check, never a wrong one).
-  if (!same_bits(a.sum_frac, b.sum_frac)) return false;
-  return std::equal(a.state.begin(), a.state.begin() + n0, b.state.begin());
+// Equal walk states: every quantity the next pushes read, bitwise, and the same key states.
+bool same_state(const Walk& a, const Walk& b, int64_t n0) {
+  return a.tau_walk.same_scalars(b.tau_walk) && std::equal(a.state.begin(), a.state.begin() + n0, b.state.begin());
 }
 
 struct ChunkRun {
-  TauWalk walk;                  // the state after the chunk's last query
-  std::vector<double> tau;       // the chunk's tau_i
-  std::vector<Transition> tr;    // its state transitions
+  Walk walk;                   // the state after the chunk's last query
+  std::vector<double> tau;     // the chunk's tau_i
+  std::vector<Transition> tr;  // its state transitions
 };
 
-ChunkRun walk_chunk(TauWalk start, const double* u, int64_t s, int64_t e, int64_t window) {
-  ChunkRun r;
-  r.walk = std::move(start);
+ChunkRun walk_chunk(Walk start, const double* u, int64_t s, int64_t e, int64_t window) {
+  ChunkRun r{std::move(start), {}, {}};
+  TauWalker::Events ev;
   for (int64_t i = s; i < e; ++i) {
     const int64_t j = i - window;
-    if (j >= 0) r.walk.push(u, j, i, r.tr);
-    r.tau.push_back(j >= 0 ? r.walk.tau : -kInf);
+    if (j >= 0) {
+      r.walk.tau_walk.push(u[j], j, ev);
+      r.walk.state[size_t(j)] = ev.entered_as;
+      if (ev.entered_as != EntryState::Saturated) r.tr.push_back({j, i, false});
+      if (ev.entered_as == EntryState::Dead) r.tr.push_back({j, i, true});
+      for (int64_t f : ev.to_fractional) {
+        r.walk.state[size_t(f)] = EntryState::Fractional;
+        r.tr.push_back({f, i, false});
+      }
+      for (int64_t d : ev.to_dead) {
+        r.walk.state[size_t(d)] = EntryState::Dead;
+        r.tr.push_back({d, i, true});
+      }
+    }
+    r.tau.push_back(j >= 0 ? r.walk.tau_walk.tau() : -kInf);
   }
   return r;
 }
@@ -206,7 +134,7 @@ CausalSelection causal_selection_chunked(const double* u, int64_t T, int64_t k, 
   // Phase 2: verify each start against the assembled end state of the previous chunk; fall back.
   for (int64_t c = 1; c < n_chunks; ++c) {
     const int64_t cs = c * L, ce = std::min(cs + L, T), n0 = std::max<int64_t>(0, cs - window);
-    const TauWalk start = canonical_start(u, n0, k, T);
+    const Walk start = canonical_start(u, n0, k, T);
     const bool real = n0 > k;
     st.chunks += real ? 1 : 0;
     if (same_state(start, runs[size_t(c - 1)].walk, n0)) {
