@@ -47,6 +47,20 @@ double CausalSelection::mask(int64_t i, int64_t j, double u_j) const {
   return 0.0;
 }
 
+CausalSelection CausalSelection::before_walk(int64_t T, int64_t k, int64_t window) {
+  CausalSelection s;
+  s.T = T;
+  s.k = k;
+  s.window = window;
+  s.tau.assign(size_t(T), -kInf);
+  s.keys.resize(size_t(T));
+  for (int64_t j = 0; j < T; ++j) {
+    const int64_t enter = std::min(j + window, T);
+    s.keys[j] = KeyRanges{enter, T, T, enter, enter};  // saturated to the end, never selected
+  }
+  return s;
+}
+
 std::vector<int64_t> CausalSelection::selected_keys(int64_t i) const {
   std::vector<int64_t> out;
   for (int64_t j = 0; j <= i - window; ++j)
@@ -161,16 +175,7 @@ const PrefixSelector::Events& PrefixSelector::push(double u, int64_t pos) {
 
 CausalSelection causal_selection(const double* u, int64_t T, int64_t k, int64_t window) {
   check_args(T, k, window);
-  CausalSelection s;
-  s.T = T;
-  s.k = k;
-  s.window = window;
-  s.tau.assign(size_t(T), -kInf);
-  s.keys.resize(size_t(T));
-  for (int64_t j = 0; j < T; ++j) {
-    const int64_t enter = std::min(j + window, T);
-    s.keys[j] = KeyRanges{enter, T, T, enter, enter};  // saturated to the end, never selected
-  }
+  CausalSelection s = CausalSelection::before_walk(T, k, window);
   PrefixSelector sel(k);
   for (int64_t i = 0; i < T; ++i) {
     const int64_t j = i - window;

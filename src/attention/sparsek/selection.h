@@ -47,6 +47,9 @@ struct CausalSelection {
   double mask(int64_t i, int64_t j, double u_j) const;
   // Sel_i as key positions, ascending.
   std::vector<int64_t> selected_keys(int64_t i) const;
+  // The state before any query is walked: tau = -inf everywhere, every key saturated from its
+  // entry to the end and never selected (the walks then set the ranges where things change).
+  static CausalSelection before_walk(int64_t T, int64_t k, int64_t window);
 };
 
 // The brute-force result, dense over (query i, key j).

@@ -85,16 +85,7 @@ CausalSelection causal_selection_chunked(const double* u, int64_t T, int64_t k, 
                                          ChunkedSelectionStats* stats) {
   SK_CHECK(T >= 0 && k >= 1 && window >= 0 && L >= 1, "sparsek chunked selection: bad arguments T ", T, ", k ", k,
            ", window ", window, ", L ", L);
-  CausalSelection s;
-  s.T = T;
-  s.k = k;
-  s.window = window;
-  s.tau.assign(size_t(T), -kInf);
-  s.keys.resize(size_t(T));
-  for (int64_t j = 0; j < T; ++j) {
-    const int64_t enter = std::min(j + window, T);
-    s.keys[j] = KeyRanges{enter, T, T, enter, enter};
-  }
+  CausalSelection s = CausalSelection::before_walk(T, k, window);
   ChunkedSelectionStats st;
   const int64_t n_chunks = (T + L - 1) / L;
 
