@@ -348,40 +348,31 @@ Tensor Tensor::to(Device dev) const {
   return out;
 }
 
-Tensor Tensor::view(const Shape& new_shape_in) const {
-  check_defined("view");
-  SK_CHECK(is_contiguous(), "view", shape_str(new_shape_in), " of a non-contiguous tensor ", str(),
-           ": call reshape() or contiguous() first");
-  Shape new_shape = new_shape_in;
+namespace {
+
+// The requested shape with a -1 resolved against numel elements; throws (naming `op`) unless it
+// has exactly numel elements.
+Shape resolve_shape(const char* op, const Shape& requested, int64_t numel, const Shape& from) {
+  Shape shape = requested;
   int infer = -1;
   int64_t known = 1;
-  for (size_t i = 0; i < new_shape.size(); ++i) {
-    if (new_shape[i] == -1) {
-      SK_CHECK(infer < 0, "view", shape_str(new_shape_in), ": only one dimension may be -1");
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      SK_CHECK(infer < 0, op, shape_str(requested), ": only one dimension may be -1");
       infer = static_cast<int>(i);
     } else {
-      SK_CHECK(new_shape[i] >= 0, "view", shape_str(new_shape_in), ": negative dimension");
-      known *= new_shape[i];
+      SK_CHECK(shape[i] >= 0, op, shape_str(requested), ": negative dimension");
+      known *= shape[i];
     }
   }
   if (infer >= 0) {
-    SK_CHECK(known > 0 && numel() % known == 0, "view", shape_str(new_shape_in), ": cannot infer -1 for ", numel(),
-             " elements");
-    new_shape[infer] = numel() / known;
+    SK_CHECK(known > 0 && numel % known == 0, op, shape_str(requested), ": cannot infer -1 for ", numel, " elements");
+    shape[infer] = numel / known;
   }
-  SK_CHECK(shape_numel(new_shape) == numel(), "view: shape ", shape_str(new_shape_in), " has ",
-           shape_numel(new_shape), " elements, the tensor ", shape_str(shape()), " has ", numel());
-  Tensor out = make_view(*this, new_shape, contiguous_strides(new_shape), offset());
-  if (autograd::needs_grad({this})) {
-    Shape old = shape();
-    autograd::record("view", {*this}, {out}, [old](const std::vector<Tensor>& g, const std::vector<bool>&) {
-      return std::vector<Tensor>{g[0].reshape(old)};
-    });
-  }
-  return out;
+  SK_CHECK(shape_numel(shape) == numel, op, ": shape ", shape_str(requested), " has ", shape_numel(shape),
+           " elements, the tensor ", shape_str(from), " has ", numel);
+  return shape;
 }
-
-namespace {
 
 // Strides that show a tensor of (shape, strides) as new_shape (same element count) without
 // copying, or false when no such strides exist. Walks the old dims from the innermost outward in
@@ -416,29 +407,33 @@ bool view_strides(const Shape& shape, const Strides& strides, const Shape& new_s
 
 }  // namespace
 
-Tensor Tensor::reshape(const Shape& s) const {
-  check_defined("reshape");
-  if (is_contiguous()) return view(s);
-  // Resolve a -1 the way view() does (on a contiguous shape with this tensor's element count).
-  Shape new_shape = s;
-  if (std::count(s.begin(), s.end(), int64_t(-1)) > 0) {
-    int64_t known = 1;
-    for (int64_t x : s)
-      if (x != -1) known *= x;
-    for (int64_t& x : new_shape)
-      if (x == -1) x = known > 0 ? numel() / known : 0;
-  }
-  Strides st;
-  if (shape_numel(new_shape) != numel() || !view_strides(shape(), strides(), new_shape, st))
-    return contiguous().view(s);  // view() reports a bad shape with its message
-  Tensor out = make_view(*this, new_shape, st, offset());
+// This tensor's elements seen as (shape, strides), recorded as one node whose backward reshapes back.
+Tensor Tensor::reshaped_view(const char* op, const Shape& shape, const Strides& strides) const {
+  Tensor out = make_view(*this, shape, strides, offset());
   if (autograd::needs_grad({this})) {
-    Shape old = shape();
-    autograd::record("reshape", {*this}, {out}, [old](const std::vector<Tensor>& g, const std::vector<bool>&) {
+    Shape old = this->shape();
+    autograd::record(op, {*this}, {out}, [old](const std::vector<Tensor>& g, const std::vector<bool>&) {
       return std::vector<Tensor>{g[0].reshape(old)};
     });
   }
   return out;
+}
+
+Tensor Tensor::view(const Shape& new_shape_in) const {
+  check_defined("view");
+  SK_CHECK(is_contiguous(), "view", shape_str(new_shape_in), " of a non-contiguous tensor ", str(),
+           ": call reshape() or contiguous() first");
+  const Shape new_shape = resolve_shape("view", new_shape_in, numel(), shape());
+  return reshaped_view("view", new_shape, contiguous_strides(new_shape));
+}
+
+Tensor Tensor::reshape(const Shape& s) const {
+  check_defined("reshape");
+  if (is_contiguous()) return view(s);
+  const Shape new_shape = resolve_shape("reshape", s, numel(), shape());
+  Strides st;
+  if (!view_strides(shape(), strides(), new_shape, st)) return contiguous().view(new_shape);
+  return reshaped_view("reshape", new_shape, st);
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {

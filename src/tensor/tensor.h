@@ -120,6 +120,8 @@ class Tensor {
 
  private:
   void check_defined(const char* what) const;
+  // view() and reshape(): this tensor's data as (shape, strides), one autograd node named op.
+  Tensor reshaped_view(const char* op, const Shape& shape, const Strides& strides) const;
   std::shared_ptr<TensorImpl> impl_;
 };
 
