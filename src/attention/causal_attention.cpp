@@ -32,12 +32,6 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, Causal
   return f.out;
 }
 
-// Head i (0: q, 1: k, 2: v) of a packed (B, T, 3, H, D) tensor as a (B, H, T, D) view.
-Tensor packed_head(const Tensor& qkv, int64_t i) {
-  const int64_t B = qkv.size(0), T = qkv.size(1), H = qkv.size(3), D = qkv.size(4);
-  return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2);
-}
-
 // One autograd node from qkv to out: the backward fills one packed dqkv.
 Tensor flash_attention_packed(const Tensor& qkv, CausalWindow mask) {
   const Tensor packed = qkv.detach();
@@ -77,6 +71,11 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Causa
   ops::check_same_dtype("attention", "q", q, "v", v);
   if (flash_attention_supported(q)) return flash_attention(q, k, v, mask);
   return host_fallback(q, k, v, mask);
+}
+
+Tensor packed_head(const Tensor& qkv, int64_t i) {
+  const int64_t B = qkv.size(0), T = qkv.size(1), H = qkv.size(3), D = qkv.size(4);
+  return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2);
 }
 
 Tensor causal_attention_packed(const Tensor& qkv, CausalWindow mask) {

@@ -19,4 +19,7 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, Causa
 // split/concatenate copies); elsewhere this is causal_attention on the three views (same numbers).
 Tensor causal_attention_packed(const Tensor& qkv, CausalWindow mask);
 
+// Slot i (0: q, 1: k, 2: v) of a packed (B, T, 3, H, D) tensor as a (B, H, T, D) view (no copy).
+Tensor packed_head(const Tensor& qkv, int64_t i);
+
 }  // namespace sk::attention

@@ -17,6 +17,11 @@ bool fused_attention_takes(const Tensor& q) {
 #endif
 }
 
+void check_fused_attention_q(const Tensor& q, const char* op) {
+  SK_CHECK(fused_attention_takes(q), op, ": q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
+           q.defined() ? q.str() : std::string("undefined"));
+}
+
 #ifdef SPARSEK_HAS_CUDA
 SkFlashStrides attention_strides(const Tensor& x, const char* op, const char* name) {
   const Strides& s = x.strides();

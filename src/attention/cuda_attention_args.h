@@ -14,6 +14,8 @@ namespace sk::attention {
 
 // True when q is (B, H, T, D) bf16 on CUDA with D in {64, 128} (false in a CPU-only build).
 bool fused_attention_takes(const Tensor& q);
+// Throws (message starting with `op`) unless fused_attention_takes(q).
+void check_fused_attention_q(const Tensor& q, const char* op);
 
 #ifdef SPARSEK_HAS_CUDA
 // x's (batch, head, row) strides; throws unless its last dim is contiguous. `op` starts messages.

@@ -20,8 +20,7 @@ namespace {
 constexpr const char* kOp = "flash attention";
 
 SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask) {
-  SK_CHECK(flash_attention_supported(q), "flash attention: q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
-           q.str());
+  check_fused_attention_q(q, kOp);
   return attention_params(q, k, v, mask.window, kOp);
 }
 
@@ -76,8 +75,7 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
 AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                         const AttentionForward& fwd, CausalWindow mask) {
 #ifdef SPARSEK_HAS_CUDA
-  SK_CHECK(flash_attention_supported(q), "flash attention: q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
-           q.str());
+  check_fused_attention_q(q, kOp);
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   Tensor dq = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
   Tensor dk = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
@@ -93,8 +91,7 @@ AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, con
 void flash_attention_backward_packed(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                      const AttentionForward& fwd, CausalWindow mask, Tensor& dqkv) {
 #ifdef SPARSEK_HAS_CUDA
-  SK_CHECK(flash_attention_supported(q), "flash attention: q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ",
-           q.str());
+  check_fused_attention_q(q, kOp);
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   SK_CHECK(dqkv.defined() && dqkv.shape() == Shape({B, T, 3, H, D}) && dqkv.is_contiguous() &&
                dqkv.dtype() == DType::BF16 && dqkv.device() == q.device(),

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "attention/causal_attention.h"
 #include "nn/rotary.h"
 #include "ops/ops.h"
 #include "util/check.h"
@@ -34,9 +35,7 @@ Tensor QkvProjection::packed(const Tensor& x) const {
 
 QkvProjection::Heads QkvProjection::heads(const Tensor& x, int64_t position_offset) const {
   const Tensor qkv = packed(x);
-  const int64_t B = qkv.size(0), T = qkv.size(1), H = spec_.n_head, D = spec_.head_dim();
-  auto head = [&](int64_t i) { return qkv.slice(2, i, i + 1).reshape({B, T, H, D}).transpose(1, 2); };
-  Heads h{head(0), head(1), head(2)};  // (B, H, T, D) views
+  Heads h{packed_head(qkv, 0), packed_head(qkv, 1), packed_head(qkv, 2)};  // (B, H, T, D) views
   if (const int64_t R = spec_.rotary_dims(); R > 0) {
     h.q = nn::rotary(h.q, R, spec_.rotary_base, position_offset);
     h.k = nn::rotary(h.k, R, spec_.rotary_base, position_offset);

@@ -79,8 +79,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
 SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& u,
                                         const SparsekParams& params) {
 #ifdef SPARSEK_HAS_CUDA
-  SK_CHECK(sparsek_attention_cuda_supported(q),
-           "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
+  check_fused_attention_q(q, kOp);
   check_attention_input(k, q, kOp, "k");
   check_attention_input(v, q, kOp, "v");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
@@ -100,8 +99,7 @@ SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const 
                                         const SparsekCudaSelection& selection, int64_t score_heads,
                                         const SparsekParams& params) {
 #ifdef SPARSEK_HAS_CUDA
-  SK_CHECK(sparsek_attention_cuda_supported(q),
-           "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
+  check_fused_attention_q(q, kOp);
   check_attention_input(k, q, kOp, "k");
   check_attention_input(v, q, kOp, "v");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
@@ -128,8 +126,7 @@ SparsekCudaForward sparsek_cuda_forward(const Tensor& q, const Tensor& k, const 
 SparsekCudaGrads sparsek_cuda_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                        const SparsekCudaForward& fwd, const SparsekParams& params) {
 #ifdef SPARSEK_HAS_CUDA
-  SK_CHECK(sparsek_attention_cuda_supported(q),
-           "sparsek attention (CUDA): q must be (B, H, T, D) bf16 on CUDA with D in {64, 128}, got ", q.str());
+  check_fused_attention_q(q, kOp);
   check_attention_input(k, q, kOp, "k");
   check_attention_input(v, q, kOp, "v");
   check_attention_input(dout, q, kOp, "dout");
