@@ -19,6 +19,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "attention/causal_attention.h"
 #include "attention/flash_attention.h"
 #include "attention/sparsek/sparsek_cuda.h"
 #include "backend/cuda_device.h"
@@ -50,10 +51,9 @@ void bench_sparsek(const BenchAttentionOptions& o, Rng& rng, Timer& timer, nlohm
     if (B < 1) break;
     Tensor qkv = random_tensor({B, T, 3, H, D}, rng, DType::BF16, 0.0, 1.0);
     Tensor dout = random_tensor({B, H, T, D}, rng, DType::BF16, 0.0, 1.0);
-    auto view = [&](int64_t which) {
-      return make_view(qkv, {B, H, T, D}, {T * 3 * H * D, D, 3 * H * D, 1}, which * H * D);
-    };
-    Tensor q = view(0), k = view(1), v = view(2);
+    // (B, H, T, D) views of the packed projection, as the model passes them.
+    const Tensor q = attention::packed_head(qkv, 0), k = attention::packed_head(qkv, 1),
+                 v = attention::packed_head(qkv, 2);
     std::vector<double> uv(static_cast<size_t>(B * H * T));
     for (size_t i = 0; i < uv.size(); ++i) uv[i] = rng.normal() + 1e-3 * double(int64_t(i) % T);
     const Tensor u = Tensor::from_vector(uv, {B, H, T}, DType::F32).to(Device::cuda(0));
@@ -101,10 +101,9 @@ void run_bench_attention(const BenchAttentionOptions& o) {
       const int64_t B = o.tokens / T;
       Tensor qkv = random_tensor({B, T, 3, H, D}, rng, DType::BF16, 0.0, 1.0);
       Tensor dout = random_tensor({B, H, T, D}, rng, DType::BF16, 0.0, 1.0);
-      auto view = [&](int64_t which) {
-        return make_view(qkv, {B, H, T, D}, {T * 3 * H * D, D, 3 * H * D, 1}, which * H * D);
-      };
-      Tensor q = view(0), k = view(1), v = view(2);
+      // (B, H, T, D) views of the packed projection, as the model passes them.
+      const Tensor q = attention::packed_head(qkv, 0), k = attention::packed_head(qkv, 1),
+                 v = attention::packed_head(qkv, 2);
       for (int64_t window : std::vector<int64_t>{0, o.window}) {
         const attention::CausalWindow mask{window};
         const double fwd_ms =
