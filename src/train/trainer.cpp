@@ -47,6 +47,7 @@ std::vector<std::string> resolve_shards(const std::string& pattern) {
 
 double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches) {
   autograd::NoGradGuard no_grad;
+  gpt.set_step(-1);  // evaluation: fixed randomness (lsh rotations); the next training step sets its own
   loader.reset();
   double total = 0;
   int64_t targets = 0, batches = 0;
@@ -346,6 +347,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   for (int64_t step = start_step; step < cfg.train.max_steps; ++step) {
     const double lr = learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps);
     opt.zero_grad();
+    gpt.set_step(step);  // per-step randomness (lsh rotations), reproducible from the run seed
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
       data::Batch b = *train_loader.next();
