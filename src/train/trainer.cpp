@@ -64,6 +64,30 @@ double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_bat
   return total / double(targets);
 }
 
+double evaluate_causal(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches) {
+  autograd::NoGradGuard no_grad;
+  gpt.set_step(-1);
+  loader.reset();
+  double total = 0;
+  int64_t targets = 0, batches = 0;
+  ops::CrossEntropyOptions o;
+  o.valid_vocab = gpt.config().vocab_size;
+  o.reduction = ops::Reduction::Sum;
+  const Device dev = gpt.device();
+  while (auto b = loader.next()) {
+    const int64_t B = b->inputs.size(0), T = b->inputs.size(1);
+    model::KvCache cache = gpt.new_cache(B, T);
+    for (int64_t t = 0; t < T; ++t) {
+      Tensor logits = gpt.forward_step(b->inputs.slice(1, t, t + 1).contiguous().to(dev), cache);  // (B, 1, Vp)
+      total += ops::cross_entropy(logits, b->targets.slice(1, t, t + 1).contiguous().to(dev), o).item();
+    }
+    targets += b->num_targets;
+    if (++batches == max_batches) break;
+  }
+  SK_CHECK(targets > 0, "evaluation: the split has no targets");
+  return total / double(targets);
+}
+
 namespace {
 
 // Weight decay on 2-D weights; embeddings, norms and biases only when asked.
