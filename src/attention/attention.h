@@ -79,7 +79,8 @@ class Attention {
   virtual void set_step(int64_t step) const { (void)step; }
 
   // Parameters with names relative to the layer ("qkv_w", "qkv_b", "proj_w", "proj_b", then the
-  // kind's own), in a fixed order. The model prefixes "h.<layer>.".
+  // kind's own; lsh has "qk_w", "v_w", "proj_w", "proj_b"), in a fixed order. The model prefixes
+  // "h.<layer>.".
   virtual std::vector<std::pair<std::string, Tensor>> named_parameters() const = 0;
 
   // Cost model: keys attended by the T queries of one sequence, summed over the queries (per
