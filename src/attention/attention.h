@@ -73,8 +73,14 @@ class Attention {
   virtual std::unique_ptr<AttentionCache> new_cache(int64_t batch, int64_t max_positions) const = 0;
   virtual Tensor forward_step(const Tensor& x, AttentionCache& cache) const = 0;
 
+  // Per-step randomness (lsh draws its hash rotations from the run seed, the layer and this step):
+  // the training step about to run, or -1 for evaluation (fixed rotations; the default). Kinds
+  // without randomness ignore it. Gpt::set_step forwards it to every layer.
+  virtual void set_step(int64_t step) const { (void)step; }
+
   // Parameters with names relative to the layer ("qkv_w", "qkv_b", "proj_w", "proj_b", then the
-  // kind's own), in a fixed order. The model prefixes "h.<layer>.".
+  // kind's own; lsh has "qk_w", "v_w", "proj_w", "proj_b"), in a fixed order. The model prefixes
+  // "h.<layer>.".
   virtual std::vector<std::pair<std::string, Tensor>> named_parameters() const = 0;
 
   // Cost model: keys attended by the T queries of one sequence, summed over the queries (per

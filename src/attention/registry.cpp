@@ -15,6 +15,7 @@ namespace sk::attention {
 std::unique_ptr<Attention> make_full_attention(const AttentionSpec& spec, Rng& rng);            // full.cpp
 std::unique_ptr<Attention> make_sliding_window_attention(const AttentionSpec& spec, Rng& rng);  // sliding_window.cpp
 std::unique_ptr<Attention> make_sparsek_attention(const AttentionSpec& spec, Rng& rng);  // sparsek/sparsek_attention.cpp
+std::unique_ptr<Attention> make_lsh_attention(const AttentionSpec& spec, Rng& rng);      // lsh/lsh_attention.cpp
 
 namespace {
 
@@ -30,6 +31,7 @@ Registry& registry() {
         {"full", &make_full_attention},
         {"sliding_window", &make_sliding_window_attention},
         {"sparsek", &make_sparsek_attention},
+        {"lsh", &make_lsh_attention},
     };
     return reg;
   }();

@@ -88,6 +88,7 @@ struct EvalOptions {
   std::string split = "val";           // val | train
   std::vector<std::string> files;      // token shard files or globs, instead of the split
   int64_t max_batches = -1;            // -1: the config's eval.max_batches; 0: all
+  bool causal = false;                 // strictly causal token-by-token evaluation (train::evaluate_causal)
 };
 void run_eval(const EvalOptions& o);
 

@@ -1,8 +1,9 @@
-// `sparsek eval CONFIG|CHECKPOINT [--split val|train] [--files SHARDS...] [--max-batches N]`:
+// `sparsek eval CONFIG|CHECKPOINT [--split val|train] [--files SHARDS...] [--max-batches N] [--causal]`:
 // mean loss and perplexity of a trained model. CONFIG (a JSON file) means the latest checkpoint
 // in its checkpoint.dir; CHECKPOINT is a step directory or a run directory. The split's shards
 // come from the config (data.val / data.train) unless --files gives shard files or globs; every
-// window is read in order (the validation loader), each target counted once.
+// window is read in order (the validation loader), each target counted once. --causal computes each
+// position's logits by token-by-token decoding (strictly causal; what lsh comparisons need).
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -51,7 +52,8 @@ void run_eval(const EvalOptions& o) {
   const int64_t batches = max_batches > 0 ? std::min(max_batches, loader.batches_per_epoch()) : loader.batches_per_epoch();
   spdlog::info("eval: {} (step {}), {} shard(s), {} batch(es) of {} x {}", ck.dir().string(), ck.step(), shards.size(),
                batches, lo.batch_size, lo.seq_len);
-  const double loss = train::evaluate(gpt, loader, max_batches);
+  const double loss =
+      o.causal ? train::evaluate_causal(gpt, loader, max_batches) : train::evaluate(gpt, loader, max_batches);
   std::printf("step %lld  %s  loss %.4f  perplexity %.2f\n", static_cast<long long>(ck.step()),
               o.files.empty() ? o.split.c_str() : "files", loss, std::exp(loss));
 }

@@ -100,6 +100,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"val", "train"}));
   eval_cmd->add_option("--files", eval_opts.files, "token shard files or globs (instead of the split)");
   eval_cmd->add_option("--max-batches", eval_opts.max_batches, "batches to evaluate (0: all; default: eval.max_batches)");
+  eval_cmd->add_flag("--causal", eval_opts.causal,
+                     "strictly causal: each position's logits from token-by-token decoding (for lsh: docs/LSH.md)");
   eval_cmd->add_option("--set", eval_opts.overrides, "override a key of the saved config: --set train.batch_size=4");
   eval_cmd->callback([&] { run_eval(eval_opts); });
 

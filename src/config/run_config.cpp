@@ -108,6 +108,13 @@ void RunConfig::validate() const {
            model.rotary_pct, " of head dim ", head_dim, " gives an odd number of rotary dims");
   if (attention.kind == "sliding_window")
     SK_CHECK(attention.window >= 1, "config: attention.kind = sliding_window needs attention.window >= 1");
+  if (attention.kind == "lsh") {
+    SK_CHECK(attention.n_buckets == 0 || (attention.n_buckets >= 2 && attention.n_buckets % 2 == 0),
+             "config: attention.n_buckets must be 0 (2T/chunk rounded down to a power of two) or even >= 2 for "
+             "attention.kind = lsh, got ", attention.n_buckets);
+    SK_CHECK(model.rotary_pct == 0, "config: attention.kind = lsh does not support model.rotary_pct > 0 (shared "
+             "query/key); use model.learned_positions = true");
+  }
   const int64_t per_micro = train.batch_size * train.seq_len;
   if (train.batch_tokens > 0) {
     SK_CHECK(train.batch_tokens % per_micro == 0, "config: train.batch_tokens ", train.batch_tokens,

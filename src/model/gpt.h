@@ -48,6 +48,11 @@ class Gpt {
   // Mean cross-entropy of the next-token targets (B, T) over the real vocabulary.
   Tensor loss(const Tensor& idx, const Tensor& targets) const;
 
+  // Per-step randomness of the attention layers (attention.h set_step): the training step about
+  // to run, or -1 for evaluation (fixed). Only lsh uses it.
+  void set_step(int64_t step) const {
+    for (const Block& b : blocks_) b.attn->set_step(step);
+  }
   // Every parameter with a stable name ("wte", "h.3.qkv_w", ...), in a fixed order.
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;
   const config::ModelConfig& config() const { return cfg_; }

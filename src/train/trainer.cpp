@@ -47,6 +47,7 @@ std::vector<std::string> resolve_shards(const std::string& pattern) {
 
 double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches) {
   autograd::NoGradGuard no_grad;
+  gpt.set_step(-1);  // evaluation: fixed randomness (lsh rotations); the next training step sets its own
   loader.reset();
   double total = 0;
   int64_t targets = 0, batches = 0;
@@ -56,6 +57,30 @@ double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_bat
   const Device dev = gpt.device();
   while (auto b = loader.next()) {
     total += ops::cross_entropy(gpt.forward(b->inputs.to(dev)), b->targets.to(dev), o).item();
+    targets += b->num_targets;
+    if (++batches == max_batches) break;
+  }
+  SK_CHECK(targets > 0, "evaluation: the split has no targets");
+  return total / double(targets);
+}
+
+double evaluate_causal(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches) {
+  autograd::NoGradGuard no_grad;
+  gpt.set_step(-1);
+  loader.reset();
+  double total = 0;
+  int64_t targets = 0, batches = 0;
+  ops::CrossEntropyOptions o;
+  o.valid_vocab = gpt.config().vocab_size;
+  o.reduction = ops::Reduction::Sum;
+  const Device dev = gpt.device();
+  while (auto b = loader.next()) {
+    const int64_t B = b->inputs.size(0), T = b->inputs.size(1);
+    model::KvCache cache = gpt.new_cache(B, T);
+    for (int64_t t = 0; t < T; ++t) {
+      Tensor logits = gpt.forward_step(b->inputs.slice(1, t, t + 1).contiguous().to(dev), cache);  // (B, 1, Vp)
+      total += ops::cross_entropy(logits, b->targets.slice(1, t, t + 1).contiguous().to(dev), o).item();
+    }
     targets += b->num_targets;
     if (++batches == max_batches) break;
   }
@@ -346,6 +371,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   for (int64_t step = start_step; step < cfg.train.max_steps; ++step) {
     const double lr = learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps);
     opt.zero_grad();
+    gpt.set_step(step);  // per-step randomness (lsh rotations), reproducible from the run seed
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
       data::Batch b = *train_loader.next();

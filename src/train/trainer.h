@@ -61,6 +61,11 @@ std::vector<std::string> resolve_shards(const std::string& pattern);
 // Mean loss over the real targets of up to max_batches batches (0: the whole split) of `loader`
 // (rewound first), with the logits of the padded vocabulary rows excluded.
 double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches);
+// The same mean loss computed strictly causally: every position's logits from the decode path
+// (Gpt::forward_step token by token), so no position's output depends on later tokens in any way.
+// Equal to evaluate for full / sliding_window / sparsek; for lsh it removes the chunk-boundary
+// dependence of a whole-sequence forward (docs/LSH.md). Costs T decode steps per sequence.
+double evaluate_causal(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches);
 
 TrainResult train(const config::RunConfig& cfg, const TrainOptions& opts = {});
 

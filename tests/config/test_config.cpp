@@ -84,4 +84,14 @@ TEST(Config, sparsek_keys) {
   expect_error([&] { load_run_config("", {"attention.score_init=zeros"}); }, {"attention.score_init", "recent, normal"});
   expect_error([&] { load_run_config("", {"attention.k=0"}); }, {"attention.k", "out of range"});
   expect_error([&] { load_run_config("", {"attention.score_slope=-0.1"}); }, {"attention.score_slope", "out of range"});
+  // lsh: n_hashes >= 1, chunk >= 1, n_buckets 0 or even, no rotary
+  const RunConfig l = load_run_config("", {"attention.kind=lsh", "attention.n_hashes=4", "attention.chunk=64",
+                                           "attention.n_buckets=16"});
+  EXPECT_EQ(l.attention.n_hashes, 4);
+  EXPECT_EQ(l.attention.chunk, 64);
+  EXPECT_EQ(l.attention.n_buckets, 16);
+  expect_error([&] { load_run_config("", {"attention.kind=lsh", "attention.n_buckets=7"}); }, {"attention.n_buckets", "even"});
+  expect_error([&] { load_run_config("", {"attention.n_hashes=0"}); }, {"attention.n_hashes", "out of range"});
+  expect_error([&] { load_run_config("", {"attention.chunk=0"}); }, {"attention.chunk", "out of range"});
+  expect_error([&] { load_run_config("", {"attention.kind=lsh", "model.rotary_pct=0.5"}); }, {"lsh", "rotary"});
 }
