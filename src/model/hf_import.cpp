@@ -3,6 +3,8 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <fstream>
+#include <map>
 #include <set>
 
 #include "io/safetensors_index.h"
@@ -203,6 +205,91 @@ HfImport import_hf(const std::string& dir, int64_t pad) {
   std::error_code ec;
   if (fs::exists(fs::path(dir) / "tokenizer.json", ec)) out.tokenizer_json = (fs::path(dir) / "tokenizer.json").string();
   return out;
+}
+
+}  // namespace sk::model
+
+namespace sk::model {
+
+void export_hf(const io::NamedTensors& weights, const config::ModelConfig& m, const std::string& kind,
+               const std::string& dir) {
+  SK_CHECK(kind == "full", "hf export: attention.kind = ", kind, " has no transformers counterpart; only full ",
+           "attention is exported (docs/IMPORT.md)");
+  SK_CHECK(m.bias, "hf export: model.bias = false has no GPT-2 / GPT-NeoX counterpart");
+  const bool neox = !m.learned_positions;
+  SK_CHECK(neox || (m.tied_embeddings && !m.parallel_residual && m.rotary_pct == 0), "hf export: a model with learned ",
+           "positions is exported as GPT-2, which needs a tied head, sequential residual and no rotary");
+  std::map<std::string, Tensor> by_name;
+  for (const auto& [n, t] : weights) by_name[n] = t.detach().cpu().to(DType::F32).contiguous();
+  auto w = [&](const std::string& n) {
+    auto it = by_name.find(n);
+    SK_CHECK(it != by_name.end(), "hf export: no parameter '", n, "'");
+    return it->second;
+  };
+  const int64_t V = m.vocab_size, C = m.n_embd, H = m.n_head, D = C / H;
+  auto unpad = [&](const Tensor& t) { return t.slice(0, 0, V).contiguous(); };
+  io::NamedTensors out;
+  json cfg;
+  if (neox) {
+    auto to_hf_qkv = [&](const Tensor& v) {  // [3, H, D] -> [H, 3, D]
+      if (v.ndim() == 1) return v.reshape({3, H, D}).transpose(0, 1).contiguous().reshape({3 * C});
+      return v.reshape({3, H, D, C}).transpose(0, 1).contiguous().reshape({3 * C, C});
+    };
+    out.push_back({"gpt_neox.embed_in.weight", unpad(w("wte"))});
+    out.push_back({"embed_out.weight", unpad(m.tied_embeddings ? w("wte") : w("lm_head"))});
+    for (int64_t l = 0; l < m.n_layer; ++l) {
+      const std::string s = "gpt_neox.layers." + std::to_string(l) + ".", h = "h." + std::to_string(l) + ".";
+      for (const auto& [hf, ours] : std::vector<std::pair<std::string, std::string>>{
+               {"input_layernorm.weight", "ln1_w"}, {"input_layernorm.bias", "ln1_b"},
+               {"attention.dense.weight", "proj_w"}, {"attention.dense.bias", "proj_b"},
+               {"post_attention_layernorm.weight", "ln2_w"}, {"post_attention_layernorm.bias", "ln2_b"},
+               {"mlp.dense_h_to_4h.weight", "fc_w"}, {"mlp.dense_h_to_4h.bias", "fc_b"},
+               {"mlp.dense_4h_to_h.weight", "fc2_w"}, {"mlp.dense_4h_to_h.bias", "fc2_b"}})
+        out.push_back({s + hf, w(h + ours)});
+      out.push_back({s + "attention.query_key_value.weight", to_hf_qkv(w(h + "qkv_w"))});
+      out.push_back({s + "attention.query_key_value.bias", to_hf_qkv(w(h + "qkv_b"))});
+    }
+    out.push_back({"gpt_neox.final_layer_norm.weight", w("lnf_w")});
+    out.push_back({"gpt_neox.final_layer_norm.bias", w("lnf_b")});
+    cfg = {{"architectures", {"GPTNeoXForCausalLM"}}, {"model_type", "gpt_neox"}, {"hidden_size", C},
+           {"num_hidden_layers", m.n_layer}, {"num_attention_heads", H}, {"intermediate_size", 4 * C},
+           {"vocab_size", V}, {"max_position_embeddings", m.block_size}, {"rotary_pct", m.rotary_pct},
+           {"partial_rotary_factor", m.rotary_pct}, {"rotary_emb_base", m.rotary_base}, {"rope_theta", m.rotary_base},
+           {"use_parallel_residual", m.parallel_residual}, {"hidden_act", m.gelu == "erf" ? "gelu" : "gelu_new"},
+           {"tie_word_embeddings", false}, {"layer_norm_eps", m.layernorm_eps}, {"attention_bias", true},
+           {"attention_dropout", 0.0}, {"hidden_dropout", 0.0}, {"torch_dtype", "float32"}};
+  } else {
+    auto conv = [&](const Tensor& v) { return v.transpose(0, 1).contiguous(); };
+    out.push_back({"transformer.wte.weight", unpad(w("wte"))});
+    out.push_back({"transformer.wpe.weight", w("wpe")});
+    for (int64_t l = 0; l < m.n_layer; ++l) {
+      const std::string h = "h." + std::to_string(l) + ".", s = "transformer." + h;
+      for (const auto& [hf, ours] : std::vector<std::pair<std::string, std::string>>{
+               {"ln_1.weight", "ln1_w"}, {"ln_1.bias", "ln1_b"}, {"attn.c_attn.bias", "qkv_b"},
+               {"attn.c_proj.bias", "proj_b"}, {"ln_2.weight", "ln2_w"}, {"ln_2.bias", "ln2_b"},
+               {"mlp.c_fc.bias", "fc_b"}, {"mlp.c_proj.bias", "fc2_b"}})
+        out.push_back({s + hf, w(h + ours)});
+      for (const auto& [hf, ours] : std::vector<std::pair<std::string, std::string>>{
+               {"attn.c_attn.weight", "qkv_w"}, {"attn.c_proj.weight", "proj_w"}, {"mlp.c_fc.weight", "fc_w"},
+               {"mlp.c_proj.weight", "fc2_w"}})
+        out.push_back({s + hf, conv(w(h + ours))});
+    }
+    out.push_back({"transformer.ln_f.weight", w("lnf_w")});
+    out.push_back({"transformer.ln_f.bias", w("lnf_b")});
+    cfg = {{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}, {"n_embd", C}, {"n_layer", m.n_layer},
+           {"n_head", H}, {"vocab_size", V}, {"n_positions", m.block_size}, {"n_ctx", m.block_size},
+           {"activation_function", m.gelu == "erf" ? "gelu" : "gelu_new"}, {"layer_norm_epsilon", m.layernorm_eps},
+           {"n_inner", nullptr}, {"resid_pdrop", 0.0}, {"embd_pdrop", 0.0}, {"attn_pdrop", 0.0},
+           {"tie_word_embeddings", true}, {"torch_dtype", "float32"}};
+  }
+  cfg["sparsek_attention_kind"] = kind;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  SK_CHECK(!ec, "hf export: cannot create ", dir, ": ", ec.message());
+  io::write_safetensors((fs::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  std::ofstream f(fs::path(dir) / "config.json");
+  f << cfg.dump(2) << "\n";
+  SK_CHECK(f.good(), "hf export: cannot write ", (fs::path(dir) / "config.json").string());
 }
 
 }  // namespace sk::model

@@ -30,3 +30,16 @@ config::ModelConfig hf_model_config(const std::string& dir, int64_t pad_vocab_mu
 HfImport import_hf(const std::string& dir, int64_t pad_vocab_multiple = 128);
 
 }  // namespace sk::model
+
+namespace sk::model {
+
+// Writes DIR/config.json + DIR/model.safetensors (F32) that transformers loads: GPTNeoXForCausalLM
+// for rotary models (learned_positions false), GPT2LMHeadModel for learned positions with a tied
+// head. `weights`: sparsek names (Gpt::named_parameters). Only attention.kind = "full" is exported
+// (other kinds' extra parameters have no transformers counterpart): anything else is refused.
+// Models sparsek can express but neither architecture can (GPT-2 untied, NeoX without bias...)
+// are refused naming the setting.
+void export_hf(const io::NamedTensors& weights, const config::ModelConfig& m, const std::string& attention_kind,
+               const std::string& dir);
+
+}  // namespace sk::model

@@ -6,6 +6,7 @@
 // unpadded vocabulary), imports them, and checks the parameters equal the fixture's bitwise and
 // the fp32 logits match transformers' (relative L2 < 1e-5). The layout inversion here is written
 // by the same author as the importer, so the fixture-based check is still to come.
+// Export -> re-import round trip bitwise; exported config.json fields; non-full attention refused.
 // Also: config variants (rotary_pct / partial_rotary_factor / rope_parameters), refusals.
 #include <gtest/gtest.h>
 
@@ -139,6 +140,34 @@ void check_import(const std::string& name, bool neox) {
                             j["logits"].get<std::vector<double>>());
   std::printf("[hf import %s] fp32 logits vs transformers: relative L2 %.2e\n", name.c_str(), err);
   EXPECT_LT(err, 1e-5);
+  // Export -> re-import gives the same parameters bitwise; config.json has the architecture's fields.
+  model::export_hf(imp.weights, imp.model, "full", (dir / "exported").string());
+  const model::HfImport back = model::import_hf((dir / "exported").string(), imp.model.pad_vocab_multiple);
+  ASSERT_EQ(back.weights.size(), imp.weights.size());
+  for (size_t i = 0; i < back.weights.size(); ++i) {
+    EXPECT_EQ(back.weights[i].first, imp.weights[i].first);
+    EXPECT_EQ(back.weights[i].second.to_vector(), imp.weights[i].second.to_vector()) << back.weights[i].first;
+  }
+  EXPECT_EQ(back.model.n_layer, imp.model.n_layer);
+  EXPECT_EQ(back.model.rotary_pct, imp.model.rotary_pct);
+  EXPECT_EQ(back.model.parallel_residual, imp.model.parallel_residual);
+  EXPECT_EQ(back.model.tied_embeddings, imp.model.tied_embeddings);
+  EXPECT_EQ(back.model.gelu, imp.model.gelu);
+  EXPECT_EQ(back.model.block_size, imp.model.block_size);
+  const json c = json::parse(std::ifstream(dir / "exported/config.json"));
+  EXPECT_EQ(c["architectures"][0], neox ? "GPTNeoXForCausalLM" : "GPT2LMHeadModel");
+  EXPECT_EQ(c["vocab_size"], V);
+  EXPECT_EQ(c["sparsek_attention_kind"], "full");
+  if (neox) {
+    EXPECT_EQ(c["rotary_pct"], imp.model.rotary_pct);
+    EXPECT_EQ(c["use_parallel_residual"], imp.model.parallel_residual);
+    EXPECT_EQ(c["hidden_act"], "gelu");
+  } else {
+    EXPECT_EQ(c["activation_function"], "gelu_new");
+    EXPECT_EQ(c["n_positions"], imp.model.block_size);
+  }
+  const std::string refused = error_of([&] { model::export_hf(imp.weights, imp.model, "sparsek", (dir / "x").string()); });
+  EXPECT_NE(refused.find("attention.kind = sparsek"), std::string::npos) << refused;
   fs::remove_all(dir);
 }
 
