@@ -30,7 +30,7 @@ ConfigSchema schema_for(RunConfig& c) {
   s.add_choice("model.gelu", &m.gelu, {"tanh", "erf"}, "GELU form");
   s.add_bool("model.bias", &m.bias, "biases in linear layers and LayerNorms");
   s.add_float("model.layernorm_eps", &m.layernorm_eps, 1e-12, 1e-1, "LayerNorm epsilon");
-  s.add_string("model.init_from", &m.init_from, "\"\" (random init); \"hf:DIR\" is reserved (Hugging Face import, not implemented yet: refused)");
+  s.add_string("model.init_from", &m.init_from, "\"\" (random) or \"hf:DIR\": start a fresh run from a Hugging Face model (docs/IMPORT.md)");
   s.add_bool("model.activation_recompute", &m.activation_recompute, "recompute activations in backward");
 
   AttentionConfig& a = c.attention;
@@ -106,9 +106,9 @@ void RunConfig::validate() const {
   const int64_t head_dim = model.n_embd / model.n_head;
   SK_CHECK(model.rotary_pct == 0 || int64_t(head_dim * model.rotary_pct) % 2 == 0, "config: model.rotary_pct ",
            model.rotary_pct, " of head dim ", head_dim, " gives an odd number of rotary dims");
-  // Refused rather than ignored until the Hugging Face importer lands (docs/IMPORT.md).
-  SK_CHECK(model.init_from.empty(), "config: model.init_from = \"", model.init_from, "\": initialising from a ",
-           "Hugging Face checkpoint is not implemented yet (docs/IMPORT.md); leave model.init_from empty");
+  SK_CHECK(model.init_from.empty() || (model.init_from.rfind("hf:", 0) == 0 && model.init_from.size() > 3),
+           "config: model.init_from = \"", model.init_from, "\" is not \"\" or \"hf:DIR\" (a Hugging Face model ",
+           "directory; docs/IMPORT.md)");
   if (attention.kind == "sliding_window")
     SK_CHECK(attention.window >= 1, "config: attention.kind = sliding_window needs attention.window >= 1");
   const int64_t per_micro = train.batch_size * train.seq_len;
