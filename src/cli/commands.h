@@ -104,3 +104,27 @@ struct GenerateOptions {
 void run_generate(const GenerateOptions& o);
 
 }  // namespace sk::cli
+
+namespace sk::cli {
+
+struct HfImportOptions {
+  std::string hf_dir, out_dir;
+  int64_t pad_vocab_multiple = 128;
+};
+void run_import(const HfImportOptions& o);
+
+struct HfExportOptions {
+  std::string checkpoint, hf_dir;
+};
+void run_export(const HfExportOptions& o);
+
+struct LogitsOptions {
+  std::string checkpoint;
+  std::vector<int64_t> ids;
+  std::string device = "cpu";  // auto | cpu | cuda | cuda:N
+  std::string dtype = "f32";   // auto | f32 | bf16
+  std::string out;             // "": stdout
+};
+void run_logits(const LogitsOptions& o);
+
+}  // namespace sk::cli

@@ -10,6 +10,7 @@
 //   generate     sample text from a checkpoint
 //   config show|keys  the resolved run config / every key (src/config/run_config.h)
 //   prepare      text files / directories / JSONL -> token shards + manifest (src/data/prepare.h)
+//   import|export|logits  Hugging Face GPT-NeoX / GPT-2 interchange (src/cli/hf.cpp, docs/IMPORT.md)
 // Errors from sparsek (sk::Error) print one line and exit with status 2.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -152,6 +153,27 @@ int main(int argc, char** argv) {
     }
     run_prepare(prep);
   });
+
+  HfImportOptions imp;
+  auto* imp_cmd = app.add_subcommand("import", "Hugging Face model directory (GPT-NeoX/Pythia, GPT-2) -> a sparsek checkpoint");
+  imp_cmd->add_option("hf_dir", imp.hf_dir, "directory with config.json and model.safetensors (or index + shards)")->required();
+  imp_cmd->add_option("out_dir", imp.out_dir, "checkpoint directory to write")->required();
+  imp_cmd->add_option("--pad-vocab-multiple", imp.pad_vocab_multiple, "pad the vocabulary to a multiple of this")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  imp_cmd->callback([&] { run_import(imp); });
+  HfExportOptions exp;
+  auto* exp_cmd = app.add_subcommand("export", "A sparsek checkpoint -> a Hugging Face model directory (full attention)");
+  exp_cmd->add_option("checkpoint", exp.checkpoint, "checkpoint step directory or run directory")->required();
+  exp_cmd->add_option("hf_dir", exp.hf_dir, "directory to write config.json and model.safetensors to")->required();
+  exp_cmd->callback([&] { run_export(exp); });
+  LogitsOptions lg;
+  auto* lg_cmd = app.add_subcommand("logits", "Logits of one token sequence from a checkpoint, as JSON");
+  lg_cmd->add_option("checkpoint", lg.checkpoint, "checkpoint step directory or run directory")->required();
+  lg_cmd->add_option("--ids", lg.ids, "token ids, e.g. 1,2,3")->delimiter(',')->required();
+  lg_cmd->add_option("--device", lg.device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  lg_cmd->add_option("--dtype", lg.dtype, "f32 or bf16 (bf16: CUDA only)")->capture_default_str();
+  lg_cmd->add_option("--out", lg.out, "JSON output file (default: stdout)");
+  lg_cmd->callback([&] { run_logits(lg); });
 
   try {
     app.parse(argc, argv);

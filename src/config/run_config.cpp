@@ -30,7 +30,7 @@ ConfigSchema schema_for(RunConfig& c) {
   s.add_choice("model.gelu", &m.gelu, {"tanh", "erf"}, "GELU form");
   s.add_bool("model.bias", &m.bias, "biases in linear layers and LayerNorms");
   s.add_float("model.layernorm_eps", &m.layernorm_eps, 1e-12, 1e-1, "LayerNorm epsilon");
-  s.add_string("model.init_from", &m.init_from, "\"\" (random) or \"hf:DIR\"");
+  s.add_string("model.init_from", &m.init_from, "\"\" (random) or \"hf:DIR\": start a fresh run from a Hugging Face model (docs/IMPORT.md)");
   s.add_bool("model.activation_recompute", &m.activation_recompute, "recompute activations in backward");
 
   AttentionConfig& a = c.attention;
@@ -106,6 +106,9 @@ void RunConfig::validate() const {
   const int64_t head_dim = model.n_embd / model.n_head;
   SK_CHECK(model.rotary_pct == 0 || int64_t(head_dim * model.rotary_pct) % 2 == 0, "config: model.rotary_pct ",
            model.rotary_pct, " of head dim ", head_dim, " gives an odd number of rotary dims");
+  SK_CHECK(model.init_from.empty() || (model.init_from.rfind("hf:", 0) == 0 && model.init_from.size() > 3),
+           "config: model.init_from = \"", model.init_from, "\" is not \"\" or \"hf:DIR\" (a Hugging Face model ",
+           "directory; docs/IMPORT.md)");
   if (attention.kind == "sliding_window")
     SK_CHECK(attention.window >= 1, "config: attention.kind = sliding_window needs attention.window >= 1");
   if (attention.kind == "lsh") {

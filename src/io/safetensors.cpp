@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -79,6 +80,43 @@ TensorEntry parse_entry(const std::string& name, const nlohmann::json& j, const 
   e.begin = as_size(j["data_offsets"][0], file, where + " data_offsets begin");
   e.end = as_size(j["data_offsets"][1], file, where + " data_offsets end");
   return e;
+}
+
+// Why a file that is not safetensors is not, when its first bytes say so ("" otherwise): the
+// formats users meet in model directories in place of model.safetensors.
+std::string not_safetensors_hint(const uint8_t* d, size_t size) {
+  auto starts = [&](const char* p, size_t n) { return size >= n && std::memcmp(d, p, n) == 0; };
+  static const char kLfs[] = "version https://git-lfs.github.com/spec/v1";
+  if (starts(kLfs, sizeof(kLfs) - 1))
+    return "it is a git-LFS pointer file, not the weights: fetch them with `git lfs pull` in the clone (or download "
+           "the file itself)";
+  if (starts("PK\x03\x04", 4))
+    return "it is a zip archive (PyTorch's torch.save format, as pytorch_model.bin): convert it with transformers: "
+           "AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT, safe_serialization=True)";
+  if (size >= 2 && d[0] == 0x80 && d[1] >= 2 && d[1] <= 5)
+    return "it is a Python pickle (the legacy torch.save format of pytorch_model.bin): convert it with transformers: "
+           "AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(OUT, safe_serialization=True)";
+  return "";
+}
+
+// IEEE half -> float (exact).
+float half_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0x1F) {
+    bits = sign | 0x7F800000 | (man << 13);  // inf / nan
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {  // subnormal: man x 2^-24
+    const float v = std::ldexp(float(man), -24);
+    std::memcpy(&bits, &v, 4);
+    bits |= sign;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
 }
 
 std::string header_json(std::vector<TensorEntry>& entries, const StringMap& metadata) {
@@ -188,6 +226,10 @@ SafetensorsLayout parse_safetensors(const uint8_t* data, size_t size, const std:
   SK_CHECK(size >= 8, "safetensors ", file, ": truncated: ", size, " bytes, shorter than the 8-byte header length");
   uint64_t n;
   std::memcpy(&n, data, 8);
+  if (n > kSafetensorsMaxHeader || n > size - 8) {
+    const std::string hint = not_safetensors_hint(data, size);
+    SK_CHECK(hint.empty(), "safetensors ", file, ": not a safetensors file: ", hint);
+  }
   SK_CHECK(n <= kSafetensorsMaxHeader, "safetensors ", file, ": header length ", n, " is above the limit of ",
            kSafetensorsMaxHeader, " bytes (not a safetensors file?)");
   SK_CHECK(n <= size - 8, "safetensors ", file, ": truncated: the header length is ", n, " bytes but only ", size - 8,
@@ -270,17 +312,41 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
   return out;
 }
 
+Tensor SafetensorsFile::tensor_as(const std::string& name, DType want) const {
+  const TensorEntry& e = entry(name);
+  SK_CHECK(is_floating(want), "safetensors ", path(), ": tensor_as('", name, "') needs a floating dtype, got ",
+           dtype_name(want));
+  if (e.dtype == "F16") {
+    const auto [bytes, n] = raw(name);
+    Tensor f = Tensor::empty(e.shape, DType::F32);
+    float* out = static_cast<float*>(f.data_ptr());
+    for (size_t i = 0; i < n / 2; ++i) {
+      uint16_t h;
+      std::memcpy(&h, bytes + 2 * i, 2);
+      out[i] = half_to_float(h);
+    }
+    return want == DType::F32 ? f : f.to(want);
+  }
+  const std::optional<DType> t = dtype_from_safetensors(e.dtype);
+  SK_CHECK(t && is_floating(*t), "safetensors ", path(), ": tensor '", name, "' has dtype ", e.dtype,
+           ", not a floating dtype sparsek converts (F64, F32, F16, BF16)");
+  Tensor stored = tensor(name);
+  return *t == want ? stored : stored.to(want);
+}
+
 void SafetensorsFile::read_into(const std::string& name, Tensor& dst, bool convert) const {
   const TensorEntry& e = entry(name);
   SK_CHECK(e.shape == dst.shape(), "safetensors ", path(), ": tensor '", name, "' has shape ", shape_str(e.shape),
            ", expected ", shape_str(dst.shape()));
   const std::string want = safetensors_dtype(dst.dtype());
-  if (e.dtype != want) {
-    const std::optional<DType> t = dtype_from_safetensors(e.dtype);
-    SK_CHECK(convert && t && is_floating(*t) && is_floating(dst.dtype()), "safetensors ", path(), ": tensor '", name,
-             "' has dtype ", e.dtype, ", expected ", want);
+  if (e.dtype == want) {
+    dst.copy_(tensor(name));
+    return;
   }
-  dst.copy_(tensor(name));
+  const std::optional<DType> t = dtype_from_safetensors(e.dtype);
+  SK_CHECK(convert && (e.dtype == "F16" || (t && is_floating(*t))) && is_floating(dst.dtype()), "safetensors ", path(),
+           ": tensor '", name, "' has dtype ", e.dtype, ", expected ", want);
+  dst.copy_(tensor_as(name, dst.dtype()));
 }
 
 }  // namespace sk::io

@@ -13,8 +13,10 @@
 //
 // The writer pads the header with spaces to a multiple of 8 bytes and orders tensors by element
 // size (largest first, then as given), so every tensor's data is aligned to its element size.
-// Dtypes as sk::Tensor: F32, BF16, F64, I32, I64, U16. Other known dtypes (F16, U8, F8_*, ...)
-// pass validation and are readable as raw bytes (raw()), not as tensors (yet).
+// Dtypes as sk::Tensor: F32, BF16, F64, I32, I64, U16; F16 is converted on load (tensor_as,
+// read_into with convert). Other known dtypes (U8, F8_*, ...) pass validation and are readable as
+// raw bytes (raw()). A file that is not safetensors but a zip (torch.save), a pickle (legacy
+// pytorch_model.bin) or a git-LFS pointer is rejected saying so and how to convert or fetch it.
 // Tests: tests/io/test_safetensors.cpp.
 #pragma once
 #include <cstddef>
@@ -78,8 +80,11 @@ class SafetensorsFile {
   std::pair<const uint8_t*, size_t> raw(const std::string& name) const;
   // A fresh CPU tensor with the stored dtype and shape.
   Tensor tensor(const std::string& name) const;
+  // A fresh CPU tensor converted to floating dtype `want` from a stored F64, F32, F16 or BF16.
+  Tensor tensor_as(const std::string& name, DType want) const;
   // Copies tensor `name` into `dst` (any device): the stored shape must equal dst's and the
-  // stored dtype must be `dst`'s dtype unless convert is true (then any floating -> floating).
+  // stored dtype must be `dst`'s dtype unless convert is true (then any floating -> floating,
+  // F16 included).
   void read_into(const std::string& name, Tensor& dst, bool convert = false) const;
 
  private:

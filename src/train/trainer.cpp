@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "autograd/node.h"
+#include "model/hf_import.h"
 #include "backend/cuda_device.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
@@ -142,6 +143,47 @@ bool free_to_change(const std::string& key) {
   return key == "train.resume" || key == "train.max_steps" || key.rfind("checkpoint.", 0) == 0 ||
          key.rfind("logging.", 0) == 0 || key.rfind("eval.", 0) == 0 || key == "model.init_from" ||
          key == "train.batch_tokens";
+}
+
+// model.init_from = "hf:DIR" on a fresh run: the imported architecture must be the config's
+// (block_size may differ for rotary models: positions are not weights); the imported weights are
+// copied in (converted to the run's dtype); parameters the import lacks (an attention kind's own,
+// e.g. the SparseK scorer) keep their initialisation.
+void init_from_hf(const config::RunConfig& cfg, const io::NamedTensors& named) {
+  const std::string dir = cfg.model.init_from.substr(3);
+  const model::HfImport imp = model::import_hf(dir, cfg.model.pad_vocab_multiple);
+  const config::ModelConfig& a = imp.model;
+  const config::ModelConfig& b = cfg.model;
+  std::string diff;
+  auto cmp = [&](const char* key, const std::string& want, const std::string& have) {
+    if (want != have) diff += std::string(" --set model.") + key + "=" + want + " (config has " + have + ");";
+  };
+  auto str = [](double v) { std::ostringstream o; o << v; return o.str(); };
+  cmp("n_layer", std::to_string(a.n_layer), std::to_string(b.n_layer));
+  cmp("n_head", std::to_string(a.n_head), std::to_string(b.n_head));
+  cmp("n_embd", std::to_string(a.n_embd), std::to_string(b.n_embd));
+  cmp("vocab_size", std::to_string(a.vocab_size), std::to_string(b.vocab_size));
+  cmp("learned_positions", a.learned_positions ? "true" : "false", b.learned_positions ? "true" : "false");
+  if (a.learned_positions) cmp("block_size", std::to_string(a.block_size), std::to_string(b.block_size));
+  cmp("rotary_pct", str(a.rotary_pct), str(b.rotary_pct));
+  if (a.rotary_pct > 0) cmp("rotary_base", str(a.rotary_base), str(b.rotary_base));
+  cmp("parallel_residual", a.parallel_residual ? "true" : "false", b.parallel_residual ? "true" : "false");
+  cmp("tied_embeddings", a.tied_embeddings ? "true" : "false", b.tied_embeddings ? "true" : "false");
+  cmp("gelu", a.gelu, b.gelu);
+  cmp("bias", "true", b.bias ? "true" : "false");
+  cmp("layernorm_eps", str(a.layernorm_eps), str(b.layernorm_eps));
+  SK_CHECK(diff.empty(), "model.init_from = ", cfg.model.init_from, ": the config's model differs from ", dir,
+           "/config.json (", imp.architecture, "); set:", diff);
+  std::map<std::string, Tensor> params(named.begin(), named.end());
+  autograd::NoGradGuard no_grad;
+  for (const auto& [n, t] : imp.weights) {
+    auto it = params.find(n);
+    SK_CHECK(it != params.end(), "model.init_from: ", dir, " gives parameter '", n, "', which this model lacks");
+    it->second.copy_(t.to(it->second.dtype()).to(it->second.device()));
+    params.erase(it);
+  }
+  for (const auto& [n, t] : params) spdlog::info("train: init_from: {} keeps its initialisation (not in {})", n, dir);
+  spdlog::info("train: initialised from {} ({})", dir, imp.architecture);
 }
 
 void check_compatible(const config::RunConfig& cfg, const Checkpoint& ck) {
@@ -317,6 +359,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
              opt.step_count(), " does not match step ", start_step, " minus ", result.skipped_steps, " skipped");
     spdlog::info("train: resumed from {} (step {})", ck->dir().string(), start_step);
   }
+  if (!ck && !cfg.model.init_from.empty()) init_from_hf(cfg, named);
   result.first_step = result.last_step = start_step;
   const auto tok_files = tokenizer_files(cfg.data.tokenizer);
 

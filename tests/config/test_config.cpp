@@ -56,6 +56,9 @@ TEST(Config, errors_name_the_key) {
   expect_error([&] { load_run_config("", {"train.seq_len=4096"}); }, {"train.seq_len", "model.block_size"});
   expect_error([&] { load_run_config("", {"attention.kind=sliding_window"}); }, {"attention.window"});
   expect_error([&] { load_run_config("/nonexistent/x.json"); }, {"/nonexistent/x.json"});
+  expect_error([&] { load_run_config("", {"model.init_from=/models/pythia"}); },
+               {"model.init_from", "/models/pythia", "hf:DIR"});
+  EXPECT_EQ(load_run_config("", {"model.init_from=hf:/models/pythia"}).model.init_from, "hf:/models/pythia");
   std::string bad = write_temp("sk_cfg4.json", "{ not json");
   expect_error([&] { load_run_config(bad); }, {bad, "not valid JSON"});
 }

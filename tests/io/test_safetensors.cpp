@@ -198,3 +198,47 @@ TEST(Safetensors, random_corruptions_never_crash) {
   }
   EXPECT_LT(accepted, 3000);  // most corruptions are caught (a changed data byte is still valid)
 }
+
+TEST(Safetensors, other_formats_are_named_with_how_to_convert) {
+  // torch.save's zip archive, a legacy pickle (protocol 2) and a git-LFS pointer in place of the weights.
+  const std::string zip = std::string("PK\x03\x04\x14\x00\x00\x00\x08\x00", 10) + std::string(40, 'z');
+  expect_rejected(zip, "zip archive");
+  expect_rejected(zip, "safe_serialization=True");
+  const std::string pickle = std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15) + std::string(30, 'p');
+  expect_rejected(pickle, "Python pickle");
+  expect_rejected(pickle, "save_pretrained");
+  const std::string lfs =
+      "version https://git-lfs.github.com/spec/v1\noid sha256:4c1f0e3a5d\nsize 166029852\n";
+  expect_rejected(lfs, "git-LFS pointer");
+  expect_rejected(lfs, "git lfs pull");
+  // A real safetensors file whose header length's first byte is 0x80 (128-byte header) is not a pickle.
+  std::string h = R"({"__metadata__":{"k":"v"}})";
+  h.append(128 - h.size(), ' ');
+  EXPECT_EQ(parse_error(with_length(h)), "");
+}
+
+TEST(Safetensors, f16_and_bf16_convert_on_load) {
+  // F16 bit patterns written by hand: 1.0, -2.5, 65504 (max), 2^-24 (smallest subnormal), -0.
+  const uint16_t halves[5] = {0x3C00, 0xC100, 0x7BFF, 0x0001, 0x8000};
+  std::string data(reinterpret_cast<const char*>(halves), 10);
+  const std::string bytes = with_length(R"({"h":{"dtype":"F16","shape":[5],"data_offsets":[0,10]}})", data);
+  const auto dir = sk::testing::fresh_test_dir("sk_test_safetensors_f16");
+  const std::string path = (dir / "h.safetensors").string();
+  std::ofstream(path, std::ios::binary) << bytes;
+  io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  const std::vector<double> want = {1.0, -2.5, 65504.0, std::ldexp(1.0, -24), -0.0};
+  EXPECT_EQ(f.tensor_as("h", DType::F32).to_vector(), want);
+  EXPECT_EQ(f.tensor_as("h", DType::F64).to_vector(), want);
+  Tensor dst = Tensor::zeros({5}, DType::F32);
+  EXPECT_NE(error_of([&] { f.read_into("h", dst); }).find("dtype F16, expected F32"), std::string::npos);
+  f.read_into("h", dst, /*convert=*/true);
+  EXPECT_EQ(dst.to_vector(), want);
+  EXPECT_TRUE(std::signbit(dst.to_vector()[4]));
+  // BF16 stored -> F32 exactly.
+  Rng rng(3);
+  Tensor b = Tensor::randn({4, 3}, rng, DType::BF16);
+  io::write_safetensors(path, {{"b", b}});
+  io::SafetensorsFile g = io::SafetensorsFile::open(path);
+  EXPECT_EQ(g.tensor_as("b", DType::F32).to_vector(), b.to_vector());
+  std::filesystem::remove_all(dir);
+}
