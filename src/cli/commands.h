@@ -82,6 +82,15 @@ void run_config_show(const ConfigShowOptions& o);
 void run_config_keys();
 void run_train(const ConfigShowOptions& o);  // same options: a config file and --set overrides
 
+struct LaunchCliOptions {
+  int nproc = 1;
+  std::string config;
+  std::vector<std::string> overrides;  // passed to every rank's `sparsek train` as --set
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+};
+void run_launch(const LaunchCliOptions& o);  // exits with the failing rank's status
+
 struct EvalOptions {
   std::string target;                  // a run config JSON (its latest checkpoint), a step or run directory
   std::vector<std::string> overrides;  // --set a.b=value, applied to the config

@@ -5,6 +5,7 @@
 //   bench attention  time the fused attention kernels (peers: scripts/bench/bench_attention.sh)
 //   bench train      training tokens/s on the GPU (peer: scripts/bench/train_peer.py)
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
+//   launch       N local ranks of `sparsek train` (src/dist/launcher.h)
 //   train        the training loop from a run config (src/train/trainer.h)
 //   eval         loss and perplexity of a checkpoint on a split or shard files
 //   generate     sample text from a checkpoint
@@ -91,6 +92,17 @@ int main(int argc, char** argv) {
   train_cmd->add_option("config", train_opts.config, "run config JSON")->required();
   train_cmd->add_option("--set", train_opts.overrides, "override a key: --set train.max_steps=100 (repeatable)");
   train_cmd->callback([&] { run_train(train_opts); });
+
+  LaunchCliOptions launch_opts;
+  auto* launch_cmd = app.add_subcommand("launch", "Run `sparsek train` as N local ranks (one per GPU; docs/DISTRIBUTED.md)");
+  launch_cmd->add_option("--nproc", launch_opts.nproc, "processes (ranks) on this machine")->required()
+      ->check(CLI::Range(1, 1024));
+  launch_cmd->add_option("config", launch_opts.config, "run config JSON")->required();
+  launch_cmd->add_option("--set", launch_opts.overrides, "override a key for every rank (repeatable)");
+  launch_cmd->add_option("--master-addr", launch_opts.master_addr, "rendezvous address (MASTER_ADDR)")->capture_default_str();
+  launch_cmd->add_option("--master-port", launch_opts.master_port, "rendezvous port (MASTER_PORT)")->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  launch_cmd->callback([&] { run_launch(launch_opts); });
 
   EvalOptions eval_opts;
   auto* eval_cmd = app.add_subcommand("eval", "Mean loss and perplexity of a trained model on a split or on shard files");

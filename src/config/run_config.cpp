@@ -91,6 +91,9 @@ ConfigSchema schema_for(RunConfig& c) {
 
   s.add_int("logging.every", &c.logging.every, 1, kBig, "progress line every N steps");
   s.add_string("logging.metrics_file", &c.logging.metrics_file, "JSONL metrics file (in checkpoint.dir)");
+  s.add_choice("dist.reduce_dtype", &c.dist.reduce_dtype, {"f32", "bf16"}, "gradient all-reduce precision (multi-process)");
+  s.add_float("dist.bucket_mb", &c.dist.bucket_mb, 0.001, 4096, "gradient all-reduce bucket size in MiB");
+  s.add_float("dist.timeout_s", &c.dist.timeout_s, 1, 86400, "rendezvous and collective watchdog timeout (s)");
   return s;
 }
 

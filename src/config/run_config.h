@@ -99,6 +99,12 @@ struct LoggingConfig {
   std::string metrics_file = "metrics.jsonl";
 };
 
+struct DistConfig {                  // multi-process runs (docs/DISTRIBUTED.md); the world comes from the environment
+  std::string reduce_dtype = "f32";  // gradient all-reduce precision: f32 | bf16
+  double bucket_mb = 25;             // gradient bucket size
+  double timeout_s = 300;            // collective watchdog and rendezvous timeout
+};
+
 struct RunConfig {
   ModelConfig model;
   AttentionConfig attention;
@@ -109,6 +115,7 @@ struct RunConfig {
   EvalConfig eval;
   CheckpointConfig checkpoint;
   LoggingConfig logging;
+  DistConfig dist;
 
   // Cross-field rules (n_embd divisible by n_head, seq_len within block_size for learned
   // positions, ...); throws sk::Error naming the keys.

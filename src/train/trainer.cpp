@@ -21,6 +21,7 @@
 #include "autograd/node.h"
 #include "model/hf_import.h"
 #include "backend/cuda_device.h"
+#include "dist/gradient_reducer.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
@@ -141,7 +142,7 @@ bool must_match(const std::string& key) {
 // Keys that may differ without comment (where and how long to run, how to log).
 bool free_to_change(const std::string& key) {
   return key == "train.resume" || key == "train.max_steps" || key.rfind("checkpoint.", 0) == 0 ||
-         key.rfind("logging.", 0) == 0 || key.rfind("eval.", 0) == 0 || key == "model.init_from" ||
+         key.rfind("logging.", 0) == 0 || key.rfind("dist.", 0) == 0 || key.rfind("eval.", 0) == 0 || key == "model.init_from" ||
          key == "train.batch_tokens";
 }
 
@@ -282,14 +283,26 @@ Placement resolve_placement(const std::string& device, const std::string& dtype)
 TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   config::RunConfig cfg = cfg_in;
   cfg.resolve();
-  const Placement place = resolve_placement(cfg.train.device, cfg.train.dtype);
+  // The process world (torchrun / Slurm / Open MPI variables; a single process when none are set).
+  // In a multi-process run each rank trains on cuda:LOCAL_RANK and only rank 0 writes.
+  const dist::World world = dist::world_from_environment();
+  const bool writer = world.rank == 0;
+  const std::string device_key =
+      world.distributed() && (cfg.train.device == "auto" || cfg.train.device == "cuda") ? "cuda:" + std::to_string(world.local_rank)
+                                                                                       : cfg.train.device;
+  const Placement place = resolve_placement(device_key, cfg.train.dtype);
+  if (!writer) spdlog::set_level(spdlog::level::warn);  // one progress log: rank 0's
   const Device dev = place.device;
   const std::string precision = dtype_name(place.dtype);
   if (!dev.is_cpu() && place.dtype == DType::F32)
     spdlog::warn("train: f32 on CUDA: the fused attention kernels take bf16, so attention runs on a slow fallback; "
                  "train.dtype=bf16 (or auto) is the fast path");
   const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
+  const std::unique_ptr<dist::GradientReducer> reducer =
+      dist::make_gradient_reducer(world, dev, cfg.dist.reduce_dtype, cfg.dist.bucket_mb, cfg.dist.timeout_s);
   data::DataLoaderOptions lo;
+  lo.rank = world.rank;
+  lo.world_size = world.world_size;
   lo.batch_size = B;
   lo.seq_len = T;
   lo.seed = static_cast<uint64_t>(cfg.data.seed);
@@ -317,7 +330,8 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   std::error_code ec;
   fs::create_directories(run_dir, ec);
   SK_CHECK(!ec, "checkpoint.dir ", run_dir.string(), ": cannot create: ", ec.message());
-  RunDirLock lock(run_dir);
+  std::optional<RunDirLock> lock;  // rank 0 writes the run directory
+  if (writer) lock.emplace(run_dir);
   const fs::path metrics_path = cfg.logging.metrics_file.empty() ? fs::path() : run_dir / cfg.logging.metrics_file;
   std::optional<Checkpoint> ck;
   const std::string& resume = cfg.train.resume;
@@ -373,7 +387,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   if (!dev.is_cpu()) cuda::reset_peak_memory(dev.index);
 
   std::ofstream metrics;
-  if (!metrics_path.empty()) {
+  if (writer && !metrics_path.empty()) {
     truncate_metrics(metrics_path, start_step);
     metrics.open(metrics_path, std::ios::app);
     SK_CHECK(metrics.good(), "cannot open the metrics file ", metrics_path.string());
@@ -404,7 +418,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   };
 
   if (val_loader && cfg.eval.at_start && start_step == 0) {
-    const double vl = evaluate(gpt, *val_loader, cfg.eval.max_batches);
+    const double vl = reducer->mean_scalar(evaluate(gpt, *val_loader, cfg.eval.max_batches));
     result.val_losses.push_back({0, vl});
     spdlog::info("step {:5d} | validation loss {:.4f} | perplexity {:.2f}", 0, vl, std::exp(vl));
     if (metrics.is_open()) metrics << nlohmann::json{{"step", 0}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}}.dump() << "\n";
@@ -422,8 +436,8 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
       loss_sum += loss.item();
       ops::scale(loss, 1.0 / double(cfg.train.grad_accum)).backward();
     }
-    const double loss = loss_sum / double(cfg.train.grad_accum);
-    // (data parallel: reduce_gradients(params) goes here)
+    const double loss = reducer->mean_scalar(loss_sum / double(cfg.train.grad_accum));
+    reducer->reduce(params);  // data parallel: every gradient becomes the mean over the ranks
     const double max_norm = cfg.optimizer.grad_clip > 0 ? cfg.optimizer.grad_clip : 1e30;
     optim::GradNorm gn = optim::global_grad_norm(params, max_norm);
     const double norm = gn.norm();
@@ -440,7 +454,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
       bad_in_a_row = 0;
       opt.step(lr, gn.coefficient);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double tokens = double(step + 1 - start_step) * double(B * T * cfg.train.grad_accum);
+      const double tokens = double(step + 1 - start_step) * double(B * T * cfg.train.grad_accum) * world.world_size;
       const double tokens_per_s = tokens / std::max(secs, 1e-9);
       nlohmann::json rec = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
                             {"tokens_per_s", tokens_per_s}};
@@ -453,7 +467,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
         device_part = fmt::format(" | MFU {:.1f}% | mem {:.2f} GiB", 100 * mfu, peak_gib);
       }
       if (val_loader && ((step + 1) % cfg.eval.every == 0 || step + 1 == cfg.train.max_steps)) {
-        const double vl = evaluate(gpt, *val_loader, cfg.eval.max_batches);
+        const double vl = reducer->mean_scalar(evaluate(gpt, *val_loader, cfg.eval.max_batches));
         result.val_losses.push_back({step + 1, vl});
         rec["val_loss"] = vl;
         rec["val_ppl"] = std::exp(vl);
@@ -468,7 +482,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
     }
     const bool stop = opts.should_stop && opts.should_stop(step + 1) && step + 1 < cfg.train.max_steps;
     const bool last = step + 1 == cfg.train.max_steps;
-    if (checkpoints && ((step + 1) % cfg.checkpoint.every == 0 || last || stop)) save(step + 1);
+    if (writer && checkpoints && ((step + 1) % cfg.checkpoint.every == 0 || last || stop)) save(step + 1);
     if (stop) {
       result.stopped = true;
       spdlog::info("train: stopped at step {}{}", step + 1,

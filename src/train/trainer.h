@@ -4,8 +4,8 @@
 // that skips a step whose loss or gradient norm is NaN/Inf (and stops after max_bad_steps in a
 // row), AdamW at the scheduled learning rate (weight decay on matrices only, by default),
 // periodic validation (mean loss over the split's real targets, perplexity), a progress line and
-// a JSONL metrics record. The data-parallel reduction will hook in between backward and the
-// norm (one place: reduce_gradients()).
+// a JSONL metrics record. The data-parallel reduction (dist::GradientReducer) runs between the
+// last backward and the norm.
 //
 // Checkpoints (train/checkpoint.h) every checkpoint.every steps, at the end, and when asked to
 // stop (TrainOptions::should_stop; `sparsek train` wires SIGINT/SIGTERM to it). train.resume:
@@ -25,7 +25,8 @@
 // attention backward accumulates dQ with atomics, so it is not bit-exact); the precision a
 // checkpoint was trained in must match. The progress line adds MFU (train_flops_per_token over
 // the dense bf16 peak of an H100/H200, 989 TFLOP/s) and the peak GPU memory.
-// Not yet: multi-GPU.
+// The world comes from the environment (dist/world.h); a world of more than one process is
+// refused until the NCCL gradient reducer exists (docs/DISTRIBUTED.md).
 // Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp.
 #pragma once
 #include <functional>
