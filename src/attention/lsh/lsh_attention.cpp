@@ -1,6 +1,8 @@
 // LshAttention (lsh_attention.h): the `lsh` kind's module, its rotations and its decode cache.
 #include "attention/lsh/lsh_attention.h"
 
+#include "attention/lsh/lsh_cuda.h"
+
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -77,10 +79,12 @@ Tensor LshAttention::core(const Tensor& q, const Tensor& v) const {
   const DType dt = core_dtype(q);
   if (dt == q.dtype() && q.device().is_cpu())
     return lsh::lsh_attention_reference(q, v, rotations_for(q.size(2)), params_.chunk);
+  if (lsh::lsh_attention_cuda_supported(q) && v.dtype() == q.dtype())
+    return lsh::lsh_attention_cuda(q, v, rotations_for(q.size(2)), params_.chunk);
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    spdlog::warn("attention: lsh has no CUDA kernels yet; computing its core with the CPU reference on f32 host "
-                 "copies (slow, for small test models)");
+    spdlog::warn("attention: lsh has CUDA kernels for bf16/f32 with head dim 64 or 128 only; computing its core "
+                 "with the CPU reference on f32 host copies (slow, for small test models)");
   auto host = [&](const Tensor& t) { return t.to(Device::cpu()).to(dt); };
   return lsh::lsh_attention_reference(host(q), host(v), rotations_for(q.size(2)).to(dt), params_.chunk)
       .to(q.dtype())

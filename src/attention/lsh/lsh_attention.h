@@ -8,8 +8,9 @@
 // n_buckets/2) are drawn per call from (that seed, the layer, the step set by set_step, n_buckets);
 // step -1 (the default, and what evaluation sets) gives fixed rotations per layer and n_buckets.
 // Tests inject rotations with set_rotations. Rotary embeddings are refused (shared query/key).
-// Core: lsh_attention_reference (lsh_reference.h) on the CPU; on CUDA the same reference on f32
-// host copies (no kernels yet; slow, for small models).
+// Core: lsh_attention_reference (lsh_reference.h) on the CPU; on CUDA the kernels (lsh_cuda.h) for
+// bf16/f32 with head dim 64 or 128, else the reference on f32 host copies (with a warning; slow).
+// The rotations are drawn on the CPU per call and copied to the device.
 // Decoding: the cache keeps q and v of every position; each new token re-hashes and re-sorts the
 // whole prefix and computes its own entries only (the output equals the last position of a forward
 // over the prefix with the same rotations): O(L (n_hashes n_buckets D / 2 + log)) for hashing and
