@@ -14,6 +14,8 @@
 // equal the CPU's bit for bit on the same f32 values.
 #include "kernels/attention/lsh/lsh_attention.h"
 
+#include "kernels/attention/lsh/lsh_mma.h"
+
 #include <cuda_bf16.h>
 
 #include <cfloat>
@@ -519,7 +521,13 @@ template <class TIn, int D>
 int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
                  void* out, cudaStream_t s) {
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
-  forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, o_rounds, lse);
+  const int impl = sk_lsh_chunk_impl(p);
+  if (impl < 0) return SK_KERNEL_BAD_ARG;
+  if (impl == 2) {
+    if (int st = sk_lsh_mma_forward_chunks(p, kscale, order, o_rounds, lse, s)) return st;
+  } else {
+    forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, o_rounds, lse);
+  }
   const int64_t total = rows(p) * p->T * p->D;
   merge_kernel<TIn><<<unsigned((total + 255) / 256), 256, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
   return launch_status();
@@ -533,8 +541,14 @@ int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* orde
   const unsigned warp_blocks = unsigned((rows(p) * p->T * 32 + 255) / 256);
   const TIn* g = static_cast<const TIn*>(dout);
   backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o_rounds, lse, g, w, gout);
-  backward_query_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dq_e);
-  backward_key_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dk_e, dv_e);
+  const int impl = sk_lsh_chunk_impl(p);
+  if (impl < 0) return SK_KERNEL_BAD_ARG;
+  if (impl == 2) {
+    if (int st = sk_lsh_mma_backward_chunks(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s)) return st;
+  } else {
+    backward_query_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dq_e);
+    backward_key_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dk_e, dv_e);
+  }
   backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, static_cast<TIn*>(dq),
                                                           static_cast<TIn*>(dv));
   return launch_status();
@@ -552,6 +566,14 @@ int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* orde
   } while (0)
 
 extern "C" int sk_lsh_supports_head_dim(int D) { return D == 64 || D == 128 ? 1 : 0; }
+
+extern "C" int sk_lsh_chunk_impl(const SkLshParams* p) {
+  if (!p) return -1;
+  const bool mma = sk_lsh_mma_supported(p) != 0;
+  if (p->impl == 2) return mma ? 2 : -1;
+  if (p->impl == 1) return 1;
+  return mma ? 2 : 1;
+}
 
 extern "C" int64_t sk_lsh_sort_temp_bytes(const SkLshParams* p) {
   if (check(p, false) != SK_KERNEL_OK || !hashed(p) || rows(p) * entries(p) == 0) return 0;

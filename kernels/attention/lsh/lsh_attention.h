@@ -37,6 +37,9 @@ struct SkLshParams {
   int chunk;                       // entries per chunk (T when T <= chunk)
   int look_back;                   // 1: one chunk of cyclic look-back (T > chunk), 0: none
   const float* rot;                // (H, D, R, NB / 2) or null when T <= chunk
+  int impl;                        // chunk kernels: 0 auto (tensor cores when they take the inputs:
+                                   // bf16, D 64/128, 16-byte aligned rows; else SIMT), 1 SIMT,
+                                   // 2 tensor cores (SK_KERNEL_BAD_ARG when they do not take them)
 };
 
 #ifdef __cplusplus
@@ -45,6 +48,9 @@ extern "C" {
 
 // 1 when the chunk kernels take head dim D (64 and 128).
 int sk_lsh_supports_head_dim(int D);
+
+// The chunk kernels p->impl selects: 1 SIMT, 2 tensor cores, -1 none (impl 2 not possible).
+int sk_lsh_chunk_impl(const SkLshParams* p);
 
 // Bytes of temporary storage the sort of sk_cuda_lsh_layout needs (0 when T <= chunk).
 int64_t sk_lsh_sort_temp_bytes(const SkLshParams* p);

@@ -2,6 +2,9 @@
 // forward state and scratch, and the calls into kernels/attention/lsh/lsh_attention.cu.
 #include "attention/lsh/lsh_cuda.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "autograd/node.h"
 #include "util/check.h"
 
@@ -52,6 +55,16 @@ SkLshParams kernel_params(const Tensor& q, const Tensor& v, int64_t rounds, int6
   p.look_back = look_back ? 1 : 0;
   p.rot = rot_dev.defined() ? rot_dev.data<float>() : nullptr;
   return p;
+}
+
+// Auto, unless SPARSEK_LSH_KERNELS says simt or mma.
+int kernel_impl(LshCudaKernels k) {
+  if (k != LshCudaKernels::Auto) return int(k);
+  const char* env = std::getenv("SPARSEK_LSH_KERNELS");
+  if (env && std::strcmp(env, "simt") == 0) return 1;
+  if (env && std::strcmp(env, "mma") == 0) return 2;
+  SK_CHECK(!env || !*env || std::strcmp(env, "auto") == 0, "SPARSEK_LSH_KERNELS must be simt, mma or auto, got ", env);
+  return 0;
 }
 
 }  // namespace
@@ -105,13 +118,18 @@ LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t 
 #endif
 }
 
-LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk) {
+LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk,
+                                LshCudaKernels kernels) {
 #ifdef SPARSEK_HAS_CUDA
   LshCudaLayout L = lsh_cuda_layout(q, rotations, chunk);
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), R = L.rounds;
   // The attention does not read the rotations (already hashed).
-  const SkLshParams p = kernel_params(q, v, R, L.n_buckets, L.chunk, L.look_back, Tensor());
+  SkLshParams p = kernel_params(q, v, R, L.n_buckets, L.chunk, L.look_back, Tensor());
+  p.impl = kernel_impl(kernels);
+  SK_CHECK(sk_lsh_chunk_impl(&p) > 0, kOp, ": the tensor-core kernels need bf16 q, v with 16-byte aligned rows, got ",
+           q.str(), " (SPARSEK_LSH_KERNELS or LshCudaKernels::TensorCores asked for them)");
   LshCudaForward f;
+  f.kernels = kernels;
   f.kscale = L.kscale, f.order = L.order, f.buckets = L.buckets;
   f.rounds = L.rounds, f.n_buckets = L.n_buckets, f.chunk = L.chunk, f.look_back = L.look_back;
   const Device dev = q.device();
@@ -122,7 +140,7 @@ LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& 
                                       f.lse.data<float>(), f.out.data_ptr(), cuda::stream()));
   return f;
 #else
-  (void)q, (void)v, (void)rotations, (void)chunk;
+  (void)q, (void)v, (void)rotations, (void)chunk, (void)kernels;
   SK_FAIL("lsh attention: this build has no CUDA backend");
 #endif
 }
@@ -137,7 +155,8 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
            kOp, ": the forward state does not match q ", q.str());
   cuda::set_device(q.device().index);
   // The rotations are not read by the backward.
-  const SkLshParams p = kernel_params(q, v, R, fwd.n_buckets, fwd.chunk, fwd.look_back, Tensor());
+  SkLshParams p = kernel_params(q, v, R, fwd.n_buckets, fwd.chunk, fwd.look_back, Tensor());
+  p.impl = kernel_impl(fwd.kernels);
   Tensor dout = dout_in.to(q.dtype()).contiguous();
   const Device dev = q.device();
   Tensor w = Tensor::empty({B * H, E}, DType::F32, dev);

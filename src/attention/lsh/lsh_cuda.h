@@ -12,7 +12,7 @@
 //   output, lse (B, H, R, T) f32.
 // Pipeline: key scales + hashing (fp32, the CPU reference's operation order, so the buckets equal
 // lsh_hash on the same f32 values), a stable radix sort of (row, round, bucket) keys (cub), the
-// chunked attention (one block per chunk, SIMT fp32), the merge over rounds. The backward recomputes
+// chunked attention (tensor cores for bf16, else SIMT fp32; LshCudaKernels), the merge over rounds. The backward recomputes
 // each chunk's softmax twice (query side: dq; key side: dk, dv), writes per-entry partial gradients
 // (no atomics) and sums the rounds with the key-normalisation backward: bitwise deterministic.
 // Tests: tests/attention/lsh/test_lsh_cuda.cpp. Docs: docs/LSH.md (CUDA path).
@@ -27,6 +27,11 @@ namespace sk::attention::lsh {
 // True when the kernels take these inputs (CUDA build, q on CUDA in bf16 or f32, 4-d, D in {64, 128}).
 bool lsh_attention_cuda_supported(const Tensor& q);
 
+// Which chunk kernels run: Auto = tensor cores (mma.sync, bf16 with 16-byte aligned rows) when they
+// take the inputs, else SIMT fp32; the environment variable SPARSEK_LSH_KERNELS=simt|mma overrides
+// Auto (simt: always SIMT; mma: tensor cores, an error where they do not apply).
+enum class LshCudaKernels { Auto = 0, Simt = 1, TensorCores = 2 };
+
 struct LshCudaLayout {
   Tensor kscale, order, buckets;
   int64_t rounds = 1, n_buckets = 0, chunk = 0;  // chunk: entries per chunk (T when T <= chunk)
@@ -39,8 +44,10 @@ struct LshCudaForward {
   Tensor out, o_rounds, lse, order, kscale, buckets;
   int64_t rounds = 1, n_buckets = 0, chunk = 0;  // chunk: entries per chunk (T when T <= chunk)
   bool look_back = false;
+  LshCudaKernels kernels = LshCudaKernels::Auto;  // as asked; the backward uses the same
 };
-LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk);
+LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk,
+                                LshCudaKernels kernels = LshCudaKernels::Auto);
 
 // dq, dv: (B, H, T, D) contiguous in q's dtype. dout: (B, H, T, D) (any dtype, any strides).
 LshGrads lsh_cuda_backward(const Tensor& dout, const Tensor& q, const Tensor& v, const LshCudaForward& fwd);

@@ -10,9 +10,11 @@
 //    T in {1, 17, 1000, 4096} x n_hashes {1, 2, 4} x chunk {32, 64, 128} (T <= chunk: the plain
 //    path; 1000 and 4096 are not multiples of every chunk... 1000 of none), B, H > 1, D 64 and
 //    128, q and v as strided views of a (B, T, 2, H, D) buffer; plus odd chunks (4, 7, 16 with
-//    n_buckets 6) and f32 inputs. Tolerances:
+//    n_buckets 6, 200) and f32 inputs; bf16 cases run both chunk-kernel variants (tensor cores
+//    "_mma" and SIMT "_simt", LshCudaKernels), f32 the SIMT ones. Tolerances:
 //      bf16: out relative L2 <= 1e-2 (the kernels accumulate in fp32; the bf16 rounding of out
-//      alone is ~2^-9 ~ 2e-3 relative, as the flash tests); dq, dv relative L2 <= 2e-2 (the
+//      alone is ~2^-9 ~ 2e-3 relative, and the tensor-core kernels round P, dS to bf16 for their
+//      products, as the flash tests); dq, dv relative L2 <= 2e-2 (the
 //      gradients are bf16-rounded, and dq sums the query-side and key-side terms, which partly
 //      cancel: relative errors grow a few times over the output's, as in the flash tests);
 //      f32: out, dq, dv relative L2 <= 1e-3 (fp32 sums against f64; the -1e5 self-mask value
@@ -48,12 +50,14 @@ namespace {
 struct LshCase {
   int64_t B, H, T, D, R, chunk, NB;  // NB 0: lsh_default_buckets(T, chunk)
   DType dtype = DType::BF16;
+  LshCudaKernels kernels = LshCudaKernels::TensorCores;  // f32: SIMT
 };
 
 std::string case_name(const LshCase& c) {
   return "B" + std::to_string(c.B) + "_H" + std::to_string(c.H) + "_T" + std::to_string(c.T) + "_D" +
          std::to_string(c.D) + "_R" + std::to_string(c.R) + "_c" + std::to_string(c.chunk) + "_NB" +
-         std::to_string(c.NB) + (c.dtype == DType::F32 ? "_f32" : "_bf16");
+         std::to_string(c.NB) + (c.dtype == DType::F32 ? "_f32" : "_bf16") +
+         (c.kernels == LshCudaKernels::TensorCores ? "_mma" : "_simt");
 }
 
 // (B, H, T, D) view of slot `which` of a (B, T, 2, H, D) buffer.
@@ -99,7 +103,7 @@ TEST_P(CudaLshAttention, MatchesCpuReference) {
   Tensor rot = lsh_random_rotations(c.H, c.D, c.R, NB, 1234 + c.T, DType::F32);
   Tensor dout = Tensor::randn({c.B, c.H, c.T, c.D}, rng, DType::F32).to(DType::BF16).to(c.dtype).to(gpu);
 
-  LshCudaForward fwd = lsh_cuda_forward(q, v, rot, c.chunk);
+  LshCudaForward fwd = lsh_cuda_forward(q, v, rot, c.chunk, c.kernels);
   LshGrads grads = lsh_cuda_backward(dout, q, v, fwd);
 
   auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
@@ -154,17 +158,21 @@ std::vector<LshCase> cases() {
         for (int64_t D : {64, 128}) {
           if (T == 4096 && D == 128 && chunk != 128) continue;  // keep the f64 reference's time down
           const int64_t B = T == 4096 ? 1 : 2, H = 2;
-          v.push_back({B, H, T, D, R, chunk, 0});
+          v.push_back({B, H, T, D, R, chunk, 0});  // tensor cores
+          if (T < 4096 || chunk == 128) v.push_back({B, H, T, D, R, chunk, 0, DType::BF16, LshCudaKernels::Simt});
         }
   // Odd chunk sizes (not multiples of 16 or 32), a non-power-of-two NB, many short chunks.
-  v.push_back({2, 3, 17, 64, 2, 4, 0});
-  v.push_back({1, 2, 100, 64, 3, 7, 0});
-  v.push_back({2, 2, 257, 128, 2, 16, 6});
-  v.push_back({1, 1, 33, 64, 1, 32, 2});  // two chunks: each looks back at the other
-  // f32 inputs.
-  v.push_back({2, 2, 17, 64, 2, 32, 0, DType::F32});
-  v.push_back({2, 2, 1000, 64, 2, 64, 0, DType::F32});
-  v.push_back({1, 2, 1000, 128, 4, 32, 0, DType::F32});
+  for (LshCudaKernels k : {LshCudaKernels::TensorCores, LshCudaKernels::Simt}) {
+    v.push_back({2, 3, 17, 64, 2, 4, 0, DType::BF16, k});
+    v.push_back({1, 2, 100, 64, 3, 7, 0, DType::BF16, k});
+    v.push_back({2, 2, 257, 128, 2, 16, 6, DType::BF16, k});
+    v.push_back({1, 1, 33, 64, 1, 32, 2, DType::BF16, k});  // two chunks: each looks back at the other
+    v.push_back({1, 2, 700, 64, 2, 200, 0, DType::BF16, k});  // chunk > 128: several 64-row tiles
+  }
+  // f32 inputs (SIMT kernels).
+  v.push_back({2, 2, 17, 64, 2, 32, 0, DType::F32, LshCudaKernels::Simt});
+  v.push_back({2, 2, 1000, 64, 2, 64, 0, DType::F32, LshCudaKernels::Simt});
+  v.push_back({1, 2, 1000, 128, 4, 32, 0, DType::F32, LshCudaKernels::Simt});
   return v;
 }
 
@@ -203,6 +211,9 @@ TEST(CudaLshArgs, RejectsUnsupportedInputs) {
   EXPECT_THROW(lsh_cuda_forward(q, q.to(DType::F32), rot, 32), sk::Error);                   // dtype mismatch
   EXPECT_THROW(lsh_cuda_forward(q, q, lsh_random_rotations(3, 64, 2, 4, 1, DType::F32), 32), sk::Error);  // H
   EXPECT_THROW(lsh_cuda_forward(q, q, rot, 0), sk::Error);                                   // chunk
+  Tensor q32 = q.to(DType::F32);
+  EXPECT_THROW(lsh_cuda_forward(q32, q32, rot, 32, LshCudaKernels::TensorCores), sk::Error);  // mma needs bf16
+  EXPECT_NO_THROW(lsh_cuda_forward(q32, q32, rot, 32));                                     // f32: SIMT
   EXPECT_FALSE(lsh_attention_cuda_supported(q.cpu()));
   EXPECT_FALSE(lsh_attention_cuda_supported(Tensor::randn({1, 2, 8, 48}, rng, DType::F32, gpu)));
   EXPECT_TRUE(lsh_attention_cuda_supported(q));
