@@ -3,6 +3,7 @@
 // 12 x 64), n_hashes 2, chunk 128, n_buckets lsh_default_buckets(T, chunk) (grows with T, as Hugging
 // Face's default), T from --t-min to --t-max (powers of two); q and v as (B, H, T, D) views of a
 // packed (B, T, 2, H, D) projection, fresh random N(0, 1); rotations N(0, 1) already on the device.
+// --kernels auto|simt|mma picks the chunk kernels (and hash) as LshCudaKernels (auto: tensor cores).
 // Fields: layout_ms (key scales + hashing + sort alone), fwd_ms (layout + chunked attention +
 // merge), fwd_bwd_ms (forward + backward: what a training step pays), layout_share.
 // Useful FLOPs (FlashAttention's convention): 4 * B * H * D * lsh_keys_attended(T, R, chunk) for the
@@ -37,6 +38,9 @@ void run_bench_lsh(const BenchLshOptions& o) {
   Timer timer;
   nlohmann::json results = nlohmann::json::array();
   const int64_t H = o.heads, D = o.head_dim, R = o.n_hashes;
+  const lsh::LshCudaKernels kernels = o.kernels == "simt"  ? lsh::LshCudaKernels::Simt
+                                      : o.kernels == "mma" ? lsh::LshCudaKernels::TensorCores
+                                                           : lsh::LshCudaKernels::Auto;
   spdlog::info("{:>6} {:>4} {:>5} {:>10} {:>10} {:>10} {:>7} {:>12}", "T", "B", "NB", "layout ms", "fwd ms",
                "fwd+bwd ms", "layout", "f+b TFLOP/s");
   for (int64_t T = o.t_min; T <= o.t_max; T *= 2) {
@@ -48,20 +52,20 @@ void run_bench_lsh(const BenchLshOptions& o) {
     const Tensor q = make_view(qv, {B, H, T, D}, {T * 2 * H * D, D, 2 * H * D, 1}, 0);
     const Tensor v = make_view(qv, {B, H, T, D}, {T * 2 * H * D, D, 2 * H * D, 1}, H * D);
     const Tensor rot = lsh::lsh_random_rotations(H, D, R, NB, 7 + uint64_t(T), DType::F32).to(Device::cuda(0));
-    const double fwd_ms = timer.median_ms([&] { lsh::lsh_cuda_forward(q, v, rot, o.chunk); }, 2, o.iters);
+    const double fwd_ms = timer.median_ms([&] { lsh::lsh_cuda_forward(q, v, rot, o.chunk, kernels); }, 2, o.iters);
     const double fb_ms = timer.median_ms(
         [&] {
-          const lsh::LshCudaForward f = lsh::lsh_cuda_forward(q, v, rot, o.chunk);
+          const lsh::LshCudaForward f = lsh::lsh_cuda_forward(q, v, rot, o.chunk, kernels);
           lsh::lsh_cuda_backward(dout, q, v, f);
         },
         2, o.iters);
-    const double layout_ms = timer.median_ms([&] { lsh::lsh_cuda_layout(q, rot, o.chunk); }, 2, o.iters);
+    const double layout_ms = timer.median_ms([&] { lsh::lsh_cuda_layout(q, rot, o.chunk, kernels); }, 2, o.iters);
     const double fwd_flops = 4.0 * double(B * H * D) * double(lsh::lsh_keys_attended(T, R, o.chunk));
     const double fb_tf = 3.5 * fwd_flops / (fb_ms * 1e9);
     spdlog::info("{:>6} {:>4} {:>5} {:>10.3f} {:>10.3f} {:>10.3f} {:>6.0f}% {:>12.1f}", T, B, NB, layout_ms, fwd_ms,
                  fb_ms, 100.0 * layout_ms / fb_ms, fb_tf);
     results.push_back({{"kind", "lsh"}, {"heads", H}, {"head_dim", D}, {"T", T}, {"B", B}, {"n_hashes", R},
-                       {"chunk", o.chunk}, {"n_buckets", NB}, {"layout_ms", layout_ms}, {"fwd_ms", fwd_ms},
+                       {"chunk", o.chunk}, {"n_buckets", NB}, {"kernels", o.kernels}, {"layout_ms", layout_ms}, {"fwd_ms", fwd_ms},
                        {"fwd_bwd_ms", fb_ms}, {"layout_share", layout_ms / fb_ms},
                        {"keys_attended_per_seq", lsh::lsh_keys_attended(T, R, o.chunk)},
                        {"fwd_tflops", fwd_flops / (fwd_ms * 1e9)}, {"fwd_bwd_tflops", fb_tf}});

@@ -3,15 +3,16 @@
 // backward (query-side and key-side recomputation kernels writing per-entry partial gradients, then
 // one pass summing the rounds and applying the key-normalisation backward).
 //
-// The chunk kernels are SIMT (fp32 FMA, no tensor cores): a block owns one chunk of one (b, h)
+// The chunk kernels here are SIMT (fp32 FMA, no tensor cores; used for f32, or when asked): a block owns one chunk of one (b, h)
 // row; kG = 8 threads share one row (query or key entry), each holding D / 8 of its dims
 // (interleaved: dim i * 8 + g, so the 8 threads of a row read 8 consecutive shared-memory words),
 // and stream the other side (keys, or queries in the key-side backward) through shared memory in
 // tiles of kTile entries; dots are finished with 3 xor shuffles. Online softmax in fp32.
 //
-// Hashing is done in fp32 with unfused multiply and add in the order d = 0 .. D-1 (__fmul_rn /
-// __fadd_rn), the same operations as the CPU reference lsh_hash on f32 inputs, so the buckets
-// equal the CPU's bit for bit on the same f32 values.
+// The SIMT hash runs in fp32 with unfused multiply and add in the order d = 0 .. D-1 (__fmul_rn /
+// __fadd_rn), the same operations as the CPU reference lsh_hash on f32 inputs, so its buckets
+// equal the CPU's bit for bit on the same f32 values. With the tensor-core kernels (impl 2; bf16)
+// the hash and the chunk attention run in lsh_mma.cu instead.
 #include "kernels/attention/lsh/lsh_attention.h"
 
 #include "kernels/attention/lsh/lsh_mma.h"
@@ -604,7 +605,11 @@ extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* 
     return launch_status();
   }
   const dim3 grid(unsigned((p->T + kHashPos - 1) / kHashPos), unsigned(rows(p)), unsigned(p->rounds));
-  if (p->dtype == SK_KDT_BF16)
+  const int impl = sk_lsh_chunk_impl(p);
+  if (impl < 0) return SK_KERNEL_BAD_ARG;
+  if (impl == 2) {
+    if (int st = sk_lsh_mma_hash(p, buckets, sort_keys, sort_vals, s)) return st;
+  } else if (p->dtype == SK_KDT_BF16)
     hash_kernel<__nv_bfloat16><<<grid, kHashThreads, 0, s>>>(*p, buckets, sort_keys, sort_vals);
   else
     hash_kernel<float><<<grid, kHashThreads, 0, s>>>(*p, buckets, sort_keys, sort_vals);

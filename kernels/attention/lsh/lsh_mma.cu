@@ -508,6 +508,103 @@ __global__ void __launch_bounds__(kThr) backward_key_mma_kernel(const SkLshParam
   }
 }
 
+
+// ---- hashing ---------------------------------------------------------------------------------------
+// Block (64 positions, bh, round): y = q R_r on tensor cores with R split into three bf16 terms
+// (hi + mid + lo carry R's 24 significant bits; q is bf16 exactly, so every product is exact and
+// only the fp32 accumulation order differs from the CPU's sequential sum: the argmax can differ
+// from lsh_hash's only where two candidates are within a few ulps), then the first argmax over
+// [y, -y] per position.
+constexpr int kHashCols = 64;  // rotation columns per shared-memory tile
+
+__device__ __forceinline__ bool better(float v2, int i2, float v, int i) { return v2 > v || (v2 == v && i2 < i); }
+
+template <int D>
+__global__ void __launch_bounds__(kThr) hash_mma_kernel(const SkLshParams p, int32_t* __restrict__ buckets,
+                                                        uint32_t* __restrict__ keys, int32_t* __restrict__ vals) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int pos_s[kM];
+  const int bh = blockIdx.y, r = blockIdx.z, T = p.T, tid = threadIdx.x;
+  const int R = p.rounds, half = p.n_buckets / 2, h = bh % p.H, j0 = blockIdx.x * kM;
+  constexpr int kRotTile = D * kHashCols * 2;  // bytes of one (D x 64) bf16 tile
+  const uint32_t sQ = smem_u32(smem), sR = sQ + tile_bytes<D>();
+  unsigned char* rot_tiles = smem + tile_bytes<D>();
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kM) pos_s[tid] = j0 + tid < T ? j0 + tid : -1;
+  __syncthreads();
+  gather_tile<D>(sQ, q_base(p, bh), p.q_st, pos_s);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+  float best_v[2] = {-INFINITY, -INFINITY};
+  int best_i[2] = {0x7fffffff, 0x7fffffff};
+  // rot element (h, d, r, col) at ((h D + d) R + r) half + col
+  const float* rot = p.rot + (int64_t(h) * D * R + r) * half;
+  const int64_t rot_d = int64_t(R) * half;
+  for (int c0 = 0; c0 < half; c0 += kHashCols) {
+    __syncthreads();  // the previous column tile is no longer read
+    for (int idx = tid; idx < D * kHashCols; idx += kThr) {
+      const int d = idx / kHashCols, col = idx % kHashCols;
+      const float x = c0 + col < half ? rot[d * rot_d + c0 + col] : 0.f;
+      const __nv_bfloat16 hi = __float2bfloat16_rn(x);
+      const float rest = x - __bfloat162float(hi);
+      const __nv_bfloat16 mid = __float2bfloat16_rn(rest);
+      const __nv_bfloat16 lo = __float2bfloat16_rn(rest - __bfloat162float(mid));
+      const uint32_t off = swz<kHashCols>(d, col & ~7) + (col & 7) * 2;
+      *reinterpret_cast<__nv_bfloat16*>(rot_tiles + off) = hi;
+      *reinterpret_cast<__nv_bfloat16*>(rot_tiles + kRotTile + off) = mid;
+      *reinterpret_cast<__nv_bfloat16*>(rot_tiles + 2 * kRotTile + off) = lo;
+    }
+    __syncthreads();
+    float y[kHashCols / 8][4];
+#pragma unroll
+    for (int j = 0; j < kHashCols / 8; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+#pragma unroll
+    for (int part = 0; part < 3; ++part) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int j = 0; j < kHashCols / 16; ++j) {
+          uint32_t bf[4];
+          load_b_trans<kHashCols>(bf, sR + part * kRotTile, kk * 16, j * 16, lane);
+          mma_bf16(y[2 * j], qf[kk], bf[0], bf[1]);
+          mma_bf16(y[2 * j + 1], qf[kk], bf[2], bf[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kHashCols / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = c0 + j * 8 + 2 * t + (e & 1), rr = e >> 1;
+        if (col < half) {
+          if (better(y[j][e], col, best_v[rr], best_i[rr])) best_v[rr] = y[j][e], best_i[rr] = col;
+          if (better(-y[j][e], half + col, best_v[rr], best_i[rr])) best_v[rr] = -y[j][e], best_i[rr] = half + col;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      const float v2 = __shfl_xor_sync(0xffffffffu, best_v[rr], off);
+      const int i2 = __shfl_xor_sync(0xffffffffu, best_i[rr], off);
+      if (better(v2, i2, best_v[rr], best_i[rr])) best_v[rr] = v2, best_i[rr] = i2;
+    }
+    const int j = j0 + r0 + g + 8 * rr;
+    if (t == 0 && j < T) {
+      const int64_t ent = (int64_t(bh) * R + r) * T + j;
+      buckets[ent] = best_i[rr];
+      keys[ent] = uint32_t((int64_t(bh) * R + r) * p.n_buckets + best_i[rr]);
+      vals[ent] = r * T + j;
+    }
+  }
+}
+
 template <class K>
 bool set_smem(K kernel, int bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess;
@@ -541,7 +638,21 @@ int backward_launch(const SkLshParams* p, const float* kscale, const int32_t* or
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
+template <int D>
+int hash_launch(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s) {
+  constexpr int smem = tile_bytes<D>() + 3 * D * kHashCols * 2;
+  if (!set_smem(hash_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
+  const dim3 grid(unsigned((p->T + kM - 1) / kM), unsigned(int64_t(p->B) * p->H), unsigned(p->rounds));
+  hash_mma_kernel<D><<<grid, kThr, smem, s>>>(*p, buckets, keys, vals);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
 }  // namespace
+
+int sk_lsh_mma_hash(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s) {
+  if (!sk_lsh_mma_supported(p) || !p->rot || p->n_buckets < 2) return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? hash_launch<64>(p, buckets, keys, vals, s) : hash_launch<128>(p, buckets, keys, vals, s);
+}
 
 int sk_lsh_mma_supported(const SkLshParams* p) {
   if (!p || p->dtype != SK_KDT_BF16 || (p->D != 64 && p->D != 128)) return 0;

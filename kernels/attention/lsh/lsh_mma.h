@@ -12,6 +12,10 @@
 // pointers 16-byte aligned, strides multiples of 8 elements).
 int sk_lsh_mma_supported(const SkLshParams* p);
 
+// Buckets, sort keys and values of every (bh, round, position) (as the SIMT hash kernel; the argmax
+// may differ from the CPU's fp32 lsh_hash at near ties: fp32 accumulation order).
+int sk_lsh_mma_hash(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s);
+
 // o_rounds, lse of every entry (the forward's chunk attention; the merge is separate).
 int sk_lsh_mma_forward_chunks(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
                               float* lse, cudaStream_t s);

@@ -70,7 +70,7 @@ int kernel_impl(LshCudaKernels k) {
 }  // namespace
 #endif
 
-LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t chunk) {
+LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t chunk, LshCudaKernels kernels) {
 #ifdef SPARSEK_HAS_CUDA
   SK_CHECK(chunk >= 1 && chunk < (int64_t(1) << 30), kOp, ": chunk must be >= 1, got ", chunk);
   SK_CHECK(q.defined() && q.ndim() == 4, kOp, ": q must be (B, H, T, D), got ",
@@ -91,7 +91,10 @@ LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t 
     rot = rotations.to(DType::F32).to(q.device()).contiguous();
   }
   cuda::set_device(q.device().index);
-  const SkLshParams p = kernel_params(q, q, L.rounds, L.n_buckets, L.chunk, L.look_back, rot);
+  SkLshParams p = kernel_params(q, q, L.rounds, L.n_buckets, L.chunk, L.look_back, rot);
+  p.impl = kernel_impl(kernels);
+  SK_CHECK(sk_lsh_chunk_impl(&p) > 0, kOp, ": the tensor-core kernels need bf16 q, v with 16-byte aligned rows, got ",
+           q.str(), " (SPARSEK_LSH_KERNELS or LshCudaKernels::TensorCores asked for them)");
   const Device dev = q.device();
   const int64_t R = L.rounds, E = R * T;
   L.kscale = Tensor::empty({B, H, T}, DType::F32, dev);
@@ -113,7 +116,7 @@ LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t 
   }
   return L;
 #else
-  (void)q, (void)rotations, (void)chunk;
+  (void)q, (void)rotations, (void)chunk, (void)kernels;
   SK_FAIL("lsh attention: this build has no CUDA backend");
 #endif
 }
@@ -121,7 +124,7 @@ LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t 
 LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk,
                                 LshCudaKernels kernels) {
 #ifdef SPARSEK_HAS_CUDA
-  LshCudaLayout L = lsh_cuda_layout(q, rotations, chunk);
+  LshCudaLayout L = lsh_cuda_layout(q, rotations, chunk, kernels);
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), R = L.rounds;
   // The attention does not read the rotations (already hashed).
   SkLshParams p = kernel_params(q, v, R, L.n_buckets, L.chunk, L.look_back, Tensor());

@@ -10,10 +10,9 @@
 //   kscale (B, H, T) f32 key scales, order (B * H, R * T) int32 sorted entry ids (r * T + j),
 //   buckets (B, H, R, T) int32 (T > chunk only), o_rounds (B, H, R, T, D) f32 each entry's softmax
 //   output, lse (B, H, R, T) f32.
-// Pipeline: key scales + hashing (fp32, the CPU reference's operation order, so the buckets equal
-// lsh_hash on the same f32 values), a stable radix sort of (row, round, bucket) keys (cub), the
-// chunked attention (tensor cores for bf16, else SIMT fp32; LshCudaKernels), the merge over rounds. The backward recomputes
-// each chunk's softmax twice (query side: dq; key side: dk, dv), writes per-entry partial gradients
+// Pipeline: key scales + hashing (lsh_cuda_layout), a stable radix sort of (row, round, bucket)
+// keys (cub), the chunked attention (tensor cores for bf16, else SIMT fp32; LshCudaKernels), the
+// merge over rounds. The backward recomputes each chunk's softmax twice (query side: dq; key side: dk, dv), writes per-entry partial gradients
 // (no atomics) and sums the rounds with the key-normalisation backward: bitwise deterministic.
 // Tests: tests/attention/lsh/test_lsh_cuda.cpp. Docs: docs/LSH.md (CUDA path).
 #pragma once
@@ -37,8 +36,12 @@ struct LshCudaLayout {
   int64_t rounds = 1, n_buckets = 0, chunk = 0;  // chunk: entries per chunk (T when T <= chunk)
   bool look_back = false;                        // T > chunk: hashed, one chunk of cyclic look-back
 };
-// Key scales, buckets and the sorted order of q (the first part of the forward).
-LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t chunk);
+// Key scales, buckets and the sorted order of q (the first part of the forward). The hash runs on
+// tensor cores with the tensor-core kernels (R split into three bf16 terms, fp32 accumulation: equal
+// to lsh_hash on the same f32 values except at near ties), else in SIMT fp32 with the CPU's
+// operation order (bit-equal to lsh_hash on the same f32 values).
+LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t chunk,
+                              LshCudaKernels kernels = LshCudaKernels::Auto);
 
 struct LshCudaForward {
   Tensor out, o_rounds, lse, order, kscale, buckets;

@@ -1,9 +1,12 @@
 // LSH attention on CUDA (src/attention/lsh/lsh_cuda.h, kernels/attention/lsh/) against the CPU
 // reference (lsh_reference.h) on fresh random inputs (normal q, v, dout; never zeros). Skipped,
 // saying so, without a CUDA device (the CPU-only CI).
-//  - Buckets: the GPU's equal lsh_hash on the same values in f32 (q rounded to bf16, then f32)
-//    EXACTLY: both sides run the same fp32 operations in the same order (unfused multiply and add,
-//    d = 0 .. D-1; first maximum). Any mismatch is listed (first few) and fails.
+//  - Buckets vs lsh_hash on the same values in f32 (q rounded to bf16, then f32). SIMT kernels:
+//    EXACTLY equal (the same fp32 operations in the same order: unfused multiply and add,
+//    d = 0 .. D-1; first maximum). Tensor-core hash (rotations split into 3 bf16 terms, exact
+//    products, fp32 accumulation in the MMA's order): equal except at near ties, at most
+//    max(3, 1e-4 of all) differences, each within 1e-5 of the largest |q R| of its row (f64).
+//    Mismatches are printed.
 //  - Sorted order: equal to lsh_layout's stable sort of those buckets, exactly.
 //  - Forward and backward vs the reference in f64 on the same bf16-rounded q, v, dout and the GPU's
 //    buckets (lsh_attention_forward_buckets, so the layouts are the same by construction), at
@@ -113,16 +116,42 @@ TEST_P(CudaLshAttention, MatchesCpuReference) {
 
   std::vector<int64_t> buckets;
   if (hashed) {
-    // Buckets: exactly the CPU hash of the same f32 values.
+    // Buckets: the CPU hash of the same f32 values. SIMT: exactly. Tensor cores: equal except at
+    // near ties (fp32 accumulation order), at most max(3, 1e-4 of all), each a tie within 1e-5 of
+    // the row's largest |q R| (checked in f64).
     buckets = to_i64(fwd.buckets);
-    const std::vector<int64_t> cpu = lsh_hash(q.cpu().to(DType::F32).contiguous(), rot);
+    const Tensor q32 = q.cpu().to(DType::F32).contiguous();
+    const std::vector<int64_t> cpu = lsh_hash(q32, rot);
     ASSERT_EQ(buckets.size(), cpu.size()) << name;
-    int64_t bad = 0;
-    for (size_t i = 0; i < cpu.size(); ++i)
-      if (buckets[i] != cpu[i] && bad++ < 5)
-        ADD_FAILURE() << name << ": bucket " << i << " (bh " << i / (R * T) << ", round " << (i / T) % R << ", pos "
-                      << i % T << ") GPU " << buckets[i] << ", CPU f32 " << cpu[i];
-    EXPECT_EQ(bad, 0) << name << ": " << bad << " of " << cpu.size() << " buckets differ";
+    const bool exact = c.kernels == LshCudaKernels::Simt;
+    const std::vector<double> qh = q32.to_vector(), rh = rot.to_vector();
+    const int64_t half = NB / 2;
+    int64_t bad = 0, not_tie = 0;
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      if (buckets[i] == cpu[i]) continue;
+      const int64_t bh = int64_t(i) / (R * T), r = (int64_t(i) / T) % R, j = int64_t(i) % T, h = bh % c.H;
+      auto proj = [&](int64_t k) {  // [qR, -qR]_k in f64
+        double y = 0;
+        for (int64_t d = 0; d < c.D; ++d)
+          y += qh[size_t((bh * T + j) * c.D + d)] * rh[size_t(((h * c.D + d) * R + r) * half + (k % half))];
+        return k < half ? y : -y;
+      };
+      double ymax = 0;
+      for (int64_t k = 0; k < half; ++k) ymax = std::max(ymax, std::abs(proj(k)));
+      const double gap = std::abs(proj(cpu[i]) - proj(buckets[i]));
+      const bool tie = gap <= 1e-5 * ymax;
+      not_tie += tie ? 0 : 1;
+      if (bad++ < 5 || !tie)
+        std::cout << name << ": bucket " << i << " (bh " << bh << ", round " << r << ", pos " << j << ") GPU "
+                  << buckets[i] << ", CPU f32 " << cpu[i] << ", f64 gap " << gap << " (max |qR| " << ymax << ")\n";
+    }
+    if (exact) {
+      EXPECT_EQ(bad, 0) << name << ": " << bad << " of " << cpu.size() << " buckets differ from lsh_hash";
+    } else {
+      EXPECT_EQ(not_tie, 0) << name << ": " << not_tie << " bucket differences are not near ties";
+      EXPECT_LE(bad, std::max<int64_t>(3, int64_t(cpu.size()) / 10000)) << name << ": " << bad << " of " << cpu.size()
+                                                                          << " buckets differ from lsh_hash";
+    }
     for (int64_t b : buckets) ASSERT_TRUE(b >= 0 && b < NB) << name << ": bucket " << b << " outside [0, " << NB << ")";
   }
   LshForward ref = lsh_attention_forward_buckets(rq, rv, buckets, c.R, NB, c.chunk);
