@@ -2,6 +2,7 @@
 // forward state and scratch, and the calls into kernels/attention/lsh/lsh_attention.cu.
 #include "attention/lsh/lsh_cuda.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -161,6 +162,11 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
   SkLshParams p = kernel_params(q, v, R, fwd.n_buckets, fwd.chunk, fwd.look_back, Tensor());
   p.impl = kernel_impl(fwd.kernels);
   Tensor dout = dout_in.to(q.dtype()).contiguous();
+  if (reinterpret_cast<uintptr_t>(dout.data_ptr()) % 16 != 0) {  // the tensor-core kernels load 16-byte rows
+    Tensor aligned = Tensor::empty(dout.shape(), dout.dtype(), dout.device());
+    aligned.copy_(dout);
+    dout = aligned;
+  }
   const Device dev = q.device();
   Tensor w = Tensor::empty({B * H, E}, DType::F32, dev);
   Tensor gout = Tensor::empty({B * H, T}, DType::F32, dev);
