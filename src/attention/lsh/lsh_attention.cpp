@@ -62,6 +62,18 @@ Tensor LshAttention::rotations_for(int64_t T) const {
                                    spec_.dtype == DType::F64 ? DType::F64 : DType::F32);
 }
 
+Tensor LshAttention::device_rotations(int64_t T, Device device) const {
+  if (injected_.defined()) return injected_.to(DType::F32).to(device);
+  const int64_t nb = lsh::lsh_buckets(params_, T), step = step_.load();
+  std::lock_guard<std::mutex> lock(rot_mutex_);
+  if (!rot_cached_.defined() || rot_step_ != step || rot_nb_ != nb || rot_cached_.device() != device) {
+    rot_cached_ = rotations_for(T).to(DType::F32).to(device);
+    rot_step_ = step;
+    rot_nb_ = nb;
+  }
+  return rot_cached_;
+}
+
 std::pair<Tensor, Tensor> LshAttention::heads(const Tensor& x) const {
   SK_CHECK(x.ndim() == 3 && x.size(2) == spec_.n_embd, "attention (lsh): x must be (B, T, ", spec_.n_embd, "), got ",
            shape_str(x.shape()));
@@ -80,7 +92,7 @@ Tensor LshAttention::core(const Tensor& q, const Tensor& v) const {
   if (dt == q.dtype() && q.device().is_cpu())
     return lsh::lsh_attention_reference(q, v, rotations_for(q.size(2)), params_.chunk);
   if (lsh::lsh_attention_cuda_supported(q) && v.dtype() == q.dtype())
-    return lsh::lsh_attention_cuda(q, v, rotations_for(q.size(2)), params_.chunk);
+    return lsh::lsh_attention_cuda(q, v, device_rotations(q.size(2), q.device()), params_.chunk);
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
     spdlog::warn("attention: lsh has CUDA kernels for bf16/f32 with head dim 64 or 128 only; computing its core "
