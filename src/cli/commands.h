@@ -41,6 +41,17 @@ struct BenchAttentionOptions {
 };
 void run_bench_attention(const BenchAttentionOptions& o);
 
+struct BenchLshOptions {
+  std::string out = "bench_lsh.json";
+  int64_t tokens = 65536;             // tokens per batch: B = tokens / T
+  int64_t t_min = 4096, t_max = 65536;
+  int64_t heads = 12, head_dim = 64;
+  int64_t n_hashes = 2, chunk = 128;  // n_buckets: lsh_default_buckets(T, chunk)
+  std::string kernels = "auto";       // auto, simt, mma (attention::lsh::LshCudaKernels)
+  int iters = 20;
+};
+void run_bench_lsh(const BenchLshOptions& o);
+
 struct BenchTrainOptions {
   std::string config = "configs/gpt2-124m.json";
   std::vector<std::string> overrides;  // "a.b=value"

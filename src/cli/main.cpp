@@ -3,6 +3,7 @@
 //   info         build and device information
 //   bench ops    time LayerNorm, GELU, fused cross-entropy, AdamW against PyTorch (docs/bench/)
 //   bench attention  time the fused attention kernels (peers: scripts/bench/bench_attention.sh)
+//   bench lsh        time the LSH attention kernels (peers: scripts/bench/bench_lsh.sh)
 //   bench train      training tokens/s on the GPU (peer: scripts/bench/train_peer.py)
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
 //   launch       N local ranks of `sparsek train` (src/dist/launcher.h)
@@ -61,6 +62,20 @@ int main(int argc, char** argv) {
   attn_cmd->add_flag("--sparsek-only", bench_attn.sparsek_only, "time only the SparseK cases");
   attn_cmd->add_flag("--no-sparsek", bench_attn.no_sparsek, "time only the flash cases");
   attn_cmd->callback([&] { run_bench_attention(bench_attn); });
+  BenchLshOptions bench_lsh;
+  auto* lsh_cmd = bench->add_subcommand("lsh", "Time the LSH attention kernels (fwd, fwd+bwd; peers: scripts/bench/bench_lsh.sh)");
+  lsh_cmd->add_option("--out", bench_lsh.out, "JSON output file")->capture_default_str();
+  lsh_cmd->add_option("--tokens", bench_lsh.tokens, "tokens per batch (B = tokens / T)")->capture_default_str();
+  lsh_cmd->add_option("--t-min", bench_lsh.t_min, "shortest sequence")->capture_default_str();
+  lsh_cmd->add_option("--t-max", bench_lsh.t_max, "longest sequence (powers of two from --t-min)")->capture_default_str();
+  lsh_cmd->add_option("--heads", bench_lsh.heads, "heads")->capture_default_str();
+  lsh_cmd->add_option("--head-dim", bench_lsh.head_dim, "head dim (64 or 128)")->capture_default_str();
+  lsh_cmd->add_option("--n-hashes", bench_lsh.n_hashes, "hash rounds")->capture_default_str();
+  lsh_cmd->add_option("--chunk", bench_lsh.chunk, "entries per chunk")->capture_default_str();
+  lsh_cmd->add_option("--kernels", bench_lsh.kernels, "chunk kernels: auto, simt or mma")->capture_default_str()
+      ->check(CLI::IsMember({"auto", "simt", "mma"}));
+  lsh_cmd->add_option("--iters", bench_lsh.iters, "timed runs per case (median reported)")->capture_default_str();
+  lsh_cmd->callback([&] { run_bench_lsh(bench_lsh); });
   BenchTrainOptions bench_train;
   auto* train_bench_cmd = bench->add_subcommand("train", "Steady-state training tokens/s of a config on the GPU (random tokens)");
   train_bench_cmd->add_option("--config", bench_train.config, "run config")->capture_default_str();

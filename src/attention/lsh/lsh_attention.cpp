@@ -1,6 +1,8 @@
 // LshAttention (lsh_attention.h): the `lsh` kind's module, its rotations and its decode cache.
 #include "attention/lsh/lsh_attention.h"
 
+#include "attention/lsh/lsh_cuda.h"
+
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -60,6 +62,18 @@ Tensor LshAttention::rotations_for(int64_t T) const {
                                    spec_.dtype == DType::F64 ? DType::F64 : DType::F32);
 }
 
+Tensor LshAttention::device_rotations(int64_t T, Device device) const {
+  if (injected_.defined()) return injected_.to(DType::F32).to(device);
+  const int64_t nb = lsh::lsh_buckets(params_, T), step = step_.load();
+  std::lock_guard<std::mutex> lock(rot_mutex_);
+  if (!rot_cached_.defined() || rot_step_ != step || rot_nb_ != nb || rot_cached_.device() != device) {
+    rot_cached_ = rotations_for(T).to(DType::F32).to(device);
+    rot_step_ = step;
+    rot_nb_ = nb;
+  }
+  return rot_cached_;
+}
+
 std::pair<Tensor, Tensor> LshAttention::heads(const Tensor& x) const {
   SK_CHECK(x.ndim() == 3 && x.size(2) == spec_.n_embd, "attention (lsh): x must be (B, T, ", spec_.n_embd, "), got ",
            shape_str(x.shape()));
@@ -77,10 +91,12 @@ Tensor LshAttention::core(const Tensor& q, const Tensor& v) const {
   const DType dt = core_dtype(q);
   if (dt == q.dtype() && q.device().is_cpu())
     return lsh::lsh_attention_reference(q, v, rotations_for(q.size(2)), params_.chunk);
+  if (lsh::lsh_attention_cuda_supported(q) && v.dtype() == q.dtype())
+    return lsh::lsh_attention_cuda(q, v, device_rotations(q.size(2), q.device()), params_.chunk);
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    spdlog::warn("attention: lsh has no CUDA kernels yet; computing its core with the CPU reference on f32 host "
-                 "copies (slow, for small test models)");
+    spdlog::warn("attention: lsh has CUDA kernels for bf16/f32 with head dim 64 or 128 only; computing its core "
+                 "with the CPU reference on f32 host copies (slow, for small test models)");
   auto host = [&](const Tensor& t) { return t.to(Device::cpu()).to(dt); };
   return lsh::lsh_attention_reference(host(q), host(v), rotations_for(q.size(2)).to(dt), params_.chunk)
       .to(q.dtype())

@@ -8,8 +8,9 @@
 // n_buckets/2) are drawn per call from (that seed, the layer, the step set by set_step, n_buckets);
 // step -1 (the default, and what evaluation sets) gives fixed rotations per layer and n_buckets.
 // Tests inject rotations with set_rotations. Rotary embeddings are refused (shared query/key).
-// Core: lsh_attention_reference (lsh_reference.h) on the CPU; on CUDA the same reference on f32
-// host copies (no kernels yet; slow, for small models).
+// Core: lsh_attention_reference (lsh_reference.h) on the CPU; on CUDA the kernels (lsh_cuda.h) for
+// bf16/f32 with head dim 64 or 128, else the reference on f32 host copies (with a warning; slow).
+// The rotations are drawn on the CPU and copied to the device once per (step, n_buckets).
 // Decoding: the cache keeps q and v of every position; each new token re-hashes and re-sorts the
 // whole prefix and computes its own entries only (the output equals the last position of a forward
 // over the prefix with the same rotations): O(L (n_hashes n_buckets D / 2 + log)) for hashing and
@@ -18,6 +19,7 @@
 #pragma once
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +54,9 @@ class LshAttention : public Attention {
 
  private:
   Tensor core(const Tensor& q, const Tensor& v) const;
+  // rotations_for(T) in f32 on `device`; the last drawn set is kept there (per step, NB and device)
+  // so that the micro-steps of one optimizer step and evaluation do not redraw and re-copy them.
+  Tensor device_rotations(int64_t T, Device device) const;
 
   AttentionSpec spec_;
   lsh::LshParams params_;
@@ -59,6 +64,9 @@ class LshAttention : public Attention {
   uint64_t seed_ = 0;
   Tensor injected_;
   mutable std::atomic<int64_t> step_{-1};
+  mutable std::mutex rot_mutex_;
+  mutable Tensor rot_cached_;  // device copy of the rotations of (rot_step_, rot_nb_)
+  mutable int64_t rot_step_ = 0, rot_nb_ = -1;
 };
 
 }  // namespace sk::attention

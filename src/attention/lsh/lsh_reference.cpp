@@ -138,12 +138,27 @@ LshLayout lsh_layout(const int64_t* buckets, int64_t n_hashes, int64_t n_buckets
 LshForward lsh_attention_forward(const Tensor& q_in, const Tensor& v_in, const Tensor& rotations, int64_t chunk,
                                  int64_t only_position) {
   check_inputs(q_in, v_in, rotations, chunk);
+  const bool hashed = q_in.size(2) > chunk;
+  return lsh_attention_forward_buckets(q_in, v_in, hashed ? lsh_hash(q_in.contiguous(), rotations) : std::vector<int64_t>{},
+                                       hashed ? rotations.size(2) : 1, hashed ? 2 * rotations.size(3) : 0, chunk,
+                                       only_position);
+}
+
+LshForward lsh_attention_forward_buckets(const Tensor& q_in, const Tensor& v_in, const std::vector<int64_t>& buckets,
+                                         int64_t n_hashes, int64_t n_buckets, int64_t chunk, int64_t only_position) {
+  // Rotations are not needed here: a chunk >= T makes check_inputs skip their check.
+  check_inputs(q_in, v_in, Tensor(), std::max<int64_t>(chunk, q_in.ndim() == 4 ? q_in.size(2) : 1));
+  SK_CHECK(chunk >= 1, "lsh_attention: chunk must be >= 1, got ", chunk);
   Tensor q = q_in.contiguous(), v = v_in.contiguous();
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const bool hashed = T > chunk;
-  const int64_t R = hashed ? rotations.size(2) : 1;
-  const int64_t NB = hashed ? 2 * rotations.size(3) : 0;
-  std::vector<int64_t> buckets = hashed ? lsh_hash(q, rotations) : std::vector<int64_t>{};
+  const int64_t R = hashed ? n_hashes : 1;
+  const int64_t NB = hashed ? n_buckets : 0;
+  if (hashed) {
+    SK_CHECK(n_hashes >= 1 && n_buckets >= 2 && int64_t(buckets.size()) == B * H * R * T, "lsh_attention: ",
+             buckets.size(), " buckets given for (B, H, R, T) = (", B, ", ", H, ", ", R, ", ", T, ")");
+    for (int64_t b : buckets) SK_CHECK(b >= 0 && b < NB, "lsh_attention: bucket ", b, " outside [0, ", NB, ")");
+  }
   LshForward f;
   f.out = Tensor::zeros({B, H, T, D}, q.dtype());
   f.out_rounds = Tensor::zeros({B, H, R, T, D}, q.dtype());

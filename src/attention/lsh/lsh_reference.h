@@ -83,6 +83,12 @@ struct LshForward {
 // of out, out_rounds and lse_rounds is left 0): the decode step's last position.
 LshForward lsh_attention_forward(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk,
                                  int64_t only_position = -1);
+// The same with given buckets (B, H, R, T) in [0, NB) instead of hashing (ignored when T <= chunk):
+// the CUDA tests run the reference on the GPU's buckets, so a near-tie argmax flip between the
+// GPU's fp32 hash and an f64 one cannot change the layout being compared.
+LshForward lsh_attention_forward_buckets(const Tensor& q, const Tensor& v, const std::vector<int64_t>& buckets,
+                                         int64_t n_hashes, int64_t n_buckets, int64_t chunk,
+                                         int64_t only_position = -1);
 struct LshGrads {
   Tensor dq, dv;  // (B, H, T, D)
 };

@@ -1,0 +1,677 @@
+// Tensor-core chunk kernels of LSH attention (lsh_mma.h): mma.sync m16n8k16 (bf16 in, fp32
+// accumulate) with the flash kernels' tile helpers (flash_tile.cuh: swizzled shared-memory tiles,
+// cp.async, ldmatrix).
+//
+// A block owns 64 rows (4 warps x 16) of one chunk of one (b, h) row of the sorted sequence and
+// streams the other side in tiles of 64 entries, gathering each entry's row of q (and v or dout)
+// from its original position with cp.async (rows of missing entries are zero-filled).
+//   forward:        rows = query entries, streamed = the key slots of the previous chunk (cyclic)
+//                   and of its own; S = Q Q_k^T then x kscale_j per column (k = q kscale is never
+//                   rounded: q is bf16 exactly), masks by original position, online softmax
+//                   (fp32), O += P V with P in bf16.
+//   backward (q):   rows = query entries; P = exp(S - lse), dP = dO V^T, dS = P w (dP - gout) on
+//                   unmasked keys, dq += (dS kscale_j) Q_k.
+//   backward (k):   rows = key slots, streamed = the queries of its own chunk and of the next one
+//                   (cyclic); S^T = Q_k Q^T kscale_j, dP^T = V dO^T, dv += (P w)^T-rows dO,
+//                   dk += dS Q.
+// Every row's output is written once by the block owning it (no atomics).
+#include "kernels/attention/lsh/lsh_mma.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/attention/flash_tile.cuh"
+
+namespace {
+
+using namespace sk_flash;
+using bf16 = __nv_bfloat16;
+
+constexpr int kM = 64;  // rows per block
+constexpr int kN = 64;  // streamed entries per tile
+constexpr int kWarps = kM / 16;
+constexpr int kThr = kWarps * 32;
+constexpr float kCausalM = -1e9f;
+constexpr float kSelfM = -1e5f;
+
+template <int D>
+constexpr int tile_bytes() {
+  return kM * D * 2;
+}
+static_assert(kM == kN, "tiles of streamed and owned rows share one size");
+static_assert(4 * tile_bytes<128>() <= 227 * 1024, "backward shared memory (D 128)");
+
+__device__ __forceinline__ const bf16* q_base(const SkLshParams& p, int bh) {
+  return static_cast<const bf16*>(p.q) + int64_t(bh / p.H) * p.q_sb + int64_t(bh % p.H) * p.q_sh;
+}
+__device__ __forceinline__ const bf16* v_base(const SkLshParams& p, int bh) {
+  return static_cast<const bf16*>(p.v) + int64_t(bh / p.H) * p.v_sb + int64_t(bh % p.H) * p.v_sh;
+}
+
+// Row r of a 64-row swizzled tile from base + pos[r] * stride; pos[r] < 0: a zero row.
+template <int D>
+__device__ __forceinline__ void gather_tile(uint32_t tile, const bf16* base, int64_t stride, const int* pos) {
+  constexpr int kChunks = D / 8, kTotal = kM * kChunks;
+  static_assert(kTotal % kThr == 0, "tile chunks divide evenly among threads");
+#pragma unroll
+  for (int i = 0; i < kTotal / kThr; ++i) {
+    const int c = i * kThr + int(threadIdx.x);
+    const int r = c / kChunks, cc = c % kChunks;
+    const int pos_r = pos[r];
+    const bool valid = pos_r >= 0;
+    cp_async_16(tile + swz<D>(r, cc * 8), base + (valid ? int64_t(pos_r) * stride : 0) + cc * 8, valid);
+  }
+}
+
+struct Geometry {
+  int64_t E, nch, ca, cb, ra;  // entries, chunks, this chunk's slots [ca, cb), this block's first row slot
+  bool ok;
+};
+__device__ __forceinline__ Geometry geometry(const SkLshParams& p) {
+  Geometry G;
+  G.E = int64_t(p.rounds) * p.T;
+  G.nch = (G.E + p.chunk - 1) / p.chunk;
+  const int tiles = (p.chunk + kM - 1) / kM;
+  const int64_t c = blockIdx.x / tiles;
+  G.ca = c * p.chunk;
+  G.cb = G.ca + p.chunk < G.E ? G.ca + p.chunk : G.E;
+  G.ra = G.ca + int64_t(blockIdx.x % tiles) * kM;
+  G.ok = G.ra < G.cb;
+  return G;
+}
+// Slots [a, b) of chunk (c + delta) mod nch, or empty without look-back.
+__device__ __forceinline__ void other_chunk(const SkLshParams& p, const Geometry& G, int64_t delta, int64_t& a,
+                                            int64_t& b) {
+  a = b = 0;
+  if (!p.look_back || G.nch <= 1) return;
+  const int64_t c = (G.ca / p.chunk + G.nch + delta) % G.nch;
+  a = c * p.chunk;
+  b = a + p.chunk < G.E ? a + p.chunk : G.E;
+}
+
+// Packs C fragments s[2kk], s[2kk+1] (16 rows x 16 cols) into an A fragment.
+__device__ __forceinline__ void pack_a(uint32_t (&a)[4], const float (&s0)[4], const float (&s1)[4]) {
+  a[0] = pack_bf16(s0[0], s0[1]);
+  a[1] = pack_bf16(s0[2], s0[3]);
+  a[2] = pack_bf16(s1[0], s1[1]);
+  a[3] = pack_bf16(s1[2], s1[3]);
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+template <int D>
+__global__ void __launch_bounds__(kThr) forward_mma_kernel(const SkLshParams p, const float* __restrict__ kscale,
+                                                           const int32_t* __restrict__ order, float* __restrict__ o_rounds,
+                                                           float* __restrict__ lse_out) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int qpos_s[kM], qent_s[kM], kpos_s[kN];
+  __shared__ float kscl_s[kN];
+  const Geometry G = geometry(p);
+  if (!G.ok) return;
+  const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
+  int64_t pa, pb;
+  other_chunk(p, G, -1, pa, pb);
+  const int64_t nprev = pb - pa, ncols = nprev + (G.cb - G.ca);
+  const int32_t* ord = order + int64_t(bh) * G.E;
+  const float* ks = kscale + int64_t(bh) * T;
+  const bf16 *qb = q_base(p, bh), *vb = v_base(p, bh);
+  const uint32_t sQ = smem_u32(smem), sK = sQ + tile_bytes<D>(), sV = sK + tile_bytes<D>();
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kM) {
+    const int64_t slot = G.ra + tid;
+    const int e = slot < G.cb ? ord[slot] : -1;
+    qent_s[tid] = e;
+    qpos_s[tid] = e >= 0 ? e % T : -1;
+  }
+  __syncthreads();
+  gather_tile<D>(sQ, qb, p.q_st, qpos_s);
+  cp_async_commit();
+  const int qp[2] = {qpos_s[r0 + g], qpos_s[r0 + g + 8]};
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  uint32_t qf[D / 16][4];
+  for (int64_t x0 = 0; x0 < ncols; x0 += kN) {
+    __syncthreads();  // the previous tile's K/V and positions are no longer read
+    if (tid < kN) {
+      const int64_t x = x0 + tid;
+      int kp = -1;
+      float sc = 0.f;
+      if (x < ncols) {
+        kp = ord[x < nprev ? pa + x : G.ca + (x - nprev)] % T;
+        sc = ks[kp];
+      }
+      kpos_s[tid] = kp;
+      kscl_s[tid] = sc;
+    }
+    __syncthreads();
+    gather_tile<D>(sK, qb, p.q_st, kpos_s);
+    gather_tile<D>(sV, vb, p.v_st, kpos_s);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    if (x0 == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+    }
+    float s[kN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int j = 0; j < kN / 16; ++j) {
+        uint32_t bf[4];
+        load_b<D>(bf, sK, j * 16, kk * 16, lane);
+        mma_bf16(s[2 * j], qf[kk], bf[0], bf[1]);
+        mma_bf16(s[2 * j + 1], qf[kk], bf[2], bf[3]);
+      }
+    }
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = j * 8 + 2 * t + (e & 1);
+        const int kp = kpos_s[col], q_pos = qp[e >> 1];
+        float a = s[j][e] * kscl_s[col];
+        if (kp < 0) a = -INFINITY;
+        else if (kp > q_pos) a = kCausalM;
+        else if (kp == q_pos) a = kSelfM;
+        s[j][e] = a;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], a);
+      }
+    }
+    float corr[2], m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      m_use[r] = new_max == -INFINITY ? 0.f : new_max;
+      corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f((row_max[r] - m_use[r]) * kLog2e);
+      row_max[r] = new_max;
+      row_sum[r] *= corr[r];
+    }
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      o[i][0] *= corr[0];
+      o[i][1] *= corr[0];
+      o[i][2] *= corr[1];
+      o[i][3] *= corr[1];
+    }
+    uint32_t pf[kN / 16][4];
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[j][e] = exp2f((s[j][e] - m_use[e >> 1]) * kLog2e);
+        row_sum[e >> 1] += s[j][e];
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) pack_a(pf[kk], s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+#pragma unroll
+      for (int i = 0; i < D / 16; ++i) {
+        uint32_t bf[4];
+        load_b_trans<D>(bf, sV, kk * 16, i * 16, lane);
+        mma_bf16(o[2 * i], pf[kk], bf[0], bf[1]);
+        mma_bf16(o[2 * i + 1], pf[kk], bf[2], bf[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = row_sum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int e = qent_s[r0 + g + 8 * r];
+    if (e < 0) continue;
+    const float inv = 1.f / sum;
+    float* orow = o_rounds + (int64_t(bh) * G.E + e) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<float2*>(orow + i * 8 + 2 * t) = make_float2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+    if (t == 0) lse_out[int64_t(bh) * G.E + e] = row_max[r] + logf(sum);
+  }
+}
+
+// ---- backward, query side ------------------------------------------------------------------------
+template <int D>
+__global__ void __launch_bounds__(kThr) backward_query_mma_kernel(const SkLshParams p, const float* __restrict__ kscale,
+                                                                  const int32_t* __restrict__ order,
+                                                                  const float* __restrict__ lse,
+                                                                  const bf16* __restrict__ dout,
+                                                                  const float* __restrict__ w,
+                                                                  const float* __restrict__ gout,
+                                                                  float* __restrict__ dq_e) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int qpos_s[kM], qent_s[kM], kpos_s[kN];
+  __shared__ float qlse_s[kM], qw_s[kM], qgo_s[kM], kscl_s[kN];
+  const Geometry G = geometry(p);
+  if (!G.ok) return;
+  const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
+  int64_t pa, pb;
+  other_chunk(p, G, -1, pa, pb);
+  const int64_t nprev = pb - pa, ncols = nprev + (G.cb - G.ca);
+  const int32_t* ord = order + int64_t(bh) * G.E;
+  const float* ks = kscale + int64_t(bh) * T;
+  const bf16 *qb = q_base(p, bh), *vb = v_base(p, bh), *gb = dout + int64_t(bh) * T * D;
+  const uint32_t sQ = smem_u32(smem), sG = sQ + tile_bytes<D>(), sK = sG + tile_bytes<D>(), sV = sK + tile_bytes<D>();
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kM) {
+    const int64_t slot = G.ra + tid;
+    const int e = slot < G.cb ? ord[slot] : -1;
+    const int pos = e >= 0 ? e % T : -1;
+    qent_s[tid] = e;
+    qpos_s[tid] = pos;
+    qlse_s[tid] = e >= 0 ? lse[int64_t(bh) * G.E + e] : 0.f;
+    qw_s[tid] = e >= 0 ? w[int64_t(bh) * G.E + e] : 0.f;
+    qgo_s[tid] = e >= 0 ? gout[int64_t(bh) * T + pos] : 0.f;
+  }
+  __syncthreads();
+  gather_tile<D>(sQ, qb, p.q_st, qpos_s);
+  gather_tile<D>(sG, gb, D, qpos_s);
+  cp_async_commit();
+  int qp[2];
+  float ql[2], qw[2], qg[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = r0 + g + 8 * r;
+    qp[r] = qpos_s[row], ql[r] = qlse_s[row], qw[r] = qw_s[row], qg[r] = qgo_s[row];
+  }
+  float dq[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+  for (int64_t x0 = 0; x0 < ncols; x0 += kN) {
+    __syncthreads();
+    if (tid < kN) {
+      const int64_t x = x0 + tid;
+      int kp = -1;
+      float sc = 0.f;
+      if (x < ncols) {
+        kp = ord[x < nprev ? pa + x : G.ca + (x - nprev)] % T;
+        sc = ks[kp];
+      }
+      kpos_s[tid] = kp;
+      kscl_s[tid] = sc;
+    }
+    __syncthreads();
+    gather_tile<D>(sK, qb, p.q_st, kpos_s);
+    gather_tile<D>(sV, vb, p.v_st, kpos_s);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    float s[kN / 8][4], dp[kN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = dp[j][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t qa[4], ga[4];
+      load_a<D>(qa, sQ, r0, kk * 16, lane);
+      load_a<D>(ga, sG, r0, kk * 16, lane);
+#pragma unroll
+      for (int j = 0; j < kN / 16; ++j) {
+        uint32_t bk[4], bv[4];
+        load_b<D>(bk, sK, j * 16, kk * 16, lane);
+        load_b<D>(bv, sV, j * 16, kk * 16, lane);
+        mma_bf16(s[2 * j], qa, bk[0], bk[1]);
+        mma_bf16(s[2 * j + 1], qa, bk[2], bk[3]);
+        mma_bf16(dp[2 * j], ga, bv[0], bv[1]);
+        mma_bf16(dp[2 * j + 1], ga, bv[2], bv[3]);
+      }
+    }
+    // dS' = P w (dP - gout) kscale_j on unmasked keys (masked logits are constants).
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = j * 8 + 2 * t + (e & 1), r = e >> 1;
+        const int kp = kpos_s[col];
+        float ds = 0.f;
+        if (kp >= 0 && kp < qp[r]) {
+          const float sc = kscl_s[col];
+          ds = __expf(s[j][e] * sc - ql[r]) * qw[r] * (dp[j][e] - qg[r]) * sc;
+        }
+        s[j][e] = ds;
+      }
+    }
+    uint32_t dsf[kN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) pack_a(dsf[kk], s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+#pragma unroll
+      for (int i = 0; i < D / 16; ++i) {
+        uint32_t bf[4];
+        load_b_trans<D>(bf, sK, kk * 16, i * 16, lane);
+        mma_bf16(dq[2 * i], dsf[kk], bf[0], bf[1]);
+        mma_bf16(dq[2 * i + 1], dsf[kk], bf[2], bf[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int e = qent_s[r0 + g + 8 * r];
+    if (e < 0) continue;
+    float* row = dq_e + (int64_t(bh) * G.E + e) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<float2*>(row + i * 8 + 2 * t) = make_float2(dq[i][2 * r], dq[i][2 * r + 1]);
+  }
+}
+
+// ---- backward, key side --------------------------------------------------------------------------
+template <int D>
+__global__ void __launch_bounds__(kThr) backward_key_mma_kernel(const SkLshParams p, const float* __restrict__ kscale,
+                                                                const int32_t* __restrict__ order,
+                                                                const float* __restrict__ lse,
+                                                                const bf16* __restrict__ dout,
+                                                                const float* __restrict__ w,
+                                                                const float* __restrict__ gout,
+                                                                float* __restrict__ dk_e, float* __restrict__ dv_e) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int kpos_s[kM], kent_s[kM], qpos_s[kN];
+  __shared__ float kscl_s[kM], qlse_s[kN], qw_s[kN], qgo_s[kN];
+  const Geometry G = geometry(p);
+  if (!G.ok) return;
+  const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
+  int64_t na, nb;
+  other_chunk(p, G, +1, na, nb);
+  const int64_t nown = G.cb - G.ca, ncols = nown + (nb - na);
+  const int32_t* ord = order + int64_t(bh) * G.E;
+  const float* ks = kscale + int64_t(bh) * T;
+  const bf16 *qb = q_base(p, bh), *vb = v_base(p, bh), *gb = dout + int64_t(bh) * T * D;
+  const uint32_t sK = smem_u32(smem), sV = sK + tile_bytes<D>(), sQ = sV + tile_bytes<D>(), sG = sQ + tile_bytes<D>();
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kM) {
+    const int64_t slot = G.ra + tid;
+    const int e = slot < G.cb ? ord[slot] : -1;
+    const int pos = e >= 0 ? e % T : -1;
+    kent_s[tid] = e;
+    kpos_s[tid] = pos;
+    kscl_s[tid] = e >= 0 ? ks[pos] : 0.f;
+  }
+  __syncthreads();
+  gather_tile<D>(sK, qb, p.q_st, kpos_s);
+  gather_tile<D>(sV, vb, p.v_st, kpos_s);
+  cp_async_commit();
+  int kp[2];
+  float ksc[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) kp[r] = kpos_s[r0 + g + 8 * r], ksc[r] = kscl_s[r0 + g + 8 * r];
+  float dk[D / 8][4], dv[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[i][e] = dv[i][e] = 0.f;
+  for (int64_t x0 = 0; x0 < ncols; x0 += kN) {
+    __syncthreads();
+    if (tid < kN) {
+      const int64_t x = x0 + tid;
+      int qpos = -1;
+      float l = 0.f, ww = 0.f, go = 0.f;
+      if (x < ncols) {
+        const int qe = ord[x < nown ? G.ca + x : na + (x - nown)];
+        qpos = qe % T;
+        l = lse[int64_t(bh) * G.E + qe];
+        ww = w[int64_t(bh) * G.E + qe];
+        go = gout[int64_t(bh) * T + qpos];
+      }
+      qpos_s[tid] = qpos;
+      qlse_s[tid] = l;
+      qw_s[tid] = ww;
+      qgo_s[tid] = go;
+    }
+    __syncthreads();
+    gather_tile<D>(sQ, qb, p.q_st, qpos_s);
+    gather_tile<D>(sG, gb, D, qpos_s);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    float s[kN / 8][4], dp[kN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = dp[j][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t ka[4], va[4];
+      load_a<D>(ka, sK, r0, kk * 16, lane);
+      load_a<D>(va, sV, r0, kk * 16, lane);
+#pragma unroll
+      for (int j = 0; j < kN / 16; ++j) {
+        uint32_t bq[4], bg[4];
+        load_b<D>(bq, sQ, j * 16, kk * 16, lane);
+        load_b<D>(bg, sG, j * 16, kk * 16, lane);
+        mma_bf16(s[2 * j], ka, bq[0], bq[1]);
+        mma_bf16(s[2 * j + 1], ka, bq[2], bq[3]);
+        mma_bf16(dp[2 * j], va, bg[0], bg[1]);
+        mma_bf16(dp[2 * j + 1], va, bg[2], bg[3]);
+      }
+    }
+    // Row = key, column = query: PW = P w (every key slot, masked ones included, feeds dv);
+    // dS = PW (dP - gout) on unmasked pairs (key position < query position).
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = j * 8 + 2 * t + (e & 1), r = e >> 1;
+        const int q_pos = qpos_s[col];
+        float pw = 0.f, ds = 0.f;
+        if (q_pos >= 0) {
+          const float a = kp[r] > q_pos ? kCausalM : (kp[r] == q_pos ? kSelfM : s[j][e] * ksc[r]);
+          pw = __expf(a - qlse_s[col]) * qw_s[col];
+          if (kp[r] < q_pos) ds = pw * (dp[j][e] - qgo_s[col]);
+        }
+        s[j][e] = pw;
+        dp[j][e] = ds;
+      }
+    }
+    uint32_t pwf[kN / 16][4], dsf[kN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      pack_a(pwf[kk], s[2 * kk], s[2 * kk + 1]);
+      pack_a(dsf[kk], dp[2 * kk], dp[2 * kk + 1]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+#pragma unroll
+      for (int i = 0; i < D / 16; ++i) {
+        uint32_t bg[4], bq[4];
+        load_b_trans<D>(bg, sG, kk * 16, i * 16, lane);
+        load_b_trans<D>(bq, sQ, kk * 16, i * 16, lane);
+        mma_bf16(dv[2 * i], pwf[kk], bg[0], bg[1]);
+        mma_bf16(dv[2 * i + 1], pwf[kk], bg[2], bg[3]);
+        mma_bf16(dk[2 * i], dsf[kk], bq[0], bq[1]);
+        mma_bf16(dk[2 * i + 1], dsf[kk], bq[2], bq[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int e = kent_s[r0 + g + 8 * r];
+    if (e < 0) continue;
+    float* krow = dk_e + (int64_t(bh) * G.E + e) * D;
+    float* vrow = dv_e + (int64_t(bh) * G.E + e) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      *reinterpret_cast<float2*>(krow + i * 8 + 2 * t) = make_float2(dk[i][2 * r], dk[i][2 * r + 1]);
+      *reinterpret_cast<float2*>(vrow + i * 8 + 2 * t) = make_float2(dv[i][2 * r], dv[i][2 * r + 1]);
+    }
+  }
+}
+
+
+// ---- hashing ---------------------------------------------------------------------------------------
+// Block (64 positions, bh, round): y = q R_r on tensor cores with R split into three bf16 terms
+// (hi + mid + lo carry R's 24 significant bits; q is bf16 exactly, so every product is exact and
+// only the fp32 accumulation order differs from the CPU's sequential sum: the argmax can differ
+// from lsh_hash's only where two candidates are within a few ulps), then the first argmax over
+// [y, -y] per position.
+constexpr int kHashCols = 64;  // rotation columns per shared-memory tile
+
+__device__ __forceinline__ bool better(float v2, int i2, float v, int i) { return v2 > v || (v2 == v && i2 < i); }
+
+template <int D>
+__global__ void __launch_bounds__(kThr) hash_mma_kernel(const SkLshParams p, int32_t* __restrict__ buckets,
+                                                        uint32_t* __restrict__ keys, int32_t* __restrict__ vals) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int pos_s[kM];
+  const int bh = blockIdx.y, r = blockIdx.z, T = p.T, tid = threadIdx.x;
+  const int R = p.rounds, half = p.n_buckets / 2, h = bh % p.H, j0 = blockIdx.x * kM;
+  constexpr int kRotTile = D * kHashCols * 2;  // bytes of one (D x 64) bf16 tile
+  const uint32_t sQ = smem_u32(smem), sR = sQ + tile_bytes<D>();
+  unsigned char* rot_tiles = smem + tile_bytes<D>();
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kM) pos_s[tid] = j0 + tid < T ? j0 + tid : -1;
+  __syncthreads();
+  gather_tile<D>(sQ, q_base(p, bh), p.q_st, pos_s);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+  float best_v[2] = {-INFINITY, -INFINITY};
+  int best_i[2] = {0x7fffffff, 0x7fffffff};
+  // rot element (h, d, r, col) at ((h D + d) R + r) half + col
+  const float* rot = p.rot + (int64_t(h) * D * R + r) * half;
+  const int64_t rot_d = int64_t(R) * half;
+  for (int c0 = 0; c0 < half; c0 += kHashCols) {
+    __syncthreads();  // the previous column tile is no longer read
+    for (int idx = tid; idx < D * kHashCols; idx += kThr) {
+      const int d = idx / kHashCols, col = idx % kHashCols;
+      const float x = c0 + col < half ? rot[d * rot_d + c0 + col] : 0.f;
+      const __nv_bfloat16 hi = __float2bfloat16_rn(x);
+      const float rest = x - __bfloat162float(hi);
+      const __nv_bfloat16 mid = __float2bfloat16_rn(rest);
+      const __nv_bfloat16 lo = __float2bfloat16_rn(rest - __bfloat162float(mid));
+      const uint32_t off = swz<kHashCols>(d, col & ~7) + (col & 7) * 2;
+      *reinterpret_cast<__nv_bfloat16*>(rot_tiles + off) = hi;
+      *reinterpret_cast<__nv_bfloat16*>(rot_tiles + kRotTile + off) = mid;
+      *reinterpret_cast<__nv_bfloat16*>(rot_tiles + 2 * kRotTile + off) = lo;
+    }
+    __syncthreads();
+    float y[kHashCols / 8][4];
+#pragma unroll
+    for (int j = 0; j < kHashCols / 8; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+#pragma unroll
+    for (int part = 0; part < 3; ++part) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int j = 0; j < kHashCols / 16; ++j) {
+          uint32_t bf[4];
+          load_b_trans<kHashCols>(bf, sR + part * kRotTile, kk * 16, j * 16, lane);
+          mma_bf16(y[2 * j], qf[kk], bf[0], bf[1]);
+          mma_bf16(y[2 * j + 1], qf[kk], bf[2], bf[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kHashCols / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = c0 + j * 8 + 2 * t + (e & 1), rr = e >> 1;
+        if (col < half) {
+          if (better(y[j][e], col, best_v[rr], best_i[rr])) best_v[rr] = y[j][e], best_i[rr] = col;
+          if (better(-y[j][e], half + col, best_v[rr], best_i[rr])) best_v[rr] = -y[j][e], best_i[rr] = half + col;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      const float v2 = __shfl_xor_sync(0xffffffffu, best_v[rr], off);
+      const int i2 = __shfl_xor_sync(0xffffffffu, best_i[rr], off);
+      if (better(v2, i2, best_v[rr], best_i[rr])) best_v[rr] = v2, best_i[rr] = i2;
+    }
+    const int j = j0 + r0 + g + 8 * rr;
+    if (t == 0 && j < T) {
+      const int64_t ent = (int64_t(bh) * R + r) * T + j;
+      buckets[ent] = best_i[rr];
+      keys[ent] = uint32_t((int64_t(bh) * R + r) * p.n_buckets + best_i[rr]);
+      vals[ent] = r * T + j;
+    }
+  }
+}
+
+template <class K>
+bool set_smem(K kernel, int bytes) {
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess;
+}
+
+dim3 grid_of(const SkLshParams* p) {
+  const int64_t E = int64_t(p->rounds) * p->T, nch = (E + p->chunk - 1) / p->chunk;
+  const int64_t tiles = (p->chunk + kM - 1) / kM;
+  return dim3(unsigned(nch * tiles), unsigned(int64_t(p->B) * p->H));
+}
+
+template <int D>
+int forward_launch(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
+                   cudaStream_t s) {
+  constexpr int smem = 3 * tile_bytes<D>();
+  if (!set_smem(forward_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
+  forward_mma_kernel<D><<<grid_of(p), kThr, smem, s>>>(*p, kscale, order, o_rounds, lse);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+template <int D>
+int backward_launch(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                    const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e, float* dv_e,
+                    cudaStream_t s) {
+  constexpr int smem = 4 * tile_bytes<D>();
+  if (!set_smem(backward_query_mma_kernel<D>, smem) || !set_smem(backward_key_mma_kernel<D>, smem))
+    return SK_KERNEL_LAUNCH_FAILED;
+  const bf16* g = static_cast<const bf16*>(dout);
+  backward_query_mma_kernel<D><<<grid_of(p), kThr, smem, s>>>(*p, kscale, order, lse, g, w, gout, dq_e);
+  backward_key_mma_kernel<D><<<grid_of(p), kThr, smem, s>>>(*p, kscale, order, lse, g, w, gout, dk_e, dv_e);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+template <int D>
+int hash_launch(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s) {
+  constexpr int smem = tile_bytes<D>() + 3 * D * kHashCols * 2;
+  if (!set_smem(hash_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
+  const dim3 grid(unsigned((p->T + kM - 1) / kM), unsigned(int64_t(p->B) * p->H), unsigned(p->rounds));
+  hash_mma_kernel<D><<<grid, kThr, smem, s>>>(*p, buckets, keys, vals);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+}  // namespace
+
+int sk_lsh_mma_hash(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s) {
+  if (!sk_lsh_mma_supported(p) || !p->rot || p->n_buckets < 2) return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? hash_launch<64>(p, buckets, keys, vals, s) : hash_launch<128>(p, buckets, keys, vals, s);
+}
+
+int sk_lsh_mma_supported(const SkLshParams* p) {
+  if (!p || p->dtype != SK_KDT_BF16 || (p->D != 64 && p->D != 128)) return 0;
+  if (reinterpret_cast<uintptr_t>(p->q) % 16 || reinterpret_cast<uintptr_t>(p->v) % 16) return 0;
+  if (p->q_sb % 8 || p->q_sh % 8 || p->q_st % 8 || p->v_sb % 8 || p->v_sh % 8 || p->v_st % 8) return 0;
+  return 1;
+}
+
+int sk_lsh_mma_forward_chunks(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
+                              float* lse, cudaStream_t s) {
+  if (!sk_lsh_mma_supported(p)) return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? forward_launch<64>(p, kscale, order, o_rounds, lse, s)
+                    : forward_launch<128>(p, kscale, order, o_rounds, lse, s);
+}
+
+int sk_lsh_mma_backward_chunks(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                               const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
+                               float* dv_e, cudaStream_t s) {
+  if (!sk_lsh_mma_supported(p) || reinterpret_cast<uintptr_t>(dout) % 16) return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? backward_launch<64>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s)
+                    : backward_launch<128>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s);
+}

@@ -1,0 +1,26 @@
+// Tensor-core (mma.sync m16n8k16, bf16 in, fp32 accumulate) chunk kernels of LSH attention, called
+// by the launchers in lsh_attention.cu when SkLshParams::impl allows (internal; plain types only).
+// Same inputs and outputs as the SIMT chunk kernels there (lsh_attention.h legend).
+#pragma once
+
+#include <cstdint>
+#include <cuda_runtime_api.h>
+
+#include "kernels/attention/lsh/lsh_attention.h"
+
+// 1 when the tensor-core kernels take p: bf16, D 64 or 128, q and v rows 16-byte aligned (base
+// pointers 16-byte aligned, strides multiples of 8 elements).
+int sk_lsh_mma_supported(const SkLshParams* p);
+
+// Buckets, sort keys and values of every (bh, round, position) (as the SIMT hash kernel; the argmax
+// may differ from the CPU's fp32 lsh_hash at near ties: fp32 accumulation order).
+int sk_lsh_mma_hash(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s);
+
+// o_rounds, lse of every entry (the forward's chunk attention; the merge is separate).
+int sk_lsh_mma_forward_chunks(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
+                              float* lse, cudaStream_t s);
+
+// dq_e (query side) and dk_e, dv_e (key side) from dout (contiguous bf16), lse, w, gout.
+int sk_lsh_mma_backward_chunks(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                               const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
+                               float* dv_e, cudaStream_t s);

@@ -1,0 +1,203 @@
+// Host side of LSH attention on CUDA (lsh_cuda.h): argument checks, allocation of the layout,
+// forward state and scratch, and the calls into kernels/attention/lsh/lsh_attention.cu.
+#include "attention/lsh/lsh_cuda.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "autograd/node.h"
+#include "util/check.h"
+
+#ifdef SPARSEK_HAS_CUDA
+#include "backend/cuda_context.h"
+#include "kernels/attention/lsh/lsh_attention.h"
+#endif
+
+namespace sk::attention::lsh {
+
+bool lsh_attention_cuda_supported(const Tensor& q) {
+#ifdef SPARSEK_HAS_CUDA
+  return q.defined() && q.is_cuda() && (q.dtype() == DType::BF16 || q.dtype() == DType::F32) && q.ndim() == 4 &&
+         sk_lsh_supports_head_dim(int(q.size(3))) && q.strides()[3] == 1;
+#else
+  (void)q;
+  return false;
+#endif
+}
+
+#ifdef SPARSEK_HAS_CUDA
+namespace {
+
+constexpr const char* kOp = "lsh attention (CUDA)";
+
+// Kernel parameters for q, v of a forward with `rounds` rounds (1 when T <= chunk).
+SkLshParams kernel_params(const Tensor& q, const Tensor& v, int64_t rounds, int64_t n_buckets, int64_t chunk,
+                          bool look_back, const Tensor& rot_dev) {
+  SK_CHECK(lsh_attention_cuda_supported(q), kOp, ": q must be (B, H, T, D) bf16 or f32 on CUDA with D in {64, 128} ",
+           "and a contiguous last dim, got ", q.defined() ? q.str() : std::string("undefined"));
+  SK_CHECK(v.defined() && v.shape() == q.shape() && v.dtype() == q.dtype() && v.device() == q.device() &&
+               v.strides()[3] == 1,
+           kOp, ": v must be shaped like q ", q.str(), " with its dtype and device, got ",
+           v.defined() ? v.str() : std::string("undefined"));
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  SK_CHECK(B * H <= 65535 && B * H * rounds * T < (int64_t(1) << 31), kOp, ": too many entries: ", shape_str(q.shape()),
+           " with ", rounds, " rounds");
+  SkLshParams p{};
+  p.q = q.data_ptr();
+  p.v = v.data_ptr();
+  p.dtype = q.dtype() == DType::BF16 ? SK_KDT_BF16 : SK_KDT_F32;
+  p.q_sb = q.strides()[0], p.q_sh = q.strides()[1], p.q_st = q.strides()[2];
+  p.v_sb = v.strides()[0], p.v_sh = v.strides()[1], p.v_st = v.strides()[2];
+  p.B = int(B), p.H = int(H), p.T = int(T), p.D = int(D);
+  p.rounds = int(rounds);
+  p.n_buckets = int(n_buckets);
+  p.chunk = int(chunk);
+  p.look_back = look_back ? 1 : 0;
+  p.rot = rot_dev.defined() ? rot_dev.data<float>() : nullptr;
+  return p;
+}
+
+// Auto, unless SPARSEK_LSH_KERNELS says simt or mma.
+int kernel_impl(LshCudaKernels k) {
+  if (k != LshCudaKernels::Auto) return int(k);
+  const char* env = std::getenv("SPARSEK_LSH_KERNELS");
+  if (env && std::strcmp(env, "simt") == 0) return 1;
+  if (env && std::strcmp(env, "mma") == 0) return 2;
+  SK_CHECK(!env || !*env || std::strcmp(env, "auto") == 0, "SPARSEK_LSH_KERNELS must be simt, mma or auto, got ", env);
+  return 0;
+}
+
+}  // namespace
+#endif
+
+LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t chunk, LshCudaKernels kernels) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(chunk >= 1 && chunk < (int64_t(1) << 30), kOp, ": chunk must be >= 1, got ", chunk);
+  SK_CHECK(q.defined() && q.ndim() == 4, kOp, ": q must be (B, H, T, D), got ",
+           q.defined() ? q.str() : std::string("undefined"));
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  SK_CHECK(T < (int64_t(1) << 30), kOp, ": sequence too long: ", T);
+  LshCudaLayout L;
+  L.look_back = T > chunk;
+  L.chunk = L.look_back ? chunk : std::max<int64_t>(T, 1);
+  Tensor rot;
+  if (L.look_back) {
+    SK_CHECK(rotations.defined() && rotations.ndim() == 4 && rotations.size(0) == H && rotations.size(1) == D &&
+                 rotations.size(2) >= 1 && rotations.size(3) >= 1,
+             kOp, ": rotations must be (H, D, n_hashes, n_buckets/2) = (", H, ", ", D, ", R, NB/2), got ",
+             rotations.defined() ? shape_str(rotations.shape()) : std::string("none"));
+    L.rounds = rotations.size(2);
+    L.n_buckets = 2 * rotations.size(3);
+    rot = rotations.to(DType::F32).to(q.device()).contiguous();
+  }
+  cuda::set_device(q.device().index);
+  SkLshParams p = kernel_params(q, q, L.rounds, L.n_buckets, L.chunk, L.look_back, rot);
+  p.impl = kernel_impl(kernels);
+  SK_CHECK(sk_lsh_chunk_impl(&p) > 0, kOp, ": the tensor-core kernels need bf16 q, v with 16-byte aligned rows, got ",
+           q.str(), " (SPARSEK_LSH_KERNELS or LshCudaKernels::TensorCores asked for them)");
+  const Device dev = q.device();
+  const int64_t R = L.rounds, E = R * T;
+  L.kscale = Tensor::empty({B, H, T}, DType::F32, dev);
+  L.order = Tensor::empty({B * H, E}, DType::I32, dev);
+  if (L.look_back) {
+    L.buckets = Tensor::empty({B, H, R, T}, DType::I32, dev);
+    Tensor keys = Tensor::empty({B * H * E}, DType::I32, dev);  // uint32 storage
+    Tensor keys_out = Tensor::empty({B * H * E}, DType::I32, dev);
+    Tensor vals = Tensor::empty({B * H * E}, DType::I32, dev);
+    const int64_t bytes = sk_lsh_sort_temp_bytes(&p);
+    Tensor temp = Tensor::empty({std::max<int64_t>(1, (bytes + 15) / 16), 4}, DType::I32, dev);
+    SK_KERNEL_CHECK(sk_cuda_lsh_layout(&p, L.kscale.data<float>(), L.buckets.data<int32_t>(),
+                                       static_cast<uint32_t*>(keys.data_ptr()), static_cast<uint32_t*>(keys_out.data_ptr()),
+                                       vals.data<int32_t>(), temp.data_ptr(), bytes, L.order.data<int32_t>(),
+                                       cuda::stream()));
+  } else {
+    SK_KERNEL_CHECK(sk_cuda_lsh_layout(&p, L.kscale.data<float>(), nullptr, nullptr, nullptr, nullptr, nullptr, 0,
+                                       L.order.data<int32_t>(), cuda::stream()));
+  }
+  return L;
+#else
+  (void)q, (void)rotations, (void)chunk, (void)kernels;
+  SK_FAIL("lsh attention: this build has no CUDA backend");
+#endif
+}
+
+LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk,
+                                LshCudaKernels kernels) {
+#ifdef SPARSEK_HAS_CUDA
+  LshCudaLayout L = lsh_cuda_layout(q, rotations, chunk, kernels);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), R = L.rounds;
+  // The attention does not read the rotations (already hashed).
+  SkLshParams p = kernel_params(q, v, R, L.n_buckets, L.chunk, L.look_back, Tensor());
+  p.impl = kernel_impl(kernels);
+  SK_CHECK(sk_lsh_chunk_impl(&p) > 0, kOp, ": the tensor-core kernels need bf16 q, v with 16-byte aligned rows, got ",
+           q.str(), " (SPARSEK_LSH_KERNELS or LshCudaKernels::TensorCores asked for them)");
+  LshCudaForward f;
+  f.kernels = kernels;
+  f.kscale = L.kscale, f.order = L.order, f.buckets = L.buckets;
+  f.rounds = L.rounds, f.n_buckets = L.n_buckets, f.chunk = L.chunk, f.look_back = L.look_back;
+  const Device dev = q.device();
+  f.o_rounds = Tensor::empty({B, H, R, T, D}, DType::F32, dev);
+  f.lse = Tensor::empty({B, H, R, T}, DType::F32, dev);
+  f.out = Tensor::empty({B, H, T, D}, q.dtype(), dev);
+  SK_KERNEL_CHECK(sk_cuda_lsh_forward(&p, f.kscale.data<float>(), f.order.data<int32_t>(), f.o_rounds.data<float>(),
+                                      f.lse.data<float>(), f.out.data_ptr(), cuda::stream()));
+  return f;
+#else
+  (void)q, (void)v, (void)rotations, (void)chunk, (void)kernels;
+  SK_FAIL("lsh attention: this build has no CUDA backend");
+#endif
+}
+
+LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor& v, const LshCudaForward& fwd) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(dout_in.defined() && dout_in.shape() == q.shape() && dout_in.device() == q.device(), kOp,
+           ": dout must be shaped like q ", q.str(), ", got ", dout_in.defined() ? dout_in.str() : std::string("undefined"));
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), R = fwd.rounds, E = R * T;
+  SK_CHECK(fwd.o_rounds.defined() && fwd.o_rounds.shape() == Shape({B, H, R, T, D}) && fwd.order.defined() &&
+               fwd.order.shape() == Shape({B * H, E}) && fwd.o_rounds.device() == q.device(),
+           kOp, ": the forward state does not match q ", q.str());
+  cuda::set_device(q.device().index);
+  // The rotations are not read by the backward.
+  SkLshParams p = kernel_params(q, v, R, fwd.n_buckets, fwd.chunk, fwd.look_back, Tensor());
+  p.impl = kernel_impl(fwd.kernels);
+  Tensor dout = dout_in.to(q.dtype()).contiguous();
+  if (reinterpret_cast<uintptr_t>(dout.data_ptr()) % 16 != 0) {  // the tensor-core kernels load 16-byte rows
+    Tensor aligned = Tensor::empty(dout.shape(), dout.dtype(), dout.device());
+    aligned.copy_(dout);
+    dout = aligned;
+  }
+  const Device dev = q.device();
+  Tensor w = Tensor::empty({B * H, E}, DType::F32, dev);
+  Tensor gout = Tensor::empty({B * H, T}, DType::F32, dev);
+  Tensor dq_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+  Tensor dk_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+  Tensor dv_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+  LshGrads g{Tensor::empty({B, H, T, D}, q.dtype(), dev), Tensor::empty({B, H, T, D}, q.dtype(), dev)};
+  SK_KERNEL_CHECK(sk_cuda_lsh_backward(&p, fwd.kscale.data<float>(), fwd.order.data<int32_t>(), fwd.o_rounds.data<float>(),
+                                       fwd.lse.data<float>(), dout.data_ptr(), w.data<float>(), gout.data<float>(),
+                                       dq_e.data<float>(), dk_e.data<float>(), dv_e.data<float>(), g.dq.data_ptr(),
+                                       g.dv.data_ptr(), cuda::stream()));
+  return g;
+#else
+  (void)dout_in, (void)q, (void)v, (void)fwd;
+  SK_FAIL("lsh attention: this build has no CUDA backend");
+#endif
+}
+
+Tensor lsh_attention_cuda(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk) {
+  LshCudaForward f = lsh_cuda_forward(q.detach(), v.detach(), rotations, chunk);
+  if (autograd::needs_grad({&q, &v})) {
+    Tensor qd = q.detach(), vd = v.detach();
+    auto saved = std::make_shared<LshCudaForward>(f);
+    saved->out = f.out.detach();  // a detached handle (holding the output itself would be a cycle)
+    autograd::record("attention_lsh_cuda", {q, v}, {f.out},
+                     [qd, vd, saved](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                       LshGrads d = lsh_cuda_backward(g[0], qd, vd, *saved);
+                       return std::vector<Tensor>{d.dq, d.dv};
+                     });
+  }
+  return f.out;
+}
+
+}  // namespace sk::attention::lsh
