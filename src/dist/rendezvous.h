@@ -34,6 +34,12 @@ class Rendezvous {
   void barrier(double timeout_s);
   // Tells the others (through rank 0) to stop, e.g. from a watchdog; does not wait.
   void abort(const std::string& message);
+  // The open connection to rank `r` (rank 0: any other rank; other ranks: r = 0 only), for a
+  // collective backend that reuses it (tcp_communicator.h); -1 when there is none.
+  int peer_fd(int r) const {
+    if (rank_ == 0) return r > 0 && r < int(peers_.size()) ? peers_[size_t(r)] : -1;
+    return r == 0 && !peers_.empty() ? peers_[0] : -1;
+  }
 
  private:
   Rendezvous() = default;

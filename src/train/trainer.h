@@ -25,8 +25,12 @@
 // attention backward accumulates dQ with atomics, so it is not bit-exact); the precision a
 // checkpoint was trained in must match. The progress line adds MFU (train_flops_per_token over
 // the dense bf16 peak of an H100/H200, 989 TFLOP/s) and the peak GPU memory.
-// The world comes from the environment (dist/world.h); a world of more than one process is
-// refused until the NCCL gradient reducer exists (docs/DISTRIBUTED.md).
+// The world comes from the environment (dist/world.h): with several processes each rank trains on
+// cuda:LOCAL_RANK (NCCL) or the CPU (TCP collectives), its part of every global batch; gradients
+// are all-reduced (dist/gradient_reducer.h) or, with dist.zero = 1, reduce-scattered into ZeRO-1
+// shards (dist/zero_optimizer.h); rank 0 logs and writes checkpoints (ZeRO-1: every rank writes its
+// optimizer shard). A checkpoint resumes on another world size when world size x train.batch_size
+// is the same (docs/DISTRIBUTED.md).
 // Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp.
 #pragma once
 #include <functional>
