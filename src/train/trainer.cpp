@@ -49,7 +49,8 @@ std::vector<std::string> resolve_shards(const std::string& pattern) {
   return out;
 }
 
-double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches) {
+double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches,
+                std::pair<double, int64_t>* sum_and_count) {
   autograd::NoGradGuard no_grad;
   gpt.set_step(-1);  // evaluation: fixed randomness (lsh rotations); the next training step sets its own
   loader.reset();
@@ -64,6 +65,7 @@ double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_bat
     targets += b->num_targets;
     if (++batches == max_batches) break;
   }
+  if (sum_and_count) *sum_and_count = {total, targets};
   SK_CHECK(targets > 0, "evaluation: the split has no targets");
   return total / double(targets);
 }
@@ -208,25 +210,28 @@ void check_compatible(const config::RunConfig& cfg, const Checkpoint& ck, int wo
     const auto it = saved.find(key);
     const std::string was = it == saved.end() ? "(absent)" : it->second.dump();
     if (it != saved.end() && it->second == v) continue;
-    // Another world size: the per-rank batch may change as long as the global batch (world size x
-    // batch_size) is the same, so the loader's cursor and the loss curve continue.
-    if (key == "train.batch_size" && it != saved.end() && it->second.is_number_integer()) {
-      const int64_t saved_global = saved_world_size(ck) * it->second.get<int64_t>();
-      const int64_t global = int64_t(world_size) * cfg.train.batch_size;
-      SK_CHECK(saved_global == global, "cannot resume from ", ck.state_path().string(), ": the global batch (world size x "
-               "train.batch_size) is ", saved_world_size(ck), " x ", it->second.get<int64_t>(), " = ", saved_global,
-               " there but ", world_size, " x ", cfg.train.batch_size, " = ", global, " here (set train.batch_size=",
-               saved_global % world_size == 0 ? std::to_string(saved_global / world_size) : std::string("?"),
-               " for ", world_size, " rank(s))");
-      spdlog::info("resume: {} rank(s) x batch {} -> {} rank(s) x batch {} (the same global batch)",
-                   saved_world_size(ck), it->second.get<int64_t>(), world_size, cfg.train.batch_size);
-      continue;
-    }
+    if (key == "train.batch_size") continue;  // checked below with the world size
     if (must_match(key))
       SK_FAIL("cannot resume from ", ck.state_path().string(), ": ", key, " is ", was, " there but ", v.dump(),
               " in this config (an incompatible config; start a new run in another checkpoint.dir)");
     if (!free_to_change(key)) spdlog::warn("resume: {} changed from {} to {}", key, was, v.dump());
   }
+  // Another world size: the per-rank batch may change as long as the global batch (world size x
+  // batch_size) is the same, so the loader's cursor and the loss curve continue.
+  const auto it = saved.find("train.batch_size");
+  SK_CHECK(it != saved.end() && it->second.is_number_integer(), "checkpoint ", ck.state_path().string(),
+           " has no train.batch_size (the checkpoint is corrupt)");
+  const int64_t saved_b = it->second.get<int64_t>(), saved_w = saved_world_size(ck);
+  const int64_t saved_global = saved_w * saved_b, global = int64_t(world_size) * cfg.train.batch_size;
+  SK_CHECK(saved_global == global, "cannot resume from ", ck.state_path().string(), ": the global batch (world size x "
+           "train.batch_size) is ", saved_w, " x ", saved_b, " = ", saved_global, " there but ", world_size, " x ",
+           cfg.train.batch_size, " = ", global, " here (",
+           saved_global % world_size == 0 ? "set train.batch_size=" + std::to_string(saved_global / world_size)
+                                          : std::string("no per-rank batch fits"),
+           " for ", world_size, " rank(s))");
+  if (saved_w != world_size)
+    spdlog::info("resume: {} rank(s) x batch {} -> {} rank(s) x batch {} (the same global batch)", saved_w, saved_b,
+                 world_size, cfg.train.batch_size);
 }
 
 // The GPT-2 / tokenizer.json files of data.tokenizer (copied into checkpoints), or none.
@@ -412,9 +417,10 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
     } else {
       ck->load_optimizer(named, opt);
     }
-    if (saved_world_size(*ck) != world.world_size || ck->sharded_optimizer() != bool(zero))
-      spdlog::info("train: re-sharded the optimizer state of {} rank(s){} for {} rank(s){}", saved_world_size(*ck),
-                   ck->sharded_optimizer() ? " (ZeRO-1)" : "", world.world_size, zero ? " (ZeRO-1)" : "");
+    if (ck->sharded_optimizer() || zero)
+      spdlog::info("train: optimizer state of {} ({} rank(s)) re-cut for {} ({} rank(s))",
+                   ck->sharded_optimizer() ? "ZeRO-1" : "plain AdamW", saved_world_size(*ck),
+                   zero ? "ZeRO-1" : "plain AdamW", world.world_size);
     const nlohmann::json& st = ck->state();
     try {
       train_loader.load_state(st.at("train_loader"));
@@ -505,8 +511,15 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count());
   };
 
+  // The validation loss over every rank's part of the split: summed losses over summed targets.
+  auto distributed_eval = [&] {
+    std::pair<double, int64_t> sc;
+    const double mean = evaluate(gpt, *val_loader, cfg.eval.max_batches, &sc);
+    if (!world.distributed()) return mean;
+    return comm->sum_scalar(sc.first) / comm->sum_scalar(double(sc.second));
+  };
   if (val_loader && cfg.eval.at_start && start_step == 0) {
-    const double vl = comm->mean_scalar(evaluate(gpt, *val_loader, cfg.eval.max_batches));
+    const double vl = distributed_eval();
     result.val_losses.push_back({0, vl});
     spdlog::info("step {:5d} | validation loss {:.4f} | perplexity {:.2f}", 0, vl, std::exp(vl));
     if (metrics.is_open()) metrics << nlohmann::json{{"step", 0}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}}.dump() << "\n";
@@ -561,7 +574,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
         device_part = fmt::format(" | MFU {:.1f}% | mem {:.2f} GiB", 100 * mfu, peak_gib);
       }
       if (val_loader && ((step + 1) % cfg.eval.every == 0 || step + 1 == cfg.train.max_steps)) {
-        const double vl = comm->mean_scalar(evaluate(gpt, *val_loader, cfg.eval.max_batches));
+        const double vl = distributed_eval();
         result.val_losses.push_back({step + 1, vl});
         rec["val_loss"] = vl;
         rec["val_ppl"] = std::exp(vl);

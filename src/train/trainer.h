@@ -65,7 +65,11 @@ std::vector<std::string> resolve_shards(const std::string& pattern);
 
 // Mean loss over the real targets of up to max_batches batches (0: the whole split) of `loader`
 // (rewound first), with the logits of the padded vocabulary rows excluded.
-double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches);
+// With `sum_and_count`: also the loss sum and the number of targets of this rank's part (a
+// multi-rank mean is sum over ranks of the sums / sum of the counts: ranks may hold different
+// numbers of real targets, the last global batch being padded).
+double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches,
+                std::pair<double, int64_t>* sum_and_count = nullptr);
 // The same mean loss computed strictly causally: every position's logits from the decode path
 // (Gpt::forward_step token by token), so no position's output depends on later tokens in any way.
 // Equal to evaluate for full / sliding_window / sparsek; for lsh it removes the chunk-boundary
