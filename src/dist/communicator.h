@@ -29,9 +29,10 @@ class Communicator {
   // buf (n elements) becomes the element-wise mean over the ranks, in place.
   virtual void all_reduce_mean(Tensor& buf) = 0;
   // in: world_size * n elements; out: n elements = the mean over the ranks of
-  // in[rank * n, (rank + 1) * n).
+  // in[rank * n, (rank + 1) * n). `out` may be that very slice of `in` (in place, as NCCL allows).
   virtual void reduce_scatter_mean(const Tensor& in, Tensor& out) = 0;
-  // in: n elements; out: world_size * n, rank r's `in` at [r * n, (r + 1) * n).
+  // in: n elements; out: world_size * n, rank r's `in` at [r * n, (r + 1) * n). `in` may be this
+  // rank's slice of `out` (in place).
   virtual void all_gather(const Tensor& in, Tensor& out) = 0;
   // The sum over the ranks (f64, added in rank order), and the mean.
   virtual double sum_scalar(double value) = 0;

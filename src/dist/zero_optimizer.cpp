@@ -45,8 +45,6 @@ ZeroOptimizer::ZeroOptimizer(Communicator& comm, const optim::AdamWConfig& cfg, 
     SK_CHECK(p.dtype() == DType::F32 || (p.dtype() == DType::BF16 && !dev.is_cpu()),
              "ZeroOptimizer: parameters must be f32 (or bf16 on CUDA), got ", p.str());
   }
-  flat_ = Tensor::zeros({layout_.padded_total()}, DType::F32, dev);
-  grad_ = Tensor::zeros({layout_.shard_size()}, DType::F32, dev);
   m_ = Tensor::zeros({layout_.shard_size()}, DType::F32, dev);
   v_ = Tensor::zeros({layout_.shard_size()}, DType::F32, dev);
   master_ = Tensor::zeros({layout_.shard_size()}, DType::F32, dev);
@@ -70,6 +68,9 @@ void ZeroOptimizer::zero_grad() {
 
 double ZeroOptimizer::reduce_gradients(double max_norm) {
   autograd::NoGradGuard no_grad;
+  // The flat buffer lives from here to the end of step(): not during forward and backward, where
+  // the activations make the peak (zeroed: the padding must be 0).
+  flat_ = Tensor::zeros({layout_.padded_total()}, DType::F32, comm_.device());
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor g = params_[i].grad();
     SK_CHECK(g.defined(), "ZeRO-1: parameter ", params_[i].str(), " has no gradient on rank ", comm_.rank(),
@@ -77,21 +78,23 @@ double ZeroOptimizer::reduce_gradients(double max_norm) {
     const int64_t off = layout_.param_offset(int64_t(i));
     flat_.slice(0, off, off + g.numel()).view(g.shape()).copy_(g);
   }
-  comm_.reduce_scatter_mean(flat_, grad_);
+  // In place: this rank's slice of the flat buffer receives its shard of the mean gradient.
+  Tensor grad = own_slice();
+  comm_.reduce_scatter_mean(flat_, grad);
   // This rank's sum of squares over its owned range (the padding is zero), then the global sum.
   const int64_t owned = layout_.owned_end(comm_.rank()) - layout_.owned_begin(comm_.rank());
   double local = 0;
-  if (grad_.device().is_cpu()) {
-    const float* g = grad_.data<float>();
+  if (grad.device().is_cpu()) {
+    const float* g = grad.data<float>();
     for (int64_t i = 0; i < owned; ++i) local += double(g[i]) * double(g[i]);
   } else {
 #ifdef SPARSEK_HAS_CUDA
     if (owned > 0) {
-      cuda::set_device(grad_.device().index);
-      Tensor acc = Tensor::zeros({}, DType::F32, grad_.device());
+      cuda::set_device(grad.device().index);
+      Tensor acc = Tensor::zeros({}, DType::F32, grad.device());
       Tensor scratch = Tensor::empty({static_cast<int64_t>(sk_cuda_sumsq_scratch_floats(owned)) + 1}, DType::F32,
-                                     grad_.device());
-      SK_KERNEL_CHECK(sk_cuda_sumsq_accumulate(acc.data<float>(), scratch.data<float>(), grad_.data_ptr(), owned,
+                                     grad.device());
+      SK_KERNEL_CHECK(sk_cuda_sumsq_accumulate(acc.data<float>(), scratch.data<float>(), grad.data_ptr(), owned,
                                                kernel_dtype(DType::F32), cuda::stream()));
       local = acc.item();
     }
@@ -102,27 +105,38 @@ double ZeroOptimizer::reduce_gradients(double max_norm) {
   // the f64 norm.
   const double norm = std::sqrt(sumsq);
   const double coef = std::min(1.0, max_norm / (norm + 1e-6));
-  coef_ = Tensor::full({}, coef, DType::F32, grad_.device());
+  coef_ = Tensor::full({}, coef, DType::F32, grad.device());
   return std::sqrt(double(float(sumsq)));
 }
 
+Tensor ZeroOptimizer::own_slice() const {
+  const int64_t S = layout_.shard_size(), r = comm_.rank();
+  return flat_.slice(0, r * S, (r + 1) * S);
+}
+
 void ZeroOptimizer::step(double lr) {
+  SK_CHECK(flat_.defined(), "ZeroOptimizer::step without reduce_gradients first");
   autograd::NoGradGuard no_grad;
   ++step_;
+  Tensor grads = own_slice();
   for (const ShardSegment& s : layout_.segments(comm_.rank())) {
     Tensor master = master_.slice(0, s.shard_begin, s.shard_begin + s.count);
-    Tensor grad = grad_.slice(0, s.shard_begin, s.shard_begin + s.count);
+    Tensor grad = grads.slice(0, s.shard_begin, s.shard_begin + s.count);
     Tensor m = m_.slice(0, s.shard_begin, s.shard_begin + s.count);
     Tensor v = v_.slice(0, s.shard_begin, s.shard_begin + s.count);
     const double wd = decay_[size_t(s.param)] ? cfg_.weight_decay : 0.0;
     optim::adamw_update_f32(cfg_, master, grad, m, v, lr, wd, step_, coef_);
   }
-  comm_.all_gather(master_, flat_);
+  // In place: the updated masters go into this rank's slice (the gradients there are used up),
+  // then every rank's slice is gathered into the flat buffer.
+  grads.copy_(master_);
+  comm_.all_gather(grads, flat_);
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor p = params_[i];
     const int64_t off = layout_.param_offset(int64_t(i));
     p.copy_(flat_.slice(0, off, off + p.numel()).view(p.shape()));
   }
+  flat_ = Tensor();
 }
 
 Tensor ZeroOptimizer::owned(const Tensor& shard) const {

@@ -3,17 +3,24 @@
 // The parameters, in optimizer slot order, form the flat index space of ShardLayout
 // (zero_shard.h; aligned to 64 elements, padded to world * shard_size). Each rank keeps, for its
 // shard only, the fp32 master weights and the AdamW moments m and v (f32, on the parameters'
-// device): 12 bytes per parameter / world instead of 12 (plus the f32 flat buffer below).
+// device): 12 bytes per parameter / world instead of 12. One f32 flat buffer of all parameters
+// (4 bytes per parameter) exists only from reduce_gradients to the end of step(), i.e. after
+// backward has freed the activations, so it does not add to the peak of forward + backward.
+// For bf16 parameters on 2 GPUs the state is 6 bytes per parameter instead of plain data
+// parallelism's 12 (4 bytes for the flat buffer come and go after backward).
 // Every step:
-//   reduce_gradients(max_norm): the gradients are packed (converted to f32) into one flat buffer
-//     of padded_total elements, reduce-scattered (mean over the ranks) into this rank's shard; the
+//   reduce_gradients(max_norm): the gradients are packed (converted to f32) into the flat buffer
+//     of padded_total elements, reduce-scattered in place (mean over the ranks: this rank's slice
+//     of the buffer receives its shard); the
 //     global gradient norm is the sum over ranks (sum_scalar, f64) of each shard's sum of squares;
 //     the clip coefficient min(1, max_norm / (norm + 1e-6)) as in optim/grad_clip.h. Returns the
 //     norm (the same on every rank), so the trainer's NaN guard can skip the step on every rank.
 //   step(lr): AdamW (optim::adamw_update_f32, the arithmetic of AdamW::step) on each parameter
 //     segment of the shard with that parameter's weight decay, then the updated masters are
 //     all-gathered into the flat buffer and unpacked into the parameters (rounded to bf16 for
-//     bf16 parameters), so every rank holds the same full parameters again.
+//     bf16 parameters), so every rank holds the same full parameters again (in place: the masters
+//     are copied into this rank's slice of the flat buffer, which is then all-gathered); the flat
+//     buffer is released.
 // On the CPU (TcpCommunicator, f32 parameters) the update is bit-identical to plain data
 // parallelism with the same world: the reduce-scatter gives each element the same f32 mean as
 // the all-reduce, and the update runs the same arithmetic per element.
@@ -66,13 +73,14 @@ class ZeroOptimizer {
 
  private:
   Tensor owned(const Tensor& shard) const;
+  Tensor own_slice() const;  // this rank's shard_size elements of flat_
   Communicator& comm_;
   optim::AdamWConfig cfg_;
   std::vector<Tensor> params_;
   std::vector<bool> decay_;
   ShardLayout layout_;
-  Tensor flat_;                          // padded_total f32: packed gradients, then gathered masters
-  Tensor grad_, m_, v_, master_;         // shard_size f32 each
+  Tensor flat_;                          // padded_total f32 from reduce_gradients to step(): gradients, then masters
+  Tensor m_, v_, master_;                // shard_size f32 each
   Tensor coef_;                          // () f32 clip coefficient of the last reduce_gradients
   int64_t step_ = 0;
 };
