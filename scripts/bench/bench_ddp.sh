@@ -28,7 +28,9 @@
 # Data: $DATA (default the python-docs shards of scripts/data/python_docs.sh); when nothing
 # matches, synthetic shards (a noisy repeating token pattern, so the loss falls) are written to
 # the temporary directory. NCCL_NVLS_ENABLE=0 (NVLink multicast off) for everything.
-# Environment: SPARSEK_BIN (./build/sparsek), OUT_DIR (docs/bench), BUDGET_S (540), DATA, SKIP_TORCH.
+# Environment: SPARSEK_BIN (./build/sparsek), OUT_DIR (docs/bench), BUDGET_S (540), DATA, SKIP_TORCH,
+# EXTRA_SETS ("key=value ..." appended to every sparsek run; e.g. a dry run of the plumbing on a
+# CPU machine with a fake nvidia-smi: EXTRA_SETS="train.device=cpu model.n_layer=1 ...").
 set -u -o pipefail
 cd "$(dirname "$0")/../.." || exit 2
 export NCCL_NVLS_ENABLE=0
@@ -99,6 +101,9 @@ PY
 fi
 log "data: $data; logs and runs in $tmp"
 
+extra=()
+for kv in ${EXTRA_SETS:-}; do extra+=(--set "$kv"); done
+log "extra settings: ${EXTRA_SETS:-none}"
 base=(--set "data.train=$data" --set data.val= --set eval.every=0 --set logging.every=1
       --set dist.reduce_dtype=f32 --set schedule.warmup_steps=10 --set dist.timeout_s=60)
 small=(configs/gpt2-124m.json "${base[@]}" --set model.n_layer=4 --set model.n_head=4 --set model.n_embd=256
@@ -108,34 +113,34 @@ gpt2=(configs/gpt2-124m.json "${base[@]}" --set train.seq_len=1024 --set train.m
 
 # ---- must-show 2: the same global batch gives the same loss curve
 if phase exact; then
-  run exact_1gpu 90 "$bin" train "${small[@]}" --set train.batch_size=16 --set checkpoint.dir="$tmp/exact_1gpu"
+  run exact_1gpu 90 "$bin" train "${small[@]}" --set train.batch_size=16 --set checkpoint.dir="$tmp/exact_1gpu" ${extra[@]+"${extra[@]}"}
   run exact_2gpu 90 "$bin" launch --nproc 2 --master-port 29511 "${small[@]}" --set train.batch_size=8 \
-    --set checkpoint.dir="$tmp/exact_2gpu"
+    --set checkpoint.dir="$tmp/exact_2gpu" ${extra[@]+"${extra[@]}"}
   run exact_2gpu_zero 90 "$bin" launch --nproc 2 --master-port 29512 "${small[@]}" --set train.batch_size=8 \
-    --set dist.zero=1 --set checkpoint.dir="$tmp/exact_2gpu_zero"
+    --set dist.zero=1 --set checkpoint.dir="$tmp/exact_2gpu_zero" ${extra[@]+"${extra[@]}"}
 fi
 if phase curves; then
-  run curves_1gpu 150 "$bin" train "${gpt2[@]}" --set train.batch_size=32 --set checkpoint.dir="$tmp/curves_1gpu"
+  run curves_1gpu 150 "$bin" train "${gpt2[@]}" --set train.batch_size=32 --set checkpoint.dir="$tmp/curves_1gpu" ${extra[@]+"${extra[@]}"}
   run curves_2gpu 150 "$bin" launch --nproc 2 --master-port 29513 "${gpt2[@]}" --set train.batch_size=16 \
-    --set checkpoint.dir="$tmp/curves_2gpu"
+    --set checkpoint.dir="$tmp/curves_2gpu" ${extra[@]+"${extra[@]}"}
 fi
 if phase speed; then
   run speed_ddp 150 "$bin" launch --nproc 2 --master-port 29514 "${gpt2[@]}" --set train.batch_size=32 \
-    --set checkpoint.dir="$tmp/speed_ddp"
+    --set checkpoint.dir="$tmp/speed_ddp" ${extra[@]+"${extra[@]}"}
   run speed_zero 180 "$bin" launch --nproc 2 --master-port 29515 "${gpt2[@]}" --set train.batch_size=32 \
-    --set dist.zero=1 --set checkpoint.every=25 --set checkpoint.dir="$tmp/speed_zero"
+    --set dist.zero=1 --set checkpoint.every=25 --set checkpoint.dir="$tmp/speed_zero" ${extra[@]+"${extra[@]}"}
 fi
 
 # ---- must-show 3: a killed rank stops the job, named
 if phase kill; then
   kill_cfg=("${small[@]}" --set train.batch_size=8 --set train.max_steps=100000 --set checkpoint.every=0)
   run kill_launch 120 env SPARSEK_TEST_DIST_KILL=1:20 "$bin" launch --nproc 2 --master-port 29516 "${kill_cfg[@]}" \
-    --set checkpoint.dir="$tmp/kill_launch"
+    --set checkpoint.dir="$tmp/kill_launch" ${extra[@]+"${extra[@]}"}
   # Directly (what torchrun / Slurm would run): each rank records when it ended.
   for r in 0 1; do
     ( RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 \
         SPARSEK_TEST_DIST_KILL=1:20 timeout -k 10 120 "$bin" train "${kill_cfg[@]}" \
-        --set checkpoint.dir="$tmp/kill_direct" > "$tmp/kill_direct.rank$r.log" 2>&1
+        --set checkpoint.dir="$tmp/kill_direct" ${extra[@]+"${extra[@]}"} > "$tmp/kill_direct.rank$r.log" 2>&1
       echo "$? $(date +%s.%N)" > "$tmp/kill_direct.rank$r.end" ) &
   done
   wait
@@ -147,14 +152,14 @@ if phase resume; then
   for kind in exact_2gpu exact_2gpu_zero; do
     if [ -d "$tmp/$kind/step_0000025" ]; then
       run "resume_${kind}_to_1gpu" 90 "$bin" train "${small[@]}" --set train.batch_size=16 \
-        --set train.resume="$tmp/$kind/step_0000025" --set checkpoint.dir="$tmp/resume_${kind}_to_1gpu"
+        --set train.resume="$tmp/$kind/step_0000025" --set checkpoint.dir="$tmp/resume_${kind}_to_1gpu" ${extra[@]+"${extra[@]}"}
     else
       log "  resume from $kind: no checkpoint at step 25 (that run failed)"
     fi
   done
   if [ -d "$tmp/speed_zero/step_0000025" ]; then
     run resume_gpt2_zero_to_1gpu 150 "$bin" train "${gpt2[@]}" --set train.batch_size=64 \
-      --set train.resume="$tmp/speed_zero/step_0000025" --set checkpoint.dir="$tmp/resume_gpt2_zero_to_1gpu"
+      --set train.resume="$tmp/speed_zero/step_0000025" --set checkpoint.dir="$tmp/resume_gpt2_zero_to_1gpu" ${extra[@]+"${extra[@]}"}
   fi
 fi
 
@@ -163,7 +168,7 @@ if phase sparsek; then
   run sparsek_8k 180 "$bin" launch --nproc 2 --master-port 29518 configs/gpt2-124m.json "${base[@]}" \
     --set attention.kind=sparsek --set attention.k=512 --set attention.window=256 --set model.block_size=8192 \
     --set train.seq_len=8192 --set train.batch_size=2 --set train.max_steps=20 --set checkpoint.every=0 \
-    --set checkpoint.dir="$tmp/sparsek_8k"
+    --set checkpoint.dir="$tmp/sparsek_8k" ${extra[@]+"${extra[@]}"}
 fi
 
 # ---- PyTorch

@@ -53,6 +53,8 @@ class ZeroOptimizer {
   // The AdamW update of this rank's shard at learning rate lr, then the all-gather.
   void step(double lr);
   void zero_grad();
+  // Drops the flat buffer of a step that is not taken (a non-finite norm: the trainer skips it).
+  void discard() { flat_ = Tensor(); }
   // master shard = the current parameter values (after loading weights into the parameters).
   void reload_masters();
 

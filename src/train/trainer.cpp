@@ -552,6 +552,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
     result.last_step = step + 1;
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (!finite) {
+      if (zero) zero->discard();
       ++result.skipped_steps;
       spdlog::warn("step {}: loss {} / gradient norm {} is not finite: step skipped ({} in a row)", step + 1, loss, norm,
                    ++bad_in_a_row);
