@@ -65,7 +65,10 @@ double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_bat
     targets += b->num_targets;
     if (++batches == max_batches) break;
   }
-  if (sum_and_count) *sum_and_count = {total, targets};
+  if (sum_and_count) {
+    *sum_and_count = {total, targets};  // a rank's part may hold no real targets (tiny splits)
+    if (targets == 0) return 0.0;
+  }
   SK_CHECK(targets > 0, "evaluation: the split has no targets");
   return total / double(targets);
 }
@@ -515,8 +518,13 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   auto distributed_eval = [&] {
     std::pair<double, int64_t> sc;
     const double mean = evaluate(gpt, *val_loader, cfg.eval.max_batches, &sc);
-    if (!world.distributed()) return mean;
-    return comm->sum_scalar(sc.first) / comm->sum_scalar(double(sc.second));
+    if (!world.distributed()) {
+      SK_CHECK(sc.second > 0, "evaluation: the split has no targets");
+      return mean;
+    }
+    const double total = comm->sum_scalar(sc.first), targets = comm->sum_scalar(double(sc.second));
+    SK_CHECK(targets > 0, "evaluation: the split has no targets");
+    return total / targets;
   };
   if (val_loader && cfg.eval.at_start && start_step == 0) {
     const double vl = distributed_eval();
