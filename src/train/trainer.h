@@ -31,7 +31,8 @@
 // shards (dist/zero_optimizer.h); rank 0 logs and writes checkpoints (ZeRO-1: every rank writes its
 // optimizer shard). A checkpoint resumes on another world size when world size x train.batch_size
 // is the same (docs/DISTRIBUTED.md).
-// Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp.
+// Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp; multi-process:
+// tests/dist/test_dist_train.cpp.
 #pragma once
 #include <functional>
 #include <string>
