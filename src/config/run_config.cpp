@@ -94,6 +94,7 @@ ConfigSchema schema_for(RunConfig& c) {
   s.add_choice("dist.reduce_dtype", &c.dist.reduce_dtype, {"f32", "bf16"}, "gradient all-reduce precision (multi-process)");
   s.add_float("dist.bucket_mb", &c.dist.bucket_mb, 0.001, 4096, "gradient all-reduce bucket size in MiB");
   s.add_float("dist.timeout_s", &c.dist.timeout_s, 1, 86400, "rendezvous and collective watchdog timeout (s)");
+  s.add_int("dist.zero", &c.dist.zero, 0, 1, "1: ZeRO-1, AdamW moments and fp32 masters sharded over the ranks");
   return s;
 }
 

@@ -103,6 +103,7 @@ struct DistConfig {                  // multi-process runs (docs/DISTRIBUTED.md)
   std::string reduce_dtype = "f32";  // gradient all-reduce precision: f32 | bf16
   double bucket_mb = 25;             // gradient bucket size
   double timeout_s = 300;            // collective watchdog and rendezvous timeout
+  int64_t zero = 0;                  // 1: ZeRO-1 (AdamW state and fp32 masters sharded over the ranks)
 };
 
 struct RunConfig {

@@ -86,11 +86,23 @@ LaunchResult launch(const LaunchOptions& o) {
 
   LaunchResult res;
   int alive = o.nproc;
-  bool terminating = false;
-  std::chrono::steady_clock::time_point kill_at{};
+  bool terminating = false, settling = false;
+  std::chrono::steady_clock::time_point kill_at{}, settle_until{};
   auto signal_alive = [&](int sig) {
     for (int r = 0; r < o.nproc; ++r)
       if (!done[size_t(r)]) ::kill(-pids[size_t(r)], sig);
+  };
+  // The first failure is reported, except that a rank killed by a signal (that this launcher did
+  // not send) during the settle window after a rank merely exited non-zero is reported instead:
+  // when a rank is SIGKILLed its peers fail right away ("rank 1 closed its connection") and may be
+  // reaped first; the killed rank is the cause.
+  auto start_terminating = [&] {
+    settling = false;
+    if (alive == 0 || terminating) return;
+    std::fprintf(stderr, "launch: %s; terminating the other ranks\n", res.message.c_str());
+    signal_alive(SIGTERM);
+    terminating = true;
+    kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(o.grace_seconds * 1000));
   };
   while (alive > 0) {
     if (const int sig = g_forward_signal.exchange(0)) signal_alive(sig);
@@ -102,21 +114,22 @@ LaunchResult launch(const LaunchOptions& o) {
         done[size_t(r)] = true;
         --alive;
         const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (!ok && res.failed_rank < 0) {
-          res.failed_rank = r;
-          res.message = "rank " + std::to_string(r) + " (pid " + std::to_string(pid) + ") " + describe_status(status);
-          res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-          if (alive > 0) {
-            std::fprintf(stderr, "launch: %s; terminating the other ranks\n", res.message.c_str());
-            signal_alive(SIGTERM);
-            terminating = true;
-            kill_at = std::chrono::steady_clock::now() +
-                      std::chrono::milliseconds(int64_t(o.grace_seconds * 1000));
-          }
+        if (ok) continue;
+        const bool cause = res.failed_rank < 0 || (settling && WIFSIGNALED(status));
+        if (!cause) continue;
+        res.failed_rank = r;
+        res.message = "rank " + std::to_string(r) + " (pid " + std::to_string(pid) + ") " + describe_status(status);
+        res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (WIFSIGNALED(status) || o.settle_seconds <= 0) {
+          start_terminating();
+        } else if (!settling && !terminating) {
+          settling = true;
+          settle_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(o.settle_seconds * 1000));
         }
       }
       continue;
     }
+    if (settling && std::chrono::steady_clock::now() >= settle_until) start_terminating();
     if (terminating && std::chrono::steady_clock::now() >= kill_at) {
       signal_alive(SIGKILL);
       terminating = false;

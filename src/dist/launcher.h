@@ -4,7 +4,9 @@
 // Each child leads its own process group; SIGINT / SIGTERM / SIGHUP received by the launcher are
 // forwarded to every child's group. When a child
 // exits non-zero or is killed by a signal, the others get SIGTERM, then SIGKILL after
-// `grace_seconds`, and launch() returns non-zero with a message naming the rank and how it ended.
+// `grace_seconds`, and launch() returns non-zero with a message naming the rank and how it ended
+// (a rank killed by a signal within `settle_seconds` of another's non-zero exit is named instead:
+// the one that died, not the peer that noticed).
 // Tests: tests/dist/test_launcher.cpp.
 #pragma once
 #include <string>
@@ -18,6 +20,9 @@ struct LaunchOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   double grace_seconds = 10;      // SIGTERM -> SIGKILL delay for the survivors of a failure
+  // After a rank exits non-zero, how long to wait for a rank killed by a signal (the likelier
+  // cause: its peers fail because it died), which is then reported instead.
+  double settle_seconds = 1;
 };
 
 struct LaunchResult {

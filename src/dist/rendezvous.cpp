@@ -249,4 +249,38 @@ void Rendezvous::abort(const std::string& message) {
   }
 }
 
+std::string Rendezvous::poll_peers() {
+  if (world_ == 1) return "";
+  const auto soon = Clock::now() + std::chrono::seconds(2);
+  for (size_t i = 0; i < peers_.size(); ++i) {
+    const int fd = peers_[i];
+    if (fd < 0) continue;
+    pollfd pf{fd, POLLIN, 0};
+    if (::poll(&pf, 1, 0) <= 0) continue;
+    char c = 0;
+    const ssize_t got = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    const int r = rank_ == 0 ? int(i) : 0;
+    if (got <= 0) {
+      const std::string msg = "rank " + std::to_string(r) + " closed its connection (the process died or exited)";
+      if (rank_ == 0) abort("rank 0: " + msg);
+      return msg;
+    }
+    if (c != 'A') continue;  // a barrier byte: for barrier()
+    ::recv(fd, &c, 1, 0);
+    uint32_t n = 0;
+    std::string text = "(no message)";
+    if (read_all(fd, &n, sizeof n, soon)) {
+      text.assign(n, '\0');
+      read_all(fd, text.data(), n, soon);
+    }
+    if (rank_ == 0) {
+      abort(text);
+      return "rank " + std::to_string(r) + " aborted: " + text;
+    }
+    return "aborted: " + text;
+  }
+  return "";
+}
+
 }  // namespace sk::dist

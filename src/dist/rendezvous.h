@@ -34,6 +34,18 @@ class Rendezvous {
   void barrier(double timeout_s);
   // Tells the others (through rank 0) to stop, e.g. from a watchdog; does not wait.
   void abort(const std::string& message);
+  // Non-blocking check of the connections, for a watchdog waiting on collectives it cannot see
+  // into (NCCL): returns "" while all is well, else what went wrong: on rank 0 "rank R closed its
+  // connection (the process died)" (the others are then told through abort()) or "rank R aborted:
+  // ..."; on other ranks "rank 0 closed its connection ..." or "aborted: ...". Barrier bytes in
+  // flight are left unread.
+  std::string poll_peers();
+  // The open connection to rank `r` (rank 0: any other rank; other ranks: r = 0 only), for a
+  // collective backend that reuses it (tcp_communicator.h); -1 when there is none.
+  int peer_fd(int r) const {
+    if (rank_ == 0) return r > 0 && r < int(peers_.size()) ? peers_[size_t(r)] : -1;
+    return r == 0 && !peers_.empty() ? peers_[0] : -1;
+  }
 
  private:
   Rendezvous() = default;

@@ -95,4 +95,45 @@ void AdamW::step(double lr_in, const Tensor& grad_scale) {
   }
 }
 
+void adamw_update_f32(const AdamWConfig& cfg, Tensor& master, const Tensor& grad, Tensor& m, Tensor& v, double lr,
+                      double wd, int64_t step, const Tensor& grad_scale) {
+  const int64_t n = master.numel();
+  for (const Tensor* t : {static_cast<const Tensor*>(&master), &grad, static_cast<const Tensor*>(&m), static_cast<const Tensor*>(&v)})
+    SK_CHECK(t->dtype() == DType::F32 && t->is_contiguous() && t->numel() == n && t->device() == master.device(),
+             "adamw_update_f32: master, grad, m, v must be contiguous f32 of one length on one device, got ", t->str(),
+             " for ", master.str());
+  if (grad_scale.defined())
+    SK_CHECK(grad_scale.numel() == 1 && grad_scale.device() == master.device(),
+             "adamw_update_f32: grad_scale must be a one-element tensor on ", master.device().str());
+  const double bc1 = 1.0 - std::pow(cfg.beta1, double(step));
+  const double bc2 = 1.0 - std::pow(cfg.beta2, double(step));
+  if (n == 0) return;
+  if (master.device().is_cpu()) {
+    using T = float;
+    const double gs = grad_scale.defined() ? grad_scale.item() : 1.0;
+    T* p = master.data<T>();
+    const T* gp = grad.data<T>();
+    T* mp = m.data<T>();
+    T* vp = v.data<T>();
+    const T b1 = T(cfg.beta1), b2 = T(cfg.beta2);
+    for (int64_t i = 0; i < n; ++i) {
+      const T gi = gp[i] * T(gs);
+      p[i] *= T(1) - T(lr * wd);
+      mp[i] = b1 * mp[i] + (T(1) - b1) * gi;
+      vp[i] = b2 * vp[i] + (T(1) - b2) * gi * gi;
+      const T denom = std::sqrt(vp[i]) / T(std::sqrt(bc2)) + T(cfg.eps);
+      p[i] -= T(lr / bc1) * mp[i] / denom;
+    }
+    return;
+  }
+#ifdef SPARSEK_HAS_CUDA
+  cuda::set_device(master.device().index);
+  Tensor gsf = grad_scale.defined() ? grad_scale.to(DType::F32) : Tensor();
+  SK_KERNEL_CHECK(sk_cuda_adamw_step(master.data<float>(), nullptr, grad.data_ptr(), kernel_dtype(grad.dtype()),
+                                     m.data<float>(), v.data<float>(), n, float(lr), float(cfg.beta1),
+                                     float(cfg.beta2), float(cfg.eps), float(wd), float(bc1), float(bc2),
+                                     gsf.defined() ? gsf.data<float>() : nullptr, cuda::stream()));
+#endif
+}
+
 }  // namespace sk::optim

@@ -53,4 +53,11 @@ class AdamW {
   int64_t step_ = 0;
 };
 
+// One AdamW update of a flat f32 range, the arithmetic of AdamW::step (bit-identical on the CPU):
+// ZeRO-1 (dist/zero_optimizer.h) runs it on each parameter segment of its shard. master, grad, m, v:
+// contiguous f32 tensors of one length on one device (CPU or CUDA); step: the step count after
+// this update (bias corrections); grad_scale: optional one-element f32 tensor on that device.
+void adamw_update_f32(const AdamWConfig& cfg, Tensor& master, const Tensor& grad, Tensor& m, Tensor& v, double lr,
+                      double weight_decay, int64_t step, const Tensor& grad_scale = Tensor());
+
 }  // namespace sk::optim

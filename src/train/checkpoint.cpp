@@ -9,8 +9,11 @@
 #include <cstdlib>
 #include <set>
 
+#include <cstring>
+
 #include "autograd/node.h"
 #include "data/bpe_sha256.h"
+#include "dist/zero_shard.h"
 #include "util/check.h"
 #include "util/file_io.h"
 
@@ -93,7 +96,7 @@ fs::path save_checkpoint(const CheckpointWrite& w) {
     if (n.rfind(".tmp-", 0) == 0 || n.rfind(".del-", 0) == 0) fs::remove_all(e.path(), ec);
   }
   const std::string name = checkpoint_name(w.step);
-  const fs::path tmp = root / (".tmp-" + name + "-" + std::to_string(::getpid()));
+  const fs::path tmp = checkpoint_tmp_dir(w.dir, w.step, w.tmp_tag.empty() ? std::to_string(::getpid()) : w.tmp_tag);
   fs::remove_all(tmp, ec);
   SK_CHECK(fs::create_directory(tmp, ec) && !ec, "checkpoint ", tmp.string(), ": cannot create: ", ec.message());
 
@@ -121,6 +124,7 @@ fs::path save_checkpoint(const CheckpointWrite& w) {
     io::write_safetensors((tmp / "optimizer.safetensors").string(), opt,
                           {{"step", std::to_string(w.optimizer->step_count())}}, true);
   }
+  if (w.fill_tmp) w.fill_tmp(tmp);
   if (!w.tokenizer_files.empty()) {
     fs::create_directory(tmp / "tokenizer");
     for (const auto& [src, name] : w.tokenizer_files) write_synced(tmp / "tokenizer" / name, util::read_file(src));
@@ -155,6 +159,43 @@ fs::path save_checkpoint(const CheckpointWrite& w) {
     if (all[i].second != final_dir) remove_checkpoint_dir(root, all[i].second);
   util::fsync_dir(root);
   return final_dir;
+}
+
+fs::path checkpoint_tmp_dir(const std::string& dir, int64_t step, const std::string& tag) {
+  return fs::path(dir) / (".tmp-" + checkpoint_name(step) + "-" + tag);
+}
+
+std::string optimizer_shard_file(int rank, int world) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "optimizer.rank%05d-of-%05d.safetensors", rank, world);
+  return buf;
+}
+
+void write_optimizer_shard(const fs::path& dir, const OptimizerShardWrite& s) {
+  for (const Tensor* t : {&s.m, &s.v, &s.master})
+    SK_CHECK(t->dtype() == DType::F32 && t->numel() == s.end - s.begin, "write_optimizer_shard: rank ", s.rank,
+             ": a state tensor ", t->str(), " for the range [", s.begin, ", ", s.end, ")");
+  io::write_safetensors((dir / optimizer_shard_file(s.rank, s.world)).string(),
+                        {{"exp_avg", s.m}, {"exp_avg_sq", s.v}, {"master", s.master}},
+                        {{"step", std::to_string(s.step)}, {"rank", std::to_string(s.rank)},
+                         {"world", std::to_string(s.world)}, {"align", std::to_string(s.align)},
+                         {"total", std::to_string(s.total)}, {"begin", std::to_string(s.begin)},
+                         {"end", std::to_string(s.end)}},
+                        true);
+}
+
+void write_optimizer_index(const fs::path& dir, int world, int64_t align, int64_t step,
+                           const io::NamedTensors& params) {
+  nlohmann::json ps = nlohmann::json::array(), files = nlohmann::json::array();
+  int64_t total = 0;
+  for (const auto& [n, t] : params) {
+    ps.push_back({n, t.numel()});
+    total += t.numel();
+  }
+  for (int r = 0; r < world; ++r) files.push_back(optimizer_shard_file(r, world));
+  const nlohmann::json j = {{"format", "sparsek-zero1"}, {"world_size", world}, {"align", align}, {"total", total},
+                            {"step", step}, {"params", ps}, {"files", files}};
+  util::write_file_atomic(dir / "optimizer-index.json", j.dump(1));
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
@@ -259,7 +300,125 @@ void Checkpoint::load_weights(const io::NamedTensors& params, bool convert) cons
   }
 }
 
+bool Checkpoint::sharded_optimizer() const {
+  return !state_.at("files").contains("optimizer.safetensors") && state_.at("files").contains("optimizer-index.json");
+}
+
+namespace {
+std::vector<float> floats_of(const Tensor& t) {
+  const Tensor c = t.to(Device::cpu()).to(DType::F32).contiguous();
+  std::vector<float> v(size_t(c.numel()));
+  if (!v.empty()) std::memcpy(v.data(), c.data_ptr(), v.size() * sizeof(float));
+  return v;
+}
+int64_t meta_int(const io::SafetensorsFile& f, const std::string& key) {
+  const auto it = f.metadata().find(key);
+  SK_CHECK(it != f.metadata().end(), "checkpoint ", f.path(), ": no '", key, "' in __metadata__");
+  char* end = nullptr;
+  const long long v = std::strtoll(it->second.c_str(), &end, 10);
+  SK_CHECK(!it->second.empty() && *end == '\0' && v >= 0, "checkpoint ", f.path(), ": bad ", key, " '", it->second,
+           "' in __metadata__");
+  return v;
+}
+}  // namespace
+
+FlatOptimizerState Checkpoint::load_optimizer_flat(const io::NamedTensors& params) const {
+  FlatOptimizerState out;
+  std::vector<int64_t> numels;
+  int64_t total = 0;
+  for (const auto& [n, t] : params) {
+    numels.push_back(t.numel());
+    total += t.numel();
+  }
+  autograd::NoGradGuard no_grad;
+  if (!sharded_optimizer()) {
+    verified(*this, "optimizer.safetensors");
+    const io::SafetensorsFile f = io::SafetensorsFile::open((dir_ / "optimizer.safetensors").string());
+    out.m.reserve(size_t(total));
+    out.v.reserve(size_t(total));
+    out.master.reserve(size_t(total));
+    for (const auto& [n, t] : params) {
+      for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
+        const Tensor s = f.tensor_as(n + suffix, DType::F32);
+        SK_CHECK(s.numel() == t.numel(), "checkpoint ", f.path(), ": '", n, suffix, "' has ", s.numel(),
+                 " elements, the parameter ", t.numel());
+        const std::vector<float> x = floats_of(s);
+        auto& dst = std::string(suffix) == ".exp_avg" ? out.m : out.v;
+        dst.insert(dst.end(), x.begin(), x.end());
+      }
+      const std::vector<float> x = f.contains(n + ".master") ? floats_of(f.tensor_as(n + ".master", DType::F32)) : floats_of(t);
+      out.master.insert(out.master.end(), x.begin(), x.end());
+    }
+    out.step = meta_int(f, "step");
+    return out;
+  }
+  const std::string index_path = (dir_ / "optimizer-index.json").string();
+  verified(*this, "optimizer-index.json");
+  const nlohmann::json ix = nlohmann::json::parse(util::read_file(index_path), nullptr, false);
+  SK_CHECK(!ix.is_discarded() && ix.is_object() && ix.value("format", "") == "sparsek-zero1", "checkpoint ",
+           index_path, " is not a ZeRO-1 optimizer index (the checkpoint is corrupt)");
+  int world = 0;
+  int64_t align = 0, step = 0;
+  try {
+    world = ix.at("world_size").get<int>();
+    align = ix.at("align").get<int64_t>();
+    step = ix.at("step").get<int64_t>();
+    const auto& ps = ix.at("params");
+    SK_CHECK(ps.size() == params.size(), "checkpoint ", index_path, " has ", ps.size(), " parameters, the model ",
+             params.size(), " (incompatible model config)");
+    for (size_t i = 0; i < params.size(); ++i)
+      SK_CHECK(ps[i].at(0).get<std::string>() == params[i].first && ps[i].at(1).get<int64_t>() == numels[i],
+               "checkpoint ", index_path, ": parameter ", i, " is ", ps[i].dump(), ", the model has '", params[i].first,
+               "' of ", numels[i], " elements (incompatible model config)");
+  } catch (const nlohmann::json::exception& e) {
+    SK_FAIL("checkpoint ", index_path, ": ", e.what(), " (the checkpoint is corrupt)");
+  }
+  SK_CHECK(world >= 1 && align >= 1, "checkpoint ", index_path, ": bad world_size ", world, " or align ", align);
+  const dist::ShardLayout from(numels, world, align), to(numels, 1, align);
+  std::vector<std::vector<float>> ms, vs, masters;
+  for (int r = 0; r < world; ++r) {
+    const std::string rel = optimizer_shard_file(r, world);
+    verified(*this, rel);
+    const io::SafetensorsFile f = io::SafetensorsFile::open((dir_ / rel).string());
+    SK_CHECK(meta_int(f, "rank") == r && meta_int(f, "world") == world && meta_int(f, "begin") == from.owned_begin(r) &&
+                 meta_int(f, "end") == from.owned_end(r) && meta_int(f, "total") == total && meta_int(f, "step") == step,
+             "checkpoint ", f.path(), ": its metadata does not match ", index_path, " (rank ", r, " of ", world,
+             ", range [", from.owned_begin(r), ", ", from.owned_end(r), "), step ", step, ")");
+    ms.push_back(floats_of(f.tensor_as("exp_avg", DType::F32)));
+    vs.push_back(floats_of(f.tensor_as("exp_avg_sq", DType::F32)));
+    masters.push_back(floats_of(f.tensor_as("master", DType::F32)));
+  }
+  out.m = std::move(dist::reshard(ms, from, to)[0]);
+  out.v = std::move(dist::reshard(vs, from, to)[0]);
+  out.master = std::move(dist::reshard(masters, from, to)[0]);
+  out.step = step;
+  out.saved_world = world;
+  out.sharded = true;
+  return out;
+}
+
 void Checkpoint::load_optimizer(const io::NamedTensors& params, optim::AdamW& opt) const {
+  if (sharded_optimizer()) {
+    auto& slots = opt.slots();
+    SK_CHECK(slots.size() == params.size(), "load_optimizer: the optimizer has ", slots.size(),
+             " parameters, the model ", params.size());
+    const FlatOptimizerState st = load_optimizer_flat(params);
+    autograd::NoGradGuard no_grad;
+    int64_t off = 0;
+    auto part = [&](const std::vector<float>& v, const Tensor& like) {
+      Tensor t = Tensor::empty(like.shape(), DType::F32, Device::cpu());
+      std::memcpy(t.data_ptr(), v.data() + off, size_t(like.numel()) * sizeof(float));
+      return t;
+    };
+    for (size_t i = 0; i < slots.size(); ++i) {
+      slots[i].m.copy_(part(st.m, slots[i].m));
+      slots[i].v.copy_(part(st.v, slots[i].v));
+      if (slots[i].master.defined()) slots[i].master.copy_(part(st.master, slots[i].master));
+      off += params[i].second.numel();
+    }
+    opt.set_step_count(st.step);
+    return;
+  }
   verified(*this, "optimizer.safetensors");
   const io::SafetensorsFile f = io::SafetensorsFile::open((dir_ / "optimizer.safetensors").string());
   auto& slots = opt.slots();

@@ -2,6 +2,7 @@
 #include "train/trainer.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <glob.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
@@ -22,6 +23,7 @@
 #include "model/hf_import.h"
 #include "backend/cuda_device.h"
 #include "dist/gradient_reducer.h"
+#include "dist/zero_optimizer.h"
 #include "ops/ops.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
@@ -47,7 +49,8 @@ std::vector<std::string> resolve_shards(const std::string& pattern) {
   return out;
 }
 
-double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches) {
+double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches,
+                std::pair<double, int64_t>* sum_and_count) {
   autograd::NoGradGuard no_grad;
   gpt.set_step(-1);  // evaluation: fixed randomness (lsh rotations); the next training step sets its own
   loader.reset();
@@ -61,6 +64,10 @@ double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_bat
     total += ops::cross_entropy(gpt.forward(b->inputs.to(dev)), b->targets.to(dev), o).item();
     targets += b->num_targets;
     if (++batches == max_batches) break;
+  }
+  if (sum_and_count) {
+    *sum_and_count = {total, targets};  // a rank's part may hold no real targets (tiny splits)
+    if (targets == 0) return 0.0;
   }
   SK_CHECK(targets > 0, "evaluation: the split has no targets");
   return total / double(targets);
@@ -187,7 +194,17 @@ void init_from_hf(const config::RunConfig& cfg, const io::NamedTensors& named) {
   spdlog::info("train: initialised from {} ({})", dir, imp.architecture);
 }
 
-void check_compatible(const config::RunConfig& cfg, const Checkpoint& ck) {
+// The world size a checkpoint was trained with (state.json "world_size"; older checkpoints: the
+// train loader's, else 1).
+int64_t saved_world_size(const Checkpoint& ck) {
+  const nlohmann::json& st = ck.state();
+  if (st.contains("world_size") && st["world_size"].is_number_integer()) return st["world_size"].get<int64_t>();
+  if (st.contains("train_loader") && st["train_loader"].is_object())
+    return st["train_loader"].value("world_size", int64_t(1));
+  return 1;
+}
+
+void check_compatible(const config::RunConfig& cfg, const Checkpoint& ck, int world_size) {
   SK_CHECK(ck.state().contains("config") && ck.state()["config"].is_object(), "checkpoint ", ck.state_path().string(),
            " has no 'config' (the checkpoint is corrupt)");
   const auto saved = flat_config(ck.state()["config"]);
@@ -196,11 +213,28 @@ void check_compatible(const config::RunConfig& cfg, const Checkpoint& ck) {
     const auto it = saved.find(key);
     const std::string was = it == saved.end() ? "(absent)" : it->second.dump();
     if (it != saved.end() && it->second == v) continue;
+    if (key == "train.batch_size") continue;  // checked below with the world size
     if (must_match(key))
       SK_FAIL("cannot resume from ", ck.state_path().string(), ": ", key, " is ", was, " there but ", v.dump(),
               " in this config (an incompatible config; start a new run in another checkpoint.dir)");
     if (!free_to_change(key)) spdlog::warn("resume: {} changed from {} to {}", key, was, v.dump());
   }
+  // Another world size: the per-rank batch may change as long as the global batch (world size x
+  // batch_size) is the same, so the loader's cursor and the loss curve continue.
+  const auto it = saved.find("train.batch_size");
+  SK_CHECK(it != saved.end() && it->second.is_number_integer(), "checkpoint ", ck.state_path().string(),
+           " has no train.batch_size (the checkpoint is corrupt)");
+  const int64_t saved_b = it->second.get<int64_t>(), saved_w = saved_world_size(ck);
+  const int64_t saved_global = saved_w * saved_b, global = int64_t(world_size) * cfg.train.batch_size;
+  SK_CHECK(saved_global == global, "cannot resume from ", ck.state_path().string(), ": the global batch (world size x "
+           "train.batch_size) is ", saved_w, " x ", saved_b, " = ", saved_global, " there but ", world_size, " x ",
+           cfg.train.batch_size, " = ", global, " here (",
+           saved_global % world_size == 0 ? "set train.batch_size=" + std::to_string(saved_global / world_size)
+                                          : std::string("no per-rank batch fits"),
+           " for ", world_size, " rank(s))");
+  if (saved_w != world_size)
+    spdlog::info("resume: {} rank(s) x batch {} -> {} rank(s) x batch {} (the same global batch)", saved_w, saved_b,
+                 world_size, cfg.train.batch_size);
 }
 
 // The GPT-2 / tokenizer.json files of data.tokenizer (copied into checkpoints), or none.
@@ -231,6 +265,13 @@ void set_rng_state(Rng& rng, const nlohmann::json& j, const std::string& where) 
   const uint64_t bits = j.value("spare_bits", uint64_t(0));
   std::memcpy(&s.spare, &bits, 8);
   rng.set_state(s);
+}
+
+// SPARSEK_TEST_DIST_KILL="RANK:STEP": rank RANK SIGKILLs itself after optimizer step STEP
+// (tests/dist/test_dist_train.cpp, scripts/bench/bench_ddp.sh: a rank dying mid-training).
+void kill_point_for_tests(int rank, int64_t step) {
+  static const char* env = std::getenv("SPARSEK_TEST_DIST_KILL");
+  if (env && std::string(env) == std::to_string(rank) + ":" + std::to_string(step)) ::kill(::getpid(), SIGKILL);
 }
 
 // Keeps the metrics records of steps <= `step` (a resumed run rewrites the steps after it).
@@ -287,9 +328,10 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   // In a multi-process run each rank trains on cuda:LOCAL_RANK and only rank 0 writes.
   const dist::World world = dist::world_from_environment();
   const bool writer = world.rank == 0;
-  const std::string device_key =
-      world.distributed() && (cfg.train.device == "auto" || cfg.train.device == "cuda") ? "cuda:" + std::to_string(world.local_rank)
-                                                                                       : cfg.train.device;
+  // (train.device=auto without a GPU, or cpu: every rank on the CPU, collectives over TCP.)
+  const bool rank_gpu =
+      world.distributed() && (cfg.train.device == "cuda" || (cfg.train.device == "auto" && cuda::is_available()));
+  const std::string device_key = rank_gpu ? "cuda:" + std::to_string(world.local_rank) : cfg.train.device;
   const Placement place = resolve_placement(device_key, cfg.train.dtype);
   if (!writer) spdlog::set_level(spdlog::level::warn);  // one progress log: rank 0's
   const Device dev = place.device;
@@ -298,8 +340,12 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
     spdlog::warn("train: f32 on CUDA: the fused attention kernels take bf16, so attention runs on a slow fallback; "
                  "train.dtype=bf16 (or auto) is the fast path");
   const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
+  // The collectives (TCP on the CPU, NCCL on CUDA; nothing for one process), then the plain
+  // data-parallel reducer or ZeRO-1 (below, once the parameters exist).
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(world, dev, cfg.dist.timeout_s);
+  const bool zero1 = cfg.dist.zero == 1;
   const std::unique_ptr<dist::GradientReducer> reducer =
-      dist::make_gradient_reducer(world, dev, cfg.dist.reduce_dtype, cfg.dist.bucket_mb, cfg.dist.timeout_s);
+      zero1 ? nullptr : dist::make_gradient_reducer(*comm, cfg.dist.reduce_dtype, cfg.dist.bucket_mb);
   data::DataLoaderOptions lo;
   lo.rank = world.rank;
   lo.world_size = world.world_size;
@@ -316,14 +362,25 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
 
   Rng rng(static_cast<uint64_t>(cfg.train.seed));
   model::Gpt gpt(cfg.model, cfg.attention, place.dtype, dev, rng);
-  optim::AdamW opt({.lr = cfg.optimizer.lr, .beta1 = cfg.optimizer.beta1, .beta2 = cfg.optimizer.beta2,
-                    .eps = cfg.optimizer.eps, .weight_decay = cfg.optimizer.weight_decay});
+  const optim::AdamWConfig adam_cfg{.lr = cfg.optimizer.lr, .beta1 = cfg.optimizer.beta1, .beta2 = cfg.optimizer.beta2,
+                                    .eps = cfg.optimizer.eps, .weight_decay = cfg.optimizer.weight_decay};
+  optim::AdamW opt(adam_cfg);  // without ZeRO-1: the whole state on every rank
   const io::NamedTensors named = gpt.named_parameters();
   std::vector<Tensor> params;
+  std::vector<bool> decay_flags;
   for (auto& [name, t] : named) {
-    opt.add_param(t, decays(name, t, cfg.optimizer));
+    if (!zero1) opt.add_param(t, decays(name, t, cfg.optimizer));
     params.push_back(t);
+    decay_flags.push_back(decays(name, t, cfg.optimizer));
   }
+  std::unique_ptr<dist::ZeroOptimizer> zero;  // ZeRO-1: this rank's shard of the state
+  if (zero1) zero = std::make_unique<dist::ZeroOptimizer>(*comm, adam_cfg, params, decay_flags);
+  auto step_count = [&] { return zero ? zero->step_count() : opt.step_count(); };
+  if (world.distributed() || zero)
+    spdlog::info("train: {} rank(s), {} collectives, {}", world.world_size, comm->name(),
+                 zero ? fmt::format("ZeRO-1 (optimizer state sharded: {} of {} elements on this rank)",
+                                    zero->layout().shard_size(), zero->layout().total())
+                      : "plain data parallel (" + cfg.dist.reduce_dtype + " all-reduce)");
 
   // The run directory: locked, then resumed from or checked to be free.
   const fs::path run_dir(cfg.checkpoint.dir);
@@ -351,13 +408,22 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   TrainResult result;
   if (ck) {
     const std::string where = ck->state_path().string();
-    check_compatible(cfg, *ck);
+    check_compatible(cfg, *ck, world.world_size);
     const std::string saved_precision = ck->state().value("precision", std::string("f32"));
     SK_CHECK(saved_precision == precision, "cannot resume from ", where, ": it was trained in ", saved_precision,
              " but this run resolves train.device/train.dtype to ", precision, " on ", dev.str(),
              " (set train.dtype and train.device to match the checkpoint)");
     ck->load_weights(named);
-    ck->load_optimizer(named, opt);
+    if (zero) {
+      const FlatOptimizerState fs_state = ck->load_optimizer_flat(named);
+      zero->load_full(fs_state.step, fs_state.m, fs_state.v, fs_state.master);
+    } else {
+      ck->load_optimizer(named, opt);
+    }
+    if (ck->sharded_optimizer() || zero)
+      spdlog::info("train: optimizer state of {} ({} rank(s)) re-cut for {} ({} rank(s))",
+                   ck->sharded_optimizer() ? "ZeRO-1" : "plain AdamW", saved_world_size(*ck),
+                   zero ? "ZeRO-1" : "plain AdamW", world.world_size);
     const nlohmann::json& st = ck->state();
     try {
       train_loader.load_state(st.at("train_loader"));
@@ -369,8 +435,8 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
     } catch (const nlohmann::json::exception& e) {
       SK_FAIL("checkpoint ", where, ": ", e.what(), " (the checkpoint is corrupt)");
     }
-    SK_CHECK(opt.step_count() == start_step - result.skipped_steps, "checkpoint ", where, ": the optimizer step ",
-             opt.step_count(), " does not match step ", start_step, " minus ", result.skipped_steps, " skipped");
+    SK_CHECK(step_count() == start_step - result.skipped_steps, "checkpoint ", where, ": the optimizer step ",
+             step_count(), " does not match step ", start_step, " minus ", result.skipped_steps, " skipped");
     spdlog::info("train: resumed from {} (step {})", ck->dir().string(), start_step);
   }
   if (!ck && !cfg.model.init_from.empty()) init_from_hf(cfg, named);
@@ -393,12 +459,41 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
     SK_CHECK(metrics.good(), "cannot open the metrics file ", metrics_path.string());
   }
 
+  // ZeRO-1: every rank writes its optimizer shard into the temporary directory rank 0 created,
+  // between two barriers (train/checkpoint.h); rank 0 lists and renames.
+  auto write_shard = [&](const fs::path& tmp, int64_t step) {
+    comm->barrier();  // rank 0 has created tmp
+    const dist::ShardLayout& L = zero->layout();
+    OptimizerShardWrite s;
+    s.rank = world.rank;
+    s.world = world.world_size;
+    s.align = L.align();
+    s.total = L.total();
+    s.begin = L.owned_begin(world.rank);
+    s.end = L.owned_end(world.rank);
+    s.step = zero->step_count();
+    s.m = zero->owned_m();
+    s.v = zero->owned_v();
+    s.master = zero->owned_master();
+    write_optimizer_shard(tmp, s);
+    if (writer) write_optimizer_index(tmp, world.world_size, L.align(), zero->step_count(), named);
+    (void)step;
+    comm->barrier();  // every shard is written (and fsynced)
+  };
   auto save = [&](int64_t step) {
+    if (zero && !writer) {
+      write_shard(checkpoint_tmp_dir(cfg.checkpoint.dir, step, "zero1"), step);
+      return;
+    }
     CheckpointWrite w;
     w.dir = cfg.checkpoint.dir;
     w.step = step;
     w.weights = named;
-    w.optimizer = &opt;
+    w.optimizer = zero ? nullptr : &opt;
+    if (zero) {
+      w.tmp_tag = "zero1";
+      w.fill_tmp = [&](const fs::path& tmp) { write_shard(tmp, step); };
+    }
     w.keep = cfg.checkpoint.keep;
     w.tokenizer_files = tok_files;
     w.state = {{"config", cfg.to_json()},
@@ -407,6 +502,8 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
                {"rng", rng_state(rng)},
                {"precision", precision},
                {"device", dev.str()},
+               {"world_size", world.world_size},
+               {"zero", cfg.dist.zero},
                {"bad_steps_in_a_row", bad_in_a_row},
                {"skipped_steps", result.skipped_steps},
                {"schedule", {{"step", step}, {"lr", learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps)}}},
@@ -417,8 +514,20 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count());
   };
 
+  // The validation loss over every rank's part of the split: summed losses over summed targets.
+  auto distributed_eval = [&] {
+    std::pair<double, int64_t> sc;
+    const double mean = evaluate(gpt, *val_loader, cfg.eval.max_batches, &sc);
+    if (!world.distributed()) {
+      SK_CHECK(sc.second > 0, "evaluation: the split has no targets");
+      return mean;
+    }
+    const double total = comm->sum_scalar(sc.first), targets = comm->sum_scalar(double(sc.second));
+    SK_CHECK(targets > 0, "evaluation: the split has no targets");
+    return total / targets;
+  };
   if (val_loader && cfg.eval.at_start && start_step == 0) {
-    const double vl = reducer->mean_scalar(evaluate(gpt, *val_loader, cfg.eval.max_batches));
+    const double vl = distributed_eval();
     result.val_losses.push_back({0, vl});
     spdlog::info("step {:5d} | validation loss {:.4f} | perplexity {:.2f}", 0, vl, std::exp(vl));
     if (metrics.is_open()) metrics << nlohmann::json{{"step", 0}, {"val_loss", vl}, {"val_ppl", std::exp(vl)}}.dump() << "\n";
@@ -427,7 +536,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   const bool checkpoints = cfg.checkpoint.every > 0;
   for (int64_t step = start_step; step < cfg.train.max_steps; ++step) {
     const double lr = learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps);
-    opt.zero_grad();
+    if (zero) zero->zero_grad(); else opt.zero_grad();
     gpt.set_step(step);  // per-step randomness (lsh rotations), reproducible from the run seed
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
@@ -436,15 +545,22 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
       loss_sum += loss.item();
       ops::scale(loss, 1.0 / double(cfg.train.grad_accum)).backward();
     }
-    const double loss = reducer->mean_scalar(loss_sum / double(cfg.train.grad_accum));
-    reducer->reduce(params);  // data parallel: every gradient becomes the mean over the ranks
+    const double loss = comm->mean_scalar(loss_sum / double(cfg.train.grad_accum));
     const double max_norm = cfg.optimizer.grad_clip > 0 ? cfg.optimizer.grad_clip : 1e30;
-    optim::GradNorm gn = optim::global_grad_norm(params, max_norm);
-    const double norm = gn.norm();
+    optim::GradNorm gn;
+    double norm = 0;
+    if (zero) {
+      norm = zero->reduce_gradients(max_norm);  // reduce-scatter into the shard; the global norm
+    } else {
+      reducer->reduce(params);  // data parallel: every gradient becomes the mean over the ranks
+      gn = optim::global_grad_norm(params, max_norm);
+      norm = gn.norm();
+    }
     result.train_losses.push_back(loss);
     result.last_step = step + 1;
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (!finite) {
+      if (zero) zero->discard();
       ++result.skipped_steps;
       spdlog::warn("step {}: loss {} / gradient norm {} is not finite: step skipped ({} in a row)", step + 1, loss, norm,
                    ++bad_in_a_row);
@@ -452,7 +568,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
                " steps in a row had a NaN/Inf loss or gradient (train.max_bad_steps = ", cfg.train.max_bad_steps, ")");
     } else {
       bad_in_a_row = 0;
-      opt.step(lr, gn.coefficient);
+      if (zero) zero->step(lr); else opt.step(lr, gn.coefficient);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tokens = double(step + 1 - start_step) * double(B * T * cfg.train.grad_accum) * world.world_size;
       const double tokens_per_s = tokens / std::max(secs, 1e-9);
@@ -467,7 +583,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
         device_part = fmt::format(" | MFU {:.1f}% | mem {:.2f} GiB", 100 * mfu, peak_gib);
       }
       if (val_loader && ((step + 1) % cfg.eval.every == 0 || step + 1 == cfg.train.max_steps)) {
-        const double vl = reducer->mean_scalar(evaluate(gpt, *val_loader, cfg.eval.max_batches));
+        const double vl = distributed_eval();
         result.val_losses.push_back({step + 1, vl});
         rec["val_loss"] = vl;
         rec["val_ppl"] = std::exp(vl);
@@ -480,9 +596,12 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
       }
       if (metrics.is_open()) metrics << rec.dump() << "\n" << std::flush;
     }
-    const bool stop = opts.should_stop && opts.should_stop(step + 1) && step + 1 < cfg.train.max_steps;
+    kill_point_for_tests(world.rank, step + 1);
+    bool stop = opts.should_stop && opts.should_stop(step + 1) && step + 1 < cfg.train.max_steps;
+    // Several ranks stop together (a signal reaches them at different steps): any rank's stop is everyone's.
+    if (world.distributed()) stop = comm->sum_scalar(stop ? 1.0 : 0.0) > 0;
     const bool last = step + 1 == cfg.train.max_steps;
-    if (writer && checkpoints && ((step + 1) % cfg.checkpoint.every == 0 || last || stop)) save(step + 1);
+    if ((writer || zero) && checkpoints && ((step + 1) % cfg.checkpoint.every == 0 || last || stop)) save(step + 1);
     if (stop) {
       result.stopped = true;
       spdlog::info("train: stopped at step {}{}", step + 1,

@@ -25,9 +25,14 @@
 // attention backward accumulates dQ with atomics, so it is not bit-exact); the precision a
 // checkpoint was trained in must match. The progress line adds MFU (train_flops_per_token over
 // the dense bf16 peak of an H100/H200, 989 TFLOP/s) and the peak GPU memory.
-// The world comes from the environment (dist/world.h); a world of more than one process is
-// refused until the NCCL gradient reducer exists (docs/DISTRIBUTED.md).
-// Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp.
+// The world comes from the environment (dist/world.h): with several processes each rank trains on
+// cuda:LOCAL_RANK (NCCL) or the CPU (TCP collectives), its part of every global batch; gradients
+// are all-reduced (dist/gradient_reducer.h) or, with dist.zero = 1, reduce-scattered into ZeRO-1
+// shards (dist/zero_optimizer.h); rank 0 logs and writes checkpoints (ZeRO-1: every rank writes its
+// optimizer shard). A checkpoint resumes on another world size when world size x train.batch_size
+// is the same (docs/DISTRIBUTED.md).
+// Tests: tests/train/test_trainer.cpp, test_resume.cpp, test_checkpoint_kill.cpp; multi-process:
+// tests/dist/test_dist_train.cpp.
 #pragma once
 #include <functional>
 #include <string>
@@ -61,7 +66,11 @@ std::vector<std::string> resolve_shards(const std::string& pattern);
 
 // Mean loss over the real targets of up to max_batches batches (0: the whole split) of `loader`
 // (rewound first), with the logits of the padded vocabulary rows excluded.
-double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches);
+// With `sum_and_count`: also the loss sum and the number of targets of this rank's part (a
+// multi-rank mean is sum over ranks of the sums / sum of the counts: ranks may hold different
+// numbers of real targets, the last global batch being padded).
+double evaluate(const model::Gpt& gpt, data::DataLoader& loader, int64_t max_batches,
+                std::pair<double, int64_t>* sum_and_count = nullptr);
 // The same mean loss computed strictly causally: every position's logits from the decode path
 // (Gpt::forward_step token by token), so no position's output depends on later tokens in any way.
 // Equal to evaluate for full / sliding_window / sparsek; for lsh it removes the chunk-boundary

@@ -168,3 +168,39 @@ TEST(Rendezvous, an_abort_reaches_the_others_at_their_barrier) {
   EXPECT_TRUE(child_ok(r1));
   EXPECT_TRUE(child_ok(r2));
 }
+
+// poll_peers (what the NCCL watchdog checks while a collective runs): nothing while the peers
+// are alive (a barrier byte in flight is left for barrier()); a peer that dies is named at once on
+// rank 0, and the other ranks learn it as an abort.
+TEST(Rendezvous, poll_peers_names_a_rank_that_died) {
+  const int port = test_port();
+  const pid_t r1 = fork_child([=] {
+    dist::Rendezvous rv = dist::Rendezvous::form(world(1, 3, port), "", 10);
+    rv.barrier(10);
+    std::string seen;
+    for (int i = 0; i < 200 && seen.empty(); ++i) {
+      seen = rv.poll_peers();
+      ::usleep(20000);
+    }
+    return seen.find("aborted: rank 0: rank 2 closed its connection") != std::string::npos;
+  });
+  const pid_t r2 = fork_child([=] {
+    dist::Rendezvous rv = dist::Rendezvous::form(world(2, 3, port), "", 10);
+    rv.barrier(10);
+    ::usleep(300000);
+    ::_exit(9);  // dies without a word
+    return true;
+  });
+  dist::Rendezvous rv = dist::Rendezvous::form(world(0, 3, port), kBlob, 10);
+  EXPECT_EQ(rv.poll_peers(), "");
+  rv.barrier(10);
+  std::string seen;
+  for (int i = 0; i < 200 && seen.empty(); ++i) {
+    seen = rv.poll_peers();
+    ::usleep(20000);
+  }
+  EXPECT_EQ(seen, "rank 2 closed its connection (the process died or exited)");
+  EXPECT_TRUE(child_ok(r1));
+  int st = 0;
+  ::waitpid(r2, &st, 0);
+}
