@@ -3,7 +3,7 @@
 // 12 x 64), n_hashes 2, chunk 128, n_buckets lsh_default_buckets(T, chunk) (grows with T, as Hugging
 // Face's default), T from --t-min to --t-max (powers of two); q and v as (B, H, T, D) views of a
 // packed (B, T, 2, H, D) projection, fresh random N(0, 1); rotations N(0, 1) already on the device.
-// --kernels auto|simt|mma picks the chunk kernels (and hash) as LshCudaKernels (auto: tensor cores).
+// --kernels auto|simt|mma|mma_v1 picks the chunk kernels (and hash) as LshCudaKernels (auto: tensor cores).
 // Fields: layout_ms (key scales + hashing + sort alone), fwd_ms (layout + chunked attention +
 // merge), fwd_bwd_ms (forward + backward: what a training step pays), layout_share.
 // Useful FLOPs (FlashAttention's convention): 4 * B * H * D * lsh_keys_attended(T, R, chunk) for the
@@ -38,9 +38,12 @@ void run_bench_lsh(const BenchLshOptions& o) {
   Timer timer;
   nlohmann::json results = nlohmann::json::array();
   const int64_t H = o.heads, D = o.head_dim, R = o.n_hashes;
-  const lsh::LshCudaKernels kernels = o.kernels == "simt"  ? lsh::LshCudaKernels::Simt
-                                      : o.kernels == "mma" ? lsh::LshCudaKernels::TensorCores
-                                                           : lsh::LshCudaKernels::Auto;
+  SK_CHECK(o.kernels == "auto" || o.kernels == "simt" || o.kernels == "mma" || o.kernels == "mma_v1",
+           "bench lsh: --kernels must be auto, simt, mma or mma_v1, got ", o.kernels);
+  const lsh::LshCudaKernels kernels = o.kernels == "simt"     ? lsh::LshCudaKernels::Simt
+                                      : o.kernels == "mma"    ? lsh::LshCudaKernels::TensorCores
+                                      : o.kernels == "mma_v1" ? lsh::LshCudaKernels::TensorCoresV1
+                                                              : lsh::LshCudaKernels::Auto;
   spdlog::info("{:>6} {:>4} {:>5} {:>10} {:>10} {:>10} {:>7} {:>12}", "T", "B", "NB", "layout ms", "fwd ms",
                "fwd+bwd ms", "layout", "f+b TFLOP/s");
   for (int64_t T = o.t_min; T <= o.t_max; T *= 2) {

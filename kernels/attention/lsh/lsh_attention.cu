@@ -445,9 +445,11 @@ __global__ __launch_bounds__(kThreads) void backward_key_kernel(SkLshParams p, c
 
 // Per (bh, j), one warp: sum the rounds' partial gradients, then the key normalisation
 // k = q s c: dq += c (s dk - s^3 / D q (q . dk)).
+// dk2_e, dv2_e (null unless the fused tensor-core backward ran with look-back): the second partial
+// of every key entry (from the next chunk's block), added after the first.
 template <class TIn>
 __global__ void backward_final_kernel(SkLshParams p, const float* dq_e, const float* dk_e, const float* dv_e,
-                                      TIn* dq, TIn* dv) {
+                                      const float* dk2_e, const float* dv2_e, TIn* dq, TIn* dv) {
   constexpr int kPer = kMaxD / 32;
   const int64_t wid = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
@@ -469,6 +471,10 @@ __global__ void backward_final_kernel(SkLshParams p, const float* dq_e, const fl
         gq[u] += dq_e[off];
         gk[u] += dk_e[off];
         gv[u] += dv_e[off];
+        if (dk2_e) {
+          gk[u] += dk2_e[off];
+          gv[u] += dv2_e[off];
+        }
       }
       ms = fmaf(qv[u], qv[u], ms);
       qdk = fmaf(qv[u], gk[u], qdk);
@@ -524,7 +530,7 @@ int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2) {
+  if (impl >= 2) {
     if (int st = sk_lsh_mma_forward_chunks(p, kscale, order, o_rounds, lse, s)) return st;
   } else {
     forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, o_rounds, lse);
@@ -537,20 +543,27 @@ int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order
 template <class TIn, int D>
 int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, const float* o_rounds,
                   const float* lse, const void* dout, float* w, float* gout, float* dq_e, float* dk_e, float* dv_e,
-                  void* dq, void* dv, cudaStream_t s) {
+                  float* dk2_e, float* dv2_e, void* dq, void* dv, cudaStream_t s) {
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const unsigned warp_blocks = unsigned((rows(p) * p->T * 32 + 255) / 256);
   const TIn* g = static_cast<const TIn*>(dout);
   backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o_rounds, lse, g, w, gout);
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2) {
+  const bool fused = impl == 2 && sk_lsh_mma_fused_backward_ok(p);
+  const bool second = fused && p->look_back && n_chunks(p) > 1;  // keys get a partial from the next chunk
+  if (fused && second && (!dk2_e || !dv2_e)) return SK_KERNEL_BAD_ARG;
+  if (fused) {
+    if (int st = sk_lsh_mma_backward_fused(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s))
+      return st;
+  } else if (impl >= 2) {
     if (int st = sk_lsh_mma_backward_chunks(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s)) return st;
   } else {
     backward_query_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dq_e);
     backward_key_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dk_e, dv_e);
   }
-  backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, static_cast<TIn*>(dq),
+  backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, second ? dk2_e : nullptr,
+                                                          second ? dv2_e : nullptr, static_cast<TIn*>(dq),
                                                           static_cast<TIn*>(dv));
   return launch_status();
 }
@@ -571,7 +584,7 @@ extern "C" int sk_lsh_supports_head_dim(int D) { return D == 64 || D == 128 ? 1 
 extern "C" int sk_lsh_chunk_impl(const SkLshParams* p) {
   if (!p) return -1;
   const bool mma = sk_lsh_mma_supported(p) != 0;
-  if (p->impl == 2) return mma ? 2 : -1;
+  if (p->impl == 2 || p->impl == 3) return mma ? p->impl : -1;
   if (p->impl == 1) return 1;
   return mma ? 2 : 1;
 }
@@ -607,7 +620,7 @@ extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* 
   const dim3 grid(unsigned((p->T + kHashPos - 1) / kHashPos), unsigned(rows(p)), unsigned(p->rounds));
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2) {
+  if (impl >= 2) {
     if (int st = sk_lsh_mma_hash(p, buckets, sort_keys, sort_vals, s)) return st;
   } else if (p->dtype == SK_KDT_BF16)
     hash_kernel<__nv_bfloat16><<<grid, kHashThreads, 0, s>>>(*p, buckets, sort_keys, sort_vals);
@@ -632,10 +645,17 @@ extern "C" int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, co
 
 extern "C" int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order,
                                     const float* o_rounds, const float* lse, const void* dout, float* w, float* gout,
-                                    float* dq_e, float* dk_e, float* dv_e, void* dq, void* dv, cudaStream_t s) {
+                                    float* dq_e, float* dk_e, float* dv_e, float* dk2_e, float* dv2_e, void* dq,
+                                    void* dv, cudaStream_t s) {
   if (int st = check(p, false)) return st;
   if (!kscale || !order || !o_rounds || !lse || !dout || !w || !gout || !dq_e || !dk_e || !dv_e || !dq || !dv)
     return SK_KERNEL_BAD_ARG;
   if (rows(p) * p->T == 0) return SK_KERNEL_OK;
-  SK_LSH_DISPATCH(p, backward_impl, p, kscale, order, o_rounds, lse, dout, w, gout, dq_e, dk_e, dv_e, dq, dv, s);
+  SK_LSH_DISPATCH(p, backward_impl, p, kscale, order, o_rounds, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, dq,
+                  dv, s);
+}
+
+extern "C" int sk_lsh_backward_partials(const SkLshParams* p) {
+  if (check(p, false) != SK_KERNEL_OK) return 1;
+  return sk_lsh_chunk_impl(p) == 2 && sk_lsh_mma_fused_backward_ok(p) && p->look_back && n_chunks(p) > 1 ? 2 : 1;
 }

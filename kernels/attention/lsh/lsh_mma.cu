@@ -509,6 +509,235 @@ __global__ void __launch_bounds__(kThr) backward_key_mma_kernel(const SkLshParam
 }
 
 
+// ---- backward, fused (v2): one block per chunk -----------------------------------------------------
+// Block (chunk c, bh): 128 query rows (8 warps x 16; the whole chunk, chunk <= 128) against the
+// <= 256 key slots of chunk c-1 (cyclic) and c, streamed in 64-slot tiles (double-buffered
+// cp.async gathers). Per tile: S = Q K^T (x kscale_j), dP = dO V^T, PW = P w, dS = PW (dP - gout)
+// on unmasked pairs; dq += (dS kscale_j) K in registers; PW and dS go to shared memory (bf16) and
+// the tile's dv = PW^T dO, dk = dS^T Q (complete over this block's queries) are written as this
+// block's partial for those key entries: keys of chunk c into the "own" buffers, keys of chunk
+// c-1 into the "next" ones (each key entry gets exactly one of each, from blocks c and c+1; no
+// atomics, summed in a fixed order by the final pass). One recomputation of P instead of two.
+constexpr int kBM = 128;             // query rows per fused block (a whole chunk)
+constexpr int kBThr = (kBM / 16) * 32;  // 256
+constexpr int kBCols = 2 * kBM;       // key slots per block at most
+static_assert(kBThr == kBCols, "one thread per key slot when loading the key positions");
+static_assert(kBThr / 32 == 2 * (kN / 16), "dk/dv phase: one (16-key x D) job of dv or dk per warp");
+
+template <int D>
+constexpr int fused_smem_bytes() {
+  return 2 * kBM * D * 2 + 4 * kN * D * 2 + 2 * kBM * kN * 2;
+}
+static_assert(fused_smem_bytes<128>() + 4096 <= 227 * 1024, "fused backward shared memory (D 128)");
+
+template <int ROWS, int D, int THREADS>
+__device__ __forceinline__ void gather_rows(uint32_t tile, const bf16* base, int64_t stride, const int* pos) {
+  constexpr int kChunks = D / 8, kTotal = ROWS * kChunks;
+  static_assert(kTotal % THREADS == 0, "tile chunks divide evenly among threads");
+#pragma unroll
+  for (int i = 0; i < kTotal / THREADS; ++i) {
+    const int c = i * THREADS + int(threadIdx.x);
+    const int r = c / kChunks, cc = c % kChunks;
+    const int pos_r = pos[r];
+    const bool valid = pos_r >= 0;
+    cp_async_16(tile + swz<D>(r, cc * 8), base + (valid ? int64_t(pos_r) * stride : 0) + cc * 8, valid);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
+    backward_fused_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
+                              const float* __restrict__ lse, const bf16* __restrict__ dout,
+                              const float* __restrict__ w, const float* __restrict__ gout, float* __restrict__ dq_e,
+                              float* __restrict__ dk_own, float* __restrict__ dv_own, float* __restrict__ dk_next,
+                              float* __restrict__ dv_next) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int qpos_s[kBM], qent_s[kBM], kpos_s[kBCols], kent_s[kBCols];
+  __shared__ float qlse_s[kBM], qw_s[kBM], qgo_s[kBM], kscl_s[kBCols];
+  const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
+  const int64_t E = int64_t(p.rounds) * T, nch = (E + p.chunk - 1) / p.chunk;
+  const int64_t c = blockIdx.x, ca = c * p.chunk, cb = ca + p.chunk < E ? ca + p.chunk : E;
+  int64_t pa = 0, pb = 0;
+  if (p.look_back && nch > 1) {
+    pa = ((c + nch - 1) % nch) * p.chunk;
+    pb = pa + p.chunk < E ? pa + p.chunk : E;
+  }
+  const int nprev = int(pb - pa), ncols = nprev + int(cb - ca);
+  const int32_t* ord = order + int64_t(bh) * E;
+  const float* ks = kscale + int64_t(bh) * T;
+  const bf16 *qb = q_base(p, bh), *vb = v_base(p, bh), *gb = dout + int64_t(bh) * T * D;
+  constexpr int kRowTile = kBM * D * 2, kColTile = kN * D * 2, kPTile = kBM * kN * 2;
+  const uint32_t sQ = smem_u32(smem), sG = sQ + kRowTile, sK0 = sG + kRowTile, sK1 = sK0 + kColTile,
+                 sV0 = sK1 + kColTile, sV1 = sV0 + kColTile, sP = sV1 + kColTile, sDS = sP + kPTile;
+  unsigned char* pP = smem + (sP - sQ);
+  unsigned char* pDS = smem + (sDS - sQ);
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kBM) {
+    const int64_t slot = ca + tid;
+    const int e = slot < cb ? ord[slot] : -1;
+    const int pos = e >= 0 ? e % T : -1;
+    qent_s[tid] = e;
+    qpos_s[tid] = pos;
+    qlse_s[tid] = e >= 0 ? lse[int64_t(bh) * E + e] : 0.f;
+    qw_s[tid] = e >= 0 ? w[int64_t(bh) * E + e] : 0.f;
+    qgo_s[tid] = e >= 0 ? gout[int64_t(bh) * T + pos] : 0.f;
+  }
+  {
+    const int x = tid;  // kBThr == kBCols
+    const int e = x < ncols ? ord[x < nprev ? pa + x : ca + (x - nprev)] : -1;
+    const int pos = e >= 0 ? e % T : -1;
+    kent_s[x] = e;
+    kpos_s[x] = pos;
+    kscl_s[x] = e >= 0 ? ks[pos] : 0.f;
+  }
+  __syncthreads();
+  gather_rows<kBM, D, kBThr>(sQ, qb, p.q_st, qpos_s);
+  gather_rows<kBM, D, kBThr>(sG, gb, D, qpos_s);
+  gather_rows<kN, D, kBThr>(sK0, qb, p.q_st, kpos_s);
+  gather_rows<kN, D, kBThr>(sV0, vb, p.v_st, kpos_s);
+  cp_async_commit();
+  int qp[2];
+  float ql[2], qw[2], qg[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = r0 + g + 8 * r;
+    qp[r] = qpos_s[row], ql[r] = qlse_s[row], qw[r] = qw_s[row], qg[r] = qgo_s[row];
+  }
+  float dq[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+  const int ntiles = (ncols + kN - 1) / kN;
+  for (int it = 0; it < ntiles; ++it) {
+    const int x0 = it * kN;
+    const uint32_t sK = (it & 1) ? sK1 : sK0, sV = (it & 1) ? sV1 : sV0;
+    if (it + 1 < ntiles) {
+      // The other buffers were last read (tile it-1) before the barrier that ended tile it-1's dq.
+      gather_rows<kN, D, kBThr>((it & 1) ? sK0 : sK1, qb, p.q_st, kpos_s + x0 + kN);
+      gather_rows<kN, D, kBThr>((it & 1) ? sV0 : sV1, vb, p.v_st, kpos_s + x0 + kN);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // tile it landed for every thread; sP, sDS of tile it-1 no longer read
+    // Two halves of 32 key slots each (keeps S and dP at 32 registers: no spills at 2 blocks/SM).
+#pragma unroll 1
+    for (int hc = 0; hc < kN; hc += kN / 2) {
+      constexpr int kH = kN / 2;
+      float s[kH / 8][4], dp[kH / 8][4];
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[j][e] = dp[j][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t qa[4], ga[4];
+        load_a<D>(qa, sQ, r0, kk * 16, lane);
+        load_a<D>(ga, sG, r0, kk * 16, lane);
+#pragma unroll
+        for (int j = 0; j < kH / 16; ++j) {
+          uint32_t bk[4], bv[4];
+          load_b<D>(bk, sK, hc + j * 16, kk * 16, lane);
+          load_b<D>(bv, sV, hc + j * 16, kk * 16, lane);
+          mma_bf16(s[2 * j], qa, bk[0], bk[1]);
+          mma_bf16(s[2 * j + 1], qa, bk[2], bk[3]);
+          mma_bf16(dp[2 * j], ga, bv[0], bv[1]);
+          mma_bf16(dp[2 * j + 1], ga, bv[2], bv[3]);
+        }
+      }
+      // PW = P w on every real (query, key) pair (masked logits are constants, so they feed dv
+      // only); dS = PW (dP - gout) on unmasked pairs (key position < query position).
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int x = x0 + hc + j * 8 + 2 * t + (e & 1), r = e >> 1;
+          const int kp = kpos_s[x];
+          float pw = 0.f, ds = 0.f;
+          if (kp >= 0 && qp[r] >= 0) {
+            const float a = kp > qp[r] ? kCausalM : (kp == qp[r] ? kSelfM : s[j][e] * kscl_s[x]);
+            pw = __expf(a - ql[r]) * qw[r];
+            if (kp < qp[r]) ds = pw * (dp[j][e] - qg[r]);
+          }
+          s[j][e] = pw;
+          dp[j][e] = ds;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const uint32_t off = swz<kN>(r0 + g + 8 * r, hc + j * 8) + uint32_t(t) * 4;
+          *reinterpret_cast<uint32_t*>(pP + off) = pack_bf16(s[j][2 * r], s[j][2 * r + 1]);
+          *reinterpret_cast<uint32_t*>(pDS + off) = pack_bf16(dp[j][2 * r], dp[j][2 * r + 1]);
+        }
+      }
+      // dq += (dS kscale_j) K.
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j) {
+        const int x = x0 + hc + j * 8 + 2 * t;
+        const float sc0 = kscl_s[x], sc1 = kscl_s[x + 1];
+        dp[j][0] *= sc0, dp[j][1] *= sc1, dp[j][2] *= sc0, dp[j][3] *= sc1;
+      }
+      uint32_t dsf[kH / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kH / 16; ++kk) pack_a(dsf[kk], dp[2 * kk], dp[2 * kk + 1]);
+#pragma unroll
+      for (int kk = 0; kk < kH / 16; ++kk) {
+#pragma unroll
+        for (int i = 0; i < D / 16; ++i) {
+          uint32_t bf[4];
+          load_b_trans<D>(bf, sK, hc + kk * 16, i * 16, lane);
+          mma_bf16(dq[2 * i], dsf[kk], bf[0], bf[1]);
+          mma_bf16(dq[2 * i + 1], dsf[kk], bf[2], bf[3]);
+        }
+      }
+    }
+    __syncthreads();  // sP, sDS complete
+    // Warps 0-3: dv of keys x0 + 16 (warp % 4) .. +15 = PW^T dO; warps 4-7: dk = dS^T Q.
+    {
+      const bool is_dk = warp >= kBThr / 64;
+      const int m0 = (warp % (kBThr / 64)) * 16;
+      const uint32_t sA = is_dk ? sDS : sP, sB = is_dk ? sQ : sG;
+      float acc[D / 8][4];
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kBM / 16; ++kk) {
+        uint32_t a[4];
+        load_a_trans<kN>(a, sA, m0, kk * 16, lane);
+#pragma unroll
+        for (int i = 0; i < D / 16; ++i) {
+          uint32_t bf[4];
+          load_b_trans<D>(bf, sB, kk * 16, i * 16, lane);
+          mma_bf16(acc[2 * i], a, bf[0], bf[1]);
+          mma_bf16(acc[2 * i + 1], a, bf[2], bf[3]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int x = x0 + m0 + g + 8 * r;
+        const int e = kent_s[x];
+        if (e < 0) continue;
+        float* base = x < nprev ? (is_dk ? dk_next : dv_next) : (is_dk ? dk_own : dv_own);
+        float* row = base + (int64_t(bh) * E + e) * D;
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i)
+          *reinterpret_cast<float2*>(row + i * 8 + 2 * t) = make_float2(acc[i][2 * r], acc[i][2 * r + 1]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int e = qent_s[r0 + g + 8 * r];
+    if (e < 0) continue;
+    float* row = dq_e + (int64_t(bh) * E + e) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<float2*>(row + i * 8 + 2 * t) = make_float2(dq[i][2 * r], dq[i][2 * r + 1]);
+  }
+}
+
 // ---- hashing ---------------------------------------------------------------------------------------
 // Block (64 positions, bh, round): y = q R_r on tensor cores with R split into three bf16 terms
 // (hi + mid + lo carry R's 24 significant bits; q is bf16 exactly, so every product is exact and
@@ -639,6 +868,19 @@ int backward_launch(const SkLshParams* p, const float* kscale, const int32_t* or
 }
 
 template <int D>
+int backward_fused_launch(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                          const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e, float* dv_e,
+                          float* dk2_e, float* dv2_e, cudaStream_t s) {
+  constexpr int smem = fused_smem_bytes<D>();
+  if (!set_smem(backward_fused_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
+  const int64_t E = int64_t(p->rounds) * p->T, nch = (E + p->chunk - 1) / p->chunk;
+  const dim3 grid(unsigned(nch), unsigned(int64_t(p->B) * p->H));
+  backward_fused_mma_kernel<D><<<grid, kBThr, smem, s>>>(*p, kscale, order, lse, static_cast<const bf16*>(dout), w,
+                                                          gout, dq_e, dk_e, dv_e, dk2_e, dv2_e);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+template <int D>
 int hash_launch(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s) {
   constexpr int smem = tile_bytes<D>() + 3 * D * kHashCols * 2;
   if (!set_smem(hash_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
@@ -674,4 +916,18 @@ int sk_lsh_mma_backward_chunks(const SkLshParams* p, const float* kscale, const 
   if (!sk_lsh_mma_supported(p) || reinterpret_cast<uintptr_t>(dout) % 16) return SK_KERNEL_BAD_ARG;
   return p->D == 64 ? backward_launch<64>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s)
                     : backward_launch<128>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s);
+}
+
+
+int sk_lsh_mma_fused_backward_ok(const SkLshParams* p) {
+  return sk_lsh_mma_supported(p) && p->chunk >= 1 && p->chunk <= kBM ? 1 : 0;
+}
+
+int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                              const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
+                              float* dv_e, float* dk2_e, float* dv2_e, cudaStream_t s) {
+  if (!sk_lsh_mma_fused_backward_ok(p) || reinterpret_cast<uintptr_t>(dout) % 16) return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? backward_fused_launch<64>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s)
+                    : backward_fused_launch<128>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e,
+                                                 s);
 }

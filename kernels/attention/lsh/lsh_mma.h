@@ -24,3 +24,14 @@ int sk_lsh_mma_forward_chunks(const SkLshParams* p, const float* kscale, const i
 int sk_lsh_mma_backward_chunks(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
                                const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
                                float* dv_e, cudaStream_t s);
+
+// 1 when the fused backward (v2) takes p: sk_lsh_mma_supported and chunk <= 128.
+int sk_lsh_mma_fused_backward_ok(const SkLshParams* p);
+
+// Fused backward (v2, one kernel per chunk): dq_e (query side, complete) and two partials per key
+// entry: dk_e, dv_e from the block of the entry's own chunk, dk2_e, dv2_e from the block of the
+// next chunk (cyclic; written only with look-back and >= 2 chunks). The final pass sums
+// dk_e + dk2_e (fixed order).
+int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                              const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
+                              float* dv_e, float* dk2_e, float* dv2_e, cudaStream_t s);

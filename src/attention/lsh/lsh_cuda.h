@@ -29,7 +29,10 @@ bool lsh_attention_cuda_supported(const Tensor& q);
 // Which chunk kernels run: Auto = tensor cores (mma.sync, bf16 with 16-byte aligned rows) when they
 // take the inputs, else SIMT fp32; the environment variable SPARSEK_LSH_KERNELS=simt|mma overrides
 // Auto (simt: always SIMT; mma: tensor cores, an error where they do not apply).
-enum class LshCudaKernels { Auto = 0, Simt = 1, TensorCores = 2 };
+// TensorCores: the newest tensor-core kernels (fused one-kernel backward when chunk <= 128);
+// TensorCoresV1: the first version (two-kernel backward), kept as the fallback
+// (SPARSEK_LSH_KERNELS=mma_v1 under Auto).
+enum class LshCudaKernels { Auto = 0, Simt = 1, TensorCores = 2, TensorCoresV1 = 3 };
 
 struct LshCudaLayout {
   Tensor kscale, order, buckets;
