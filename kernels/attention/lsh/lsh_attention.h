@@ -79,6 +79,17 @@ int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_
                          const float* lse, const void* dout, float* w, float* gout, float* dq_e, float* dk_e,
                          float* dv_e, float* dk2_e, float* dv2_e, void* dq, void* dv, cudaStream_t s);
 
+// Per-phase timing for benchmarks (not thread-safe; one stream): while enabled, the launchers
+// record a CUDA event after each phase; sk_lsh_phase_read waits for them and writes
+// SK_LSH_PHASES times in ms (0 for phases not run since the last read or enable), each from the
+// previous recorded mark: [0] key scales + hash (or the identity order), [1] sort, [2] forward
+// chunk kernel(s), [3] merge, [4] backward prep (w, gout), [5] backward chunk kernel(s),
+// [6] backward final (sum of partials, key-normalisation backward). Host time between phases
+// (allocations) lands in the next phase.
+#define SK_LSH_PHASES 7
+int sk_lsh_phase_timing(int on);
+int sk_lsh_phase_read(float* ms);
+
 #ifdef __cplusplus
 }
 #endif

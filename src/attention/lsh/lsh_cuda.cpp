@@ -195,6 +195,28 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
 #endif
 }
 
+void lsh_cuda_phase_timing(bool on) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(sk_lsh_phase_timing(on ? 1 : 0) == 0, "lsh attention: could not create the phase-timing events");
+#else
+  (void)on;
+#endif
+}
+
+std::vector<double> lsh_cuda_phase_read() {
+#ifdef SPARSEK_HAS_CUDA
+  float ms[SK_LSH_PHASES];
+  SK_CHECK(sk_lsh_phase_read(ms) == 0, "lsh attention: phase timing was not enabled or an event failed");
+  return std::vector<double>(ms, ms + SK_LSH_PHASES);
+#else
+  return {};
+#endif
+}
+
+std::vector<std::string> lsh_cuda_phase_names() {
+  return {"hash", "sort", "fwd_chunks", "merge", "bwd_prep", "bwd_chunks", "bwd_final"};
+}
+
 Tensor lsh_attention_cuda(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk) {
   LshCudaForward f = lsh_cuda_forward(q.detach(), v.detach(), rotations, chunk);
   if (autograd::needs_grad({&q, &v})) {

@@ -4,7 +4,8 @@
 //  - Buckets vs lsh_hash on the same values in f32 (q rounded to bf16, then f32). SIMT kernels:
 //    EXACTLY equal (the same fp32 operations in the same order: unfused multiply and add,
 //    d = 0 .. D-1; first maximum). Tensor-core hash (rotations split into 3 bf16 terms, exact
-//    products, fp32 accumulation in the MMA's order): equal except at near ties, at most
+//    products, fp32 accumulation in the MMA's order; v1 splits per block, v2 once per call, same
+//    products in the same order): equal except at near ties, at most
 //    max(3, 1e-4 of all) differences, each within 1e-5 of the largest |q R| of its row (f64).
 //    Mismatches are printed.
 //  - Sorted order: equal to lsh_layout's stable sort of those buckets, exactly.
@@ -26,7 +27,8 @@
 //      has an fp32 ulp of 0.0078, docs/LSH.md's precision note).
 //      lse (every entry): max |lse - lse_ref| / (1 + |lse_ref|) <= 1e-4.
 //  - The autograd op (one node of q, v) returns the same gradients as lsh_cuda_backward, and the
-//    backward is bitwise deterministic (no atomics: two runs equal exactly).
+//    backward is bitwise deterministic (no atomics: two runs equal exactly; default kernels, i.e.
+//    the fused tensor-core backward with its two per-key partials summed in a fixed order).
 //  - Module: LshAttention with bf16 parameters on CUDA equals the CPU reference core on its own
 //    q, v heads (hashed) and tracks the CPU f32 module (T <= chunk, where no hashing can flip).
 // Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
