@@ -543,7 +543,7 @@ int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2 && sk_lsh_mma_fused_backward_ok(p)) {
+  if (impl == 2 && sk_lsh_mma_forward_v2_ok(p)) {
     if (int st = sk_lsh_mma_forward_chunks_v2(p, kscale, order, o_rounds, lse, s)) return st;
   } else if (impl >= 2) {
     if (int st = sk_lsh_mma_forward_chunks(p, kscale, order, o_rounds, lse, s)) return st;

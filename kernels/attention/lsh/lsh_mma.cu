@@ -1265,9 +1265,13 @@ int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, int32_t* buckets, ui
                     : hash_v2_launch<128>(p, scratch, buckets, keys, vals, s);
 }
 
+int sk_lsh_mma_forward_v2_ok(const SkLshParams* p) {
+  return sk_lsh_mma_fused_backward_ok(p) && p->chunk > kM ? 1 : 0;
+}
+
 int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
                                  float* lse, cudaStream_t s) {
-  if (!sk_lsh_mma_fused_backward_ok(p)) return SK_KERNEL_BAD_ARG;
+  if (!sk_lsh_mma_forward_v2_ok(p)) return SK_KERNEL_BAD_ARG;
   return p->D == 64 ? forward_v2_launch<64>(p, kscale, order, o_rounds, lse, s)
                     : forward_v2_launch<128>(p, kscale, order, o_rounds, lse, s);
 }

@@ -46,7 +46,11 @@ int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p);
 int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, int32_t* buckets, uint32_t* keys, int32_t* vals,
                        cudaStream_t s);
 
-// As sk_lsh_mma_forward_chunks with one 128-row block per chunk (needs sk_lsh_mma_fused_backward_ok:
+// 1 when the forward v2 takes p: sk_lsh_mma_fused_backward_ok and chunk > 64 (for chunk <= 64 v1
+// already runs one 64-row block per chunk, and a 128-row block would idle half its warps).
+int sk_lsh_mma_forward_v2_ok(const SkLshParams* p);
+
+// As sk_lsh_mma_forward_chunks with one 128-row block per chunk (sk_lsh_mma_forward_v2_ok: 64 <
 // chunk <= 128) and double-buffered key/value gathers.
 int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
                                  float* lse, cudaStream_t s);
