@@ -47,7 +47,7 @@ struct BenchLshOptions {
   int64_t t_min = 4096, t_max = 65536;
   int64_t heads = 12, head_dim = 64;
   int64_t n_hashes = 2, chunk = 128;  // n_buckets: lsh_default_buckets(T, chunk)
-  std::string kernels = "auto";       // auto, simt, mma (attention::lsh::LshCudaKernels)
+  std::string kernels = "auto";       // auto, simt, mma, mma_v1 (attention::lsh::LshCudaKernels)
   int iters = 20;
 };
 void run_bench_lsh(const BenchLshOptions& o);

@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
   lsh_cmd->add_option("--head-dim", bench_lsh.head_dim, "head dim (64 or 128)")->capture_default_str();
   lsh_cmd->add_option("--n-hashes", bench_lsh.n_hashes, "hash rounds")->capture_default_str();
   lsh_cmd->add_option("--chunk", bench_lsh.chunk, "entries per chunk")->capture_default_str();
-  lsh_cmd->add_option("--kernels", bench_lsh.kernels, "chunk kernels: auto, simt or mma")->capture_default_str()
-      ->check(CLI::IsMember({"auto", "simt", "mma"}));
+  lsh_cmd->add_option("--kernels", bench_lsh.kernels, "chunk kernels: auto, simt, mma or mma_v1 (first tensor-core version: two-kernel backward)")->capture_default_str()
+      ->check(CLI::IsMember({"auto", "simt", "mma", "mma_v1"}));
   lsh_cmd->add_option("--iters", bench_lsh.iters, "timed runs per case (median reported)")->capture_default_str();
   lsh_cmd->callback([&] { run_bench_lsh(bench_lsh); });
   BenchTrainOptions bench_train;

@@ -445,9 +445,11 @@ __global__ __launch_bounds__(kThreads) void backward_key_kernel(SkLshParams p, c
 
 // Per (bh, j), one warp: sum the rounds' partial gradients, then the key normalisation
 // k = q s c: dq += c (s dk - s^3 / D q (q . dk)).
+// dk2_e, dv2_e (null unless the fused tensor-core backward ran with look-back): the second partial
+// of every key entry (from the next chunk's block), added after the first.
 template <class TIn>
 __global__ void backward_final_kernel(SkLshParams p, const float* dq_e, const float* dk_e, const float* dv_e,
-                                      TIn* dq, TIn* dv) {
+                                      const float* dk2_e, const float* dv2_e, TIn* dq, TIn* dv) {
   constexpr int kPer = kMaxD / 32;
   const int64_t wid = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
@@ -469,6 +471,10 @@ __global__ void backward_final_kernel(SkLshParams p, const float* dq_e, const fl
         gq[u] += dq_e[off];
         gk[u] += dk_e[off];
         gv[u] += dv_e[off];
+        if (dk2_e) {
+          gk[u] += dk2_e[off];
+          gv[u] += dv2_e[off];
+        }
       }
       ms = fmaf(qv[u], qv[u], ms);
       qdk = fmaf(qv[u], gk[u], qdk);
@@ -489,6 +495,19 @@ __global__ void backward_final_kernel(SkLshParams p, const float* dq_e, const fl
 }
 
 int launch_status() { return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED; }
+
+// Per-phase timing (sk_lsh_phase_timing): an event recorded on the stream after each phase while
+// enabled; a phase's time runs from the latest earlier mark to its own (host gaps included).
+struct PhaseTimer {
+  bool on = false, made = false;
+  cudaEvent_t ev[SK_LSH_PHASES + 1];
+  bool hit[SK_LSH_PHASES + 1] = {};
+};
+PhaseTimer g_phases;
+void mark(int i, cudaStream_t s) {
+  if (!g_phases.on) return;
+  if (cudaEventRecord(g_phases.ev[i], s) == cudaSuccess) g_phases.hit[i] = true;
+}
 
 int64_t rows(const SkLshParams* p) { return int64_t(p->B) * p->H; }
 int64_t entries(const SkLshParams* p) { return int64_t(p->rounds) * p->T; }
@@ -524,34 +543,48 @@ int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2) {
+  if (impl == 2 && sk_lsh_mma_forward_v2_ok(p)) {
+    if (int st = sk_lsh_mma_forward_chunks_v2(p, kscale, order, o_rounds, lse, s)) return st;
+  } else if (impl >= 2) {
     if (int st = sk_lsh_mma_forward_chunks(p, kscale, order, o_rounds, lse, s)) return st;
   } else {
     forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, o_rounds, lse);
   }
+  mark(3, s);
   const int64_t total = rows(p) * p->T * p->D;
   merge_kernel<TIn><<<unsigned((total + 255) / 256), 256, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+  mark(4, s);
   return launch_status();
 }
 
 template <class TIn, int D>
 int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, const float* o_rounds,
                   const float* lse, const void* dout, float* w, float* gout, float* dq_e, float* dk_e, float* dv_e,
-                  void* dq, void* dv, cudaStream_t s) {
+                  float* dk2_e, float* dv2_e, void* dq, void* dv, cudaStream_t s) {
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const unsigned warp_blocks = unsigned((rows(p) * p->T * 32 + 255) / 256);
   const TIn* g = static_cast<const TIn*>(dout);
   backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o_rounds, lse, g, w, gout);
+  mark(5, s);
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2) {
+  const bool fused = impl == 2 && sk_lsh_mma_fused_backward_ok(p);
+  const bool second = fused && p->look_back && n_chunks(p) > 1;  // keys get a partial from the next chunk
+  if (fused && second && (!dk2_e || !dv2_e)) return SK_KERNEL_BAD_ARG;
+  if (fused) {
+    if (int st = sk_lsh_mma_backward_fused(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s))
+      return st;
+  } else if (impl >= 2) {
     if (int st = sk_lsh_mma_backward_chunks(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s)) return st;
   } else {
     backward_query_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dq_e);
     backward_key_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dk_e, dv_e);
   }
-  backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, static_cast<TIn*>(dq),
+  mark(6, s);
+  backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, second ? dk2_e : nullptr,
+                                                          second ? dv2_e : nullptr, static_cast<TIn*>(dq),
                                                           static_cast<TIn*>(dv));
+  mark(7, s);
   return launch_status();
 }
 
@@ -571,19 +604,30 @@ extern "C" int sk_lsh_supports_head_dim(int D) { return D == 64 || D == 128 ? 1 
 extern "C" int sk_lsh_chunk_impl(const SkLshParams* p) {
   if (!p) return -1;
   const bool mma = sk_lsh_mma_supported(p) != 0;
-  if (p->impl == 2) return mma ? 2 : -1;
+  if (p->impl == 2 || p->impl == 3) return mma ? p->impl : -1;
   if (p->impl == 1) return 1;
   return mma ? 2 : 1;
 }
 
-extern "C" int64_t sk_lsh_sort_temp_bytes(const SkLshParams* p) {
-  if (check(p, false) != SK_KERNEL_OK || !hashed(p) || rows(p) * entries(p) == 0) return 0;
+namespace {
+// Bytes of the cub sort's temporary storage, rounded up to 256 (the hash v2 scratch follows).
+int64_t cub_sort_bytes(const SkLshParams* p) {
   size_t bytes = 0;
   const int n = int(rows(p) * entries(p));
   cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr),
                                   static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), n, 0,
                                   end_bit(p));
-  return int64_t(bytes);
+  return (int64_t(bytes) + 255) / 256 * 256;
+}
+// Hash v2 (rotations split once per call) with the newest tensor-core kernels (impl 2).
+int64_t hash_scratch_bytes(const SkLshParams* p) {
+  return sk_lsh_chunk_impl(p) == 2 ? sk_lsh_mma_hash_scratch_bytes(p) : 0;
+}
+}  // namespace
+
+extern "C" int64_t sk_lsh_sort_temp_bytes(const SkLshParams* p) {
+  if (check(p, false) != SK_KERNEL_OK || !hashed(p) || rows(p) * entries(p) == 0) return 0;
+  return cub_sort_bytes(p) + hash_scratch_bytes(p);
 }
 
 extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* buckets, uint32_t* sort_keys,
@@ -597,28 +641,36 @@ extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* 
     if (!buckets || !sort_keys || !sort_keys_out || !sort_vals || (!temp && temp_bytes > 0)) return SK_KERNEL_BAD_ARG;
     if (temp_bytes < sk_lsh_sort_temp_bytes(p) || p->rounds > 65535) return SK_KERNEL_BAD_ARG;
   }
+  mark(0, s);
   const unsigned warp_blocks = unsigned((n_pos * 32 + 255) / 256);
   if (p->dtype == SK_KDT_BF16) key_scale_kernel<__nv_bfloat16><<<warp_blocks, 256, 0, s>>>(*p, kscale);
   else key_scale_kernel<float><<<warp_blocks, 256, 0, s>>>(*p, kscale);
   if (!hashed(p)) {
     iota_kernel<<<unsigned((n_pos + 255) / 256), 256, 0, s>>>(rows(p), p->T, order);
+    mark(1, s);
     return launch_status();
   }
   const dim3 grid(unsigned((p->T + kHashPos - 1) / kHashPos), unsigned(rows(p)), unsigned(p->rounds));
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2) {
+  const int64_t hash_scratch = hash_scratch_bytes(p), cub_bytes = cub_sort_bytes(p);
+  if (hash_scratch > 0) {
+    if (int st = sk_lsh_mma_hash_v2(p, static_cast<char*>(temp) + cub_bytes, buckets, sort_keys, sort_vals, s))
+      return st;
+  } else if (impl >= 2) {
     if (int st = sk_lsh_mma_hash(p, buckets, sort_keys, sort_vals, s)) return st;
   } else if (p->dtype == SK_KDT_BF16)
     hash_kernel<__nv_bfloat16><<<grid, kHashThreads, 0, s>>>(*p, buckets, sort_keys, sort_vals);
   else
     hash_kernel<float><<<grid, kHashThreads, 0, s>>>(*p, buckets, sort_keys, sort_vals);
   if (int st = launch_status()) return st;
-  size_t bytes = size_t(temp_bytes);
+  mark(1, s);
+  size_t bytes = size_t(cub_bytes);
   const int n = int(rows(p) * entries(p));
   if (cub::DeviceRadixSort::SortPairs(temp, bytes, sort_keys, sort_keys_out, sort_vals, order, n, 0, end_bit(p), s) !=
       cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
+  mark(2, s);
   return launch_status();
 }
 
@@ -632,10 +684,45 @@ extern "C" int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, co
 
 extern "C" int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order,
                                     const float* o_rounds, const float* lse, const void* dout, float* w, float* gout,
-                                    float* dq_e, float* dk_e, float* dv_e, void* dq, void* dv, cudaStream_t s) {
+                                    float* dq_e, float* dk_e, float* dv_e, float* dk2_e, float* dv2_e, void* dq,
+                                    void* dv, cudaStream_t s) {
   if (int st = check(p, false)) return st;
   if (!kscale || !order || !o_rounds || !lse || !dout || !w || !gout || !dq_e || !dk_e || !dv_e || !dq || !dv)
     return SK_KERNEL_BAD_ARG;
   if (rows(p) * p->T == 0) return SK_KERNEL_OK;
-  SK_LSH_DISPATCH(p, backward_impl, p, kscale, order, o_rounds, lse, dout, w, gout, dq_e, dk_e, dv_e, dq, dv, s);
+  SK_LSH_DISPATCH(p, backward_impl, p, kscale, order, o_rounds, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, dq,
+                  dv, s);
+}
+
+extern "C" int sk_lsh_backward_partials(const SkLshParams* p) {
+  if (check(p, false) != SK_KERNEL_OK) return 1;
+  return sk_lsh_chunk_impl(p) == 2 && sk_lsh_mma_fused_backward_ok(p) && p->look_back && n_chunks(p) > 1 ? 2 : 1;
+}
+
+extern "C" int sk_lsh_phase_timing(int on) {
+  PhaseTimer& t = g_phases;
+  if (on && !t.made) {
+    for (auto& e : t.ev)
+      if (cudaEventCreate(&e) != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
+    t.made = true;
+  }
+  t.on = on != 0;
+  for (bool& h : t.hit) h = false;
+  return SK_KERNEL_OK;
+}
+
+extern "C" int sk_lsh_phase_read(float* ms) {
+  PhaseTimer& t = g_phases;
+  for (int i = 0; i < SK_LSH_PHASES; ++i) ms[i] = 0.f;
+  if (!t.made) return SK_KERNEL_BAD_ARG;
+  int prev = t.hit[0] ? 0 : -1;
+  if (prev >= 0 && cudaEventSynchronize(t.ev[0]) != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
+  for (int i = 1; i <= SK_LSH_PHASES; ++i) {
+    if (!t.hit[i]) continue;
+    if (cudaEventSynchronize(t.ev[i]) != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
+    if (prev >= 0) cudaEventElapsedTime(&ms[i - 1], t.ev[prev], t.ev[i]);
+    prev = i;
+  }
+  for (bool& h : t.hit) h = false;
+  return SK_KERNEL_OK;
 }

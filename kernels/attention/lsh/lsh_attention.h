@@ -39,7 +39,9 @@ struct SkLshParams {
   const float* rot;                // (H, D, R, NB / 2) or null when T <= chunk
   int impl;                        // chunk kernels: 0 auto (tensor cores when they take the inputs:
                                    // bf16, D 64/128, 16-byte aligned rows; else SIMT), 1 SIMT,
-                                   // 2 tensor cores (SK_KERNEL_BAD_ARG when they do not take them)
+                                   // 2 tensor cores (SK_KERNEL_BAD_ARG when they do not take them;
+                                   // the fused one-kernel backward when chunk <= 128), 3 tensor
+                                   // cores v1 (two-kernel backward: query side, key side)
 };
 
 #ifdef __cplusplus
@@ -49,7 +51,8 @@ extern "C" {
 // 1 when the chunk kernels take head dim D (64 and 128).
 int sk_lsh_supports_head_dim(int D);
 
-// The chunk kernels p->impl selects: 1 SIMT, 2 tensor cores, -1 none (impl 2 not possible).
+// The chunk kernels p->impl selects: 1 SIMT, 2 tensor cores, 3 tensor cores v1, -1 none (impl 2
+// or 3 asked for but not possible).
 int sk_lsh_chunk_impl(const SkLshParams* p);
 
 // Bytes of temporary storage the sort of sk_cuda_lsh_layout needs (0 when T <= chunk).
@@ -65,11 +68,27 @@ int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* buckets, ui
 int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
                         void* out, cudaStream_t s);
 
+// Partial gradients per key entry the backward writes: 2 (dk2_e, dv2_e needed: the fused
+// tensor-core backward with look-back) or 1.
+int sk_lsh_backward_partials(const SkLshParams* p);
+
 // Gradients of q and v from dout (B, H, T, D) contiguous in q's dtype, recomputing the softmax
-// from (o_rounds, lse). Scratch and outputs as in the legend.
+// from (o_rounds, lse). Scratch and outputs as in the legend; dk2_e, dv2_e (BH, E, D) f32 the
+// second per-key partials (may be null when sk_lsh_backward_partials(p) == 1).
 int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order, const float* o_rounds,
                          const float* lse, const void* dout, float* w, float* gout, float* dq_e, float* dk_e,
-                         float* dv_e, void* dq, void* dv, cudaStream_t s);
+                         float* dv_e, float* dk2_e, float* dv2_e, void* dq, void* dv, cudaStream_t s);
+
+// Per-phase timing for benchmarks (not thread-safe; one stream): while enabled, the launchers
+// record a CUDA event after each phase; sk_lsh_phase_read waits for them and writes
+// SK_LSH_PHASES times in ms (0 for phases not run since the last read or enable), each from the
+// previous recorded mark: [0] key scales + hash (or the identity order), [1] sort, [2] forward
+// chunk kernel(s), [3] merge, [4] backward prep (w, gout), [5] backward chunk kernel(s),
+// [6] backward final (sum of partials, key-normalisation backward). Host time between phases
+// (allocations) lands in the next phase.
+#define SK_LSH_PHASES 7
+int sk_lsh_phase_timing(int on);
+int sk_lsh_phase_read(float* ms);
 
 #ifdef __cplusplus
 }

@@ -509,6 +509,395 @@ __global__ void __launch_bounds__(kThr) backward_key_mma_kernel(const SkLshParam
 }
 
 
+// ---- backward, fused (v2): one block per chunk -----------------------------------------------------
+// Block (chunk c, bh): 128 query rows (8 warps x 16; the whole chunk, chunk <= 128) against the
+// <= 256 key slots of chunk c-1 (cyclic) and c, streamed in 64-slot tiles (double-buffered
+// cp.async gathers). Per tile: S = Q K^T (x kscale_j), dP = dO V^T, PW = P w, dS = PW (dP - gout)
+// on unmasked pairs; dq += (dS kscale_j) K in registers; PW and dS go to shared memory (bf16) and
+// the tile's dv = PW^T dO, dk = dS^T Q (complete over this block's queries) are written as this
+// block's partial for those key entries: keys of chunk c into the "own" buffers, keys of chunk
+// c-1 into the "next" ones (each key entry gets exactly one of each, from blocks c and c+1; no
+// atomics, summed in a fixed order by the final pass). One recomputation of P instead of two.
+constexpr int kBM = 128;             // query rows per fused block (a whole chunk)
+constexpr int kBThr = (kBM / 16) * 32;  // 256
+constexpr int kBCols = 2 * kBM;       // key slots per block at most
+static_assert(kBThr == kBCols, "one thread per key slot when loading the key positions");
+static_assert(kBThr / 32 == 2 * (kN / 16), "dk/dv phase: one (16-key x D) job of dv or dk per warp");
+
+template <int D>
+constexpr int fused_smem_bytes() {
+  return 2 * kBM * D * 2 + 4 * kN * D * 2 + 2 * kBM * kN * 2;
+}
+static_assert(fused_smem_bytes<128>() + 4096 <= 227 * 1024, "fused backward shared memory (D 128)");
+
+template <int ROWS, int D, int THREADS>
+__device__ __forceinline__ void gather_rows(uint32_t tile, const bf16* base, int64_t stride, const int* pos) {
+  constexpr int kChunks = D / 8, kTotal = ROWS * kChunks;
+  static_assert(kTotal % THREADS == 0, "tile chunks divide evenly among threads");
+#pragma unroll
+  for (int i = 0; i < kTotal / THREADS; ++i) {
+    const int c = i * THREADS + int(threadIdx.x);
+    const int r = c / kChunks, cc = c % kChunks;
+    const int pos_r = pos[r];
+    const bool valid = pos_r >= 0;
+    cp_async_16(tile + swz<D>(r, cc * 8), base + (valid ? int64_t(pos_r) * stride : 0) + cc * 8, valid);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
+    backward_fused_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
+                              const float* __restrict__ lse, const bf16* __restrict__ dout,
+                              const float* __restrict__ w, const float* __restrict__ gout, float* __restrict__ dq_e,
+                              float* __restrict__ dk_own, float* __restrict__ dv_own, float* __restrict__ dk_next,
+                              float* __restrict__ dv_next) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int qpos_s[kBM], qent_s[kBM], kpos_s[kBCols], kent_s[kBCols];
+  __shared__ float qlse_s[kBM], qw_s[kBM], qgo_s[kBM], kscl_s[kBCols];
+  const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
+  const int64_t E = int64_t(p.rounds) * T, nch = (E + p.chunk - 1) / p.chunk;
+  const int64_t c = blockIdx.x, ca = c * p.chunk, cb = ca + p.chunk < E ? ca + p.chunk : E;
+  int64_t pa = 0, pb = 0;
+  if (p.look_back && nch > 1) {
+    pa = ((c + nch - 1) % nch) * p.chunk;
+    pb = pa + p.chunk < E ? pa + p.chunk : E;
+  }
+  const int nprev = int(pb - pa), ncols = nprev + int(cb - ca);
+  const int32_t* ord = order + int64_t(bh) * E;
+  const float* ks = kscale + int64_t(bh) * T;
+  const bf16 *qb = q_base(p, bh), *vb = v_base(p, bh), *gb = dout + int64_t(bh) * T * D;
+  constexpr int kRowTile = kBM * D * 2, kColTile = kN * D * 2, kPTile = kBM * kN * 2;
+  const uint32_t sQ = smem_u32(smem), sG = sQ + kRowTile, sK0 = sG + kRowTile, sK1 = sK0 + kColTile,
+                 sV0 = sK1 + kColTile, sV1 = sV0 + kColTile, sP = sV1 + kColTile, sDS = sP + kPTile;
+  unsigned char* pP = smem + (sP - sQ);
+  unsigned char* pDS = smem + (sDS - sQ);
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kBM) {
+    const int64_t slot = ca + tid;
+    const int e = slot < cb ? ord[slot] : -1;
+    const int pos = e >= 0 ? e % T : -1;
+    qent_s[tid] = e;
+    qpos_s[tid] = pos;
+    qlse_s[tid] = e >= 0 ? lse[int64_t(bh) * E + e] : 0.f;
+    qw_s[tid] = e >= 0 ? w[int64_t(bh) * E + e] : 0.f;
+    qgo_s[tid] = e >= 0 ? gout[int64_t(bh) * T + pos] : 0.f;
+  }
+  {
+    const int x = tid;  // kBThr == kBCols
+    const int e = x < ncols ? ord[x < nprev ? pa + x : ca + (x - nprev)] : -1;
+    const int pos = e >= 0 ? e % T : -1;
+    kent_s[x] = e;
+    kpos_s[x] = pos;
+    kscl_s[x] = e >= 0 ? ks[pos] : 0.f;
+  }
+  __syncthreads();
+  gather_rows<kBM, D, kBThr>(sQ, qb, p.q_st, qpos_s);
+  gather_rows<kBM, D, kBThr>(sG, gb, D, qpos_s);
+  gather_rows<kN, D, kBThr>(sK0, qb, p.q_st, kpos_s);
+  gather_rows<kN, D, kBThr>(sV0, vb, p.v_st, kpos_s);
+  cp_async_commit();
+  int qp[2];
+  float ql[2], qw[2], qg[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = r0 + g + 8 * r;
+    qp[r] = qpos_s[row], ql[r] = qlse_s[row], qw[r] = qw_s[row], qg[r] = qgo_s[row];
+  }
+  float dq[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+  const int ntiles = (ncols + kN - 1) / kN;
+  for (int it = 0; it < ntiles; ++it) {
+    const int x0 = it * kN;
+    const uint32_t sK = (it & 1) ? sK1 : sK0, sV = (it & 1) ? sV1 : sV0;
+    if (it + 1 < ntiles) {
+      // The other buffers were last read (tile it-1) before the barrier that ended tile it-1's dq.
+      gather_rows<kN, D, kBThr>((it & 1) ? sK0 : sK1, qb, p.q_st, kpos_s + x0 + kN);
+      gather_rows<kN, D, kBThr>((it & 1) ? sV0 : sV1, vb, p.v_st, kpos_s + x0 + kN);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // tile it landed for every thread; sP, sDS of tile it-1 no longer read
+    // Two halves of 32 key slots each (keeps S and dP at 32 registers: no spills at 2 blocks/SM).
+#pragma unroll 1
+    for (int hc = 0; hc < kN; hc += kN / 2) {
+      constexpr int kH = kN / 2;
+      float s[kH / 8][4], dp[kH / 8][4];
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[j][e] = dp[j][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t qa[4], ga[4];
+        load_a<D>(qa, sQ, r0, kk * 16, lane);
+        load_a<D>(ga, sG, r0, kk * 16, lane);
+#pragma unroll
+        for (int j = 0; j < kH / 16; ++j) {
+          uint32_t bk[4], bv[4];
+          load_b<D>(bk, sK, hc + j * 16, kk * 16, lane);
+          load_b<D>(bv, sV, hc + j * 16, kk * 16, lane);
+          mma_bf16(s[2 * j], qa, bk[0], bk[1]);
+          mma_bf16(s[2 * j + 1], qa, bk[2], bk[3]);
+          mma_bf16(dp[2 * j], ga, bv[0], bv[1]);
+          mma_bf16(dp[2 * j + 1], ga, bv[2], bv[3]);
+        }
+      }
+      // PW = P w on every real (query, key) pair (masked logits are constants, so they feed dv
+      // only); dS = PW (dP - gout) on unmasked pairs (key position < query position).
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int x = x0 + hc + j * 8 + 2 * t + (e & 1), r = e >> 1;
+          const int kp = kpos_s[x];
+          float pw = 0.f, ds = 0.f;
+          if (kp >= 0 && qp[r] >= 0) {
+            const float a = kp > qp[r] ? kCausalM : (kp == qp[r] ? kSelfM : s[j][e] * kscl_s[x]);
+            pw = __expf(a - ql[r]) * qw[r];
+            if (kp < qp[r]) ds = pw * (dp[j][e] - qg[r]);
+          }
+          s[j][e] = pw;
+          dp[j][e] = ds;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const uint32_t off = swz<kN>(r0 + g + 8 * r, hc + j * 8) + uint32_t(t) * 4;
+          *reinterpret_cast<uint32_t*>(pP + off) = pack_bf16(s[j][2 * r], s[j][2 * r + 1]);
+          *reinterpret_cast<uint32_t*>(pDS + off) = pack_bf16(dp[j][2 * r], dp[j][2 * r + 1]);
+        }
+      }
+      // dq += (dS kscale_j) K.
+#pragma unroll
+      for (int j = 0; j < kH / 8; ++j) {
+        const int x = x0 + hc + j * 8 + 2 * t;
+        const float sc0 = kscl_s[x], sc1 = kscl_s[x + 1];
+        dp[j][0] *= sc0, dp[j][1] *= sc1, dp[j][2] *= sc0, dp[j][3] *= sc1;
+      }
+      uint32_t dsf[kH / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kH / 16; ++kk) pack_a(dsf[kk], dp[2 * kk], dp[2 * kk + 1]);
+#pragma unroll
+      for (int kk = 0; kk < kH / 16; ++kk) {
+#pragma unroll
+        for (int i = 0; i < D / 16; ++i) {
+          uint32_t bf[4];
+          load_b_trans<D>(bf, sK, hc + kk * 16, i * 16, lane);
+          mma_bf16(dq[2 * i], dsf[kk], bf[0], bf[1]);
+          mma_bf16(dq[2 * i + 1], dsf[kk], bf[2], bf[3]);
+        }
+      }
+    }
+    __syncthreads();  // sP, sDS complete
+    // Warps 0-3: dv of keys x0 + 16 (warp % 4) .. +15 = PW^T dO; warps 4-7: dk = dS^T Q.
+    {
+      const bool is_dk = warp >= kBThr / 64;
+      const int m0 = (warp % (kBThr / 64)) * 16;
+      const uint32_t sA = is_dk ? sDS : sP, sB = is_dk ? sQ : sG;
+      float acc[D / 8][4];
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kBM / 16; ++kk) {
+        uint32_t a[4];
+        load_a_trans<kN>(a, sA, m0, kk * 16, lane);
+#pragma unroll
+        for (int i = 0; i < D / 16; ++i) {
+          uint32_t bf[4];
+          load_b_trans<D>(bf, sB, kk * 16, i * 16, lane);
+          mma_bf16(acc[2 * i], a, bf[0], bf[1]);
+          mma_bf16(acc[2 * i + 1], a, bf[2], bf[3]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int x = x0 + m0 + g + 8 * r;
+        const int e = kent_s[x];
+        if (e < 0) continue;
+        float* base = x < nprev ? (is_dk ? dk_next : dv_next) : (is_dk ? dk_own : dv_own);
+        float* row = base + (int64_t(bh) * E + e) * D;
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i)
+          *reinterpret_cast<float2*>(row + i * 8 + 2 * t) = make_float2(acc[i][2 * r], acc[i][2 * r + 1]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int e = qent_s[r0 + g + 8 * r];
+    if (e < 0) continue;
+    float* row = dq_e + (int64_t(bh) * E + e) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<float2*>(row + i * 8 + 2 * t) = make_float2(dq[i][2 * r], dq[i][2 * r + 1]);
+  }
+}
+
+// ---- forward v2: one block per chunk ---------------------------------------------------------------
+// Block (chunk c, bh): 128 query rows (8 warps x 16; chunk <= 128) against the <= 256 key slots of
+// chunks c-1 (cyclic) and c, in 64-slot tiles gathered with double-buffered cp.async: every key
+// row is gathered once per chunk (v1: once per 64-row query tile, twice per chunk of 128), and
+// the next tile's gather overlaps this tile's math. Same arithmetic per row as forward_mma_kernel.
+template <int D>
+constexpr int forward_v2_smem() {
+  return kBM * D * 2 + 4 * kN * D * 2;
+}
+static_assert(forward_v2_smem<128>() + 4096 <= 227 * 1024, "forward v2 shared memory (D 128)");
+
+template <int D>
+__global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
+    forward_v2_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
+                          float* __restrict__ o_rounds, float* __restrict__ lse_out) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int qpos_s[kBM], qent_s[kBM], kpos_s[kBCols];
+  __shared__ float kscl_s[kBCols];
+  const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
+  const int64_t E = int64_t(p.rounds) * T, nch = (E + p.chunk - 1) / p.chunk;
+  const int64_t c = blockIdx.x, ca = c * p.chunk, cb = ca + p.chunk < E ? ca + p.chunk : E;
+  int64_t pa = 0, pb = 0;
+  if (p.look_back && nch > 1) {
+    pa = ((c + nch - 1) % nch) * p.chunk;
+    pb = pa + p.chunk < E ? pa + p.chunk : E;
+  }
+  const int nprev = int(pb - pa), ncols = nprev + int(cb - ca);
+  const int32_t* ord = order + int64_t(bh) * E;
+  const float* ks = kscale + int64_t(bh) * T;
+  const bf16 *qb = q_base(p, bh), *vb = v_base(p, bh);
+  constexpr int kColTile = kN * D * 2;
+  const uint32_t sQ = smem_u32(smem), sK0 = sQ + kBM * D * 2, sK1 = sK0 + kColTile, sV0 = sK1 + kColTile,
+                 sV1 = sV0 + kColTile;
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kBM) {
+    const int64_t slot = ca + tid;
+    const int e = slot < cb ? ord[slot] : -1;
+    qent_s[tid] = e;
+    qpos_s[tid] = e >= 0 ? e % T : -1;
+  }
+  {
+    const int x = tid;  // kBThr == kBCols
+    const int e = x < ncols ? ord[x < nprev ? pa + x : ca + (x - nprev)] : -1;
+    const int pos = e >= 0 ? e % T : -1;
+    kpos_s[x] = pos;
+    kscl_s[x] = e >= 0 ? ks[pos] : 0.f;
+  }
+  __syncthreads();
+  gather_rows<kBM, D, kBThr>(sQ, qb, p.q_st, qpos_s);
+  gather_rows<kN, D, kBThr>(sK0, qb, p.q_st, kpos_s);
+  gather_rows<kN, D, kBThr>(sV0, vb, p.v_st, kpos_s);
+  cp_async_commit();
+  const int qp[2] = {qpos_s[r0 + g], qpos_s[r0 + g + 8]};
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  uint32_t qf[D / 16][4];
+  const int ntiles = (ncols + kN - 1) / kN;
+  for (int it = 0; it < ntiles; ++it) {
+    const int x0 = it * kN;
+    const uint32_t sK = (it & 1) ? sK1 : sK0, sV = (it & 1) ? sV1 : sV0;
+    if (it + 1 < ntiles) {
+      gather_rows<kN, D, kBThr>((it & 1) ? sK0 : sK1, qb, p.q_st, kpos_s + x0 + kN);
+      gather_rows<kN, D, kBThr>((it & 1) ? sV0 : sV1, vb, p.v_st, kpos_s + x0 + kN);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (it == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+    }
+    float s[kN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int j = 0; j < kN / 16; ++j) {
+        uint32_t bf[4];
+        load_b<D>(bf, sK, j * 16, kk * 16, lane);
+        mma_bf16(s[2 * j], qf[kk], bf[0], bf[1]);
+        mma_bf16(s[2 * j + 1], qf[kk], bf[2], bf[3]);
+      }
+    }
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int x = x0 + j * 8 + 2 * t + (e & 1);
+        const int kp = kpos_s[x], q_pos = qp[e >> 1];
+        float a = s[j][e] * kscl_s[x];
+        if (kp < 0) a = -INFINITY;
+        else if (kp > q_pos) a = kCausalM;
+        else if (kp == q_pos) a = kSelfM;
+        s[j][e] = a;
+        tile_max[e >> 1] = fmaxf(tile_max[e >> 1], a);
+      }
+    }
+    float corr[2], m_use[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      m_use[r] = new_max == -INFINITY ? 0.f : new_max;
+      corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f((row_max[r] - m_use[r]) * kLog2e);
+      row_max[r] = new_max;
+      row_sum[r] *= corr[r];
+    }
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      o[i][0] *= corr[0];
+      o[i][1] *= corr[0];
+      o[i][2] *= corr[1];
+      o[i][3] *= corr[1];
+    }
+    uint32_t pf[kN / 16][4];
+#pragma unroll
+    for (int j = 0; j < kN / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[j][e] = exp2f((s[j][e] - m_use[e >> 1]) * kLog2e);
+        row_sum[e >> 1] += s[j][e];
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) pack_a(pf[kk], s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+#pragma unroll
+      for (int i = 0; i < D / 16; ++i) {
+        uint32_t bf[4];
+        load_b_trans<D>(bf, sV, kk * 16, i * 16, lane);
+        mma_bf16(o[2 * i], pf[kk], bf[0], bf[1]);
+        mma_bf16(o[2 * i + 1], pf[kk], bf[2], bf[3]);
+      }
+    }
+    __syncthreads();  // this tile's K/V buffers are refilled by the next iteration's prefetch
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = row_sum[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int e = qent_s[r0 + g + 8 * r];
+    if (e < 0) continue;
+    const float inv = 1.f / sum;
+    float* orow = o_rounds + (int64_t(bh) * E + e) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<float2*>(orow + i * 8 + 2 * t) = make_float2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+    if (t == 0) lse_out[int64_t(bh) * E + e] = row_max[r] + logf(sum);
+  }
+}
+
 // ---- hashing ---------------------------------------------------------------------------------------
 // Block (64 positions, bh, round): y = q R_r on tensor cores with R split into three bf16 terms
 // (hi + mid + lo carry R's 24 significant bits; q is bf16 exactly, so every product is exact and
@@ -605,6 +994,139 @@ __global__ void __launch_bounds__(kThr) hash_mma_kernel(const SkLshParams p, int
   }
 }
 
+// ---- hashing v2 --------------------------------------------------------------------------------------
+// The rotations are split into their three bf16 terms once per call (split_rotations_kernel, into
+// (H, R, 3, D, halfp) with halfp = NB/2 rounded up to 64, zero-padded), instead of once per
+// 64-position block; blocks of 128 positions (8 warps) stream the split tiles with double-buffered
+// cp.async. Same products in the same accumulation order as hash_mma_kernel: identical buckets.
+constexpr int kHBM = 128;
+constexpr int kHThr = (kHBM / 16) * 32;
+
+__host__ __device__ inline int hash_halfp(int half) { return (half + kHashCols - 1) / kHashCols * kHashCols; }
+
+__global__ void split_rotations_kernel(const SkLshParams p, bf16* __restrict__ split, int halfp) {
+  const int half = p.n_buckets / 2, R = p.rounds, D = p.D;
+  const int64_t total = int64_t(p.H) * R * D * halfp;
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int col = int(idx % halfp), d = int((idx / halfp) % D);
+    const int64_t hr = idx / (int64_t(halfp) * D);
+    const int h = int(hr / R), r = int(hr % R);
+    const float x = col < half ? p.rot[((int64_t(h) * D + d) * R + r) * half + col] : 0.f;
+    const bf16 hi = __float2bfloat16_rn(x);
+    const float rest = x - __bfloat162float(hi);
+    const bf16 mid = __float2bfloat16_rn(rest);
+    const bf16 lo = __float2bfloat16_rn(rest - __bfloat162float(mid));
+    bf16* o = split + (hr * 3 * D + d) * halfp + col;  // part stride D * halfp
+    o[0] = hi;
+    o[int64_t(D) * halfp] = mid;
+    o[2 * int64_t(D) * halfp] = lo;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void load_rot_tiles(uint32_t tile, const bf16* rs, int halfp, int c0) {
+  constexpr int kRotTile = D * kHashCols * 2, kChunks = 3 * D * (kHashCols / 8);
+  static_assert(kChunks % kHThr == 0, "rotation tile chunks divide evenly among threads");
+#pragma unroll
+  for (int i = 0; i < kChunks / kHThr; ++i) {
+    const int c = i * kHThr + int(threadIdx.x);
+    const int part = c / (D * (kHashCols / 8)), rem = c % (D * (kHashCols / 8));
+    const int d = rem / (kHashCols / 8), cc = rem % (kHashCols / 8);
+    cp_async_16(tile + part * kRotTile + swz<kHashCols>(d, cc * 8),
+                rs + (int64_t(part) * D + d) * halfp + c0 + cc * 8, true);
+  }
+}
+
+template <int D>
+constexpr int hash_v2_smem() {
+  return kHBM * D * 2 + 2 * 3 * D * kHashCols * 2;
+}
+static_assert(hash_v2_smem<128>() + 1024 <= 227 * 1024, "hash v2 shared memory (D 128)");
+
+template <int D>
+__global__ void __launch_bounds__(kHThr) hash_v2_kernel(const SkLshParams p, const bf16* __restrict__ split, int halfp,
+                                                        int32_t* __restrict__ buckets, uint32_t* __restrict__ keys,
+                                                        int32_t* __restrict__ vals) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ int pos_s[kHBM];
+  const int bh = blockIdx.y, r = blockIdx.z, T = p.T, tid = threadIdx.x;
+  const int R = p.rounds, half = p.n_buckets / 2, h = bh % p.H, j0 = blockIdx.x * kHBM;
+  constexpr int kRotTile = D * kHashCols * 2;
+  const uint32_t sQ = smem_u32(smem), sR0 = sQ + kHBM * D * 2, sR1 = sR0 + 3 * kRotTile;
+  const bf16* rs = split + (int64_t(h) * R + r) * 3 * D * halfp;
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
+  if (tid < kHBM) pos_s[tid] = j0 + tid < T ? j0 + tid : -1;
+  __syncthreads();
+  gather_rows<kHBM, D, kHThr>(sQ, q_base(p, bh), p.q_st, pos_s);
+  load_rot_tiles<D>(sR0, rs, halfp, 0);
+  cp_async_commit();
+  uint32_t qf[D / 16][4];
+  float best_v[2] = {-INFINITY, -INFINITY};
+  int best_i[2] = {0x7fffffff, 0x7fffffff};
+  const int ntiles = halfp / kHashCols;
+  for (int it = 0; it < ntiles; ++it) {
+    const int c0 = it * kHashCols;
+    const uint32_t sR = (it & 1) ? sR1 : sR0;
+    if (it + 1 < ntiles) {
+      load_rot_tiles<D>((it & 1) ? sR0 : sR1, rs, halfp, c0 + kHashCols);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (it == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+    }
+    float y[kHashCols / 8][4];
+#pragma unroll
+    for (int j = 0; j < kHashCols / 8; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
+#pragma unroll
+    for (int part = 0; part < 3; ++part) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int j = 0; j < kHashCols / 16; ++j) {
+          uint32_t bf[4];
+          load_b_trans<kHashCols>(bf, sR + part * kRotTile, kk * 16, j * 16, lane);
+          mma_bf16(y[2 * j], qf[kk], bf[0], bf[1]);
+          mma_bf16(y[2 * j + 1], qf[kk], bf[2], bf[3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kHashCols / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = c0 + j * 8 + 2 * t + (e & 1), rr = e >> 1;
+        if (col < half) {
+          if (better(y[j][e], col, best_v[rr], best_i[rr])) best_v[rr] = y[j][e], best_i[rr] = col;
+          if (better(-y[j][e], half + col, best_v[rr], best_i[rr])) best_v[rr] = -y[j][e], best_i[rr] = half + col;
+        }
+      }
+    }
+    __syncthreads();  // this tile's buffer is refilled by the next iteration's prefetch
+  }
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+      const float v2 = __shfl_xor_sync(0xffffffffu, best_v[rr], off);
+      const int i2 = __shfl_xor_sync(0xffffffffu, best_i[rr], off);
+      if (better(v2, i2, best_v[rr], best_i[rr])) best_v[rr] = v2, best_i[rr] = i2;
+    }
+    const int j = j0 + r0 + g + 8 * rr;
+    if (t == 0 && j < T) {
+      const int64_t ent = (int64_t(bh) * R + r) * T + j;
+      buckets[ent] = best_i[rr];
+      keys[ent] = uint32_t((int64_t(bh) * R + r) * p.n_buckets + best_i[rr]);
+      vals[ent] = r * T + j;
+    }
+  }
+}
+
 template <class K>
 bool set_smem(K kernel, int bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess;
@@ -639,11 +1161,50 @@ int backward_launch(const SkLshParams* p, const float* kscale, const int32_t* or
 }
 
 template <int D>
+int backward_fused_launch(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                          const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e, float* dv_e,
+                          float* dk2_e, float* dv2_e, cudaStream_t s) {
+  constexpr int smem = fused_smem_bytes<D>();
+  if (!set_smem(backward_fused_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
+  const int64_t E = int64_t(p->rounds) * p->T, nch = (E + p->chunk - 1) / p->chunk;
+  const dim3 grid(unsigned(nch), unsigned(int64_t(p->B) * p->H));
+  backward_fused_mma_kernel<D><<<grid, kBThr, smem, s>>>(*p, kscale, order, lse, static_cast<const bf16*>(dout), w,
+                                                          gout, dq_e, dk_e, dv_e, dk2_e, dv2_e);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+template <int D>
+int forward_v2_launch(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
+                      cudaStream_t s) {
+  constexpr int smem = forward_v2_smem<D>();
+  if (!set_smem(forward_v2_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
+  const int64_t E = int64_t(p->rounds) * p->T, nch = (E + p->chunk - 1) / p->chunk;
+  const dim3 grid(unsigned(nch), unsigned(int64_t(p->B) * p->H));
+  forward_v2_mma_kernel<D><<<grid, kBThr, smem, s>>>(*p, kscale, order, o_rounds, lse);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+template <int D>
 int hash_launch(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t* vals, cudaStream_t s) {
   constexpr int smem = tile_bytes<D>() + 3 * D * kHashCols * 2;
   if (!set_smem(hash_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
   const dim3 grid(unsigned((p->T + kM - 1) / kM), unsigned(int64_t(p->B) * p->H), unsigned(p->rounds));
   hash_mma_kernel<D><<<grid, kThr, smem, s>>>(*p, buckets, keys, vals);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+template <int D>
+int hash_v2_launch(const SkLshParams* p, void* scratch, int32_t* buckets, uint32_t* keys, int32_t* vals,
+                   cudaStream_t s) {
+  constexpr int smem = hash_v2_smem<D>();
+  if (!set_smem(hash_v2_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
+  const int halfp = hash_halfp(p->n_buckets / 2);
+  bf16* split = static_cast<bf16*>(scratch);
+  const int64_t total = int64_t(p->H) * p->rounds * D * halfp;
+  const int64_t blocks = (total + 255) / 256;
+  split_rotations_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, s>>>(*p, split, halfp);
+  const dim3 grid(unsigned((p->T + kHBM - 1) / kHBM), unsigned(int64_t(p->B) * p->H), unsigned(p->rounds));
+  hash_v2_kernel<D><<<grid, kHThr, smem, s>>>(*p, split, halfp, buckets, keys, vals);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -674,4 +1235,43 @@ int sk_lsh_mma_backward_chunks(const SkLshParams* p, const float* kscale, const 
   if (!sk_lsh_mma_supported(p) || reinterpret_cast<uintptr_t>(dout) % 16) return SK_KERNEL_BAD_ARG;
   return p->D == 64 ? backward_launch<64>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s)
                     : backward_launch<128>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s);
+}
+
+
+int sk_lsh_mma_fused_backward_ok(const SkLshParams* p) {
+  return sk_lsh_mma_supported(p) && p->chunk >= 1 && p->chunk <= kBM ? 1 : 0;
+}
+
+int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                              const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
+                              float* dv_e, float* dk2_e, float* dv2_e, cudaStream_t s) {
+  if (!sk_lsh_mma_fused_backward_ok(p) || reinterpret_cast<uintptr_t>(dout) % 16) return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? backward_fused_launch<64>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s)
+                    : backward_fused_launch<128>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e,
+                                                 s);
+}
+
+int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p) {
+  if (!sk_lsh_mma_supported(p) || p->n_buckets < 2) return 0;
+  return int64_t(p->H) * p->rounds * 3 * p->D * hash_halfp(p->n_buckets / 2) * 2;
+}
+
+int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, int32_t* buckets, uint32_t* keys, int32_t* vals,
+                       cudaStream_t s) {
+  if (!sk_lsh_mma_supported(p) || !p->rot || p->n_buckets < 2 || !scratch ||
+      reinterpret_cast<uintptr_t>(scratch) % 16)
+    return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? hash_v2_launch<64>(p, scratch, buckets, keys, vals, s)
+                    : hash_v2_launch<128>(p, scratch, buckets, keys, vals, s);
+}
+
+int sk_lsh_mma_forward_v2_ok(const SkLshParams* p) {
+  return sk_lsh_mma_fused_backward_ok(p) && p->chunk > kM ? 1 : 0;
+}
+
+int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
+                                 float* lse, cudaStream_t s) {
+  if (!sk_lsh_mma_forward_v2_ok(p)) return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? forward_v2_launch<64>(p, kscale, order, o_rounds, lse, s)
+                    : forward_v2_launch<128>(p, kscale, order, o_rounds, lse, s);
 }

@@ -24,3 +24,33 @@ int sk_lsh_mma_forward_chunks(const SkLshParams* p, const float* kscale, const i
 int sk_lsh_mma_backward_chunks(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
                                const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
                                float* dv_e, cudaStream_t s);
+
+// 1 when the fused backward (v2) takes p: sk_lsh_mma_supported and chunk <= 128.
+int sk_lsh_mma_fused_backward_ok(const SkLshParams* p);
+
+// Fused backward (v2, one kernel per chunk): dq_e (query side, complete) and two partials per key
+// entry: dk_e, dv_e from the block of the entry's own chunk, dk2_e, dv2_e from the block of the
+// next chunk (cyclic; written only with look-back and >= 2 chunks). The final pass sums
+// dk_e + dk2_e (fixed order).
+int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
+                              const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
+                              float* dv_e, float* dk2_e, float* dv2_e, cudaStream_t s);
+
+// Bytes of device scratch sk_lsh_mma_hash_v2 needs (the rotations split into three bf16 terms,
+// (H, R, 3, D, NB/2 rounded up to 64)); 0 when the tensor-core kernels do not take p.
+int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p);
+
+// As sk_lsh_mma_hash (same buckets bit for bit: same products, same accumulation order), with the
+// rotations split once per call into scratch (16-byte aligned, sk_lsh_mma_hash_scratch_bytes) and
+// 128-position blocks streaming them.
+int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, int32_t* buckets, uint32_t* keys, int32_t* vals,
+                       cudaStream_t s);
+
+// 1 when the forward v2 takes p: sk_lsh_mma_fused_backward_ok and chunk > 64 (for chunk <= 64 v1
+// already runs one 64-row block per chunk, and a 128-row block would idle half its warps).
+int sk_lsh_mma_forward_v2_ok(const SkLshParams* p);
+
+// As sk_lsh_mma_forward_chunks with one 128-row block per chunk (sk_lsh_mma_forward_v2_ok: 64 <
+// chunk <= 128) and double-buffered key/value gathers.
+int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
+                                 float* lse, cudaStream_t s);

@@ -58,13 +58,16 @@ SkLshParams kernel_params(const Tensor& q, const Tensor& v, int64_t rounds, int6
   return p;
 }
 
-// Auto, unless SPARSEK_LSH_KERNELS says simt or mma.
+// Auto, unless SPARSEK_LSH_KERNELS says simt, mma (the newest tensor-core kernels) or mma_v1 (the
+// first tensor-core version: two-kernel backward; the fallback should the newest fail).
 int kernel_impl(LshCudaKernels k) {
   if (k != LshCudaKernels::Auto) return int(k);
   const char* env = std::getenv("SPARSEK_LSH_KERNELS");
   if (env && std::strcmp(env, "simt") == 0) return 1;
   if (env && std::strcmp(env, "mma") == 0) return 2;
-  SK_CHECK(!env || !*env || std::strcmp(env, "auto") == 0, "SPARSEK_LSH_KERNELS must be simt, mma or auto, got ", env);
+  if (env && std::strcmp(env, "mma_v1") == 0) return 3;
+  SK_CHECK(!env || !*env || std::strcmp(env, "auto") == 0, "SPARSEK_LSH_KERNELS must be simt, mma, mma_v1 or auto, got ",
+           env);
   return 0;
 }
 
@@ -173,16 +176,45 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
   Tensor dq_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
   Tensor dk_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
   Tensor dv_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+  Tensor dk2_e, dv2_e;  // the fused tensor-core backward's second per-key partials
+  if (sk_lsh_backward_partials(&p) == 2) {
+    dk2_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+    dv2_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+  }
   LshGrads g{Tensor::empty({B, H, T, D}, q.dtype(), dev), Tensor::empty({B, H, T, D}, q.dtype(), dev)};
   SK_KERNEL_CHECK(sk_cuda_lsh_backward(&p, fwd.kscale.data<float>(), fwd.order.data<int32_t>(), fwd.o_rounds.data<float>(),
                                        fwd.lse.data<float>(), dout.data_ptr(), w.data<float>(), gout.data<float>(),
-                                       dq_e.data<float>(), dk_e.data<float>(), dv_e.data<float>(), g.dq.data_ptr(),
+                                       dq_e.data<float>(), dk_e.data<float>(), dv_e.data<float>(),
+                                       dk2_e.defined() ? dk2_e.data<float>() : nullptr,
+                                       dv2_e.defined() ? dv2_e.data<float>() : nullptr, g.dq.data_ptr(),
                                        g.dv.data_ptr(), cuda::stream()));
   return g;
 #else
   (void)dout_in, (void)q, (void)v, (void)fwd;
   SK_FAIL("lsh attention: this build has no CUDA backend");
 #endif
+}
+
+void lsh_cuda_phase_timing(bool on) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(sk_lsh_phase_timing(on ? 1 : 0) == 0, "lsh attention: could not create the phase-timing events");
+#else
+  (void)on;
+#endif
+}
+
+std::vector<double> lsh_cuda_phase_read() {
+#ifdef SPARSEK_HAS_CUDA
+  float ms[SK_LSH_PHASES];
+  SK_CHECK(sk_lsh_phase_read(ms) == 0, "lsh attention: phase timing was not enabled or an event failed");
+  return std::vector<double>(ms, ms + SK_LSH_PHASES);
+#else
+  return {};
+#endif
+}
+
+std::vector<std::string> lsh_cuda_phase_names() {
+  return {"hash", "sort", "fwd_chunks", "merge", "bwd_prep", "bwd_chunks", "bwd_final"};
 }
 
 Tensor lsh_attention_cuda(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk) {

@@ -17,6 +17,8 @@
 // Tests: tests/attention/lsh/test_lsh_cuda.cpp. Docs: docs/LSH.md (CUDA path).
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "attention/lsh/lsh_reference.h"
 #include "tensor/tensor.h"
@@ -29,7 +31,10 @@ bool lsh_attention_cuda_supported(const Tensor& q);
 // Which chunk kernels run: Auto = tensor cores (mma.sync, bf16 with 16-byte aligned rows) when they
 // take the inputs, else SIMT fp32; the environment variable SPARSEK_LSH_KERNELS=simt|mma overrides
 // Auto (simt: always SIMT; mma: tensor cores, an error where they do not apply).
-enum class LshCudaKernels { Auto = 0, Simt = 1, TensorCores = 2 };
+// TensorCores: the newest tensor-core kernels (fused one-kernel backward when chunk <= 128);
+// TensorCoresV1: the first version (two-kernel backward), kept as the fallback
+// (SPARSEK_LSH_KERNELS=mma_v1 under Auto).
+enum class LshCudaKernels { Auto = 0, Simt = 1, TensorCores = 2, TensorCoresV1 = 3 };
 
 struct LshCudaLayout {
   Tensor kscale, order, buckets;
@@ -54,6 +59,14 @@ LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& 
 
 // dq, dv: (B, H, T, D) contiguous in q's dtype. dout: (B, H, T, D) (any dtype, any strides).
 LshGrads lsh_cuda_backward(const Tensor& dout, const Tensor& q, const Tensor& v, const LshCudaForward& fwd);
+
+// Per-phase timing for benchmarks (one stream, not thread-safe): lsh_cuda_phase_timing(true)
+// before the calls, lsh_cuda_phase_read() after them (waits; then disarms nothing: call
+// lsh_cuda_phase_timing(false) to stop). Phases (lsh_cuda_phase_names): hash (key scales + hash),
+// sort, fwd_chunks, merge, bwd_prep, bwd_chunks, bwd_final, in ms; 0 for a phase that did not run.
+void lsh_cuda_phase_timing(bool on);
+std::vector<double> lsh_cuda_phase_read();
+std::vector<std::string> lsh_cuda_phase_names();
 
 // Differentiable (q, v) -> out with constant rotations: one autograd node of q and v. Used by the
 // `lsh` attention kind when lsh_attention_cuda_supported(q).

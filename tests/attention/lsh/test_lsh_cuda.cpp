@@ -4,7 +4,8 @@
 //  - Buckets vs lsh_hash on the same values in f32 (q rounded to bf16, then f32). SIMT kernels:
 //    EXACTLY equal (the same fp32 operations in the same order: unfused multiply and add,
 //    d = 0 .. D-1; first maximum). Tensor-core hash (rotations split into 3 bf16 terms, exact
-//    products, fp32 accumulation in the MMA's order): equal except at near ties, at most
+//    products, fp32 accumulation in the MMA's order; v1 splits per block, v2 once per call, same
+//    products in the same order): equal except at near ties, at most
 //    max(3, 1e-4 of all) differences, each within 1e-5 of the largest |q R| of its row (f64).
 //    Mismatches are printed.
 //  - Sorted order: equal to lsh_layout's stable sort of those buckets, exactly.
@@ -13,8 +14,10 @@
 //    T in {1, 17, 1000, 4096} x n_hashes {1, 2, 4} x chunk {32, 64, 128} (T <= chunk: the plain
 //    path; 1000 and 4096 are not multiples of every chunk... 1000 of none), B, H > 1, D 64 and
 //    128, q and v as strided views of a (B, T, 2, H, D) buffer; plus odd chunks (4, 7, 16 with
-//    n_buckets 6, 200) and f32 inputs; bf16 cases run both chunk-kernel variants (tensor cores
-//    "_mma" and SIMT "_simt", LshCudaKernels), f32 the SIMT ones. Tolerances:
+//    n_buckets 6, 200) and f32 inputs; bf16 cases run every chunk-kernel variant (tensor cores
+//    "_mma" with the fused one-kernel backward for chunk <= 128, the first tensor-core version
+//    "_mmav1" with the two-kernel backward, and SIMT "_simt", LshCudaKernels), f32 the SIMT ones.
+//    Tolerances:
 //      bf16: out relative L2 <= 1e-2 (the kernels accumulate in fp32; the bf16 rounding of out
 //      alone is ~2^-9 ~ 2e-3 relative, and the tensor-core kernels round P, dS to bf16 for their
 //      products, as the flash tests); dq, dv relative L2 <= 2e-2 (the
@@ -24,7 +27,8 @@
 //      has an fp32 ulp of 0.0078, docs/LSH.md's precision note).
 //      lse (every entry): max |lse - lse_ref| / (1 + |lse_ref|) <= 1e-4.
 //  - The autograd op (one node of q, v) returns the same gradients as lsh_cuda_backward, and the
-//    backward is bitwise deterministic (no atomics: two runs equal exactly).
+//    backward is bitwise deterministic (no atomics: two runs equal exactly; default kernels, i.e.
+//    the fused tensor-core backward with its two per-key partials summed in a fixed order).
 //  - Module: LshAttention with bf16 parameters on CUDA equals the CPU reference core on its own
 //    q, v heads (hashed) and tracks the CPU f32 module (T <= chunk, where no hashing can flip).
 // Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
@@ -60,7 +64,9 @@ std::string case_name(const LshCase& c) {
   return "B" + std::to_string(c.B) + "_H" + std::to_string(c.H) + "_T" + std::to_string(c.T) + "_D" +
          std::to_string(c.D) + "_R" + std::to_string(c.R) + "_c" + std::to_string(c.chunk) + "_NB" +
          std::to_string(c.NB) + (c.dtype == DType::F32 ? "_f32" : "_bf16") +
-         (c.kernels == LshCudaKernels::TensorCores ? "_mma" : "_simt");
+         (c.kernels == LshCudaKernels::TensorCores     ? "_mma"
+          : c.kernels == LshCudaKernels::TensorCoresV1 ? "_mmav1"
+                                                       : "_simt");
 }
 
 // (B, H, T, D) view of slot `which` of a (B, T, 2, H, D) buffer.
@@ -187,11 +193,12 @@ std::vector<LshCase> cases() {
         for (int64_t D : {64, 128}) {
           if (T == 4096 && D == 128 && chunk != 128) continue;  // keep the f64 reference's time down
           const int64_t B = T == 4096 ? 1 : 2, H = 2;
-          v.push_back({B, H, T, D, R, chunk, 0});  // tensor cores
+          v.push_back({B, H, T, D, R, chunk, 0});  // tensor cores (fused backward)
+          v.push_back({B, H, T, D, R, chunk, 0, DType::BF16, LshCudaKernels::TensorCoresV1});  // two-kernel bwd
           if (T < 4096 || chunk == 128) v.push_back({B, H, T, D, R, chunk, 0, DType::BF16, LshCudaKernels::Simt});
         }
   // Odd chunk sizes (not multiples of 16 or 32), a non-power-of-two NB, many short chunks.
-  for (LshCudaKernels k : {LshCudaKernels::TensorCores, LshCudaKernels::Simt}) {
+  for (LshCudaKernels k : {LshCudaKernels::TensorCores, LshCudaKernels::TensorCoresV1, LshCudaKernels::Simt}) {
     v.push_back({2, 3, 17, 64, 2, 4, 0, DType::BF16, k});
     v.push_back({1, 2, 100, 64, 3, 7, 0, DType::BF16, k});
     v.push_back({2, 2, 257, 128, 2, 16, 6, DType::BF16, k});
