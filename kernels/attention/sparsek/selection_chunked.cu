@@ -7,7 +7,8 @@
 //      CANONICAL state of its prefix [0, n0), n0 = max(0, cL - w), block-parallel:
 //        - the exact top-k by a radix select of the k-th largest compact key (8 histogram passes);
 //        - the root segment [lo, hi) of tau by bisection over the breakpoints between u_(k) - 1
-//          and u_(k) (one pass per step evaluates f at the pivot and finds the next pivot for both
+//          and u_(k) (one pass per step over the band of keys with breakpoints in that bracket,
+//          kept in shared memory, evaluates f at the pivot and finds the next pivot for both
 //          outcomes); every key's state against [lo, hi) (projection.cpp conventions);
 //        - the fractional sum IN KEY ORDER by one thread over an ordered compaction, tau by the
 //          operator's closed form (canonical_tau); the heaps as sorted arrays (valid min-heaps).
@@ -167,7 +168,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
   __shared__ BisRed red_part[kWarps];
   __shared__ BisRed red_out;
   __shared__ int warp_cnt[kWarps];
-  __shared__ int s_flag, s_digit, s_need, s_base, s_n_top, s_n_sat, s_n_frac;
+  __shared__ int s_flag, s_digit, s_need, s_base, s_band, s_n_top, s_n_sat, s_n_frac;
   __shared__ double s_sum;
   __shared__ ChunkScalars s_end;
 
@@ -183,7 +184,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
   uint64_t* sat = top + K;
   uint64_t* frac = sat + (K + 1);
 
-  if (tid == 0) s_flag = 0, s_base = 0, s_n_top = 0, s_n_sat = 0, s_n_frac = failed[row];
+  if (tid == 0) s_flag = 0, s_base = 0, s_band = 0, s_n_top = 0, s_n_sat = 0, s_n_frac = failed[row];
   __syncthreads();
   if (s_n_frac != 0) return;  // the row already failed in another chunk (read once: block-uniform)
 
@@ -196,6 +197,8 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
     uint64_t prefix = 0, mask = 0;
     int need = K;
     for (int shift = 56; shift >= 0; shift -= 8) {
+      // Position bytes above the largest position are 0 in every key: digit 0, nothing to count.
+      if (shift < 32 && (uint64_t(n0 - 1) >> shift) == 0) continue;
       for (int b = tid; b < 256; b += kThreads) hist[b] = 0;
       __syncthreads();
       bool bad = false;
@@ -253,10 +256,45 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
     hi = vk;
     double m = 0;
     {
+      // One pass over the prefix: the first pivot, the keys saturated on the whole bracket
+      // (fl(u - 1) >= hi) and the band of keys whose breakpoints can lie inside it (u > lo,
+      // fl(u - 1) < hi), compacted in key order into shared memory (the fractional heap's storage,
+      // unused until the classification pass) when it fits. The bisection then reads the band only.
+      float* band = reinterpret_cast<float*>(frac);
+      const int band_cap = 2 * fcap;
       const double mid = bisect_mid(lo, hi);
       BisRed v{0, 0.0, INFINITY, -INFINITY, INFINITY, -INFINITY};
-      for (int j = tid; j < n0; j += kThreads) bisect_fold(double(u[j]), lo, hi, mid, v.ge_a, v.lt_a);
+      for (int j0 = 0; j0 < n0; j0 += kThreads) {
+        const int j = j0 + tid;
+        bool in = false;
+        float xf = 0.f;
+        if (j < n0) {
+          xf = u[j];
+          const double x = double(xf);
+          if (breakpoint(x) >= hi) ++v.cnt;
+          else if (x > lo) in = true;
+          bisect_fold(x, lo, hi, mid, v.ge_a, v.lt_a);
+        }
+        const unsigned ballot = __ballot_sync(0xffffffffu, in);
+        if (lane_id() == 0) warp_cnt[warp_id()] = __popc(ballot);
+        __syncthreads();
+        int off = s_band;
+        for (int w = 0; w < warp_id(); ++w) off += warp_cnt[w];
+        if (in) {
+          const int slot = off + __popc(ballot & ((1u << lane_id()) - 1u));
+          if (slot < band_cap) band[slot] = xf;
+        }
+        __syncthreads();
+        if (tid == 0)
+          for (int w = 0; w < kWarps; ++w) s_band += warp_cnt[w];
+        __syncthreads();
+      }
       v = block_reduce(v, red_part, &red_out);
+      const int band_n = s_band;
+      const bool in_smem = band_n <= band_cap;
+      const float* src = in_smem ? band : u;
+      const int n_src = in_smem ? band_n : n0;
+      const int base_sat = in_smem ? v.cnt : 0;
       bool have = bisect_pivot(v.ge_a, v.lt_a, m);
       int iter = 0;
       while (have) {
@@ -266,15 +304,15 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
         }
         const double mid_a = bisect_mid(lo, m), mid_b = bisect_mid(m, hi);
         BisRed w{0, 0.0, INFINITY, -INFINITY, INFINITY, -INFINITY};
-        for (int j = tid; j < n0; j += kThreads) {
-          const double x = double(u[j]);
+        for (int j = tid; j < n_src; j += kThreads) {
+          const double x = double(src[j]);
           if (breakpoint(x) >= m) ++w.cnt;
           else if (x > m) w.sum = dadd(w.sum, dsub(x, m));
           bisect_fold(x, lo, m, mid_a, w.ge_a, w.lt_a);
           bisect_fold(x, m, hi, mid_b, w.ge_b, w.lt_b);
         }
         w = block_reduce(w, red_part, &red_out);
-        if (dadd(double(w.cnt), w.sum) >= double(K)) {
+        if (dadd(double(base_sat + w.cnt), w.sum) >= double(K)) {
           lo = m;
           have = bisect_pivot(w.ge_b, w.lt_b, m);
         } else {
