@@ -11,7 +11,9 @@
 //          kept in shared memory, evaluates f at the pivot and finds the next pivot for both
 //          outcomes); every key's state against [lo, hi) (projection.cpp conventions);
 //        - the fractional sum IN KEY ORDER by one thread over an ordered compaction, tau by the
-//          operator's closed form (canonical_tau); the heaps as sorted arrays (valid min-heaps).
+//          operator's closed form (canonical_tau); the heaps as sorted arrays (valid min-heaps),
+//          in shared memory (the fractional heap in global scratch when its bound, start set +
+//          saturated keys + the chunk's keys, exceeds SK_SPARSEK_CHUNKED_FCAP entries).
 //      It writes this start state (tau, sum bits, counts, one state byte per key), walks its L
 //      queries with the sequential kernel's code (thread 0 tau walk, thread 32 top-k walk, shared
 //      with the CPU model), writes tau_i and the range transitions, and its end state.
@@ -43,16 +45,24 @@ struct ChunkScalars {
 };
 
 // Scratch layout (bytes, each part 16-aligned): starts (R C), ends (R C), start states (R C T),
-// end states (R C T) (end states of index c: the state after chunk c - 1).
+// end states (R C T) (end states of index c: the state after chunk c - 1), and per row the
+// fractional heaps that do not fit in shared memory: chunk c's at offset L c (c + 1) / 2 with
+// room for ce = min((c + 1) L, T) keys (every fractional key lies in the prefix [0, ce)).
 struct Scratch {
   ChunkScalars *start, *end;
   unsigned char *start_state, *end_state;
+  uint64_t* gfrac;
+  int64_t gfrac_row;  // keys per row
   __host__ __device__ static int64_t align16(int64_t x) { return (x + 15) / 16 * 16; }
-  __host__ __device__ static int64_t bytes(int rows, int chunks, int T) {
-    const int64_t rc = int64_t(rows) * chunks;
-    return 2 * align16(rc * int64_t(sizeof(ChunkScalars))) + 2 * align16(rc * T);
+  __host__ __device__ static int64_t frac_row(int chunks, int T, int L) {
+    return int64_t(L) * chunks * (chunks - 1) / 2 + T;
   }
-  __host__ __device__ Scratch(void* base, int rows, int chunks, int T) {
+  __host__ __device__ static int64_t bytes(int rows, int chunks, int T, int L) {
+    const int64_t rc = int64_t(rows) * chunks;
+    return 2 * align16(rc * int64_t(sizeof(ChunkScalars))) + 2 * align16(rc * T) +
+           8 * int64_t(rows) * frac_row(chunks, T, L);
+  }
+  __host__ __device__ Scratch(void* base, int rows, int chunks, int T, int L) {
     unsigned char* b = static_cast<unsigned char*>(base);
     const int64_t rc = int64_t(rows) * chunks;
     start = reinterpret_cast<ChunkScalars*>(b);
@@ -62,6 +72,12 @@ struct Scratch {
     start_state = b;
     b += align16(rc * T);
     end_state = b;
+    b += align16(rc * T);
+    gfrac = reinterpret_cast<uint64_t*>(b);
+    gfrac_row = frac_row(chunks, T, L);
+  }
+  __device__ uint64_t* frac_of(int row, int c, int L) const {
+    return gfrac + int64_t(row) * gfrac_row + int64_t(L) * c * (c + 1) / 2;
   }
 };
 
@@ -178,7 +194,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
   const int cs = c * L, ce = min(cs + L, T);
   const int n0 = max(0, cs - W);
   const int tid = threadIdx.x;
-  Scratch sc(scratch_base, p.rows, chunks, T);
+  Scratch sc(scratch_base, p.rows, chunks, T, L);
   const int64_t rc = int64_t(row) * chunks + c;
   uint64_t* top = reinterpret_cast<uint64_t*>(smem_raw);
   uint64_t* sat = top + K;
@@ -323,8 +339,10 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
     }
   }
   // Classification pass: states, top-k keys, saturated keys (any order), fractional keys in key
-  // order (ordered compaction per tile of kThreads keys).
+  // order (ordered compaction per tile of kThreads keys) into this chunk's global heap storage
+  // (room for ce >= n0 keys); copied to shared memory below when the heap cannot outgrow it.
   unsigned char* st_out = sc.start_state + rc * T;
+  uint64_t* gfrac = sc.frac_of(row, c, L);
   for (int j0 = 0; j0 < n0; j0 += kThreads) {
     const int j = j0 + tid;
     bool is_frac = false;
@@ -357,7 +375,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
     for (int w = 0; w < warp_id(); ++w) off += warp_cnt[w];
     if (is_frac) {
       const int slot = off + __popc(ballot & ((1u << lane_id()) - 1u));
-      if (slot < fcap) frac[slot] = make_key(u[j], j);
+      gfrac[slot] = make_key(u[j], j);
     }
     __syncthreads();
     if (tid == 0)
@@ -370,7 +388,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
   __syncthreads();
   const int n_top = s_n_top, n_sat = s_n_sat, n_frac = s_base;
   if (tid == 0) {
-    if (n_sat > K + 1 || n_frac > fcap) s_flag |= kFailCapacity;
+    if (n_sat > K + 1) s_flag |= kFailCapacity;
     if ((walked && n_frac == 0) || n_top != min(K, n0)) s_flag |= kFailInternal;
   }
   __syncthreads();
@@ -378,16 +396,24 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
     if (tid == 0) atomicOr(&failed[row], s_flag);
     return;
   }
+  // The fractional heap holds at most its start set, the saturated keys and the keys entering in
+  // this chunk: shared memory when that bound fits, else the global storage (room for ce keys).
+  const bool frac_smem = int64_t(n_frac) + n_sat + (ce - cs) <= fcap;
+  uint64_t* fr = frac_smem ? frac : gfrac;
+  const int fr_cap = frac_smem ? fcap : ce;
+  if (frac_smem)
+    for (int x = tid; x < n_frac; x += kThreads) frac[x] = gfrac[x];
+  __syncthreads();
   // Fractional sum in key order (CPU canonical order), then the heaps as sorted arrays.
   if (tid == 0) {
     double sum = 0.0;
-    for (int x = 0; x < n_frac; ++x) sum = dadd(sum, key_u(frac[x]));
+    for (int x = 0; x < n_frac; ++x) sum = dadd(sum, key_u(fr[x]));
     s_sum = sum;
   }
   __syncthreads();
   block_sort(top, n_top);
   block_sort(sat, n_sat);
-  block_sort(frac, n_frac);
+  block_sort(fr, n_frac);
   const double sum0 = s_sum;
   const double tau0 = walked ? canonical_tau(sum0, n_sat, n_frac, K, lo, hi) : -INFINITY;
   if (tid == 0) sc.start[rc] = ChunkScalars{tau0, sum0, n_sat, n_frac};
@@ -407,8 +433,8 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
   }
   if (tid == 0) {
     double* tau_row = tau_out + int64_t(row) * T;
-    KeyHeap sh{sat, n_sat, K + 1}, fh{frac, n_frac, fcap};
-    TauState s{tau0, sum0, n_frac > 0 ? key_u(frac[n_frac - 1]) : -INFINITY, n0};
+    KeyHeap sh{sat, n_sat, K + 1}, fh{fr, n_frac, fr_cap};
+    TauState s{tau0, sum0, n_frac > 0 ? key_u(fr[n_frac - 1]) : -INFINITY, n0};
     bool ok = true;
     int i = cs;
     for (; i < min(ce, W); ++i) tau_row[i] = -INFINITY;
@@ -437,7 +463,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
     for (int j = tid; j < n1; j += kThreads) e[j] = 0;
     __syncthreads();
     for (int x = tid; x < s_end.n_sat; x += kThreads) e[key_pos(sat[x])] = 2;
-    for (int x = tid; x < s_end.n_frac; x += kThreads) e[key_pos(frac[x])] = 1;
+    for (int x = tid; x < s_end.n_frac; x += kThreads) e[key_pos(fr[x])] = 1;
     if (tid == 0) sc.end[rc + 1] = s_end;
   }
 }
@@ -449,7 +475,7 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(int T, int K, int W, i
   if (threadIdx.x == 0) s_bad = 0;
   __syncthreads();
   if (failed[row] != 0) return;
-  Scratch sc(scratch_base, rows, chunks, T);
+  Scratch sc(scratch_base, rows, chunks, T, L);
   for (int c = 1; c < chunks; ++c) {
     const int n0 = max(0, c * L - W);
     if (n0 == 0) continue;
@@ -497,7 +523,7 @@ extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int 
   const int C = (seq_len + L - 1) / L;
   *out_chunk_len = L;
   *out_chunks = C;
-  *out_scratch_bytes = Scratch::bytes(rows, C, seq_len);
+  *out_scratch_bytes = Scratch::bytes(rows, C, seq_len, L);
   return SK_KERNEL_OK;
 }
 

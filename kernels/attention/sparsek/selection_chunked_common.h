@@ -144,7 +144,8 @@ struct TauState {
 // Failure bits of a row (the row is then recomputed by the sequential kernel).
 enum : int {
   kFailVerify = 1,     // a chunk's canonical start differs from the previous chunk's walked end
-  kFailCapacity = 2,   // a heap would overflow its shared-memory capacity
+  kFailCapacity = 2,   // a heap would overflow (cannot happen: saturated <= k + 1, fractional
+                       // heap sized by its bound; kept as a guard)
   kFailScores = 4,     // a score the compact keys cannot order exactly (non-finite, tiny)
   kFailInternal = 8,   // empty fractional set at a root, bisection did not converge
   kFailUnsupported = 16  // the chunked pass was not run for this call (k too large for its heaps)

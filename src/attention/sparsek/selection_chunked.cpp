@@ -232,7 +232,7 @@ CanonicalStartModel canonical_start_gpu_model(const float* u, int64_t n0, int64_
   }
   m.n_sat = int(m.sat.size());
   m.n_frac = int(m.frac.size());
-  if (m.n_sat > k + 1 || m.n_frac > fcap) m.fail |= kFailCapacity;
+  if (m.n_sat > k + 1) m.fail |= kFailCapacity;
   if ((walked && m.n_frac == 0) || int64_t(m.top.size()) != std::min(k, n0)) m.fail |= kFailInternal;
   if (m.fail) return m;
   double sum = 0.0;
@@ -272,12 +272,15 @@ CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, in
     }
     VecSink sink{&s};
     std::vector<uint64_t> top = m.top, sat = m.sat, frac = m.frac;
+    // The kernel's fractional heap: shared memory (fcap entries) when start set + saturated keys +
+    // the chunk's keys fit, else global storage with room for ce keys; it never overflows.
+    const int fr_cap = int64_t(m.n_frac) + m.n_sat + (ce - cs) <= fcap ? int(fcap) : ce;
     top.resize(size_t(K));
     sat.resize(size_t(K + 1));
-    frac.resize(size_t(fcap));
+    frac.resize(size_t(fr_cap));
     KeyHeap th{top.data(), int(m.top.size()), K};
     for (int i = std::max(cs, W); i < ce; ++i) topk_walk_step(th, u[i - W], i - W, i, K, sink);
-    KeyHeap sh{sat.data(), m.n_sat, K + 1}, fh{frac.data(), m.n_frac, int(fcap)};
+    KeyHeap sh{sat.data(), m.n_sat, K + 1}, fh{frac.data(), m.n_frac, fr_cap};
     TauState ts{m.tau, m.sum_frac, m.n_frac > 0 ? key_u(frac[size_t(m.n_frac - 1)]) : -INFINITY, n0};
     for (int i = cs; i < ce; ++i) {
       if (i < W) {

@@ -29,7 +29,8 @@ CausalSelection causal_selection_chunked(const double* u, int64_t T, int64_t k, 
 // CPU model of the chunk-parallel GPU pass (kernels/attention/sparsek/selection_chunked.cu) for one
 // row of f32 scores: the same canonical-start algorithm (exact top-k threshold, bisection over the
 // breakpoints with the kernel's pivot rule, classification, fractional sum in key order, sorted
-// heaps; only f's sums run sequentially here instead of as block reductions), the SAME walk code
+// heaps, the fractional heap's capacity rule; only f's sums run sequentially here instead of as
+// block reductions), the SAME walk code
 // (selection_chunked_common.h, compact uint64 heap keys), the same range conventions (sel_to
 // starts at T), the same start / end verification and the same failure bits. A row that fails is
 // recomputed by causal_selection, as the GPU recomputes it with its sequential kernel.

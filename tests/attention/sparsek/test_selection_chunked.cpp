@@ -248,5 +248,20 @@ TEST(SparsekSelectionGpuModel, LongRowsVerify) {
                 (long long)st.verified, (long long)st.chunks);
   }
 }
+
+// Statistics of the GPU model on long rows (not CI): chunk starts verified and failure bits, for
+// the kernel's automatic chunk length at 48 rows.
+TEST(SparsekSelectionGpuModel, DISABLED_prints_stats) {
+  Rng rng(7);
+  for (int64_t T : {16384, 32768})
+    for (int kind : {0, 2, 4}) {
+      const std::vector<float> uf = f32_scores(kind, T, rng);
+      ChunkedGpuModelStats st;
+      const int64_t L = (T + 12) / 13;
+      causal_selection_chunked_gpu_model(uf.data(), T, 512, 512, L, 4096, &st);
+      std::printf("[ gpu model ] kind %d T %lld k 512 w 512 L %lld: fail bits %d, %lld of %lld chunk starts verified\n",
+                  kind, (long long)T, (long long)L, st.fail, (long long)st.verified, (long long)st.chunks);
+    }
+}
 }  // namespace
 }  // namespace sk::attention::sparsek
