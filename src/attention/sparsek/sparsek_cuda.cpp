@@ -112,7 +112,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
     SK_KERNEL_CHECK(sk_cuda_sparsek_select_chunked(&p, L, C, s.tau.data<double>(), ranges, s.fallback.data<int32_t>(),
                                                    chunk_scratch.data_ptr(), seq_scratch, cuda::stream()));
   } else {
-    if (pass == SelectionPass::Chunked) s.fallback = Tensor::full({R}, 16.0, DType::I32, u.device());  // k too large
+    if (pass == SelectionPass::Chunked) s.fallback = Tensor::full({R}, 16.0, DType::I32).to(u.device());  // k too large
     SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, seq_scratch, cuda::stream()));
   }
   SK_KERNEL_CHECK(sk_cuda_sparsek_candidates(ranges, int(R), int(T), int(s.cap), s.cand.data<int32_t>(),
