@@ -18,8 +18,8 @@
 // k = 512, w = 512, selection + candidate lists: 6.2 ms at T = 4096, 28 ms at T = 16384 with one
 // thread per row, 4.8 ms and 22.0 ms with the top-k in its own thread; with all heaps in global
 // memory it was 43 ms and 266 ms).
-// Parallelism within a row (e.g. tau at chunk boundaries, then the chunks in parallel) is future
-// work.
+// Parallelism within a row: selection_chunked.cu (chunks from verified canonical starts; this
+// kernel is its fallback for the rows that do not verify, through only_rows).
 // Candidates: one block per (tile, row) scans the keys of the tile's prefix [0, q1 - w) and
 // compacts the matching ones in order (warp ballots): O(T / BQ * T) work per row, parallel over
 // tiles, deterministic (ascending keys).
@@ -106,10 +106,13 @@ __host__ __device__ inline int select_mode(const HeapSizes& hs) {
   return 0;
 }
 
+// only_rows (optional): run only the rows with only_rows[row] != 0 (the chunked pass's fallback).
 __global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* __restrict__ tau_out,
-                              SkKeyRange* __restrict__ ranges_out, unsigned char* __restrict__ scratch) {
+                              SkKeyRange* __restrict__ ranges_out, unsigned char* __restrict__ scratch,
+                              const int* __restrict__ only_rows) {
   extern __shared__ __align__(16) unsigned char heap_smem[];
   const int row = blockIdx.x;
+  if (only_rows && only_rows[row] == 0) return;
   const int T = p.seq_len, K = p.k, W = p.window;
   const Row r{p.u + static_cast<int64_t>(row) * T};
   double* tau_row = tau_out + static_cast<int64_t>(row) * T;
@@ -280,6 +283,11 @@ extern "C" int64_t sk_sparsek_select_scratch_bytes(int k, int seq_len) {
 
 extern "C" int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* tau, SkKeyRange* ranges, void* scratch,
                                       cudaStream_t s) {
+  return sk_cuda_sparsek_select_rows(p, nullptr, tau, ranges, scratch, s);
+}
+
+extern "C" int sk_cuda_sparsek_select_rows(const SkSparsekSelectParams* p, const int* only_rows, double* tau,
+                                           SkKeyRange* ranges, void* scratch, cudaStream_t s) {
   if (!p || p->rows < 0 || p->seq_len < 0 || p->k < 1 || p->window < 0) return SK_KERNEL_BAD_ARG;
   if (p->rows == 0 || p->seq_len == 0) return SK_KERNEL_OK;
   const sk_sparsek::HeapSizes hs(p->k, p->seq_len);
@@ -291,7 +299,7 @@ extern "C" int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* ta
                            static_cast<int>(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   sk_sparsek::select_kernel<<<p->rows, 128, static_cast<size_t>(smem), s>>>(
-      *p, mode, tau, ranges, static_cast<unsigned char*>(scratch));
+      *p, mode, tau, ranges, static_cast<unsigned char*>(scratch), only_rows);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 

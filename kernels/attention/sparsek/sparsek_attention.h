@@ -74,6 +74,27 @@ int64_t sk_sparsek_select_scratch_bytes(int k, int seq_len);
 int sk_cuda_sparsek_select(const SkSparsekSelectParams* p, double* tau, SkKeyRange* ranges, void* scratch,
                            cudaStream_t s);
 
+// The same for the rows with only_rows[row] != 0 (all rows when only_rows is null); the other
+// rows' tau and ranges are left as they are.
+int sk_cuda_sparsek_select_rows(const SkSparsekSelectParams* p, const int* only_rows, double* tau, SkKeyRange* ranges,
+                                void* scratch, cudaStream_t s);
+
+// Chunk-parallel selection (selection_chunked.cu), bit-identical to sk_cuda_sparsek_select: rows
+// are cut into chunks of chunk_len queries walked in parallel from canonical starts, verified
+// against each other; rows that fail are recomputed by the sequential kernel (seq_scratch as
+// `scratch` above). failed: (R) int32 out, 0 for a verified row, else the kFail* bits of selection_chunked_common.h.
+// Plan first: chunk_len 0 = automatic (fills the GPU's resident blocks once, at least
+// SK_SPARSEK_CHUNKED_MIN_LEN); returns the chunk length, the chunk count and the bytes of
+// chunk_scratch (16-byte aligned). k must be <= SK_SPARSEK_CHUNKED_MAX_K.
+#define SK_SPARSEK_CHUNKED_MAX_K 2048
+#define SK_SPARSEK_CHUNKED_FCAP 4096
+#define SK_SPARSEK_CHUNKED_MIN_LEN 256
+int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int* out_chunk_len, int* out_chunks,
+                                   int64_t* out_scratch_bytes);
+int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len, int chunks, double* tau,
+                                   SkKeyRange* ranges, int* failed, void* chunk_scratch, void* seq_scratch,
+                                   cudaStream_t s);
+
 // Candidate lists from the key ranges: key j joins the list of tile t when its selected range
 // [sel_from, sel_to) meets the tile's queries [t BQ, (t + 1) BQ).
 int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int cap, int32_t* cand,

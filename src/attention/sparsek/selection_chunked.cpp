@@ -9,6 +9,8 @@
 #include "attention/sparsek/selection_chunked.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <queue>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "attention/sparsek/projection.h"
+#include "kernels/attention/sparsek/selection_chunked_common.h"
 #include "util/check.h"
 
 namespace sk::attention::sparsek {
@@ -142,6 +145,190 @@ CausalSelection causal_selection_chunked(const double* u, int64_t T, int64_t k, 
     for (const Transition& t : r.tr) (t.dead ? s.keys[t.key].dead_from : s.keys[t.key].frac_from) = t.query;
   }
   if (stats) *stats = st;
+  return s;
+}
+
+
+// ---- CPU model of the GPU chunked pass ----
+
+namespace {
+
+using namespace sk_selchunk;
+
+// f(t) = #{fl(u - 1) >= t} + sum_{fractional} (u - t), as the kernel's bisection pass evaluates it
+// (here in key order; the kernel sums in a fixed tree order: equal when the sums are exact).
+bool f_reaches(const float* u, int64_t n0, double t, int64_t k) {
+  int cnt = 0;
+  double sum = 0.0;
+  for (int64_t j = 0; j < n0; ++j) {
+    const double x = double(u[j]);
+    if (breakpoint(x) >= t) ++cnt;
+    else if (x > t) sum = dadd(sum, dsub(x, t));
+  }
+  return dadd(double(cnt), sum) >= double(k);
+}
+
+void pivots(const float* u, int64_t n0, double lo, double hi, double& ge, double& lt) {
+  ge = INFINITY;
+  lt = -INFINITY;
+  const double mid = bisect_mid(lo, hi);
+  for (int64_t j = 0; j < n0; ++j) bisect_fold(double(u[j]), lo, hi, mid, ge, lt);
+}
+
+struct VecSink {
+  CausalSelection* s;
+  void frac_from(int key, int i) { s->keys[size_t(key)].frac_from = i; }
+  void dead_from(int key, int i) { s->keys[size_t(key)].dead_from = i; }
+  void sel_to(int key, int i) { s->keys[size_t(key)].sel_to = i; }
+};
+
+}  // namespace
+
+CanonicalStartModel canonical_start_gpu_model(const float* u, int64_t n0, int64_t k, int64_t fcap) {
+  CanonicalStartModel m;
+  const bool walked = n0 > k;
+  m.state.assign(size_t(n0), uint8_t(2));
+  m.tau = -INFINITY;
+  for (int64_t j = 0; j < n0; ++j)
+    if (!score_compact_ok(u[j])) m.fail |= kFailScores;
+  if (m.fail) return m;
+  uint64_t thr = 0;
+  if (walked) {
+    std::vector<uint64_t> keys(static_cast<size_t>(n0));
+    for (int64_t j = 0; j < n0; ++j) keys[size_t(j)] = make_key(u[j], int(j));
+    std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end(), std::greater<uint64_t>());
+    thr = keys[size_t(k - 1)];  // the k-th largest (the kernel's radix select)
+    const double vk = key_u(thr);
+    double lo = breakpoint(vk), hi = vk, ge, lt, piv = 0;
+    pivots(u, n0, lo, hi, ge, lt);
+    bool have = bisect_pivot(ge, lt, piv);
+    int iter = 0;
+    while (have) {
+      if (++iter > 400) {
+        m.fail |= kFailInternal;
+        return m;
+      }
+      if (f_reaches(u, n0, piv, k)) {
+        lo = piv;
+        pivots(u, n0, lo, hi, ge, lt);
+      } else {
+        hi = piv;
+        pivots(u, n0, lo, hi, ge, lt);
+      }
+      have = bisect_pivot(ge, lt, piv);
+    }
+    m.lo = lo;
+    m.hi = hi;
+  }
+  for (int64_t j = 0; j < n0; ++j) {
+    const double x = double(u[j]);
+    const uint64_t key = make_key(u[j], int(j));
+    uint8_t st = 2;
+    if (walked) st = breakpoint(x) >= m.hi ? 2 : (x <= m.lo ? 0 : 1);
+    m.state[size_t(j)] = st;
+    if (st == 2) m.sat.push_back(key);
+    if (st == 1) m.frac.push_back(key);  // key order
+    if (!walked || key >= thr) m.top.push_back(key);
+  }
+  m.n_sat = int(m.sat.size());
+  m.n_frac = int(m.frac.size());
+  if (m.n_sat > k + 1) m.fail |= kFailCapacity;
+  if ((walked && m.n_frac == 0) || int64_t(m.top.size()) != std::min(k, n0)) m.fail |= kFailInternal;
+  if (m.fail) return m;
+  double sum = 0.0;
+  for (uint64_t key : m.frac) sum = dadd(sum, key_u(key));
+  m.sum_frac = sum;
+  std::sort(m.top.begin(), m.top.end());
+  std::sort(m.sat.begin(), m.sat.end());
+  std::sort(m.frac.begin(), m.frac.end());
+  if (walked) m.tau = canonical_tau(sum, m.n_sat, m.n_frac, int(k), m.lo, m.hi);
+  return m;
+}
+
+CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, int64_t k, int64_t window, int64_t L,
+                                                   int64_t fcap, ChunkedGpuModelStats* stats) {
+  SK_CHECK(T >= 0 && k >= 1 && window >= 0 && L >= 1 && fcap >= 1, "chunked GPU model: bad arguments");
+  ChunkedGpuModelStats st;
+  CausalSelection s = CausalSelection::before_walk(T, k, window);
+  for (auto& e : s.keys) e.sel_to = T;  // the kernel's init: sel_to = T until the key enters
+  const int64_t C = T == 0 ? 0 : (T + L - 1) / L;
+  struct End {
+    double tau, sum;
+    int n_sat, n_frac;
+    std::vector<uint8_t> state;
+  };
+  std::vector<End> ends(static_cast<size_t>(C + 1));
+  std::vector<CanonicalStartModel> starts(static_cast<size_t>(C));
+  const int K = int(k), W = int(window);
+  for (int64_t c = 0; c < C && !st.fail; ++c) {
+    const int cs = int(c * L), ce = int(std::min<int64_t>(T, cs + L));
+    const int n0 = std::max(0, cs - W);
+    CanonicalStartModel m = canonical_start_gpu_model(u, n0, k, fcap);
+    for (int j = std::max(0, cs - W); j < std::max(0, ce - W); ++j)
+      if (!score_compact_ok(u[j])) m.fail |= kFailScores;
+    if (m.fail) {
+      st.fail |= m.fail;
+      break;
+    }
+    VecSink sink{&s};
+    std::vector<uint64_t> top = m.top, sat = m.sat, frac = m.frac;
+    // The kernel's fractional heap: shared memory (fcap entries) when start set + saturated keys +
+    // the chunk's keys fit, else global storage with room for ce keys; it never overflows.
+    const int fr_cap = int64_t(m.n_frac) + m.n_sat + (ce - cs) <= fcap ? int(fcap) : ce;
+    top.resize(size_t(K));
+    sat.resize(size_t(K + 1));
+    frac.resize(size_t(fr_cap));
+    KeyHeap th{top.data(), int(m.top.size()), K};
+    for (int i = std::max(cs, W); i < ce; ++i) topk_walk_step(th, u[i - W], i - W, i, K, sink);
+    KeyHeap sh{sat.data(), m.n_sat, K + 1}, fh{frac.data(), m.n_frac, fr_cap};
+    TauState ts{m.tau, m.sum_frac, m.n_frac > 0 ? key_u(frac[size_t(m.n_frac - 1)]) : -INFINITY, n0};
+    for (int i = cs; i < ce; ++i) {
+      if (i < W) {
+        s.tau[size_t(i)] = -INFINITY;
+        continue;
+      }
+      if (!tau_walk_step(ts, sh, fh, u[i - W], i - W, i, K, sink)) {
+        st.fail |= kFailCapacity;
+        break;
+      }
+      s.tau[size_t(i)] = ts.tau;
+    }
+    if (st.fail) break;
+    End& e = ends[size_t(c + 1)];
+    e = End{ts.tau, ts.sum_frac, sh.n, fh.n, std::vector<uint8_t>(size_t(std::max(0, ce - W)), 0)};
+    for (int x = 0; x < sh.n; ++x) e.state[size_t(key_pos(sat[size_t(x)]))] = 2;
+    for (int x = 0; x < fh.n; ++x) e.state[size_t(key_pos(frac[size_t(x)]))] = 1;
+    starts[size_t(c)] = std::move(m);
+  }
+  if (!st.fail) {
+    auto bits = [](double x) {
+      uint64_t b;
+      std::memcpy(&b, &x, 8);
+      return b;
+    };
+    for (int64_t c = 1; c < C; ++c) {
+      const int n0 = std::max<int>(0, int(c * L) - W);
+      if (n0 == 0) continue;
+      const CanonicalStartModel& a = starts[size_t(c)];
+      const End& b = ends[size_t(c)];
+      const bool same = bits(a.tau) == bits(b.tau) && bits(a.sum_frac) == bits(b.sum) && a.n_sat == b.n_sat &&
+                        a.n_frac == b.n_frac && a.state == b.state;
+      if (n0 > k) {
+        ++st.chunks;
+        st.verified += same ? 1 : 0;
+      }
+      if (!same) {
+        st.fail |= kFailVerify;
+        if (st.first_mismatch < 0) st.first_mismatch = c * L;
+      }
+    }
+  }
+  if (stats) *stats = st;
+  if (st.fail) {  // the GPU's fallback: the sequential kernel from scratch
+    std::vector<double> ud(static_cast<size_t>(T));
+    for (int64_t j = 0; j < T; ++j) ud[size_t(j)] = double(u[j]);
+    return causal_selection(ud.data(), T, k, window);
+  }
   return s;
 }
 

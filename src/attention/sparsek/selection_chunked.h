@@ -26,4 +26,31 @@ struct ChunkedSelectionStats {
 CausalSelection causal_selection_chunked(const double* u, int64_t T, int64_t k, int64_t window, int64_t L,
                                          ChunkedSelectionStats* stats = nullptr);
 
+// CPU model of the chunk-parallel GPU pass (kernels/attention/sparsek/selection_chunked.cu) for one
+// row of f32 scores: the same canonical-start algorithm (exact top-k threshold, bisection over the
+// breakpoints with the kernel's pivot rule, classification, fractional sum in key order, sorted
+// heaps, the fractional heap's capacity rule; only f's sums run sequentially here instead of as
+// block reductions), the SAME walk code
+// (selection_chunked_common.h, compact uint64 heap keys), the same range conventions (sel_to
+// starts at T), the same start / end verification and the same failure bits. A row that fails is
+// recomputed by causal_selection, as the GPU recomputes it with its sequential kernel.
+struct CanonicalStartModel {
+  int fail = 0;                    // kFail* bits (0: usable)
+  double tau = 0, sum_frac = 0;    // tau = -inf while n0 <= k
+  int n_sat = 0, n_frac = 0;
+  double lo = 0, hi = 0;           // the root segment (n0 > k)
+  std::vector<uint8_t> state;      // (n0) int(EntryState)
+  std::vector<uint64_t> top, sat, frac;  // sorted compact keys (valid min-heaps)
+};
+CanonicalStartModel canonical_start_gpu_model(const float* u, int64_t n0, int64_t k, int64_t fcap);
+
+struct ChunkedGpuModelStats {
+  int fail = 0;               // the row's failure bits (0: every chunk start verified)
+  int64_t chunks = 0;         // chunk starts with more than k prefix keys
+  int64_t verified = 0;       // of those, equal to the previous chunk's end state
+  int64_t first_mismatch = -1;
+};
+CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, int64_t k, int64_t window, int64_t L,
+                                                   int64_t fcap, ChunkedGpuModelStats* stats = nullptr);
+
 }  // namespace sk::attention::sparsek

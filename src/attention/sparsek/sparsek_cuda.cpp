@@ -2,6 +2,10 @@
 // selection state and outputs, and the calls into kernels/attention/sparsek/*.cu.
 #include "attention/sparsek/sparsek_cuda.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
 #include "attention/cuda_attention_args.h"
 #include "autograd/node.h"
 #include "util/check.h"
@@ -39,7 +43,33 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
 }  // namespace
 #endif
 
-SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t window) {
+#ifdef SPARSEK_HAS_CUDA
+namespace {
+
+// SPARSEK_SELECTION / SPARSEK_SELECTION_CHUNK (sparsek_cuda.h).
+SelectionPass env_pass() {
+  const char* e = std::getenv("SPARSEK_SELECTION");
+  if (!e || !*e) return kSelectionDefault;
+  const std::string v(e);
+  if (v == "sequential") return SelectionPass::Sequential;
+  if (v == "chunked") return SelectionPass::Chunked;
+  if (v == "auto") return SelectionPass::Auto;
+  SK_FAIL("SPARSEK_SELECTION must be sequential, chunked or auto, got '", v, "'");
+}
+
+int64_t env_chunk_len() {
+  const char* e = std::getenv("SPARSEK_SELECTION_CHUNK");
+  if (!e || !*e) return 0;
+  const long long v = std::atoll(e);
+  SK_CHECK(v >= 1, "SPARSEK_SELECTION_CHUNK must be a positive chunk length, got '", e, "'");
+  return int64_t(v);
+}
+
+}  // namespace
+#endif
+
+SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t window,
+                                            const SelectionOptions& options) {
 #ifdef SPARSEK_HAS_CUDA
   SK_CHECK(u.defined() && u.is_cuda() && u.ndim() == 3 && is_floating(u.dtype()),
            "sparsek selection (CUDA): u must be (B, Hu, T) floating on CUDA, got ",
@@ -65,13 +95,31 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   Tensor scratch = Tensor::empty({R, sk_sparsek_select_scratch_bytes(int(k), int(T)) / 8}, DType::F64, u.device());
   const SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window)};
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
-  SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, scratch.numel() ? scratch.data_ptr() : nullptr,
-                                         cuda::stream()));
+  void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
+  SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;
+  int64_t chunk_len = options.chunk_len > 0 ? options.chunk_len : env_chunk_len();
+  const bool chunk_ok = k <= SK_SPARSEK_CHUNKED_MAX_K && R > 0 && T > 0;
+  int L = 0, C = 0;
+  int64_t chunk_bytes = 0;
+  if (chunk_ok && pass != SelectionPass::Sequential)
+    SK_KERNEL_CHECK(sk_sparsek_select_chunked_plan(int(R), int(k), int(T), int(std::min<int64_t>(chunk_len, T)), &L,
+                                                   &C, &chunk_bytes));
+  if (pass == SelectionPass::Auto) pass = chunk_ok && T >= 2 * int64_t(L) ? SelectionPass::Chunked : SelectionPass::Sequential;
+  if (pass == SelectionPass::Chunked && chunk_ok) {
+    s.fallback = Tensor::empty({R}, DType::I32, u.device());
+    s.chunk_len = L;
+    Tensor chunk_scratch = Tensor::empty({(chunk_bytes + 7) / 8}, DType::F64, u.device());
+    SK_KERNEL_CHECK(sk_cuda_sparsek_select_chunked(&p, L, C, s.tau.data<double>(), ranges, s.fallback.data<int32_t>(),
+                                                   chunk_scratch.data_ptr(), seq_scratch, cuda::stream()));
+  } else {
+    if (pass == SelectionPass::Chunked) s.fallback = Tensor::full({R}, 16.0, DType::I32).to(u.device());  // k too large
+    SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, seq_scratch, cuda::stream()));
+  }
   SK_KERNEL_CHECK(sk_cuda_sparsek_candidates(ranges, int(R), int(T), int(s.cap), s.cand.data<int32_t>(),
                                              s.cand_n.data<int32_t>(), cuda::stream()));
   return s;
 #else
-  (void)u, (void)k, (void)window;
+  (void)u, (void)k, (void)window, (void)options;
   SK_FAIL("sparsek attention: this build has no CUDA backend");
 #endif
 }

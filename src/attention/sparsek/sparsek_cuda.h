@@ -29,10 +29,33 @@ struct SparsekCudaSelection {
   Tensor ranges;  // (R, T, 5) i32
   Tensor cand;    // (R, NT, cap) i32
   Tensor cand_n;  // (R, NT) i32
+  // Chunked pass only (undefined after the sequential one): (R) i32 per row, 0 = the chunk-parallel
+  // result verified, else the bits (kFail* in kernels/attention/sparsek/selection_chunked_common.h)
+  // of why the row was recomputed by the sequential kernel. chunk_len: the chunk length used.
+  Tensor fallback;
+  int64_t chunk_len = 0;
 };
 
+// Which selection pass runs (results are identical; only the time differs):
+//   Sequential: one block per score row, the heap walk over all T queries (selection.cu).
+//   Chunked:    chunks of chunk_len queries in parallel from verified canonical starts, the
+//               sequential kernel for rows that do not verify (selection_chunked.cu); k must be
+//               <= 2048, else every row runs the sequential kernel (fallback = 16).
+//   Auto:       the environment variable SPARSEK_SELECTION = sequential | chunked | auto decides;
+//               unset: kSelectionDefault. auto: Chunked when T >= 2 chunk_len and k <= 2048.
+// chunk_len 0: SPARSEK_SELECTION_CHUNK if set, else chosen from the GPU's size (>= 256).
+enum class SelectionPass { Auto, Sequential, Chunked };
+struct SelectionOptions {
+  SelectionPass pass = SelectionPass::Auto;
+  int64_t chunk_len = 0;
+};
+// The pass that SelectionPass::Auto means when SPARSEK_SELECTION is unset. Sequential until the
+// chunked pass has passed its GPU tests (docs/perf-notes.md, "SparseK kernels").
+constexpr SelectionPass kSelectionDefault = SelectionPass::Sequential;
+
 // u: (B, Hu, T) on CUDA. Builds the selection and the candidate lists.
-SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t window);
+SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t window,
+                                            const SelectionOptions& options = {});
 
 struct SparsekCudaForward {
   Tensor out, lse;

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <iostream>
 #include <set>
+#include <string>
 
 #include "attention/flash_attention.h"
 #include "attention/sparsek/selection.h"
@@ -41,22 +42,51 @@ namespace {
 constexpr int64_t kTileQ = 64;  // SK_SPARSEK_TILE_Q
 
 // Scores exactly representable in f32: kind 0 normal, 1 integers in {0, 1, 2} (ties, roots on
-// breakpoints), 2 "recent" init plus noise.
+// breakpoints), 2 "recent" init plus noise, 3 mixed magnitudes (10% of 10^-U(0, 8), else -U(0, 2):
+// fp64 sums of the fractional scores round, so chunk starts of the chunked pass can fail to verify),
+// 4 normal with one tiny score 1e-12 at T / 3 (the chunked pass's compact keys cannot order it: that
+// row falls back), 5 all equal (every key fractional: the chunked pass's fractional heap leaves
+// shared memory for its global storage once the prefix has more than ~4096 keys).
 std::vector<double> draw_scores(Rng& rng, int64_t T, int kind) {
   std::vector<double> u(static_cast<size_t>(T));
   for (int64_t j = 0; j < T; ++j) {
     double x = 0;
-    if (kind == 0) x = rng.normal();
+    if (kind == 0 || kind == 4) x = rng.normal();
     else if (kind == 1) x = double(rng.below(3));
-    else x = 0.05 * rng.normal() + 1e-3 * double(j);
+    else if (kind == 2) x = 0.05 * rng.normal() + 1e-3 * double(j);
+    else if (kind == 3) x = rng.uniform() < 0.1 ? std::pow(10.0, -8.0 * rng.uniform()) : -2.0 * rng.uniform();
+    else x = 0.5;
     u[j] = double(float(x));
   }
+  if (kind == 4 && T > 3) u[size_t(T / 3)] = double(1e-12f);
   return u;
+}
+
+// Selection variants: the sequential kernel, the chunked pass with its automatic chunk length, and
+// the chunked pass with short chunks (many chunk starts to verify even at T 1000).
+enum SelVariant { kSequential = 0, kChunkedAuto = 1, kChunkedShort = 2 };
+const char* variant_name(int v) { return v == kSequential ? "seq" : v == kChunkedAuto ? "chunked" : "chunked64"; }
+SelectionOptions variant_options(int v) {
+  if (v == kSequential) return SelectionOptions{SelectionPass::Sequential, 0};
+  return SelectionOptions{SelectionPass::Chunked, v == kChunkedShort ? 64 : 0};
 }
 
 struct SelCase {
   int64_t T, k, w;
+  int variant = kSequential;
 };
+
+// The chunked pass's per-row fallback flags (printed; every row's results are compared exactly).
+int count_fallback(const SparsekCudaSelection& s, int64_t rows, std::string* detail) {
+  if (!s.fallback.defined()) return 0;
+  const std::vector<double> f = s.fallback.cpu().to_vector();
+  int n = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    n += f[r] != 0;
+    if (detail) *detail += " " + std::to_string(int(f[r]));
+  }
+  return n;
+}
 
 class CudaSparsekSelection : public ::testing::TestWithParam<SelCase> {
  protected:
@@ -67,7 +97,7 @@ class CudaSparsekSelection : public ::testing::TestWithParam<SelCase> {
 TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
   SK_REQUIRE_CUDA();
   const SelCase c = GetParam();
-  constexpr int kRows = 3;
+  constexpr int kRows = 5;  // score kinds 0-4 (rows 0-2 as before the chunked pass existed)
   Rng rng(77 + c.T * 13 + c.k * 5 + c.w);
   std::vector<std::vector<double>> rows;
   std::vector<double> all;
@@ -76,7 +106,24 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
     all.insert(all.end(), rows.back().begin(), rows.back().end());
   }
   Tensor u = Tensor::from_vector(all, {1, kRows, c.T}, DType::F32).to(Device::cuda(0));
-  SparsekCudaSelection s = sparsek_cuda_selection(u, c.k, c.w);
+  SparsekCudaSelection s = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
+  std::string flags;
+  const int n_fallback = count_fallback(s, kRows, &flags);
+  if (c.variant != kSequential) {
+    ASSERT_TRUE(s.fallback.defined());
+    std::printf("[ chunked selection ] T %lld k %lld w %lld chunk %lld: %d of %d rows fell back, flags%s\n",
+                (long long)c.T, (long long)c.k, (long long)c.w, (long long)s.chunk_len, n_fallback, kRows,
+                flags.c_str());
+    // Row 4 holds a score the compact keys cannot order: it must have been recomputed.
+    const std::vector<double> fb = s.fallback.cpu().to_vector();
+    if (c.T > 3 && c.T / 3 + c.w < c.T) EXPECT_NE(fb[4], 0.0) << "row 4 (tiny score)";
+    // Rows 0-2 (f32 normal, integers, recent init) verify in the CPU model of this pass: a fallback
+    // there is not wrong (the results are compared below) but means the chunked path went unused.
+    if (c.k <= 2048)
+      for (int r = 0; r < 3; ++r) EXPECT_EQ(fb[r], 0.0) << "row " << r << " fell back (flags " << fb[r] << ")";
+  } else {
+    EXPECT_FALSE(s.fallback.defined());
+  }
   const int64_t NT = (c.T + kTileQ - 1) / kTileQ;
   ASSERT_EQ(s.cap, std::max<int64_t>(1, std::min(c.k + kTileQ - 1, c.T)));
   const std::vector<double> tau = s.tau.cpu().to_vector(), rg = s.ranges.cpu().to_vector();
@@ -118,21 +165,76 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
 
 std::vector<SelCase> sel_cases() {
   std::vector<SelCase> v;
-  for (int64_t T : {1, 17, 1000, 4096})
-    for (int64_t k : {int64_t(1), int64_t(8), int64_t(64), T + 3})
-      for (int64_t w : {int64_t(0), int64_t(3), T + 1}) v.push_back({T, k, w});
-  // Heaps too large for shared memory: the fractional heap in global scratch (k 8), and all three
-  // there (k 9000: the top-k and saturated heaps alone exceed 200 KB).
-  v.push_back({20000, 8, 0});
-  v.push_back({20000, 9000, 3});
+  for (int variant : {kSequential, kChunkedAuto, kChunkedShort}) {
+    for (int64_t T : {1, 17, 1000, 4096})
+      for (int64_t k : {int64_t(1), int64_t(8), int64_t(64), T + 3})
+        for (int64_t w : {int64_t(0), int64_t(3), T + 1}) v.push_back({T, k, w, variant});
+    // Heaps too large for shared memory: the fractional heap in global scratch (k 8), and all three
+    // there (k 9000: the top-k and saturated heaps alone exceed 200 KB; the chunked pass does not
+    // take k > 2048 and runs the sequential kernel for every row).
+    v.push_back({20000, 8, 0, variant});
+    v.push_back({20000, 9000, 3, variant});
+    v.push_back({20000, 512, 512, variant});
+  }
   return v;
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, CudaSparsekSelection, ::testing::ValuesIn(sel_cases()),
                          [](const ::testing::TestParamInfo<SelCase>& i) {
                            return "T" + std::to_string(i.param.T) + "_k" + std::to_string(i.param.k) + "_w" +
-                                  std::to_string(i.param.w);
+                                  std::to_string(i.param.w) + "_" + variant_name(i.param.variant);
                          });
+
+// The chunked pass's paths, each compared exactly with the CPU: a row of normal scores (verifies),
+// all-equal scores (fractional heap in global memory), a tiny score (compact keys: falls back),
+// mixed magnitudes (may fail verification), recent-init scores; at least one row recomputed.
+TEST(CudaSparsekSelectionChunked, FallbackRowsEqualTheCpu) {
+  SK_REQUIRE_CUDA();
+  cuda::set_poison_on_alloc(true);
+  const int64_t T = 9000, k = 64, w = 3;
+  const int kinds[] = {0, 5, 4, 3, 2};
+  const int R = 5;
+  for (int64_t L : {0, 256}) {
+    Rng rng(515 + L);
+    std::vector<std::vector<double>> rows;
+    std::vector<double> all;
+    for (int r = 0; r < R; ++r) {
+      rows.push_back(draw_scores(rng, T, kinds[r]));
+      all.insert(all.end(), rows.back().begin(), rows.back().end());
+    }
+    Tensor u = Tensor::from_vector(all, {1, R, T}, DType::F32).to(Device::cuda(0));
+    SparsekCudaSelection s = sparsek_cuda_selection(u, k, w, SelectionOptions{SelectionPass::Chunked, L});
+    ASSERT_TRUE(s.fallback.defined());
+    const std::vector<double> tau = s.tau.cpu().to_vector(), rg = s.ranges.cpu().to_vector();
+    const std::vector<double> fb = s.fallback.cpu().to_vector();
+    std::string flags;
+    const int n_fallback = count_fallback(s, R, &flags);
+    std::printf("[ chunked selection ] fallback test T %lld k %lld w %lld chunk %lld: %d of %d rows fell back, flags%s "
+                "(1 verify, 2 capacity, 4 scores, 8 internal, 16 unsupported k)\n",
+                (long long)T, (long long)k, (long long)w, (long long)s.chunk_len, n_fallback, R, flags.c_str());
+    for (int r = 0; r < R; ++r) {
+      const CausalSelection ref = causal_selection(rows[r].data(), T, k, w);
+      for (int64_t i = 0; i < T; ++i) {
+        ASSERT_TRUE(tau[r * T + i] == ref.tau[i])
+            << "row " << r << " (fallback flags " << fb[r] << ") tau[" << i << "] = " << tau[r * T + i] << ", CPU "
+            << ref.tau[i];
+        const KeyRanges& e = ref.keys[i];
+        const double* g = &rg[(r * T + i) * 5];
+        ASSERT_TRUE(g[0] == e.enter && g[1] == e.frac_from && g[2] == e.dead_from && g[3] == e.sel_from &&
+                    g[4] == e.sel_to)
+            << "row " << r << " (fallback flags " << fb[r] << ") key " << i << ": GPU (" << g[0] << ", " << g[1]
+            << ", " << g[2] << ", " << g[3] << ", " << g[4] << "), CPU (" << e.enter << ", " << e.frac_from << ", "
+            << e.dead_from << ", " << e.sel_from << ", " << e.sel_to << ")";
+      }
+    }
+    EXPECT_EQ(fb[0], 0.0) << "normal scores should verify";
+    EXPECT_EQ(fb[4], 0.0) << "recent-init scores should verify";
+    EXPECT_EQ(fb[1], 0.0) << "all-equal scores (fractional heap in global memory) should verify";
+    EXPECT_NE(fb[2], 0.0) << "tiny score";
+    EXPECT_GE(n_fallback, 1);
+  }
+  cuda::set_poison_on_alloc(false);
+}
 
 struct FwdCase {
   int64_t B, H, Hu, T, D, k, w;
@@ -294,6 +396,52 @@ TEST(CudaSparsekTiming, DISABLED_prints_times) {
     std::printf("[ sparsek timing ] T %lld: selection %.3f ms, forward kernel %.3f ms, backward %.3f ms; "
                 "flash full causal forward %.3f ms, backward %.3f ms\n",
                 (long long)T, sel, fwd, bwd, ffwd, fbwd);
+  }
+}
+
+// Selection pass alone, sequential vs chunked (disabled by default): 48 score rows (B 6 x Hu 8),
+// k 512, w 512, bf16-rounded N(0, 1) + 1e-3 j scores, T 4k-32k; wall time of
+// sparsek_cuda_selection (selection + candidate lists), median of 5 after a warm-up; the results
+// of both passes are compared exactly, and the chunked pass's fallback rows are counted.
+TEST(CudaSparsekTiming, DISABLED_selection_sequential_vs_chunked) {
+  SK_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  auto time_ms = [](auto&& fn) {
+    fn();
+    cuda::synchronize();
+    std::vector<double> ms;
+    for (int r = 0; r < 5; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      cuda::synchronize();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[2];
+  };
+  for (int64_t T : {4096, 8192, 16384, 32768}) {
+    Rng rng(11 + T);
+    const int64_t B = 6, Hu = 8, k = 512, w = 512;
+    std::vector<double> uv;
+    for (int64_t r = 0; r < B * Hu; ++r)
+      for (int64_t j = 0; j < T; ++j) uv.push_back(rng.normal() + 1e-3 * double(j));
+    Tensor u = Tensor::from_vector(uv, {B, Hu, T}, DType::F32).to(DType::BF16).to(gpu);
+    const SelectionOptions seq{SelectionPass::Sequential, 0}, chk{SelectionPass::Chunked, 0};
+    const double t_seq = time_ms([&] { sparsek_cuda_selection(u, k, w, seq); });
+    const double t_chk = time_ms([&] { sparsek_cuda_selection(u, k, w, chk); });
+    SparsekCudaSelection a = sparsek_cuda_selection(u, k, w, seq), b = sparsek_cuda_selection(u, k, w, chk);
+    const std::vector<double> ta = a.tau.cpu().to_vector(), tb = b.tau.cpu().to_vector();
+    const std::vector<double> ra = a.ranges.cpu().to_vector(), rb = b.ranges.cpu().to_vector();
+    int64_t tau_diff = 0, range_diff = 0;
+    for (size_t x = 0; x < ta.size(); ++x) tau_diff += !(ta[x] == tb[x]);
+    for (size_t x = 0; x < ra.size(); ++x) range_diff += ra[x] != rb[x];
+    const int n_fallback = count_fallback(b, B * Hu, nullptr);
+    std::printf("[ sparsek selection timing ] T %lld, %lld rows, k 512, w 512: sequential %.3f ms, chunked %.3f ms "
+                "(chunk %lld, %d rows fell back) = %.2fx; differing tau %lld, range fields %lld\n",
+                (long long)T, (long long)(B * Hu), t_seq, t_chk, (long long)b.chunk_len, n_fallback, t_seq / t_chk,
+                (long long)tau_diff, (long long)range_diff);
+    EXPECT_EQ(tau_diff, 0);
+    EXPECT_EQ(range_diff, 0);
   }
 }
 
