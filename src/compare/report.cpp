@@ -7,6 +7,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "compare/runner.h"
@@ -59,6 +60,7 @@ std::string verdict(const json& a, const json& b) {
 
 json collect_results(const Grid& g, const std::vector<Cell>& cells) {
   json cj = json::array();
+  std::set<std::string> devices;
   // (kind name, T) -> values over seeds
   std::map<std::pair<std::string, int64_t>, std::vector<json>> groups;
   for (const Cell& c : cells) {
@@ -68,8 +70,9 @@ json collect_results(const Grid& g, const std::vector<Cell>& cells) {
       rec["status"] = "todo";
     } else {
       rec["status"] = st.value("done", false) ? "done" : st.contains("train") && st["train"].value("done", false) ? "trained" : "training";
-      for (const char* k : {"attention", "keys_per_query", "train", "eval", "probes", "wall_s"})
+      for (const char* k : {"attention", "keys_per_query", "device", "precision", "train", "eval", "probes", "wall_s"})
         if (st.contains(k)) rec[k] = st[k];
+      if (st.contains("device")) devices.insert(st["device"].get<std::string>() + " " + st.value("precision", ""));
     }
     groups[{c.kind->name, c.seq_len}].push_back(rec);
     cj.push_back(rec);
@@ -160,6 +163,7 @@ json collect_results(const Grid& g, const std::vector<Cell>& cells) {
           {"name", g.name},
           {"written", date},
           {"budget", g.budget},
+          {"devices", devices},
           {"tokens_per_run", g.steps() * g.batch_tokens},
           {"steps", g.steps()},
           {"batch_tokens", g.batch_tokens},
@@ -179,7 +183,9 @@ std::string results_markdown(const json& r) {
   md << "Written " << r["written"].get<std::string>() << " by `sparsek compare`; " << done << " of " << total
      << " cells done. Budget B = " << r["budget"] << " keys per query; " << r["tokens_per_run"] << " training tokens per run ("
      << r["steps"] << " steps of " << r["batch_tokens"] << " tokens). Validation loss at the training length T (lsh: strictly "
-     << "causal); mean ± sample standard deviation over seeds, [min, max] in brackets.\n\n";
+     << "causal); mean ± sample standard deviation over seeds, [min, max] in brackets. Devices:";
+  for (const json& d : r["devices"]) md << " " << d.get<std::string>() << ";";
+  md << " tokens/s: the median training step; peak GiB: the trainer's peak allocated GPU memory.\n\n";
   md << "| kind | T | seeds | keys/query | val loss | perplexity | tokens/s | speed vs full | peak GiB | assoc. recall | passkey (distance: accuracy) |\n";
   md << "|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const json& s : r["summary"]) {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "attention/attention.h"
+#include "backend/cuda_device.h"
 #include "compare/probes.h"
 #include "compare/report.h"
 #include "data/loader.h"
@@ -182,13 +183,28 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
       st["wall_s"] = st.value("wall_s", 0.0) + std::chrono::duration<double>(Clock::now() - cell_start).count();
     };
 
+    // A trained cell whose checkpoint stayed on another machine (only the states travel between
+    // device sessions) is trained again for its remaining phases.
+    const bool trained = st.contains("train") && st["train"].value("done", false);
+    if (trained && !train::latest_checkpoint(c.config.checkpoint.dir)) {
+      spdlog::warn("compare: {} was trained but its checkpoint is not here ({}): training it again for its "
+                   "evaluation / probes", c.id, c.config.checkpoint.dir);
+      st.erase("train");
+      st.erase("eval");
+      st.erase("probes");
+    }
     // 1. Train (continues a half-done run from its checkpoint).
+    bool trained_now = false;
     if (!(st.contains("train") && st["train"].value("done", false))) {
       train::TrainOptions topts;
       topts.should_stop = [&](int64_t) {
         ++steps_this_call;
         return past_deadline() || (o.should_stop && o.should_stop(steps_this_call));
       };
+      const train::Placement where = train::resolve_placement(c.config.train.device, c.config.train.dtype);
+      st["device"] = where.device.is_cpu() ? std::string("cpu")
+                                           : where.device.str() + " (" + cuda::device_name(where.device.index) + ")";
+      st["precision"] = dtype_name(where.dtype);
       const train::TrainResult r = train::train(c.config, topts);
       if (r.stopped || r.last_step < c.config.train.max_steps) {
         add_wall();
@@ -200,6 +216,7 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
         break;
       }
       st["train"] = train_summary(c, r);
+      trained_now = true;
       add_wall();
       write_cell_state(g, c, st);
     }
@@ -209,8 +226,10 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
     const bool causal = c.kind->kind == "lsh";
 
     // 2. Validation at T (strictly causal for lsh) and at the extra lengths.
+    // The deadline does not stop these phases right after this call's training (they take seconds,
+    // and the checkpoint they need may not survive the session).
     if (!st.contains("eval")) {
-      if (past_deadline()) {
+      if (past_deadline() && !trained_now) {
         stop = true;
         break;
       }
@@ -251,7 +270,7 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
     // 3. Probes.
     const bool want_probes = g.probes.enabled && o.probes;
     if (want_probes && !st.contains("probes")) {
-      if (past_deadline()) {
+      if (past_deadline() && !trained_now) {
         stop = true;
         break;
       }

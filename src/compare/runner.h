@@ -6,7 +6,9 @@
 // checkpoint), eval (validation loss at T, strictly causal for lsh (train::evaluate_causal), and
 // at the grid's eval_lengths where the model allows), probes (probes.h). Finished phases are
 // skipped, so `sparsek compare` can be called again and again until the grid is done; a deadline
-// (--max-minutes) stops training with a checkpoint and starts no new phase after it.
+// (--max-minutes) stops training with a checkpoint and starts no new cell after it (the eval and
+// probes of a cell whose training ended in this call still run: seconds). A cell whose training is
+// done but whose checkpoint is absent (its state came from another machine) is trained again.
 // Throughput: the median of the per-step wall times the trainer records (step_time_s), so
 // validations and restarts do not count; peak memory: the largest peak_mem_gib (CUDA only).
 #pragma once

@@ -217,6 +217,21 @@ TEST(CompareGrid, tiny_grid_end_to_end_and_resume) {
   }
   // A third call has nothing to do.
   EXPECT_TRUE(compare::run_grid(gb, {}).ran.empty());
+
+  // A state that came back from a device session without its checkpoint (trained, not probed):
+  // the cell is trained again (the same losses) for its missing phase.
+  json st = compare::read_cell_state(gb, cells[3]);
+  st.erase("probes");
+  st.erase("done");
+  util::write_file_atomic(dir / "b" / "cells" / cells[3].id / "cell.json", st.dump());
+  for (const auto& e : fs::directory_iterator(dir / "b" / "cells" / cells[3].id / "run"))
+    if (e.path().filename().string().rfind("step_", 0) == 0 || e.path().filename() == "latest") fs::remove_all(e.path());
+  const compare::RunnerResult rb3 = compare::run_grid(gb, {});
+  EXPECT_EQ(rb3.ran, (std::vector<std::string>{"sparsek_window_T32_s2"}));
+  EXPECT_EQ(rb3.cells_done, 4);
+  const json again = compare::read_cell_state(gb, cells[3]);
+  EXPECT_EQ(again["eval"]["32"]["loss"], res["cells"][3]["eval"]["32"]["loss"]);
+  EXPECT_EQ(again["probes"]["assoc"], res["cells"][3]["probes"]["assoc"]);
   fs::remove_all(dir);
 }
 
