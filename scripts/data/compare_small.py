@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """The training data of the small comparison grid (configs/compare/small.json): data/compare_small/.
 
-    scripts/data/compare_small.py [--code-tokens N] [--out data/compare_small]
+    scripts/data/compare_small.py [--docs-tokens N] [--code-tokens N] [--out data/compare_small]
 
 From the prepared corpora (scripts/data/linux_docs.sh, scripts/data/linux_code.sh) it writes:
-  linux_docs_train_000000.bin   all of linux_docs' training tokens (16,376,438)
-  linux_code_train_000000.bin   the first N training tokens of linux_code (default 2,000,000)
-  linux_docs_val_000000.bin, linux_code_val_000000.bin   both validation splits whole
-18.4M training tokens (36.8 MB as uint16), so the data, the CUDA binary (~16 MB), the tokenizer and
-the repository fit the device calls' 64 MiB carry limit, and a 16.8M-token run reads no token twice.
-Shards are llm.c files (docs/data/shards-and-loader.md); the slice is a prefix of the first shard,
+  linux_docs_train_000000.bin   the first N training tokens of linux_docs (default 8,000,000 of 16,376,438)
+  linux_code_train_000000.bin   the first N training tokens of linux_code (default 10,000,000)
+  linux_docs_val_000000.bin, linux_code_val_000000.bin   both validation splits whole (90,854 + 409,815)
+18M training tokens (36 MB as uint16), so the data, the CUDA binary (~16 MB), the tokenizer and the
+repository fit the device calls' 64 MiB carry limit, and a 16.8M-token run reads no token twice.
+Prefixes are the first documents in each corpus' order (not a random sample); the validation
+splits are random documents of the whole corpora (docs/COMPARE.md says what that means).
+Shards are llm.c files (docs/data/shards-and-loader.md); a slice is a prefix of the first shard,
 so it is byte-identical for identical corpora. Prints the counts and sha256 of what it wrote.
 """
 import argparse
@@ -58,7 +60,8 @@ def first(pattern):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--code-tokens", type=int, default=2_000_000)
+    ap.add_argument("--docs-tokens", type=int, default=8_000_000)
+    ap.add_argument("--code-tokens", type=int, default=10_000_000)
     ap.add_argument("--data", default="data")
     ap.add_argument("--out", default="data/compare_small")
     a = ap.parse_args()
@@ -66,7 +69,7 @@ def main():
     docs_train = first(f"{a.data}/linux_docs/linux_docs_train_*.bin")
     if len(docs_train) != 1:
         sys.exit(f"compare_small: expected one linux_docs training shard, found {len(docs_train)}")
-    write_prefix(docs_train[0], f"{a.out}/linux_docs_train_000000.bin", -1)
+    write_prefix(docs_train[0], f"{a.out}/linux_docs_train_000000.bin", a.docs_tokens)
     write_prefix(first(f"{a.data}/linux_code/linux_code_train_*.bin")[0], f"{a.out}/linux_code_train_000000.bin",
                  a.code_tokens)
     for name in ("linux_docs", "linux_code"):

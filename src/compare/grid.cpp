@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include "attention/attention.h"
+#include "tensor/random.h"
 #include "util/check.h"
 
 namespace sk::compare {
@@ -314,6 +316,13 @@ bool cell_matches(const Cell& c, const std::string& filter) {
     if (std::find(values.begin(), values.end(), have) == values.end()) return false;
   }
   return true;
+}
+
+double keys_per_query(const Cell& c) {
+  Rng rng(0);
+  const auto m = attention::make_attention(
+      attention::AttentionSpec::from_config(c.config.model, c.config.attention, 0, DType::F32, Device::cpu()), rng);
+  return double(m->keys_attended(c.seq_len)) / double(c.seq_len);
 }
 
 LengthCheck can_evaluate_at(const Cell& c, int64_t L) {

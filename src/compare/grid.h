@@ -98,6 +98,10 @@ std::vector<Cell> expand_cells(const Grid& g);
 // must all match. Keys: kind (the kind's name), T, seed. Throws on an unknown key.
 bool cell_matches(const Cell& c, const std::string& filter);
 
+// Mean keys per query of the cell's attention at its T, from the kind's cost model
+// (Attention::keys_attended(T) / T): the budget check recorded with every cell.
+double keys_per_query(const Cell& c);
+
 // Longer-length evaluation: whether the cell's model can be evaluated at L (and why not).
 struct LengthCheck {
   bool ok = false;

@@ -65,12 +65,13 @@ json collect_results(const Grid& g, const std::vector<Cell>& cells) {
   std::map<std::pair<std::string, int64_t>, std::vector<json>> groups;
   for (const Cell& c : cells) {
     json st = read_cell_state(g, c);
-    json rec = {{"id", c.id}, {"kind", c.kind->name}, {"attention_kind", c.kind->kind}, {"T", c.seq_len}, {"seed", c.seed}};
+    json rec = {{"id", c.id}, {"kind", c.kind->name}, {"attention_kind", c.kind->kind}, {"T", c.seq_len}, {"seed", c.seed},
+                {"keys_per_query", keys_per_query(c)}};
     if (st.empty()) {
       rec["status"] = "todo";
     } else {
       rec["status"] = st.value("done", false) ? "done" : st.contains("train") && st["train"].value("done", false) ? "trained" : "training";
-      for (const char* k : {"attention", "keys_per_query", "device", "precision", "train", "eval", "probes", "wall_s"})
+      for (const char* k : {"attention", "device", "precision", "train", "eval", "probes", "wall_s"})
         if (st.contains(k)) rec[k] = st[k];
       if (st.contains("device")) devices.insert(st["device"].get<std::string>() + " " + st.value("precision", ""));
     }

@@ -75,15 +75,6 @@ json train_summary(const Cell& c, const train::TrainResult& r) {
           {"val_curve", curve}};
 }
 
-// Mean keys per query at T from the cost model of the cell's attention (the budget check).
-double keys_per_query(const Cell& c, int64_t T) {
-  Rng rng(0);
-  config::AttentionConfig a = c.config.attention;
-  auto m = attention::make_attention(
-      attention::AttentionSpec::from_config(c.config.model, a, 0, DType::F32, Device::cpu()), rng);
-  return double(m->keys_attended(T)) / double(T);
-}
-
 std::string fmt_secs(double s) {
   if (s < 0) return "?";
   char buf[64];
@@ -177,7 +168,7 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
     st["T"] = c.seq_len;
     st["seed"] = c.seed;
     st["attention"] = c.config.to_json()["attention"];
-    st["keys_per_query"] = keys_per_query(c, c.seq_len);
+    st["keys_per_query"] = keys_per_query(c);
     const auto cell_start = Clock::now();
     auto add_wall = [&] {
       st["wall_s"] = st.value("wall_s", 0.0) + std::chrono::duration<double>(Clock::now() - cell_start).count();
