@@ -72,6 +72,11 @@ void run_compare(const CompareOptions& o) {
   std::printf("compare: %lld of %lld selected cells done (%lld in the grid)%s; %s/results.md\n",
               static_cast<long long>(r.cells_done), static_cast<long long>(r.cells_selected),
               static_cast<long long>(r.cells_total), r.stopped ? "; stopped, run again to continue" : "", g.out_dir.c_str());
+  if (!r.failed.empty()) {
+    std::string ids;
+    for (const auto& id : r.failed) ids += " " + id;
+    SK_FAIL("compare: ", r.failed.size(), " cell(s) failed (the error is in each cell.json):", ids);
+  }
 }
 
 void run_probe(const ProbeOptionsCli& o) {

@@ -158,137 +158,148 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
       stop = true;
       break;
     }
-    spdlog::info("compare: cell {}/{} {} ({} x {} steps, budget {}); grid ETA {}", s + 1, selected.size(), c.id,
-                 c.config.train.batch_size * c.config.train.grad_accum, c.config.train.max_steps, g.budget,
-                 fmt_secs(eta(s)));
-    res.ran.push_back(c.id);
-    st["id"] = c.id;
-    st["kind"] = c.kind->name;
-    st["attention_kind"] = c.kind->kind;
-    st["T"] = c.seq_len;
-    st["seed"] = c.seed;
-    st["attention"] = c.config.to_json()["attention"];
-    st["keys_per_query"] = keys_per_query(c);
-    const auto cell_start = Clock::now();
-    auto add_wall = [&] {
-      st["wall_s"] = st.value("wall_s", 0.0) + std::chrono::duration<double>(Clock::now() - cell_start).count();
-    };
-
-    // A trained cell whose checkpoint stayed on another machine (only the states travel between
-    // device sessions) is trained again for its remaining phases.
-    const bool trained = st.contains("train") && st["train"].value("done", false);
-    if (trained && !train::latest_checkpoint(c.config.checkpoint.dir)) {
-      spdlog::warn("compare: {} was trained but its checkpoint is not here ({}): training it again for its "
-                   "evaluation / probes", c.id, c.config.checkpoint.dir);
-      st.erase("train");
-      st.erase("eval");
-      st.erase("probes");
-    }
-    // 1. Train (continues a half-done run from its checkpoint).
-    bool trained_now = false;
-    if (!(st.contains("train") && st["train"].value("done", false))) {
-      train::TrainOptions topts;
-      topts.should_stop = [&](int64_t) {
-        ++steps_this_call;
-        return past_deadline() || (o.should_stop && o.should_stop(steps_this_call));
+    try {
+      st.erase("error");
+      spdlog::info("compare: cell {}/{} {} ({} x {} steps, budget {}); grid ETA {}", s + 1, selected.size(), c.id,
+                   c.config.train.batch_size * c.config.train.grad_accum, c.config.train.max_steps, g.budget,
+                   fmt_secs(eta(s)));
+      res.ran.push_back(c.id);
+      st["id"] = c.id;
+      st["kind"] = c.kind->name;
+      st["attention_kind"] = c.kind->kind;
+      st["T"] = c.seq_len;
+      st["seed"] = c.seed;
+      st["attention"] = c.config.to_json()["attention"];
+      st["keys_per_query"] = keys_per_query(c);
+      auto cell_start = Clock::now();
+      auto add_wall = [&] {  // this call's time on the cell, added up over calls
+        const auto now = Clock::now();
+        st["wall_s"] = st.value("wall_s", 0.0) + std::chrono::duration<double>(now - cell_start).count();
+        cell_start = now;
       };
-      const train::Placement where = train::resolve_placement(c.config.train.device, c.config.train.dtype);
-      st["device"] = where.device.is_cpu() ? std::string("cpu")
-                                           : where.device.str() + " (" + cuda::device_name(where.device.index) + ")";
-      st["precision"] = dtype_name(where.dtype);
-      const train::TrainResult r = train::train(c.config, topts);
-      if (r.stopped || r.last_step < c.config.train.max_steps) {
-        add_wall();
-        st["train"] = {{"done", false}, {"steps", r.last_step}};
-        write_cell_state(g, c, st);
-        spdlog::info("compare: {} stopped at step {}/{} (continues on the next call)", c.id, r.last_step,
-                     c.config.train.max_steps);
-        stop = true;
-        break;
-      }
-      st["train"] = train_summary(c, r);
-      trained_now = true;
-      add_wall();
-      write_cell_state(g, c, st);
-    }
 
-    const train::Checkpoint ck = train::Checkpoint::open(c.config.checkpoint.dir);
-    const train::Placement place = train::resolve_placement(c.config.train.device, c.config.train.dtype);
-    const bool causal = c.kind->kind == "lsh";
-
-    // 2. Validation at T (strictly causal for lsh) and at the extra lengths.
-    // The deadline does not stop these phases right after this call's training (they take seconds,
-    // and the checkpoint they need may not survive the session).
-    if (!st.contains("eval")) {
-      if (past_deadline() && !trained_now) {
-        stop = true;
-        break;
+      // A trained cell whose checkpoint stayed on another machine (only the states travel between
+      // device sessions) is trained again for its remaining phases.
+      const bool trained = st.contains("train") && st["train"].value("done", false);
+      if (trained && !train::latest_checkpoint(c.config.checkpoint.dir)) {
+        spdlog::warn("compare: {} was trained but its checkpoint is not here ({}): training it again for its "
+                     "evaluation / probes", c.id, c.config.checkpoint.dir);
+        st.erase("train");
+        st.erase("eval");
+        st.erase("probes");
       }
-      const auto t0 = Clock::now();
-      const model::Gpt gpt = ck.load_model(c.config, place.dtype, place.device);
-      json ev = json::object();
-      std::vector<int64_t> lengths = {c.seq_len};
-      for (int64_t L : g.eval_lengths)
-        if (L != c.seq_len) lengths.push_back(L);
-      for (int64_t L : lengths) {
-        const LengthCheck lc = can_evaluate_at(c, L);
-        if (!lc.ok) {
-          ev[std::to_string(L)] = {{"skipped", lc.reason}};
-          continue;
+      // 1. Train (continues a half-done run from its checkpoint).
+      bool trained_now = false;
+      if (!(st.contains("train") && st["train"].value("done", false))) {
+        train::TrainOptions topts;
+        topts.should_stop = [&](int64_t) {
+          ++steps_this_call;
+          return past_deadline() || (o.should_stop && o.should_stop(steps_this_call));
+        };
+        const train::Placement where = train::resolve_placement(c.config.train.device, c.config.train.dtype);
+        st["device"] = where.device.is_cpu() ? std::string("cpu")
+                                             : where.device.str() + " (" + cuda::device_name(where.device.index) + ")";
+        st["precision"] = dtype_name(where.dtype);
+        const train::TrainResult r = train::train(c.config, topts);
+        if (r.stopped || r.last_step < c.config.train.max_steps) {
+          add_wall();
+          st["train"] = {{"done", false}, {"steps", r.last_step}};
+          write_cell_state(g, c, st);
+          spdlog::info("compare: {} stopped at step {}/{} (continues on the next call)", c.id, r.last_step,
+                       c.config.train.max_steps);
+          stop = true;
+          break;
         }
-        data::DataLoaderOptions lo;
-        lo.batch_size = std::max<int64_t>(1, g.micro_batch_tokens / L);
-        lo.seq_len = L;
-        lo.prefetch = 0;
-        data::DataLoader loader(train::resolve_shards(c.config.data.val), data::DataLoader::Mode::Val, lo);
-        const int64_t batches = std::max<int64_t>(1, (g.val_tokens + lo.batch_size * L - 1) / (lo.batch_size * L));
-        const auto te = Clock::now();
-        const double loss = causal ? train::evaluate_causal(gpt, loader, batches) : train::evaluate(gpt, loader, batches);
-        ev[std::to_string(L)] = {{"loss", loss},
-                                 {"ppl", std::exp(loss)},
-                                 {"causal", causal},
-                                 {"batches", std::min(batches, loader.batches_per_epoch())},
-                                 {"seconds", std::chrono::duration<double>(Clock::now() - te).count()}};
-        spdlog::info("compare: {} validation at L = {}: loss {:.4f}, perplexity {:.2f}{}", c.id, L, loss, std::exp(loss),
-                     causal ? " (strictly causal)" : "");
+        st["train"] = train_summary(c, r);
+        trained_now = true;
+        add_wall();
+        write_cell_state(g, c, st);
       }
-      st["eval"] = ev;
-      st["eval_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
-      add_wall();
-      write_cell_state(g, c, st);
-    }
 
-    // 3. Probes.
-    const bool want_probes = g.probes.enabled && o.probes;
-    if (want_probes && !st.contains("probes")) {
-      if (past_deadline() && !trained_now) {
-        stop = true;
-        break;
+      const train::Checkpoint ck = train::Checkpoint::open(c.config.checkpoint.dir);
+      const train::Placement place = train::resolve_placement(c.config.train.device, c.config.train.dtype);
+      const bool causal = c.kind->kind == "lsh";
+
+      // 2. Validation at T (strictly causal for lsh) and at the extra lengths.
+      // The deadline does not stop these phases right after this call's training (they take seconds,
+      // and the checkpoint they need may not survive the session).
+      if (!st.contains("eval")) {
+        if (past_deadline() && !trained_now) {
+          stop = true;
+          break;
+        }
+        const auto t0 = Clock::now();
+        const model::Gpt gpt = ck.load_model(c.config, place.dtype, place.device);
+        json ev = json::object();
+        std::vector<int64_t> lengths = {c.seq_len};
+        for (int64_t L : g.eval_lengths)
+          if (L != c.seq_len) lengths.push_back(L);
+        for (int64_t L : lengths) {
+          const LengthCheck lc = can_evaluate_at(c, L);
+          if (!lc.ok) {
+            ev[std::to_string(L)] = {{"skipped", lc.reason}};
+            continue;
+          }
+          data::DataLoaderOptions lo;
+          lo.batch_size = std::max<int64_t>(1, g.micro_batch_tokens / L);
+          lo.seq_len = L;
+          lo.prefetch = 0;
+          data::DataLoader loader(train::resolve_shards(c.config.data.val), data::DataLoader::Mode::Val, lo);
+          const int64_t batches = std::max<int64_t>(1, (g.val_tokens + lo.batch_size * L - 1) / (lo.batch_size * L));
+          const auto te = Clock::now();
+          const double loss = causal ? train::evaluate_causal(gpt, loader, batches) : train::evaluate(gpt, loader, batches);
+          ev[std::to_string(L)] = {{"loss", loss},
+                                   {"ppl", std::exp(loss)},
+                                   {"causal", causal},
+                                   {"batches", std::min(batches, loader.batches_per_epoch())},
+                                   {"seconds", std::chrono::duration<double>(Clock::now() - te).count()}};
+          spdlog::info("compare: {} validation at L = {}: loss {:.4f}, perplexity {:.2f}{}", c.id, L, loss, std::exp(loss),
+                       causal ? " (strictly causal)" : "");
+        }
+        st["eval"] = ev;
+        st["eval_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+        add_wall();
+        write_cell_state(g, c, st);
       }
-      const auto t0 = Clock::now();
-      const model::Gpt gpt = ck.load_model(c.config, place.dtype, place.device);
-      std::optional<data::Tokenizer> tok;
-      if (auto d = ck.tokenizer_dir()) tok = data::Tokenizer::load(d->string());
-      else if (!c.config.data.tokenizer.empty() && fs::exists(c.config.data.tokenizer)) tok = data::Tokenizer::load(c.config.data.tokenizer);
-      const ProbeTemplates t = tok ? text_templates(*tok) : synthetic_templates(c.config.model.vocab_size);
-      const std::vector<int32_t> filler = filler_tokens(c.config.data.val, std::max<int64_t>(4 * c.seq_len, 1 << 20));
-      ProbeOptions po;
-      po.passkey_distances = g.probes.passkey.distances;
-      po.passkey_trials = g.probes.passkey.trials;
-      po.assoc_pairs = g.probes.assoc.pairs;
-      po.assoc_trials = g.probes.assoc.trials;
-      po.assoc_bins = g.probes.assoc.distance_bins;
-      po.seed = g.probes.seed;
-      po.batch = std::max<int64_t>(1, std::min<int64_t>(8, g.micro_batch_tokens / c.seq_len));
-      json pr = run_probes(model_scorer(gpt, po.batch, causal), t, filler, c.seq_len, po);
-      pr["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
-      st["probes"] = pr;
-      spdlog::info("compare: {} probes: associative recall {:.3f}", c.id, pr["assoc"].value("accuracy", -1.0));
-      add_wall();
+
+      // 3. Probes.
+      const bool want_probes = g.probes.enabled && o.probes;
+      if (want_probes && !st.contains("probes")) {
+        if (past_deadline() && !trained_now) {
+          stop = true;
+          break;
+        }
+        const auto t0 = Clock::now();
+        const model::Gpt gpt = ck.load_model(c.config, place.dtype, place.device);
+        std::optional<data::Tokenizer> tok;
+        if (auto d = ck.tokenizer_dir()) tok = data::Tokenizer::load(d->string());
+        else if (!c.config.data.tokenizer.empty() && fs::exists(c.config.data.tokenizer)) tok = data::Tokenizer::load(c.config.data.tokenizer);
+        const ProbeTemplates t = tok ? text_templates(*tok) : synthetic_templates(c.config.model.vocab_size);
+        const std::vector<int32_t> filler = filler_tokens(c.config.data.val, std::max<int64_t>(4 * c.seq_len, 1 << 20));
+        ProbeOptions po;
+        po.passkey_distances = g.probes.passkey.distances;
+        po.passkey_trials = g.probes.passkey.trials;
+        po.assoc_pairs = g.probes.assoc.pairs;
+        po.assoc_trials = g.probes.assoc.trials;
+        po.assoc_bins = g.probes.assoc.distance_bins;
+        po.seed = g.probes.seed;
+        po.batch = std::max<int64_t>(1, std::min<int64_t>(8, g.micro_batch_tokens / c.seq_len));
+        json pr = run_probes(model_scorer(gpt, po.batch, causal), t, filler, c.seq_len, po);
+        pr["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+        st["probes"] = pr;
+        spdlog::info("compare: {} probes: associative recall {:.3f}", c.id, pr["assoc"].value("accuracy", -1.0));
+        add_wall();
+        write_cell_state(g, c, st);
+      }
+      st["done"] = !g.probes.enabled || st.contains("probes");  // probes left out by --no-probes: not done
       write_cell_state(g, c, st);
+    } catch (const Error& e) {
+      // Recorded in the cell (retried by the next call); the other cells go on.
+      spdlog::error("compare: cell {} failed: {}", c.id, e.what());
+      st["error"] = e.what();
+      write_cell_state(g, c, st);
+      res.failed.push_back(c.id);
     }
-    st["done"] = !g.probes.enabled || st.contains("probes");  // probes left out by --no-probes: not done
-    write_cell_state(g, c, st);
   }
   res.stopped = stop;
   res.cells_done = 0;

@@ -8,7 +8,8 @@
 // skipped, so `sparsek compare` can be called again and again until the grid is done; a deadline
 // (--max-minutes) stops training with a checkpoint and starts no new cell after it (the eval and
 // probes of a cell whose training ended in this call still run: seconds). A cell whose training is
-// done but whose checkpoint is absent (its state came from another machine) is trained again.
+// done but whose checkpoint is absent (its state came from another machine) is trained again. A
+// cell that fails (an sk::Error) gets the message in cell.json ("error") and the next cell runs.
 // Throughput: the median of the per-step wall times the trainer records (step_time_s), so
 // validations and restarts do not count; peak memory: the largest peak_mem_gib (CUDA only).
 #pragma once
@@ -39,6 +40,7 @@ struct RunnerResult {
   int64_t cells_total = 0, cells_selected = 0, cells_done = 0;  // done: every phase finished
   bool stopped = false;                  // the deadline or should_stop ended the call early
   std::vector<std::string> ran;          // ids of cells that did work in this call
+  std::vector<std::string> failed;       // ids of cells whose phase threw (error recorded in cell.json)
 };
 
 RunnerResult run_grid(const Grid& g, const RunnerOptions& o);

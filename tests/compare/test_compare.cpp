@@ -91,11 +91,14 @@ TEST(CompareGrid, schema_errors_name_the_key) {
   expect(grid_error([](json& g) { g["config"]["attention"] = {{"kind", "full"}}; }), "config.attention is set per kind");
   expect(grid_error([](json& g) { g["probes"] = {{"passkey", {{"trails", 3}}}}; }), "probes.passkey.trails: unknown key");
   expect(grid_error([](json& g) { g["probes"] = {{"assoc", {{"pairs", 1}}}}; }), "probes.assoc.pairs = 1 is out of range");
-  // The committed grids load.
+  // The committed grids load (from the repository root: base_config is relative to the working directory).
+  const fs::path cwd = fs::current_path();
+  fs::current_path(SPARSEK_SOURCE_DIR);
   for (const char* name : {"tiny-cpu.json", "small.json", "gpt2-124m.json"}) {
-    const std::string path = std::string(SPARSEK_SOURCE_DIR) + "/configs/compare/" + name;
+    const std::string path = std::string("configs/compare/") + name;
     EXPECT_EQ(error_of([&] { compare::expand_cells(compare::load_grid(path)); }), "") << path;
   }
+  fs::current_path(cwd);
 }
 
 TEST(CompareGrid, budget_rule_matches_the_cost_model) {
@@ -232,6 +235,34 @@ TEST(CompareGrid, tiny_grid_end_to_end_and_resume) {
   const json again = compare::read_cell_state(gb, cells[3]);
   EXPECT_EQ(again["eval"]["32"]["loss"], res["cells"][3]["eval"]["32"]["loss"]);
   EXPECT_EQ(again["probes"]["assoc"], res["cells"][3]["probes"]["assoc"]);
+  fs::remove_all(dir);
+}
+
+TEST(CompareGrid, lsh_cell_is_evaluated_strictly_causally_and_failures_are_recorded) {
+  const fs::path dir = sk::testing::fresh_test_dir("sk_test_compare_lsh");
+  json j = tiny_grid_json(dir);
+  j["kinds"] = json::parse(R"([{"name": "lsh", "kind": "lsh", "attention": {"n_hashes": 2}}])");
+  j["seeds"] = {1};
+  j["tokens"] = 512;
+  const compare::Grid g = compare::grid_from_json(j, "tiny-lsh");
+  const compare::RunnerResult r = compare::run_grid(g, {});
+  EXPECT_EQ(r.cells_done, 1);
+  const json st = compare::read_cell_state(g, compare::expand_cells(g)[0]);
+  EXPECT_EQ(st["attention"]["chunk"], 2);  // budget 8 / (2 x 2 rounds)
+  EXPECT_TRUE(st["eval"]["32"]["causal"].get<bool>());
+  EXPECT_TRUE(std::isfinite(st["eval"]["32"]["loss"].get<double>()));
+  EXPECT_EQ(st["probes"]["assoc"]["trials"], 12);
+  // A cell that fails (its validation data vanished) is recorded and the call goes on.
+  json jf = tiny_grid_json(dir);
+  jf["out_dir"] = (dir / "fail").string();
+  jf["seeds"] = {1};
+  jf["config"]["data"]["val"] = (dir / "nothing_*.bin").string();
+  const compare::Grid gf = compare::grid_from_json(jf, "tiny-fail");
+  const compare::RunnerResult rf = compare::run_grid(gf, {});
+  EXPECT_EQ(rf.failed, (std::vector<std::string>{"full_T32_s1", "sparsek_window_T32_s1"}));
+  const json sf = compare::read_cell_state(gf, compare::expand_cells(gf)[0]);
+  EXPECT_NE(sf["error"].get<std::string>().find("nothing_"), std::string::npos) << sf.dump();
+  EXPECT_FALSE(sf.value("done", false));
   fs::remove_all(dir);
 }
 
