@@ -143,7 +143,7 @@ Grid grid_from_json(const json& j, const std::string& source) {
   const Reader r{j, source + ":"};
   r.only({"name", "out_dir", "base_config", "config", "budget", "seq_lens", "seeds", "tokens", "batch_tokens",
           "micro_batch_tokens", "warmup_fraction", "evals", "val_tokens", "checkpoints", "eval_lengths", "kinds",
-          "probes", "description", "gpu_hours"});
+          "probes", "description"});
   g.name = r.string("name", "", true);
   g.out_dir = r.string("out_dir", "", true);
   SK_CHECK(!g.name.empty() && !g.out_dir.empty(), source, ": name and out_dir must not be empty");

@@ -4,6 +4,7 @@
 //
 // Grid file (JSON, `//` comments allowed; every key validated, errors name the key path):
 //   name, out_dir                  the grid's name and its output directory (cells, results)
+//   description                    free text (ignored)
 //   base_config                    optional run config file (paths relative to the working directory;
 //                                  the keys the grid sets per cell are dropped from it)
 //   config                         run config keys (nested JSON) applied on top of base_config

@@ -210,6 +210,12 @@ std::string results_markdown(const json& r) {
     for (const json& p : s["passkey"]) md << p["distance"] << ": " << fmt(p["accuracy"]["mean"].get<double>(), 2) << " ";
     md << "|\n";
   }
+  std::set<int64_t> degenerate;
+  for (const json& s : r["summary"])
+    if (s["T"].get<int64_t>() <= r["budget"].get<int64_t>()) degenerate.insert(s["T"].get<int64_t>());
+  for (int64_t T : degenerate)
+    md << "\nAt T = " << T << " the budget (" << r["budget"] << " keys per query) covers the whole context: "
+       << "sliding window and SparseK see every earlier key there, as full attention does.\n";
   md << "\n## The claim, per context length\n\n"
      << "SparseK kinds against each other kind at the same budget: the difference of mean validation losses "
      << "(negative: SparseK lower), and whether the seed ranges separate them.\n\n";

@@ -118,6 +118,10 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
   fs::create_directories(g.out_dir);
   util::write_file_atomic(fs::path(g.out_dir) / "grid.json", g.raw.dump(2) + "\n");
 
+  for (int64_t T : g.seq_lens)
+    if (T <= g.budget)
+      spdlog::warn("compare: at T = {} the budget {} covers the whole context (every kind sees every earlier key)", T,
+                   g.budget);
   const auto start = Clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
   auto past_deadline = [&] { return o.max_minutes > 0 && elapsed() >= o.max_minutes * 60.0; };
