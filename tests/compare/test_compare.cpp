@@ -94,7 +94,7 @@ TEST(CompareGrid, schema_errors_name_the_key) {
   // The committed grids load (from the repository root: base_config is relative to the working directory).
   const fs::path cwd = fs::current_path();
   fs::current_path(SPARSEK_SOURCE_DIR);
-  for (const char* name : {"tiny-cpu.json", "small.json", "gpt2-124m.json"}) {
+  for (const char* name : {"tiny-cpu.json", "small.json", "small-rotary.json", "gpt2-124m.json"}) {
     const std::string path = std::string("configs/compare/") + name;
     EXPECT_EQ(error_of([&] { compare::expand_cells(compare::load_grid(path)); }), "") << path;
   }
@@ -263,6 +263,25 @@ TEST(CompareGrid, lsh_cell_is_evaluated_strictly_causally_and_failures_are_recor
   const json sf = compare::read_cell_state(gf, compare::expand_cells(gf)[0]);
   EXPECT_NE(sf["error"].get<std::string>().find("nothing_"), std::string::npos) << sf.dump();
   EXPECT_FALSE(sf.value("done", false));
+  fs::remove_all(dir);
+}
+
+TEST(CompareGrid, rotary_model_is_evaluated_beyond_its_training_length) {
+  const fs::path dir = sk::testing::fresh_test_dir("sk_test_compare_rotary");
+  json j = tiny_grid_json(dir);
+  j["config"]["model"]["learned_positions"] = false;
+  j["config"]["model"]["rotary_pct"] = 0.25;
+  j["eval_lengths"] = {64};
+  j["seeds"] = {1};
+  j["kinds"] = json::parse(R"([{"name": "sparsek_window", "kind": "sparsek", "window_fraction": 0.5}])");
+  j["probes"]["enabled"] = false;
+  const compare::Grid g = compare::grid_from_json(j, "tiny-rotary");
+  EXPECT_EQ(compare::run_grid(g, {}).cells_done, 1);
+  const json st = compare::read_cell_state(g, compare::expand_cells(g)[0]);
+  EXPECT_TRUE(std::isfinite(st["eval"]["64"]["loss"].get<double>())) << st.dump();
+  const json res = read_json(dir / "out" / "results.json");
+  EXPECT_EQ(res["summary"][0]["val_loss_at"]["64"]["n"], 1);
+  EXPECT_NE(util::read_file(dir / "out" / "results.md").find("Validation loss at other lengths"), std::string::npos);
   fs::remove_all(dir);
 }
 
