@@ -148,3 +148,30 @@ struct LogitsOptions {
 void run_logits(const LogitsOptions& o);
 
 }  // namespace sk::cli
+
+namespace sk::cli {
+
+struct CompareOptions {
+  std::string grid;                    // grid JSON (docs/COMPARE.md)
+  std::string only, skip;              // cell filters: kind=NAME,T=N,seed=S
+  std::string shard = "0/1";           // I/N: cells with index % N == I
+  double max_minutes = 0;              // 0: no deadline
+  std::vector<std::string> overrides;  // --set for every cell's run config
+  bool no_probes = false;
+  bool list = false;                   // print the cells and their status, run nothing
+  bool report_only = false;            // rewrite results.json / results.md only
+};
+void run_compare(const CompareOptions& o);
+
+struct ProbeOptionsCli {
+  std::string checkpoint;              // step or run directory
+  int64_t length = 0;                  // context L (0: the run's train.seq_len)
+  std::vector<int64_t> distances;      // passkey distances
+  int64_t trials = 20, assoc_trials = 100, assoc_pairs = 32;
+  uint64_t seed = 2024;
+  std::vector<std::string> overrides;
+  std::string out;                     // JSON file ("": stdout)
+};
+void run_probe(const ProbeOptionsCli& o);
+
+}  // namespace sk::cli

@@ -8,6 +8,8 @@
 //   bench tokenizer  single-thread tokenizer throughput (peer: scripts/bench/tokenizer_peer.py)
 //   launch       N local ranks of `sparsek train` (src/dist/launcher.h)
 //   train        the training loop from a run config (src/train/trainer.h)
+//   compare      a grid of runs over attention kinds and context lengths (src/compare/, docs/COMPARE.md)
+//   probe        passkey and associative-recall probes of a checkpoint (src/compare/probes.h)
 //   eval         loss and perplexity of a checkpoint on a split or shard files
 //   generate     sample text from a checkpoint
 //   config show|keys  the resolved run config / every key (src/config/run_config.h)
@@ -132,6 +134,35 @@ int main(int argc, char** argv) {
                      "strictly causal: each position's logits from token-by-token decoding (for lsh: docs/LSH.md)");
   eval_cmd->add_option("--set", eval_opts.overrides, "override a key of the saved config: --set train.batch_size=4");
   eval_cmd->callback([&] { run_eval(eval_opts); });
+
+  CompareOptions cmp;
+  auto* cmp_cmd = app.add_subcommand("compare", "Run (or continue) a comparison grid: attention kinds x context lengths x seeds "
+                                                "(docs/COMPARE.md)");
+  cmp_cmd->add_option("grid", cmp.grid, "grid JSON (configs/compare/*.json)")->required();
+  cmp_cmd->add_option("--only", cmp.only, "cells to run: kind=NAME,T=N,seed=S (a repeated key is an alternative)");
+  cmp_cmd->add_option("--skip", cmp.skip, "cells to leave out (same syntax as --only)");
+  cmp_cmd->add_option("--shard", cmp.shard, "I/N: run the cells whose index mod N is I (one process per GPU)")
+      ->capture_default_str();
+  cmp_cmd->add_option("--max-minutes", cmp.max_minutes, "stop training (with a checkpoint) and start no new phase after this")
+      ->check(CLI::NonNegativeNumber);
+  cmp_cmd->add_option("--set", cmp.overrides, "override a run-config key of every cell, e.g. train.device=cuda:1");
+  cmp_cmd->add_flag("--no-probes", cmp.no_probes, "leave the probes for a later call");
+  cmp_cmd->add_flag("--list", cmp.list, "list the cells and their status; run nothing");
+  cmp_cmd->add_flag("--report-only", cmp.report_only, "only rewrite results.json and results.md from the cells");
+  cmp_cmd->callback([&] { run_compare(cmp); });
+
+  ProbeOptionsCli probe;
+  auto* probe_cmd = app.add_subcommand("probe", "Passkey retrieval and associative recall of a checkpoint (docs/COMPARE.md)");
+  probe_cmd->add_option("checkpoint", probe.checkpoint, "checkpoint step directory or run directory")->required();
+  probe_cmd->add_option("--length", probe.length, "context length L (0: the run's train.seq_len)")->capture_default_str();
+  probe_cmd->add_option("--distances", probe.distances, "passkey distances, e.g. 256,1024,4000")->delimiter(',');
+  probe_cmd->add_option("--trials", probe.trials, "passkey trials per distance")->capture_default_str();
+  probe_cmd->add_option("--assoc-trials", probe.assoc_trials, "associative-recall trials")->capture_default_str();
+  probe_cmd->add_option("--assoc-pairs", probe.assoc_pairs, "key-value pairs per context")->capture_default_str();
+  probe_cmd->add_option("--seed", probe.seed, "probe seed")->capture_default_str();
+  probe_cmd->add_option("--set", probe.overrides, "override a key of the saved config (e.g. train.device=cpu)");
+  probe_cmd->add_option("--out", probe.out, "JSON output file (default: stdout)");
+  probe_cmd->callback([&] { run_probe(probe); });
 
   GenerateOptions gen;
   auto* gen_cmd = app.add_subcommand("generate", "Sample a continuation of a prompt from a checkpoint (KV-cache decoding)");

@@ -535,6 +535,7 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool checkpoints = cfg.checkpoint.every > 0;
   for (int64_t step = start_step; step < cfg.train.max_steps; ++step) {
+    const auto step_t0 = std::chrono::steady_clock::now();
     const double lr = learning_rate(step, cfg.schedule, cfg.optimizer.lr, cfg.train.max_steps);
     if (zero) zero->zero_grad(); else opt.zero_grad();
     gpt.set_step(step);  // per-step randomness (lsh rotations), reproducible from the run seed
@@ -573,7 +574,8 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
       const double tokens = double(step + 1 - start_step) * double(B * T * cfg.train.grad_accum) * world.world_size;
       const double tokens_per_s = tokens / std::max(secs, 1e-9);
       nlohmann::json rec = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                            {"tokens_per_s", tokens_per_s}};
+                            {"tokens_per_s", tokens_per_s},
+                            {"step_time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count()}};
       std::string device_part;
       if (!dev.is_cpu()) {
         const double mfu = tokens_per_s * flops_per_token / peak_flops;

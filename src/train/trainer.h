@@ -4,7 +4,8 @@
 // that skips a step whose loss or gradient norm is NaN/Inf (and stops after max_bad_steps in a
 // row), AdamW at the scheduled learning rate (weight decay on matrices only, by default),
 // periodic validation (mean loss over the split's real targets, perplexity), a progress line and
-// a JSONL metrics record. The data-parallel reduction (dist::GradientReducer) runs between the
+// a JSONL metrics record (tokens_per_s since the process started, step_time_s of this step
+// before its validation, peak_mem_gib on CUDA). The data-parallel reduction (dist::GradientReducer) runs between the
 // last backward and the norm.
 //
 // Checkpoints (train/checkpoint.h) every checkpoint.every steps, at the end, and when asked to
