@@ -85,7 +85,7 @@ json collect_results(const Grid& g, const std::vector<Cell>& cells) {
       const auto& recs = groups[{k.name, T}];
       std::vector<double> loss, tps, mem;
       std::map<int64_t, std::vector<double>> passkey, other_len;
-      std::vector<double> assoc;
+      std::vector<double> assoc, start_loss, last_curve_loss;
       std::vector<int64_t> seeds;
       json kpq = nullptr, chance = nullptr;
       for (const json& r : recs) {
@@ -97,6 +97,12 @@ json collect_results(const Grid& g, const std::vector<Cell>& cells) {
         for (auto it = r["eval"].begin(); it != r["eval"].end(); ++it)
           if (it.key() != Ts && it->contains("loss")) other_len[std::stoll(it.key())].push_back((*it)["loss"].get<double>());
         if (r["train"].contains("tokens_per_s") && !r["train"]["tokens_per_s"].is_null()) tps.push_back(r["train"]["tokens_per_s"].get<double>());
+        // eval.at_start (fine-tuning grids): the validation curve begins at step 0, before any update.
+        const json& curve = r["train"].contains("val_curve") ? r["train"]["val_curve"] : json::array();
+        if (!curve.empty() && curve.front().value("step", int64_t(-1)) == 0 && curve.size() > 1) {
+          start_loss.push_back(curve.front()["val_loss"].get<double>());
+          last_curve_loss.push_back(curve.back()["val_loss"].get<double>());
+        }
         if (r["train"].contains("peak_mem_gib") && !r["train"]["peak_mem_gib"].is_null()) mem.push_back(r["train"]["peak_mem_gib"].get<double>());
         if (r.contains("probes")) {
           for (const json& p : r["probes"]["passkey"])
@@ -117,6 +123,8 @@ json collect_results(const Grid& g, const std::vector<Cell>& cells) {
       for (const auto& [d, v] : passkey) pk.push_back({{"distance", d}, {"accuracy", to_json(stats(v))}});
       row["passkey"] = pk;
       row["assoc"] = assoc.empty() ? json(nullptr) : json{{"accuracy", to_json(stats(assoc))}, {"chance", chance}};
+      row["val_loss_at_start"] = to_json(stats(start_loss));
+      row["val_loss_curve_end"] = to_json(stats(last_curve_loss));
       json ol = json::object();
       for (const auto& [L, v] : other_len) ol[std::to_string(L)] = to_json(stats(v));
       row["val_loss_at"] = ol;
@@ -224,6 +232,27 @@ std::string results_markdown(const json& r) {
     md << "| " << c["T"] << " | " << c["kind"].get<std::string>() << " | " << c["versus"].get<std::string>() << " | "
        << (c.contains("delta_val_loss") ? fmt(c["delta_val_loss"].get<double>(), 4) : "") << " | "
        << c["verdict"].get<std::string>() << " |\n";
+  bool finetune = false;
+  for (const json& s : r["summary"]) finetune = finetune || (s.contains("val_loss_at_start") && !s["val_loss_at_start"].is_null());
+  if (finetune) {
+    md << "\n## Before and after training (eval.at_start)\n\n"
+       << "Validation loss of the training loop's own evaluation at T (the same batches at every evaluation) before the "
+       << "first update (step 0: for a fine-tuning grid, the initial model with this kind's attention) and after the "
+       << "last; mean ± sample standard deviation over seeds.\n\n"
+       << "| kind | T | seeds | val loss at step 0 | perplexity at step 0 | val loss at the end | perplexity at the end | tokens/s |\n"
+       << "|---|---|---|---|---|---|---|---|\n";
+    auto cell = [](const json& v) {
+      return fmt(v["mean"].get<double>(), 4) + (v["sd"].is_null() ? "" : " ± " + fmt(v["sd"].get<double>(), 4));
+    };
+    for (const json& s : r["summary"]) {
+      if (!s.contains("val_loss_at_start") || s["val_loss_at_start"].is_null()) continue;
+      const json& a = s["val_loss_at_start"];
+      const json& b = s["val_loss_curve_end"];
+      md << "| " << s["kind"].get<std::string>() << " | " << s["T"] << " | " << a["n"] << " | " << cell(a) << " | "
+         << fmt(std::exp(a["mean"].get<double>()), 2) << " | " << cell(b) << " | " << fmt(std::exp(b["mean"].get<double>()), 2)
+         << " | " << (s["tokens_per_s"].is_null() ? "" : fmt(s["tokens_per_s"]["mean"].get<double>(), 0)) << " |\n";
+    }
+  }
   bool other = false;
   for (const json& s : r["summary"]) other = other || !s["val_loss_at"].empty();
   if (other) {

@@ -2,7 +2,8 @@
 // cost model, a tiny end-to-end grid on the CPU (configs/compare/tiny-cpu.json) that writes
 // results.json / results.md and resumes after an interruption (finished cells skipped, a half-done
 // cell continued bit-identically), and the probes (counts, accuracies in [0, 1], determinism, an
-// induction "copy" scorer at 100%, a random scorer at chance, the strictly causal scorer path).
+// induction "copy" scorer at 100%, a random scorer at chance, the strictly causal scorer path), and
+// the fine-tuning comparison's path (a grid pretrained, exported, fine-tuned with eval.at_start).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +18,8 @@
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "model/gpt.h"
+#include "model/hf_import.h"
+#include "train/checkpoint.h"
 #include "tensor/random.h"
 #include "testing/test_helpers.h"
 #include "util/file_io.h"
@@ -282,6 +285,73 @@ TEST(CompareGrid, rotary_model_is_evaluated_beyond_its_training_length) {
   const json res = read_json(dir / "out" / "results.json");
   EXPECT_EQ(res["summary"][0]["val_loss_at"]["64"]["n"], 1);
   EXPECT_NE(util::read_file(dir / "out" / "results.md").find("Validation loss at other lengths"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+// The fine-tuning comparison (configs/compare/finetune*.json, scripts/compare/finetune_call.sh) in
+// miniature: a Pythia-shaped model pretrained by a one-cell grid at T 32, exported as the CLI's
+// `sparsek export` does, and fine-tuned at T 64 by a second grid through model.init_from with
+// eval.at_start. The step-0 validation loss of the fine-tuned full-attention cell must equal the
+// pretrained model's own evaluation at 64 (the weights arrived exactly), be far below a randomly
+// initialised model's, and the report must carry the before/after table.
+TEST(CompareGrid, finetune_grid_starts_from_the_exported_pretrained_model) {
+  const fs::path dir = sk::testing::fresh_test_dir("sk_test_compare_finetune");
+  json pre = tiny_grid_json(dir);
+  pre["out_dir"] = (dir / "pre").string();
+  json& m = pre["config"]["model"];
+  m["learned_positions"] = false;
+  m["rotary_pct"] = 0.25;
+  m["parallel_residual"] = true;
+  m["tied_embeddings"] = false;
+  m["gelu"] = "erf";
+  pre["eval_lengths"] = {64};
+  pre["seeds"] = {1};
+  pre["kinds"] = json::parse(R"([{"name": "full", "kind": "full"}])");
+  pre["probes"]["enabled"] = false;
+  const compare::Grid gp = compare::grid_from_json(pre, "tiny-pretrain");
+  ASSERT_EQ(compare::run_grid(gp, {}).cells_done, 1);
+  const json pst = compare::read_cell_state(gp, compare::expand_cells(gp)[0]);
+  const double pre_at_64 = pst["eval"]["64"]["loss"].get<double>();
+
+  // `sparsek export CHECKPOINT HF_DIR` (src/cli/hf.cpp).
+  const train::Checkpoint ck = train::Checkpoint::open(dir / "pre" / "cells" / "full_T32_s1" / "run");
+  const config::RunConfig pcfg = ck.config();
+  const model::Gpt gpt = ck.load_model(pcfg, DType::F32, Device::cpu());
+  model::export_hf(gpt.named_parameters(), pcfg.model, pcfg.attention.kind, (dir / "hf").string());
+
+  auto finetune = [&](const std::string& name, bool from_pretrained) {
+    json ft = pre;
+    ft["name"] = name;
+    ft["out_dir"] = (dir / name).string();
+    if (from_pretrained) ft["config"]["model"]["init_from"] = "hf:" + (dir / "hf").string();
+    ft["config"]["eval"]["at_start"] = true;
+    ft["seq_lens"] = {64};
+    ft["eval_lengths"] = json::array();
+    ft["tokens"] = 1536;
+    ft["kinds"] = json::parse(R"([{"name": "full", "kind": "full"}, {"name": "sparsek_window", "kind": "sparsek",
+                                   "window_fraction": 0.5}])");
+    const compare::Grid g = compare::grid_from_json(ft, name);
+    EXPECT_EQ(compare::run_grid(g, {}).cells_done, 2) << name;
+    return read_json(dir / name / "results.json");
+  };
+  const json res = finetune("ft", true);
+  const json rnd = finetune("scratch", false);
+  for (size_t i = 0; i < 2; ++i) {
+    const json& curve = res["cells"][i]["train"]["val_curve"];
+    ASSERT_GE(curve.size(), 2u) << res["cells"][i].dump();
+    EXPECT_EQ(curve[0]["step"], 0);
+    EXPECT_LT(curve[0]["val_loss"].get<double>(), rnd["cells"][i]["train"]["val_curve"][0]["val_loss"].get<double>() - 0.5)
+        << "cell " << i << ": the pretrained weights did not arrive";
+    ASSERT_FALSE(res["summary"][i]["val_loss_at_start"].is_null());
+    EXPECT_EQ(res["summary"][i]["val_loss_at_start"]["mean"], curve[0]["val_loss"]);
+    EXPECT_EQ(res["summary"][i]["val_loss_curve_end"]["mean"], curve.back()["val_loss"]);
+  }
+  // Full attention at step 0 is the pretrained model itself at T 64 (fp32 on the CPU; the two
+  // evaluations batch the same validation tokens differently).
+  EXPECT_NEAR(res["cells"][0]["train"]["val_curve"][0]["val_loss"].get<double>(), pre_at_64, 1e-5);
+  const std::string md = util::read_file(dir / "ft" / "results.md");
+  EXPECT_NE(md.find("## Before and after training"), std::string::npos) << md;
+  EXPECT_NE(md.find("| sparsek_window | 64 | 1 | "), std::string::npos) << md;
   fs::remove_all(dir);
 }
 

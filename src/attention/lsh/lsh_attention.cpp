@@ -15,7 +15,9 @@ namespace sk::attention {
 
 namespace {
 
-// q and v of every position so far, on the CPU in the core's dtype: (B, H, max_positions, D).
+// q and v of every position so far: (B, H, max_positions, D). On the module's CUDA device in its
+// dtype when the kernels take them (each decode step then runs the CUDA forward on the prefix), else
+// host copies in the core's dtype (the CPU reference).
 class LshCache : public AttentionCache {
  public:
   LshCache(const Attention* owner, Tensor q, Tensor v) : owner_(owner), q_(std::move(q)), v_(std::move(v)) {}
@@ -24,6 +26,7 @@ class LshCache : public AttentionCache {
   int64_t max_positions() const { return q_.size(2); }
   Tensor& q() { return q_; }
   Tensor& v() { return v_; }
+  bool on_device() const { return lsh::lsh_attention_cuda_supported(q_); }
   void advance(int64_t n) { positions_ += n; }
 
  private:
@@ -111,8 +114,12 @@ Tensor LshAttention::forward(const Tensor& x) const {
 std::unique_ptr<AttentionCache> LshAttention::new_cache(int64_t batch, int64_t max_positions) const {
   SK_CHECK(batch >= 1 && max_positions >= 1, "attention cache: batch ", batch, " and max_positions ", max_positions,
            " must be >= 1");
-  const DType dt = spec_.device.is_cpu() && spec_.dtype == DType::F64 ? DType::F64 : DType::F32;
   const Shape shape{batch, spec_.n_head, max_positions, spec_.head_dim()};
+  if (!spec_.device.is_cpu()) {
+    Tensor q = Tensor::zeros(shape, spec_.dtype, spec_.device);
+    if (lsh::lsh_attention_cuda_supported(q)) return std::make_unique<LshCache>(this, q, Tensor::zeros(shape, spec_.dtype, spec_.device));
+  }
+  const DType dt = spec_.device.is_cpu() && spec_.dtype == DType::F64 ? DType::F64 : DType::F32;
   return std::make_unique<LshCache>(this, Tensor::zeros(shape, dt), Tensor::zeros(shape, dt));
 }
 
@@ -128,6 +135,23 @@ Tensor LshAttention::forward_step(const Tensor& x, AttentionCache& cache_base) c
   SK_CHECK(L + n <= cache->max_positions(), "attention (lsh): the cache holds ", cache->max_positions(),
            " positions, ", L, " used, ", n, " more asked (make it with a larger max_positions)");
   auto [q, v] = heads(x);  // (B, H, n, D)
+  if (cache->on_device()) {
+    // Strictly causal on the GPU: position t's output is the last row of the CUDA forward over the
+    // prefix 0..t (its own bucket count and rotations, as the CPU path below), read in place from
+    // the cache's strided slices.
+    cache->q().slice(2, L, L + n).copy_(q);
+    cache->v().slice(2, L, L + n).copy_(v);
+    const int64_t B = q.size(0), H = q.size(1), D = q.size(3);
+    Tensor o = Tensor::empty({B, H, n, D}, q.dtype(), q.device());
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = L + i;
+      Tensor qp = cache->q().slice(2, 0, t + 1), vp = cache->v().slice(2, 0, t + 1);
+      const lsh::LshCudaForward f = lsh::lsh_cuda_forward(qp, vp, device_rotations(t + 1, q.device()), params_.chunk);
+      o.slice(2, i, i + 1).copy_(f.out.slice(2, t, t + 1));
+    }
+    cache->advance(n);
+    return output(o);
+  }
   const DType dt = cache->q().dtype();
   cache->q().slice(2, L, L + n).copy_(q.to(Device::cpu()).to(dt));
   cache->v().slice(2, L, L + n).copy_(v.to(Device::cpu()).to(dt));

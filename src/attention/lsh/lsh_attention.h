@@ -15,6 +15,9 @@
 // whole prefix and computes its own entries only (the output equals the last position of a forward
 // over the prefix with the same rotations): O(L (n_hashes n_buckets D / 2 + log)) for hashing and
 // sorting plus O(n_hashes chunk D) attention per token at prefix length L; memory 2 L H D per layer.
+// On CUDA (where the kernels take the module's dtype and head dim) the cache lives on the device and
+// each new token runs the CUDA forward over its prefix (all prefix rows: O(L n_hashes chunk D) per
+// token, on the GPU), so strictly causal evaluation of a GPU model needs no host round trips.
 // Registered in registry.cpp. Tests: tests/attention/lsh/test_lsh_module.cpp, tests/model/test_gpt_lsh.cpp.
 #pragma once
 #include <atomic>

@@ -397,4 +397,40 @@ TEST(CudaLshModule, bf16_module_tracks_the_cpu_module_on_the_plain_path) {
   }
 }
 
+// Decoding on the GPU (the cache on the device, each step a CUDA forward over the prefix): every
+// position's output equals the last row of the module's own forward over the prefix, hashed
+// (T > chunk, n_buckets growing with the prefix) and in steps of several tokens; f32 (SIMT kernels,
+// the same arithmetic: 1e-5) and bf16 (tensor cores; the projections of one token and of a prefix
+// may round differently: 2e-2 relative).
+TEST(CudaLshModule, gpu_decode_equals_last_position_of_the_prefix_forward) {
+  SK_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  for (DType dt : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Rng rng(21);
+    auto a = attention::make_attention(module_spec(16, dt, gpu), rng);
+    for (auto& [n, t] : a->named_parameters())
+      t.copy_(Tensor::randn(t.shape(), rng, DType::F32, Device::cpu(), 0.0, 0.1).to(dt).to(gpu));
+    a->set_step(-1);
+    const int64_t B = 2, T = 70;
+    Tensor x = Tensor::randn({B, T, 128}, rng, DType::F32).to(dt).to(gpu);
+    autograd::NoGradGuard ng;
+    auto cache = a->new_cache(B, T);
+    int64_t t = 0;
+    for (int64_t n : {1, 5, 1, 17, 14, 1, 31}) {
+      Tensor y = a->forward_step(x.slice(1, t, t + n), *cache);
+      ASSERT_TRUE(y.is_cuda());
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t p = t + i;
+        Tensor full = a->forward(x.slice(1, 0, p + 1).contiguous());
+        const auto r = sk::testing::compare(y.slice(1, i, i + 1).cpu().to(DType::F64).contiguous(),
+                                            full.slice(1, p, p + 1).cpu().to(DType::F64).contiguous());
+        EXPECT_LE(r.rel_l2, dt == DType::F32 ? 1e-5 : 2e-2) << "position " << p << " " << r.str();
+      }
+      t += n;
+    }
+    EXPECT_EQ(cache->positions(), T);
+  }
+}
+
 }  // namespace
