@@ -439,7 +439,14 @@ TrainResult train(const config::RunConfig& cfg_in, const TrainOptions& opts) {
              step_count(), " does not match step ", start_step, " minus ", result.skipped_steps, " skipped");
     spdlog::info("train: resumed from {} (step {})", ck->dir().string(), start_step);
   }
-  if (!ck && !cfg.model.init_from.empty()) init_from_hf(cfg, named);
+  if (!ck && !cfg.model.init_from.empty()) {
+    init_from_hf(cfg, named);
+    // The fp32 masters of bf16 parameters were copied from the random initialisation when the
+    // optimizer took the parameters: take them from the imported weights, or the first step would
+    // write the random initialisation back.
+    if (zero) zero->reload_masters();
+    else opt.reload_masters();
+  }
   result.first_step = result.last_step = start_step;
   const auto tok_files = tokenizer_files(cfg.data.tokenizer);
 

@@ -9,7 +9,10 @@
 //     at every step (not bit-identical: the flash backward accumulates dQ with float atomics, so
 //     the summation order varies; a resume that lost the masters, moments or data cursor is off
 //     by far more), and the checkpoint records precision bf16;
-//   - train.dtype/train.device mismatches on resume and an absent device are errors naming the key.
+//   - train.dtype/train.device mismatches on resume and an absent device are errors naming the key;
+//   - model.init_from on CUDA bf16 keeps the imported weights: the fp32 masters are taken from them
+//     (a fine-tuning run at a tiny learning rate stays at the pretrained model's validation loss
+//     instead of falling back to its random initialisation at the first step).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +20,7 @@
 
 #include "testing/parity.h"
 #include "testing/test_helpers.h"
+#include "model/hf_import.h"
 #include "train/checkpoint.h"
 #include "train/train_test_util.h"
 #include "train/trainer.h"
@@ -93,5 +97,35 @@ TEST(CudaTrainer, absent_device_is_named) {
   const std::string e = sk::testing::error_of([&] { train::train(c); });
   EXPECT_NE(e.find("train.device"), std::string::npos) << e;
   EXPECT_NE(e.find("cuda:63"), std::string::npos) << e;
+  fs::remove_all(dir);
+}
+
+TEST(CudaTrainer, init_from_keeps_the_imported_weights_in_bf16) {
+  SK_REQUIRE_CUDA();
+  const auto dir = sk::testing::fresh_test_dir("sk_test_trainer_cuda_init_from");
+  std::vector<std::string> sets = kD64;
+  sets.insert(sets.end(), {"train.device=cuda", "train.dtype=bf16", "checkpoint.every=60"});
+  const config::RunConfig pre = sk::testing::tiny_run(dir, sets);
+  const train::TrainResult a = train::train(pre);
+  const double pretrained = a.val_losses.back().second;
+  {  // `sparsek export` (src/cli/hf.cpp)
+    const train::Checkpoint ck = train::Checkpoint::open(a.last_checkpoint);
+    const config::RunConfig cfg = ck.config();
+    const model::Gpt gpt = ck.load_model(cfg, DType::F32, Device::cpu());
+    model::export_hf(gpt.named_parameters(), cfg.model, cfg.attention.kind, (dir / "hf").string());
+  }
+  std::vector<std::string> ft_sets = sets;
+  ft_sets.insert(ft_sets.end(), {"model.init_from=hf:" + (dir / "hf").string(), "optimizer.lr=1e-6", "train.max_steps=4",
+                                 "schedule.warmup_steps=0", "eval.every=4", "eval.at_start=true", "checkpoint.every=0"});
+  config::RunConfig ft = sk::testing::tiny_run(dir, ft_sets);
+  ft.checkpoint.dir = (dir / "ft").string();
+  const train::TrainResult b = train::train(ft);
+  ASSERT_EQ(b.val_losses.size(), 2u);
+  std::printf("[cuda train] init_from: pretrained val %.4f, fine-tune step 0 %.4f, step 4 %.4f (first loss of the "
+              "pretraining %.4f)\n", pretrained, b.val_losses[0].second, b.val_losses[1].second, a.train_losses.front());
+  EXPECT_LT(pretrained, 0.5 * a.train_losses.front());
+  EXPECT_NEAR(b.val_losses[0].second, pretrained, 2e-2 * pretrained + 1e-3) << "step 0 is not the imported model";
+  EXPECT_NEAR(b.val_losses[1].second, b.val_losses[0].second, 2e-2 * b.val_losses[0].second + 1e-3)
+      << "4 steps at lr 1e-6 moved the model: the optimizer wrote back weights that were not the imported ones";
   fs::remove_all(dir);
 }
