@@ -55,6 +55,21 @@ def main():
     colour = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
     written = []
 
+    def style(ax, xlabel, ylabel, title=None):
+        if title:
+            ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
+
+    def save(fig, name):
+        fig.tight_layout()
+        written.append(os.path.join(out, name))
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
     # 1. Validation loss vs tokens.
     fig, axes = plt.subplots(1, len(Ts), figsize=(5 * len(Ts), 4), squeeze=False)
     for ax, T in zip(axes[0], Ts):
@@ -67,16 +82,8 @@ def main():
             first = not any(line.get_label() == c["kind"] for line in ax.get_lines())
             ax.plot([p["tokens"] / 1e6 for p in curve], [p["val_loss"] for p in curve], color=colour[c["kind"]],
                     marker=".", label=c["kind"] if first else "_nolegend_", alpha=0.85)
-        ax.set_title(f"T = {T}")
-        ax.set_xlabel("training tokens (M)")
-        ax.set_ylabel("validation loss")
-        ax.grid(alpha=0.3)
-        if ax.get_lines():
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(os.path.join(out, "val_loss_vs_tokens.png"))
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+        style(ax, "training tokens (M)", "validation loss", f"T = {T}")
+    save(fig, "val_loss_vs_tokens.png")
 
     # 2. Perplexity vs context length; 3. throughput vs context length.
     def per_kind(field):
@@ -101,30 +108,16 @@ def main():
             ax.plot([s["T"], int(L)], [math.exp(s["val_loss"]["mean"]), math.exp(v["mean"])], color=colour[s["kind"]],
                     linestyle="--", marker="x", alpha=0.7)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("context length T (training = evaluation)")
-    ax.set_ylabel("validation perplexity")
-    ax.grid(alpha=0.3)
-    if ax.get_lines():
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(os.path.join(out, "ppl_vs_context.png"))
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    style(ax, "context length T (training = evaluation)", "validation perplexity")
+    save(fig, "ppl_vs_context.png")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for k, pts in per_kind("tokens_per_s").items():
         pts.sort()
         ax.plot([t for t, _ in pts], [v["mean"] / 1e3 for _, v in pts], color=colour[k], marker="o", label=k)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("context length T")
-    ax.set_ylabel("training throughput (k tokens/s)")
-    ax.grid(alpha=0.3)
-    if ax.get_lines():
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    written.append(os.path.join(out, "throughput_vs_context.png"))
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    style(ax, "context length T", "training throughput (k tokens/s)")
+    save(fig, "throughput_vs_context.png")
 
     # 4. Passkey accuracy vs distance.
     if any(s.get("passkey") for s in r["summary"]):
@@ -135,18 +128,10 @@ def main():
                     continue
                 pts = sorted((p["distance"], p["accuracy"]["mean"]) for p in s["passkey"])
                 ax.plot([d for d, _ in pts], [acc for _, acc in pts], color=colour[s["kind"]], marker="o", label=s["kind"])
-            ax.set_title(f"T = {T}")
             ax.set_xscale("log")
             ax.set_ylim(-0.05, 1.05)
-            ax.set_xlabel("distance (tokens)")
-            ax.set_ylabel("passkey accuracy")
-            ax.grid(alpha=0.3)
-            if ax.get_lines():
-                ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(os.path.join(out, "passkey_vs_distance.png"))
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+            style(ax, "distance (tokens)", "passkey accuracy", f"T = {T}")
+        save(fig, "passkey_vs_distance.png")
     for w in written:
         print(w)
 
