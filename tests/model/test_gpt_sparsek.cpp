@@ -67,18 +67,7 @@ TEST(GptSparsek, tiny_model_trains_on_cpu_and_scores_get_gradients) {
   optim::AdamW opt(oc);
   for (auto& [name, p] : gpt.named_parameters()) opt.add_param(p);
   const int64_t B = 8, T = 24;
-  Rng drng(665);
-  std::vector<int64_t> seq(B * (T + 1));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t <= T; ++t)
-      seq[b * (T + 1) + t] = t < 6 ? int64_t(drng.below(uint64_t(mc.vocab_size))) : seq[b * (T + 1) + t - 6];
-  std::vector<int64_t> in(B * T), tg(B * T);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      in[b * T + t] = seq[b * (T + 1) + t];
-      tg[b * T + t] = seq[b * (T + 1) + t + 1];
-    }
-  Tensor idx = Tensor::from_ints(in, {B, T}), targets = Tensor::from_ints(tg, {B, T});
+  const auto [idx, targets] = sk::testing::lag_copy_batch(mc.vocab_size, B, T, 6, 665);
   double first = 0, last = 0;
   for (int step = 0; step < 60; ++step) {
     opt.zero_grad();

@@ -3,8 +3,11 @@
 #pragma once
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "model/gpt.h"
+#include "tensor/random.h"
 
 namespace sk::testing {
 
@@ -30,6 +33,24 @@ inline config::ModelConfig tiny_neox(int64_t n_embd = 8, int64_t n_head = 2) {
   m.tied_embeddings = false;
   m.gelu = "erf";
   return m;
+}
+
+// A "copy from `lag` back" batch: B sequences of T + 1 tokens whose first `lag` tokens are drawn
+// uniformly from the vocabulary and every later token repeats the one `lag` positions earlier;
+// returns (inputs, targets), both (B, T) int, targets shifted by one.
+inline std::pair<Tensor, Tensor> lag_copy_batch(int64_t vocab, int64_t B, int64_t T, int64_t lag, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int64_t> seq(B * (T + 1));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t <= T; ++t)
+      seq[b * (T + 1) + t] = t < lag ? int64_t(rng.below(uint64_t(vocab))) : seq[b * (T + 1) + t - lag];
+  std::vector<int64_t> in(B * T), tg(B * T);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      in[b * T + t] = seq[b * (T + 1) + t];
+      tg[b * T + t] = seq[b * (T + 1) + t + 1];
+    }
+  return {Tensor::from_ints(in, {B, T}), Tensor::from_ints(tg, {B, T})};
 }
 
 inline config::AttentionConfig attention_kind(const std::string& kind, int64_t window = 0) {
