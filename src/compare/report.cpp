@@ -150,6 +150,8 @@ json collect_results(const Grid& g, const std::vector<Cell>& cells) {
         } else {
           cl["verdict"] = "missing";
         }
+        if (!ra["tokens_per_s"].is_null() && !rb["tokens_per_s"].is_null())
+          cl["speed_ratio"] = ra["tokens_per_s"]["mean"].get<double>() / rb["tokens_per_s"]["mean"].get<double>();
         claims.push_back(cl);
       }
     }
@@ -226,12 +228,14 @@ std::string results_markdown(const json& r) {
        << "sliding window and SparseK see every earlier key there, as full attention does.\n";
   md << "\n## The claim, per context length\n\n"
      << "SparseK kinds against each other kind at the same budget: the difference of mean validation losses "
-     << "(negative: SparseK lower), and whether the seed ranges separate them.\n\n";
-  md << "| T | kind | versus | Δ val loss | verdict |\n|---|---|---|---|---|\n";
+     << "(negative: SparseK lower), whether the seed ranges separate them, and SparseK's training speed relative to "
+     << "the other kind (tokens/s over tokens/s; above 1: SparseK faster).\n\n";
+  md << "| T | kind | versus | Δ val loss | verdict | speed ratio |\n|---|---|---|---|---|---|\n";
   for (const json& c : r["claims"])
     md << "| " << c["T"] << " | " << c["kind"].get<std::string>() << " | " << c["versus"].get<std::string>() << " | "
        << (c.contains("delta_val_loss") ? fmt(c["delta_val_loss"].get<double>(), 4) : "") << " | "
-       << c["verdict"].get<std::string>() << " |\n";
+       << c["verdict"].get<std::string>() << " | "
+       << (c.contains("speed_ratio") ? fmt(c["speed_ratio"].get<double>(), 2) + "x" : "") << " |\n";
   bool finetune = false;
   for (const json& s : r["summary"]) finetune = finetune || (s.contains("val_loss_at_start") && !s["val_loss_at_start"].is_null());
   if (finetune) {

@@ -190,11 +190,15 @@ TEST(CompareGrid, tiny_grid_end_to_end_and_resume) {
   }
   ASSERT_EQ(res["summary"].size(), 2u);
   EXPECT_EQ(res["summary"][0]["val_loss"]["n"], 2);
-  EXPECT_EQ(res["claims"].size(), 1u);  // sparsek_window vs full at T 32
+  ASSERT_EQ(res["claims"].size(), 1u);  // sparsek_window vs full at T 32
+  EXPECT_NEAR(res["claims"][0]["speed_ratio"].get<double>(),
+              res["summary"][1]["tokens_per_s"]["mean"].get<double>() / res["summary"][0]["tokens_per_s"]["mean"].get<double>(),
+              1e-12);
   const std::string md = util::read_file(dir / "a" / "results.md");
   EXPECT_NE(md.find("| full | 32 | 2 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| sparsek_window | 32 | 2 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| 32 | sparsek_window | full |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| speed ratio |"), std::string::npos) << md;
 
   // Interrupted after 18 optimizer steps: cell 0 (12 steps) done, cell 1 stopped at its step 6.
   json jb = tiny_grid_json(dir);
