@@ -630,6 +630,24 @@ extern "C" int64_t sk_lsh_sort_temp_bytes(const SkLshParams* p) {
   return cub_sort_bytes(p) + hash_scratch_bytes(p);
 }
 
+extern "C" int sk_cuda_lsh_hash_rows(const SkLshParams* p, float* kscale, int32_t* buckets, uint32_t* keys,
+                                     int32_t* vals, cudaStream_t s) {
+  if (!p || !p->look_back || !kscale || !buckets || !keys || !vals) return SK_KERNEL_BAD_ARG;
+  if (int st = check(p, true)) return st;
+  const int64_t n_pos = rows(p) * p->T;
+  if (n_pos == 0) return SK_KERNEL_OK;
+  const unsigned warp_blocks = unsigned((n_pos * 32 + 255) / 256);
+  const dim3 grid(unsigned((p->T + kHashPos - 1) / kHashPos), unsigned(rows(p)), unsigned(p->rounds));
+  if (p->dtype == SK_KDT_BF16) {
+    key_scale_kernel<__nv_bfloat16><<<warp_blocks, 256, 0, s>>>(*p, kscale);
+    hash_kernel<__nv_bfloat16><<<grid, kHashThreads, 0, s>>>(*p, buckets, keys, vals);
+  } else {
+    key_scale_kernel<float><<<warp_blocks, 256, 0, s>>>(*p, kscale);
+    hash_kernel<float><<<grid, kHashThreads, 0, s>>>(*p, buckets, keys, vals);
+  }
+  return launch_status();
+}
+
 extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* buckets, uint32_t* sort_keys,
                                   uint32_t* sort_keys_out, int32_t* sort_vals, void* temp, int64_t temp_bytes,
                                   int32_t* order, cudaStream_t s) {

@@ -64,6 +64,12 @@ int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* buckets, ui
                        uint32_t* sort_keys_out, int32_t* sort_vals, void* temp, int64_t temp_bytes,
                        int32_t* order, cudaStream_t s);
 
+// Key scales (BH, T) and SIMT fp32 buckets (BH, R, T) of the p->T positions of q, without the sort
+// (the incremental decode hashes its new token with it; lsh_decode.h). Needs look_back = 1 and the
+// rotations; keys and vals (BH * R * T) are scratch.
+int sk_cuda_lsh_hash_rows(const SkLshParams* p, float* kscale, int32_t* buckets, uint32_t* keys, int32_t* vals,
+                          cudaStream_t s);
+
 // Chunked attention of every entry (o_rounds, lse) and the merge over rounds (out).
 int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
                         void* out, cudaStream_t s);

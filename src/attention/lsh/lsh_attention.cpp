@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "autograd/node.h"
 #include "ops/ops.h"
@@ -27,12 +29,29 @@ class LshCache : public AttentionCache {
   Tensor& q() { return q_; }
   Tensor& v() { return v_; }
   bool on_device() const { return lsh::lsh_attention_cuda_supported(q_); }
+  // The incremental decode's caches, valid for the rotations of one step (set_step): a different
+  // step starts them afresh.
+  lsh::LshDecodeState& decode_state(int64_t step) {
+    if (step != decode_step_) decode_ = lsh::LshDecodeState{}, decode_step_ = step;
+    return decode_;
+  }
   void advance(int64_t n) { positions_ += n; }
 
  private:
   const Attention* owner_;
   Tensor q_, v_;
+  lsh::LshDecodeState decode_;  // the incremental decode's caches (on_device only)
+  int64_t decode_step_ = -1;
 };
+
+// SPARSEK_LSH_DECODE: "prefix" (default) runs the CUDA forward over each prefix; "incremental"
+// hashes and inserts only the new position (lsh_cuda_decode_step; docs/LSH.md).
+bool incremental_decode() {
+  const char* env = std::getenv("SPARSEK_LSH_DECODE");
+  if (!env || !*env || std::strcmp(env, "prefix") == 0) return false;
+  SK_CHECK(std::strcmp(env, "incremental") == 0, "SPARSEK_LSH_DECODE must be prefix or incremental, got ", env);
+  return true;
+}
 
 // The core's dtype: the module's on the CPU in f32/f64, else f32 host copies.
 DType core_dtype(const Tensor& t) {
@@ -143,8 +162,15 @@ Tensor LshAttention::forward_step(const Tensor& x, AttentionCache& cache_base) c
     cache->v().slice(2, L, L + n).copy_(v);
     const int64_t B = q.size(0), H = q.size(1), D = q.size(3);
     Tensor o = Tensor::empty({B, H, n, D}, q.dtype(), q.device());
+    const bool incremental =
+        incremental_decode() && lsh::lsh_cuda_decode_supported(cache->q(), params_.n_hashes, params_.chunk);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t t = L + i;
+      if (incremental && t + 1 > params_.chunk) {
+        o.slice(2, i, i + 1).copy_(lsh::lsh_cuda_decode_step(cache->decode_state(step_.load()), cache->q(), cache->v(), t + 1,
+                                                             device_rotations(t + 1, q.device()), params_.chunk));
+        continue;
+      }
       Tensor qp = cache->q().slice(2, 0, t + 1), vp = cache->v().slice(2, 0, t + 1);
       const lsh::LshCudaForward f = lsh::lsh_cuda_forward(qp, vp, device_rotations(t + 1, q.device()), params_.chunk);
       o.slice(2, i, i + 1).copy_(f.out.slice(2, t, t + 1));

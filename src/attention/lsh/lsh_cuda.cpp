@@ -1,5 +1,6 @@
 // Host side of LSH attention on CUDA (lsh_cuda.h): argument checks, allocation of the layout,
-// forward state and scratch, and the calls into kernels/attention/lsh/lsh_attention.cu.
+// forward state and scratch, and the calls into kernels/attention/lsh/lsh_attention.cu (and
+// lsh_decode.cu for the incremental decode).
 #include "attention/lsh/lsh_cuda.h"
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
 #include "kernels/attention/lsh/lsh_attention.h"
+#include "kernels/attention/lsh/lsh_decode.h"
 #endif
 
 namespace sk::attention::lsh {
@@ -121,6 +123,83 @@ LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t 
   return L;
 #else
   (void)q, (void)rotations, (void)chunk, (void)kernels;
+  SK_FAIL("lsh attention: this build has no CUDA backend");
+#endif
+}
+
+// The decode kernels' limits (lsh_decode.h).
+constexpr int64_t kDecodeMaxD = 128, kDecodeMaxRounds = 8, kDecodeMaxChunk = 1024;
+#ifdef SPARSEK_HAS_CUDA
+static_assert(kDecodeMaxD == SK_LSH_DECODE_MAX_D && kDecodeMaxRounds == SK_LSH_DECODE_MAX_ROUNDS &&
+              kDecodeMaxChunk == SK_LSH_DECODE_MAX_CHUNK);
+#endif
+
+bool lsh_cuda_decode_supported(const Tensor& q_cache, int64_t n_hashes, int64_t chunk) {
+  return lsh_attention_cuda_supported(q_cache) && q_cache.size(3) <= kDecodeMaxD && n_hashes >= 1 &&
+         n_hashes <= kDecodeMaxRounds && chunk >= 1 && chunk <= kDecodeMaxChunk;
+}
+
+Tensor lsh_cuda_decode_step(LshDecodeState& st, const Tensor& q_cache, const Tensor& v_cache, int64_t L,
+                            const Tensor& rotations, int64_t chunk) {
+#ifdef SPARSEK_HAS_CUDA
+  SK_CHECK(rotations.defined() && rotations.ndim() == 4, kOp, ": decode needs rotations (H, D, R, NB/2)");
+  const int64_t R = rotations.size(2), NB = 2 * rotations.size(3);
+  SK_CHECK(lsh_cuda_decode_supported(q_cache, R, chunk), kOp, ": the decode kernels do not take ", q_cache.str(),
+           " with ", R, " rounds and chunk ", chunk);
+  const int64_t B = q_cache.size(0), H = q_cache.size(1), maxT = q_cache.size(2), D = q_cache.size(3);
+  SK_CHECK(L > chunk && L <= maxT, kOp, ": decode position ", L - 1, " must lie in (chunk ", chunk, ", ", maxT, ")");
+  cuda::set_device(q_cache.device().index);
+  const Device dev = q_cache.device();
+  const Tensor rot = rotations.to(DType::F32).to(dev).contiguous();
+  if (!st.kscale.defined() || st.kscale.size(1) != maxT || st.rank.size(1) != R) {
+    st = LshDecodeState{};
+    st.kscale = Tensor::empty({B * H, maxT}, DType::F32, dev);
+    st.buckets = Tensor::empty({B * H, R, maxT}, DType::I32, dev);
+    st.order[0] = Tensor::empty({B * H, R, maxT}, DType::I32, dev);
+    st.order[1] = Tensor::empty({B * H, R, maxT}, DType::I32, dev);
+    st.rank = Tensor::empty({B * H, R}, DType::I32, dev);
+    st.new_kscale = Tensor::empty({B * H}, DType::F32, dev);
+    st.new_bucket = Tensor::empty({B * H, R}, DType::I32, dev);
+    st.keys = Tensor::empty({B * H * R}, DType::I32, dev);
+    st.vals = Tensor::empty({B * H * R}, DType::I32, dev);
+  }
+  SkLshDecodeParams dp{};
+  dp.q = q_cache.data_ptr();
+  dp.v = v_cache.data_ptr();
+  dp.dtype = q_cache.dtype() == DType::BF16 ? SK_KDT_BF16 : SK_KDT_F32;
+  dp.q_sb = q_cache.strides()[0], dp.q_sh = q_cache.strides()[1], dp.q_st = q_cache.strides()[2];
+  dp.v_sb = v_cache.strides()[0], dp.v_sh = v_cache.strides()[1], dp.v_st = v_cache.strides()[2];
+  dp.B = int(B), dp.H = int(H), dp.D = int(D), dp.rounds = int(R), dp.chunk = int(chunk), dp.L = int(L);
+  dp.max_t = int(maxT);
+  dp.kscale = st.kscale.data<float>();
+  dp.buckets = st.buckets.data<int32_t>();
+  dp.rank = st.rank.data<int32_t>();
+  if (st.nb == NB && st.len == L - 1) {
+    // Hash the new position alone (SIMT, as the layout below) and insert it.
+    const Tensor qt = q_cache.slice(2, L - 1, L);
+    SkLshParams hp = kernel_params(qt, qt, R, NB, chunk, /*look_back=*/true, rot);
+    SK_KERNEL_CHECK(sk_cuda_lsh_hash_rows(&hp, st.new_kscale.data<float>(), st.new_bucket.data<int32_t>(),
+                                          static_cast<uint32_t*>(st.keys.data_ptr()), st.vals.data<int32_t>(),
+                                          cuda::stream()));
+    SK_KERNEL_CHECK(sk_cuda_lsh_decode_insert(&dp, st.new_bucket.data<int32_t>(), st.new_kscale.data<float>(),
+                                              st.order[st.cur].data<int32_t>(), st.order[1 - st.cur].data<int32_t>(),
+                                              cuda::stream()));
+    st.cur = 1 - st.cur;
+  } else {
+    const LshCudaLayout lay = lsh_cuda_layout(q_cache.slice(2, 0, L), rot, chunk, LshCudaKernels::Simt);
+    SK_CHECK(lay.rounds == R && lay.n_buckets == NB, kOp, ": decode layout has ", lay.rounds, " rounds and ",
+             lay.n_buckets, " buckets, expected ", R, " and ", NB);
+    SK_KERNEL_CHECK(sk_cuda_lsh_decode_rebuild(&dp, lay.order.data<int32_t>(), lay.buckets.data<int32_t>(),
+                                               lay.kscale.data<float>(), st.order[st.cur].data<int32_t>(),
+                                               cuda::stream()));
+    st.nb = NB;
+  }
+  st.len = L;
+  Tensor out = Tensor::empty({B, H, 1, D}, q_cache.dtype(), dev);
+  SK_KERNEL_CHECK(sk_cuda_lsh_decode_attend(&dp, st.order[st.cur].data<int32_t>(), out.data_ptr(), cuda::stream()));
+  return out;
+#else
+  (void)st, (void)q_cache, (void)v_cache, (void)L, (void)rotations, (void)chunk;
   SK_FAIL("lsh attention: this build has no CUDA backend");
 #endif
 }

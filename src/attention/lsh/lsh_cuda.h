@@ -68,6 +68,27 @@ void lsh_cuda_phase_timing(bool on);
 std::vector<double> lsh_cuda_phase_read();
 std::vector<std::string> lsh_cuda_phase_names();
 
+// Incremental decode (docs/LSH.md, "Decode and its cost"): the caches of one attention layer's
+// decode (lsh_decode.h legend), kept between steps. Empty until the first step past `chunk`.
+struct LshDecodeState {
+  Tensor kscale, buckets, order[2], rank;  // device caches (legend), order ping-pongs between two buffers
+  Tensor new_kscale, new_bucket, keys, vals;  // per-step scratch
+  int cur = 0;          // which order buffer holds the current order
+  int64_t nb = 0;       // the bucket count the caches were hashed with (0: none)
+  int64_t len = 0;      // positions in the caches
+};
+// True when lsh_cuda_decode_step takes these caches: lsh_attention_cuda_supported, D <= 128,
+// n_hashes <= 8, chunk <= 1024.
+bool lsh_cuda_decode_supported(const Tensor& q_cache, int64_t n_hashes, int64_t chunk);
+// The output (B, H, 1, D) of position L - 1 of q_cache, v_cache (B, H, max_t, D), positions [0, L)
+// written, L > chunk, rotations (H, D, R, NB/2) for this prefix length (f32 on the device): equal
+// to the last row of lsh_cuda_forward over the prefix (SIMT hash) up to fp32 summation order.
+// When st holds the prefix L - 1 hashed with the same NB, only position L - 1 is hashed and
+// inserted (O(R L) memory traffic, one block per row for its ~2 R chunk keys); else the whole
+// prefix is laid out again (lsh_cuda_layout).
+Tensor lsh_cuda_decode_step(LshDecodeState& st, const Tensor& q_cache, const Tensor& v_cache, int64_t L,
+                            const Tensor& rotations, int64_t chunk);
+
 // Differentiable (q, v) -> out with constant rotations: one autograd node of q and v. Used by the
 // `lsh` attention kind when lsh_attention_cuda_supported(q).
 Tensor lsh_attention_cuda(const Tensor& q, const Tensor& v, const Tensor& rotations, int64_t chunk);
