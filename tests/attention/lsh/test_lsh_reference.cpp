@@ -2,7 +2,8 @@
 // agreement with a dense brute-force formulation (allowed-key multisets built from the sorted order,
 // one masked softmax per round, merged directly), and the edge cases of the spec: a position alone
 // in its chunk, the self mask, the cyclic look-back into the other round, a key seen twice,
-// T <= chunk and T not a multiple of chunk.
+// T <= chunk and T not a multiple of chunk; and the incremental decode's algorithm as a CPU
+// blueprint (equal to the prefix forward's last row).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -223,4 +224,99 @@ TEST(LshReference, position_alone_in_its_chunk_and_short_sequences) {
   }
   EXPECT_EQ(lsh_keys_attended(3, 2, 8), 9);
   EXPECT_EQ(lsh_keys_attended(9, 1, 4), 4 * (4 + 1) + 4 * 8 + 1 * 5);
+}
+
+// The incremental decode's algorithm (kernels/attention/lsh/lsh_decode.cu, docs/LSH.md "Decode and
+// its cost"), written out on the CPU as its blueprint: per (head, round) the buckets and the
+// stable (bucket, position) order of the prefix are kept; a new position is hashed alone (while the
+// bucket count NB does not change; else the prefix is hashed and sorted again), inserted at rank
+// #{j < t : bucket(j) <= bucket(t)}, and attends to the keys of the slots of its chunk and the
+// previous chunk (cyclic) of the R * L round-major sorted entries, rounds merged by log-sum-exp.
+// It must equal the reference forward's last row over every prefix (f64, 1e-12), across the NB
+// changes of the default bucket count (L = 9, 16, 32, 64 for chunk 8).
+TEST(LshReference, incremental_decode_blueprint_equals_the_prefix_forward) {
+  const int64_t H = 2, D = 8, R = 2, T = 90, chunk = 8;
+  Rng rng(41);
+  Tensor q = Tensor::randn({1, H, T, D}, rng, DType::F64), v = Tensor::randn({1, H, T, D}, rng, DType::F64);
+  const std::vector<double> qv = q.to_vector(), vv = v.to_vector();
+  auto Q = [&](int64_t h, int64_t j, int64_t d) { return qv[size_t((h * T + j) * D + d)]; };
+  auto V = [&](int64_t h, int64_t j, int64_t d) { return vv[size_t((h * T + j) * D + d)]; };
+  auto kscale = [&](int64_t h, int64_t j) {
+    double ms = 0;
+    for (int64_t d = 0; d < D; ++d) ms += Q(h, j, d) * Q(h, j, d);
+    return 1.0 / std::sqrt(ms / double(D) + kKeyNormEps) / std::sqrt(double(D));
+  };
+  std::vector<std::vector<int64_t>> buckets(size_t(H * R)), order(size_t(H * R));
+  std::vector<int64_t> rank(size_t(H * R));
+  int64_t nb = 0, rebuilds = 0;
+  for (int64_t L = chunk + 1; L <= T; ++L) {
+    const int64_t t = L - 1, NB = lsh_default_buckets(L, chunk);
+    const Tensor rot = lsh_random_rotations(H, D, R, NB, 100 + uint64_t(NB), DType::F64);
+    if (NB != nb) {  // hash and sort the whole prefix
+      const std::vector<int64_t> b = lsh_hash(q.slice(2, 0, L).contiguous(), rot);  // (1, H, R, L)
+      for (int64_t hr = 0; hr < H * R; ++hr) {
+        auto& bk = buckets[size_t(hr)];
+        bk.assign(b.begin() + hr * L, b.begin() + (hr + 1) * L);
+        auto& ord = order[size_t(hr)];
+        ord.resize(size_t(L));
+        for (int64_t j = 0; j < L; ++j) ord[size_t(j)] = j;
+        std::stable_sort(ord.begin(), ord.end(), [&](int64_t a, int64_t c) { return bk[size_t(a)] < bk[size_t(c)]; });
+        rank[size_t(hr)] = std::find(ord.begin(), ord.end(), t) - ord.begin();
+      }
+      nb = NB;
+      ++rebuilds;
+    } else {  // hash the new position alone and insert it
+      const std::vector<int64_t> b = lsh_hash(q.slice(2, t, L).contiguous(), rot);  // (1, H, R, 1)
+      for (int64_t hr = 0; hr < H * R; ++hr) {
+        auto& bk = buckets[size_t(hr)];
+        int64_t rk = 0;
+        for (int64_t j = 0; j < t; ++j) rk += bk[size_t(j)] <= b[size_t(hr)];
+        bk.push_back(b[size_t(hr)]);
+        order[size_t(hr)].insert(order[size_t(hr)].begin() + rk, t);
+        rank[size_t(hr)] = rk;
+      }
+    }
+    const Tensor want = lsh_attention_forward(q.slice(2, 0, L).contiguous(), v.slice(2, 0, L).contiguous(), rot, chunk, t)
+                            .out.slice(2, t, L)
+                            .contiguous();  // (1, H, 1, D)
+    const std::vector<double> wv = want.to_vector();
+    const int64_t E = R * L, n = (E + chunk - 1) / chunk;
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<double> lse(static_cast<size_t>(R)), o(static_cast<size_t>(R * D), 0.0);
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t s = r * L + rank[size_t(h * R + r)], c = s / chunk;
+        std::vector<int64_t> slots;
+        auto add = [&](int64_t ch) {
+          for (int64_t g = ch * chunk; g < std::min(E, (ch + 1) * chunk); ++g) slots.push_back(g);
+        };
+        if (n > 1) add((c + n - 1) % n);
+        add(c);
+        std::vector<double> a;
+        std::vector<int64_t> pos;
+        double m = -INFINITY;
+        for (int64_t g : slots) {
+          const int64_t j = order[size_t(h * R + g / L)][size_t(g % L)];
+          double dot = 0;
+          for (int64_t d = 0; d < D; ++d) dot += Q(h, t, d) * Q(h, j, d);
+          a.push_back(j == t ? kSelfMaskValue : dot * kscale(h, j));
+          pos.push_back(j);
+          m = std::max(m, a.back());
+        }
+        double sum = 0;
+        for (double x : a) sum += std::exp(x - m);
+        lse[size_t(r)] = m + std::log(sum);
+        for (size_t k = 0; k < a.size(); ++k)
+          for (int64_t d = 0; d < D; ++d) o[size_t(r * D + d)] += std::exp(a[k] - lse[size_t(r)]) * V(h, pos[k], d);
+      }
+      const double m = *std::max_element(lse.begin(), lse.end());
+      double sum = 0;
+      for (double x : lse) sum += std::exp(x - m);
+      for (int64_t d = 0; d < D; ++d) {
+        double out = 0;
+        for (int64_t r = 0; r < R; ++r) out += std::exp(lse[size_t(r)] - m) / sum * o[size_t(r * D + d)];
+        ASSERT_NEAR(out, wv[size_t(h * D + d)], 1e-12) << "L " << L << " head " << h << " dim " << d;
+      }
+    }
+  }
+  EXPECT_EQ(rebuilds, 4);  // NB 2, 4, 8, 16 (L = 9, 16, 32, 64)
 }
