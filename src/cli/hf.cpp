@@ -51,9 +51,7 @@ void run_import(const HfImportOptions& o) {
 
 void run_export(const HfExportOptions& o) {
   const train::Checkpoint ck = train::Checkpoint::open(o.checkpoint);
-  const config::RunConfig cfg = ck.config();
-  const model::Gpt gpt = ck.load_model(cfg, DType::F32, Device::cpu());
-  model::export_hf(gpt.named_parameters(), cfg.model, cfg.attention.kind, o.hf_dir);
+  ck.export_hf(o.hf_dir);
   std::printf("exported %s (step %lld) -> %s (config.json, model.safetensors)\n", ck.dir().string().c_str(),
               static_cast<long long>(ck.step()), o.hf_dir.c_str());
 }

@@ -14,6 +14,7 @@
 #include "autograd/node.h"
 #include "data/bpe_sha256.h"
 #include "dist/zero_shard.h"
+#include "model/hf_import.h"
 #include "util/check.h"
 #include "util/file_io.h"
 
@@ -282,6 +283,12 @@ model::Gpt Checkpoint::load_model(const config::RunConfig& cfg, DType dtype, Dev
   model::Gpt gpt(cfg.model, cfg.attention, dtype, device, rng);
   load_weights(gpt.named_parameters(), /*convert=*/true);
   return gpt;
+}
+
+void Checkpoint::export_hf(const std::string& hf_dir) const {
+  const config::RunConfig cfg = config();
+  const model::Gpt gpt = load_model(cfg, DType::F32, Device::cpu());
+  model::export_hf(gpt.named_parameters(), cfg.model, cfg.attention.kind, hf_dir);
 }
 
 void Checkpoint::load_weights(const io::NamedTensors& params, bool convert) const {

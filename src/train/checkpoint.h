@@ -113,6 +113,9 @@ class Checkpoint {
   // A model of the saved config on `device` in `dtype`, with the saved weights (for eval and
   // generation; converted between floating dtypes as needed).
   model::Gpt load_model(const config::RunConfig& cfg, DType dtype = DType::F32, Device device = Device::cpu()) const;
+  // `sparsek export`: the saved model as a Hugging Face directory (config.json + model.safetensors,
+  // F32; model::export_hf, which refuses attention kinds transformers cannot run).
+  void export_hf(const std::string& hf_dir) const;
 
   // Copies the weights into `params` (names and shapes must match exactly; dtype converted
   // between floating types when convert is true, else must match).

@@ -18,7 +18,6 @@
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "model/gpt.h"
-#include "model/hf_import.h"
 #include "train/checkpoint.h"
 #include "tensor/random.h"
 #include "testing/test_helpers.h"
@@ -318,10 +317,7 @@ TEST(CompareGrid, finetune_grid_starts_from_the_exported_pretrained_model) {
   const double pre_at_64 = pst["eval"]["64"]["loss"].get<double>();
 
   // `sparsek export CHECKPOINT HF_DIR` (src/cli/hf.cpp).
-  const train::Checkpoint ck = train::Checkpoint::open(dir / "pre" / "cells" / "full_T32_s1" / "run");
-  const config::RunConfig pcfg = ck.config();
-  const model::Gpt gpt = ck.load_model(pcfg, DType::F32, Device::cpu());
-  model::export_hf(gpt.named_parameters(), pcfg.model, pcfg.attention.kind, (dir / "hf").string());
+  train::Checkpoint::open(dir / "pre" / "cells" / "full_T32_s1" / "run").export_hf((dir / "hf").string());
 
   auto finetune = [&](const std::string& name, bool from_pretrained) {
     json ft = pre;

@@ -20,7 +20,6 @@
 
 #include "testing/parity.h"
 #include "testing/test_helpers.h"
-#include "model/hf_import.h"
 #include "train/checkpoint.h"
 #include "train/train_test_util.h"
 #include "train/trainer.h"
@@ -108,12 +107,7 @@ TEST(CudaTrainer, init_from_keeps_the_imported_weights_in_bf16) {
   const config::RunConfig pre = sk::testing::tiny_run(dir, sets);
   const train::TrainResult a = train::train(pre);
   const double pretrained = a.val_losses.back().second;
-  {  // `sparsek export` (src/cli/hf.cpp)
-    const train::Checkpoint ck = train::Checkpoint::open(a.last_checkpoint);
-    const config::RunConfig cfg = ck.config();
-    const model::Gpt gpt = ck.load_model(cfg, DType::F32, Device::cpu());
-    model::export_hf(gpt.named_parameters(), cfg.model, cfg.attention.kind, (dir / "hf").string());
-  }
+  train::Checkpoint::open(a.last_checkpoint).export_hf((dir / "hf").string());  // `sparsek export`
   std::vector<std::string> ft_sets = sets;
   ft_sets.insert(ft_sets.end(), {"model.init_from=hf:" + (dir / "hf").string(), "optimizer.lr=1e-6", "train.max_steps=4",
                                  "schedule.warmup_steps=0", "eval.every=4", "eval.at_start=true", "checkpoint.every=0"});
