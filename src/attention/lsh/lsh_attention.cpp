@@ -44,13 +44,13 @@ class LshCache : public AttentionCache {
   int64_t decode_step_ = -1;
 };
 
-// SPARSEK_LSH_DECODE: "prefix" (default) runs the CUDA forward over each prefix; "incremental"
-// hashes and inserts only the new position (lsh_cuda_decode_step; docs/LSH.md).
+// SPARSEK_LSH_DECODE: "incremental" (default) hashes and inserts only the new position
+// (lsh_cuda_decode_step; docs/LSH.md); "prefix" runs the CUDA forward over each prefix.
 bool incremental_decode() {
   const char* env = std::getenv("SPARSEK_LSH_DECODE");
-  if (!env || !*env || std::strcmp(env, "prefix") == 0) return false;
-  SK_CHECK(std::strcmp(env, "incremental") == 0, "SPARSEK_LSH_DECODE must be prefix or incremental, got ", env);
-  return true;
+  if (!env || !*env || std::strcmp(env, "incremental") == 0) return true;
+  SK_CHECK(std::strcmp(env, "prefix") == 0, "SPARSEK_LSH_DECODE must be incremental or prefix, got ", env);
+  return false;
 }
 
 // The core's dtype: the module's on the CPU in f32/f64, else f32 host copies.

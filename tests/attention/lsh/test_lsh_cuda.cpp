@@ -31,14 +31,17 @@
 //    the fused tensor-core backward with its two per-key partials summed in a fixed order).
 //  - Module: LshAttention with bf16 parameters on CUDA equals the CPU reference core on its own
 //    q, v heads (hashed) and tracks the CPU f32 module (T <= chunk, where no hashing can flip);
-//    its decode on the GPU (cache on the device) equals the last row of its own forward over each
-//    prefix (f32 1e-5, bf16 2e-2 relative L2); the incremental decode (SPARSEK_LSH_DECODE=incremental)
-//    equals that decode position by position (f32 1e-5; bf16 2e-2 at all but 2% of positions).
+//    its prefix decode on the GPU (SPARSEK_LSH_DECODE=prefix, cache on the device) equals the last
+//    row of its own forward over each prefix (f32 1e-5, bf16 2e-2 relative L2); the incremental
+//    decode (SPARSEK_LSH_DECODE=incremental, the default) equals that decode position by position
+//    (f32 1e-5; bf16 2e-2 at all but 2% of positions), and the decode with the variable unset
+//    equals the incremental one exactly.
 // Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -321,6 +324,28 @@ attention::AttentionSpec module_spec(int64_t chunk, DType dt, Device dev) {
   return s;
 }
 
+// SPARSEK_LSH_DECODE set to `mode` (nullptr: unset, i.e. the default, incremental) for the
+// object's life, then the caller's value restored. The module reads it at every decode step; the
+// decode tests below select their path explicitly, whatever the default is.
+class ScopedLshDecode {
+ public:
+  explicit ScopedLshDecode(const char* mode) {
+    if (const char* e = std::getenv("SPARSEK_LSH_DECODE")) had_ = true, old_ = e;
+    if (mode) setenv("SPARSEK_LSH_DECODE", mode, 1);
+    else unsetenv("SPARSEK_LSH_DECODE");
+  }
+  ~ScopedLshDecode() {
+    if (had_) setenv("SPARSEK_LSH_DECODE", old_.c_str(), 1);
+    else unsetenv("SPARSEK_LSH_DECODE");
+  }
+  ScopedLshDecode(const ScopedLshDecode&) = delete;
+  ScopedLshDecode& operator=(const ScopedLshDecode&) = delete;
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
 // Hashed (T > chunk): the CUDA module's output equals its projection of the reference core (f64,
 // on the GPU's buckets) computed from the module's own bf16 q, v heads; and its backward runs to
 // finite gradients for x and every parameter.
@@ -401,13 +426,14 @@ TEST(CudaLshModule, bf16_module_tracks_the_cpu_module_on_the_plain_path) {
   }
 }
 
-// Decoding on the GPU (the cache on the device, each step a CUDA forward over the prefix): every
-// position's output equals the last row of the module's own forward over the prefix, hashed
-// (T > chunk, n_buckets growing with the prefix) and in steps of several tokens; f32 (SIMT kernels,
-// the same arithmetic: 1e-5) and bf16 (tensor cores; the projections of one token and of a prefix
-// may round differently: 2e-2 relative).
+// The prefix decode on the GPU (SPARSEK_LSH_DECODE=prefix, set here; the cache on the device, each
+// step a CUDA forward over the prefix): every position's output equals the last row of the
+// module's own forward over the prefix, hashed (T > chunk, n_buckets growing with the prefix) and
+// in steps of several tokens; f32 (SIMT kernels, the same arithmetic: 1e-5) and bf16 (tensor cores;
+// the projections of one token and of a prefix may round differently: 2e-2 relative).
 TEST(CudaLshModule, gpu_decode_equals_last_position_of_the_prefix_forward) {
   SK_REQUIRE_CUDA();
+  const ScopedLshDecode prefix_decode("prefix");
   const Device gpu = Device::cuda(0);
   for (DType dt : {DType::F32, DType::BF16}) {
     SCOPED_TRACE(dtype_name(dt));
@@ -437,13 +463,15 @@ TEST(CudaLshModule, gpu_decode_equals_last_position_of_the_prefix_forward) {
   }
 }
 
-// The incremental decode (SPARSEK_LSH_DECODE=incremental: the new position alone hashed and
-// inserted into cached per-round orders; lsh_cuda_decode_step) against the prefix decode above, on
+// The incremental decode (SPARSEK_LSH_DECODE=incremental, the default: the new position alone
+// hashed and inserted into cached per-round orders; lsh_cuda_decode_step) against the prefix decode
+// above (SPARSEK_LSH_DECODE=prefix), each selected explicitly, on
 // the same module and inputs, position by position: default n_buckets (the caches are rebuilt at
 // L = 17, 32, 64, 128 as NB grows) and a fixed n_buckets (one rebuild), steps of 1 and of several
 // tokens. f32: relative L2 <= 1e-5 at every position (both SIMT; fp32 summation order differs).
 // bf16: <= 2e-2 at all but 2% of the positions (the prefix decode hashes on tensor cores, the
 // incremental one in SIMT fp32: a near-tie bucket can differ, which changes that position's keys).
+// With the variable unset the decode is the incremental one: equal to it exactly (no atomics).
 TEST(CudaLshModule, incremental_decode_equals_the_prefix_decode) {
   SK_REQUIRE_CUDA();
   const Device gpu = Device::cuda(0);
@@ -460,9 +488,8 @@ TEST(CudaLshModule, incremental_decode_equals_the_prefix_decode) {
       const int64_t B = 2, T = 150;
       Tensor x = Tensor::randn({B, T, 128}, rng, DType::F32).to(dt).to(gpu);
       autograd::NoGradGuard ng;
-      auto decode = [&](bool incremental) {
-        if (incremental) setenv("SPARSEK_LSH_DECODE", "incremental", 1);
-        else unsetenv("SPARSEK_LSH_DECODE");
+      auto decode = [&](const char* mode) {
+        const ScopedLshDecode env(mode);
         auto cache = a->new_cache(B, T);
         std::vector<std::vector<double>> rows;  // per position: its (B, C) outputs
         int64_t t = 0;
@@ -471,11 +498,11 @@ TEST(CudaLshModule, incremental_decode_equals_the_prefix_decode) {
           for (int64_t i = 0; i < n; ++i) rows.push_back(y.slice(1, i, i + 1).contiguous().to_vector());
           t += n;
         }
-        unsetenv("SPARSEK_LSH_DECODE");
         EXPECT_EQ(t, T);
         return rows;
       };
-      const auto inc = decode(true), pre = decode(false);
+      const auto inc = decode("incremental"), pre = decode("prefix"), dflt = decode(nullptr);
+      EXPECT_TRUE(dflt == inc) << "the default decode (SPARSEK_LSH_DECODE unset) is not the incremental one";
       int64_t off = 0;
       double worst = 0;
       for (int64_t p = 0; p < T; ++p) {
