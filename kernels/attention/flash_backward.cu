@@ -7,13 +7,17 @@
 //      dV += P^T dO and dK += dS^T Q stay in registers; dQ += dS K goes through shared memory
 //      (dS^T) and fp32 atomics into dq_accum (so dQ's summation order is not deterministic);
 //   3. dq = bf16(scale * dq_accum).
-// Q/dO tiles are double-buffered with cp.async; all products on mma.sync m16n8k16.
+// Q/dO tiles are double-buffered with cp.async; all products on mma.sync m16n8k16. On compute
+// capability 9.0 at hd 64, step 2 is flash_backward_sm90.cu's wgmma kernel instead
+// (SkFlashParams::backward_kernel chooses).
 // Declared in flash_attention.h; tested in tests/attention/test_flash_attention.cpp.
 #include <cuda_runtime.h>
 
 #include <cmath>
 
 #include "kernels/attention/flash_attention.h"
+#include "kernels/attention/flash_backward_block.cuh"
+#include "kernels/attention/flash_backward_sm90.h"
 #include "kernels/attention/flash_tile.cuh"
 
 namespace sk_flash {
@@ -91,12 +95,8 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   const int g = lane >> 2, t = lane & 3;
   const int n0 = n_block * BLOCK_N;
 
-  const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(p.q) + b * p.q_stride.batch + h * p.q_stride.head;
-  const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(p.k) + b * p.k_stride.batch + h * p.k_stride.head;
-  const __nv_bfloat16* v = static_cast<const __nv_bfloat16*>(p.v) + b * p.v_stride.batch + h * p.v_stride.head;
-  const __nv_bfloat16* dO = dout + b * ds.batch + h * ds.head;
-  const float* lse_bh = lse + (static_cast<int64_t>(b) * H + h) * T;
-  const float* delta_bh = delta + (static_cast<int64_t>(b) * H + h) * T;
+  const BwdBlock blk = bwd_block<BR>(p, dout, ds, lse, delta, b, h, n0, BLOCK_N);
+  const int m_first = blk.m_first, m_end = blk.m_end;
 
   // Shared memory: K, V (BLOCK_N x D); Q and dO (BR x D, two buffers each, buffer `buf` at
   // + buf * kTile); dS^T (BLOCK_N x BR); lse and delta (two buffers of BR floats each).
@@ -108,29 +108,9 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
   float* s_lse = reinterpret_cast<float*>(smem + (2 * BLOCK_N + 4 * BR) * D * 2 + BLOCK_N * BR * 2);
   float* s_delta = s_lse + 2 * BR;
 
-  // Query tiles that see keys [n0, n0 + BLOCK_N): from the diagonal to the end (or the window's reach).
-  const int m_first = n0 / BR;
-  const int q_end = W > 0 ? min(T, n0 + BLOCK_N - 1 + W) : T;
-  const int m_end = (q_end + BR - 1) / BR;
-
-  auto load_row_stats = [&](int m, int buf) {  // lse (in log2 units) and delta of query tile m
-    const int tid = static_cast<int>(threadIdx.x);
-    if (tid < BR) {
-      const int row = m * BR + tid;
-      s_lse[buf * BR + tid] = row < T ? lse_bh[row] * kLog2e : INFINITY;
-    } else if (tid < 2 * BR) {
-      const int row = m * BR + tid - BR;
-      s_delta[buf * BR + tid - BR] = row < T ? delta_bh[row] : 0.f;
-    }
-  };
-
-  load_tile<BLOCK_N, D, kBwdThreads>(sK, k, p.k_stride.row, n0, T);
-  load_tile<BLOCK_N, D, kBwdThreads>(sV, v, p.v_stride.row, n0, T);
-  if (m_first < m_end) {
-    load_tile<BR, D, kBwdThreads>(sQ, q, p.q_stride.row, m_first * BR, T);
-    load_tile<BR, D, kBwdThreads>(sdO, dO, ds.row, m_first * BR, T);
-    load_row_stats(m_first, 0);
-  }
+  load_tile<BLOCK_N, D, kBwdThreads>(sK, blk.k, p.k_stride.row, n0, T);
+  load_tile<BLOCK_N, D, kBwdThreads>(sV, blk.v, p.v_stride.row, n0, T);
+  if (m_first < m_end) load_query_tile<BR, D, kBwdThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, m_first, 0);
   cp_async_commit();
 
   const float scale_log2 = p.softmax_scale * kLog2e;
@@ -152,11 +132,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
     const int buf = (m - m_first) & 1;
     cp_async_wait<0>();
     __syncthreads();
-    if (m + 1 < m_end) {
-      load_tile<BR, D, kBwdThreads>(sQ + (buf ^ 1) * kTile, q, p.q_stride.row, (m + 1) * BR, T);
-      load_tile<BR, D, kBwdThreads>(sdO + (buf ^ 1) * kTile, dO, ds.row, (m + 1) * BR, T);
-      load_row_stats(m + 1, buf ^ 1);
-    }
+    if (m + 1 < m_end) load_query_tile<BR, D, kBwdThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, m + 1, buf ^ 1);
     cp_async_commit();
     const int q0 = m * BR;
     const uint32_t sQb = sQ + buf * kTile, sdOb = sdO + buf * kTile;
@@ -291,12 +267,37 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
 }
 
 template <int D>
+int launch_backward_main(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
+                         const float* delta, void* dk, void* dv, float* dq_accum, cudaStream_t s);
+
+template <int D>
 int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const void* out, const float* lse,
                     void* dq, void* dk, void* dv, float* delta, float* dq_accum, cudaStream_t s) {
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_len;
   flash_backward_prepare_kernel<D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(
       static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), delta, dq_accum, p.batch,
       p.heads, p.seq_len);
+  // Hopper at hd 64: the wgmma main kernel (flash_backward_sm90.cu) unless mma.sync is asked for.
+  const bool wgmma = D == 64 && p.backward_kernel != 1 && device_runs_sm90a();
+  if (p.backward_kernel >= 2 && !wgmma) return SK_KERNEL_BAD_ARG;  // asked for wgmma where it cannot run
+  int status = SK_KERNEL_OK;
+  if (wgmma) {
+    status = launch_backward_main_sm90(p, dout, ds, lse, delta, dk, dv, dq_accum, p.backward_kernel == 3, s);
+  } else {
+    status = launch_backward_main<D>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+  }
+  if (status != SK_KERNEL_OK) return status;
+  const int64_t n2 = rows * D / 2, row2 = static_cast<int64_t>(p.heads) * D / 2;
+  const int64_t dq_row2 = p.grad_row_stride ? p.grad_row_stride / 2 : row2;
+  flash_backward_finish_dq_kernel<<<static_cast<unsigned>(std::min<int64_t>((n2 + 255) / 256, 65535)), 256, 0, s>>>(
+      dq_accum, static_cast<__nv_bfloat16*>(dq), n2, row2, dq_row2, p.softmax_scale);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+// The mma.sync main kernel (every head dim and device).
+template <int D>
+int launch_backward_main(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
+                         const float* delta, void* dk, void* dv, float* dq_accum, cudaStream_t s) {
   constexpr int smem = bwd_smem_bytes<D>();
   // Opt in to more than 48 KB of shared memory and ask for the largest shared-memory carveout, so
   // that as many blocks fit on an SM as registers allow.
@@ -308,10 +309,6 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
   flash_backward_kernel<D><<<grid, kBwdThreads, smem, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
                                                            static_cast<__nv_bfloat16*>(dk),
                                                            static_cast<__nv_bfloat16*>(dv), dq_accum);
-  const int64_t n2 = rows * D / 2, row2 = static_cast<int64_t>(p.heads) * D / 2;
-  const int64_t dq_row2 = p.grad_row_stride ? p.grad_row_stride / 2 : row2;
-  flash_backward_finish_dq_kernel<<<static_cast<unsigned>(std::min<int64_t>((n2 + 255) / 256, 65535)), 256, 0, s>>>(
-      dq_accum, static_cast<__nv_bfloat16*>(dq), n2, row2, dq_row2, p.softmax_scale);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -324,6 +321,7 @@ extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, 
     return SK_KERNEL_BAD_ARG;
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_MISALIGNED;
+  if (p->backward_kernel < 0 || p->backward_kernel > 3) return SK_KERNEL_BAD_ARG;
   if (p->grad_row_stride < 0 || p->grad_row_stride % 2 ||
       (p->grad_row_stride > 0 && p->grad_row_stride < static_cast<int64_t>(p->heads) * p->head_dim))
     return SK_KERNEL_BAD_ARG;

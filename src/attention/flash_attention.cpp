@@ -2,6 +2,9 @@
 // in the (B, T, H, D) layout, and the calls into kernels/attention/flash_*.cu.
 #include "attention/flash_attention.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "attention/cuda_attention_args.h"
 #include "util/check.h"
 
@@ -22,6 +25,18 @@ constexpr const char* kOp = "flash attention";
 SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask) {
   check_fused_attention_q(q, kOp);
   return attention_params(q, k, v, mask.window, kOp);
+}
+
+// SPARSEK_FLASH_BWD picks the backward's main kernel (SkFlashParams::backward_kernel): unset or
+// "auto" (wgmma at hd 64 on compute capability 9.0, else mma.sync), "mma", "wgmma" (dQ split by
+// columns) or "wgmma_keysplit". Read at every call, so a benchmark or a test can switch it.
+int backward_kernel_from_env() {
+  const char* env = std::getenv("SPARSEK_FLASH_BWD");
+  if (!env || !*env || std::strcmp(env, "auto") == 0) return 0;
+  if (std::strcmp(env, "mma") == 0) return 1;
+  if (std::strcmp(env, "wgmma") == 0) return 2;
+  if (std::strcmp(env, "wgmma_keysplit") == 0) return 3;
+  SK_FAIL("SPARSEK_FLASH_BWD must be auto, mma, wgmma or wgmma_keysplit, got '", env, "'");
 }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).
@@ -53,6 +68,7 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
                   CausalWindow mask, void* dq, void* dk, void* dv, int64_t grad_row_stride) {
   SkFlashParams p = params_of(q, k, v, mask);
   p.grad_row_stride = grad_row_stride;
+  p.backward_kernel = backward_kernel_from_env();
   check_attention_input(dout, q, kOp, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   // The forward's out is a (B, H, T, D) view of a contiguous (B, T, H, D) buffer.

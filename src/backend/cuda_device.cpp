@@ -71,6 +71,13 @@ std::string device_name(int device) {
   return prop.name;
 }
 
+int compute_capability(int device) {
+  int major = 0, minor = 0;
+  SK_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  SK_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major * 10 + minor;
+}
+
 void set_device(int device) {
   SK_CHECK(device >= 0 && device < device_count(), "CUDA device ", device, " does not exist (",
            device_count(), " device(s) present)");
@@ -174,6 +181,7 @@ bool compiled() { return false; }
 bool is_available() { return false; }
 int device_count() { return 0; }
 std::string device_name(int) { no_cuda("device_name"); }
+int compute_capability(int) { no_cuda("compute_capability"); }
 void set_device(int) { no_cuda("set_device"); }
 void synchronize() {}
 void* raw_alloc(size_t, int) { no_cuda("allocating CUDA memory"); }

@@ -14,6 +14,7 @@ bool compiled();      // built with the CUDA backend
 bool is_available();  // compiled() and at least one device present
 int device_count();
 std::string device_name(int device);
+int compute_capability(int device);  // major * 10 + minor, e.g. 90 for H100 / H200
 void set_device(int device);
 void synchronize();  // waits for the compute stream of the current device
 

@@ -6,7 +6,8 @@
 //   out <= 1e-2 and lse max abs error <= 1e-2 (P is rounded to bf16 before P V, as in
 //   FlashAttention; outputs are bf16); dq, dk, dv <= 2e-2 (bf16 P and dS in the products).
 // The packed entry point (causal_attention_packed: one (B, T, 3, H, D) gradient) is checked the
-// same way in the same test. Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
+// same way in the same test, and at hd 64 every backward kernel (mma.sync; the two wgmma variants on
+// compute capability 9.0). Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
 // Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@
 #include "backend/cuda_device.h"
 #include "tensor/random.h"
 #include "testing/parity.h"
+#include "testing/scoped_env.h"
 #include "util/check.h"
 
 using namespace sk;
@@ -93,6 +95,44 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   EXPECT_LE(p_dq.rel_l2, 2e-2) << "packed dq " << p_dq.str();
   EXPECT_LE(p_dk.rel_l2, 2e-2) << "packed dk " << p_dk.str();
   EXPECT_LE(p_dv.rel_l2, 2e-2) << "packed dv " << p_dv.str();
+
+  // Every main kernel of the backward at hd 64, chosen through SPARSEK_FLASH_BWD (the default above
+  // is wgmma on compute capability 9.0): mma.sync on any device, the two wgmma dQ partitions on
+  // 9.0 (kernels/attention/flash_backward_sm90.cu). Same inputs, same tolerances.
+  if (c.D == 64) {
+    std::vector<const char*> kernels = {"mma"};
+    if (cuda::compute_capability(0) == 90) kernels.insert(kernels.end(), {"wgmma", "wgmma_keysplit"});
+    for (const char* kernel : kernels) {
+      sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", kernel);
+      attention::AttentionGrads kg = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
+      const auto kdq = sk::testing::compare(f64(kg.dq), rg.dq);
+      const auto kdk = sk::testing::compare(f64(kg.dk), rg.dk);
+      const auto kdv = sk::testing::compare(f64(kg.dv), rg.dv);
+      for (const sk::testing::ParityReport* r : {&kdq, &kdk, &kdv}) EXPECT_FALSE(r->non_finite) << kernel << " " << r->str();
+      EXPECT_LE(kdq.rel_l2, 2e-2) << kernel << " dq " << kdq.str();
+      EXPECT_LE(kdk.rel_l2, 2e-2) << kernel << " dk " << kdk.str();
+      EXPECT_LE(kdv.rel_l2, 2e-2) << kernel << " dv " << kdv.str();
+    }
+  }
+}
+
+// An unknown SPARSEK_FLASH_BWD value is refused with a message naming the variable and the choices.
+TEST(FlashAttentionArgs, RejectsAnUnknownBackwardKernel) {
+  SK_REQUIRE_CUDA();
+  Rng rng(5);
+  const Device gpu = Device::cuda(0);
+  Tensor qkv = Tensor::randn({1, 8, 3, 1, 64}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor dout = Tensor::randn({1, 1, 8, 64}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, CausalWindow{0});
+  sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "fastest");
+  try {
+    attention::flash_attention_backward(dout, q, k, v, fwd, CausalWindow{0});
+    FAIL() << "expected an error";
+  } catch (const sk::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_BWD must be auto, mma, wgmma or wgmma_keysplit"),
+              std::string::npos) << e.what();
+  }
 }
 
 std::vector<Case> cases() {

@@ -54,6 +54,7 @@
 #include "tensor/random.h"
 #include "testing/attention_helpers.h"
 #include "testing/parity.h"
+#include "testing/scoped_env.h"
 #include "util/check.h"
 
 using namespace sk;
@@ -327,23 +328,8 @@ attention::AttentionSpec module_spec(int64_t chunk, DType dt, Device dev) {
 // SPARSEK_LSH_DECODE set to `mode` (nullptr: unset, i.e. the default, incremental) for the
 // object's life, then the caller's value restored. The module reads it at every decode step; the
 // decode tests below select their path explicitly, whatever the default is.
-class ScopedLshDecode {
- public:
-  explicit ScopedLshDecode(const char* mode) {
-    if (const char* e = std::getenv("SPARSEK_LSH_DECODE")) had_ = true, old_ = e;
-    if (mode) setenv("SPARSEK_LSH_DECODE", mode, 1);
-    else unsetenv("SPARSEK_LSH_DECODE");
-  }
-  ~ScopedLshDecode() {
-    if (had_) setenv("SPARSEK_LSH_DECODE", old_.c_str(), 1);
-    else unsetenv("SPARSEK_LSH_DECODE");
-  }
-  ScopedLshDecode(const ScopedLshDecode&) = delete;
-  ScopedLshDecode& operator=(const ScopedLshDecode&) = delete;
-
- private:
-  bool had_ = false;
-  std::string old_;
+struct ScopedLshDecode : sk::testing::ScopedEnv {
+  explicit ScopedLshDecode(const char* mode) : ScopedEnv("SPARSEK_LSH_DECODE", mode) {}
 };
 
 // Hashed (T > chunk): the CUDA module's output equals its projection of the reference core (f64,

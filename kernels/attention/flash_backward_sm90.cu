@@ -1,0 +1,241 @@
+// Fused causal attention backward on Hopper's warpgroup tensor cores (wgmma, sm_90a), head dim 64:
+// the main kernel of flash_backward.cu's three launches (its prepare and finish-dQ kernels are
+// shared); flash_backward.cu picks it on compute capability 9.0 (flash_backward_sm90.h).
+//
+// One block = 128 keys of one (batch, head): two warpgroups of 64 keys, walking the 64-query tiles
+// that see those keys. Per tile, each warpgroup:
+//   S^T = K Q^T and dP^T = V dO^T        wgmma 64 x 64 x 64, both operands from shared memory;
+//   P^T = exp(scale S^T - lse), dS^T = P^T (dP^T - delta)     in registers (fp32);
+//   dV += P^T dO, dK += dS^T Q           wgmma with A (P^T, dS^T as bf16) from registers and B read
+//                                         N-major from the Q / dO tiles;
+//   dS^T also to shared memory; after a block barrier, dQ = dS K:
+//     column split (default): each warpgroup makes 32 of the 64 dQ columns for all 64 queries over
+//       all 128 keys (wgmma 64 x 32 x 128), one fp32 atomic per (query, column, block);
+//     key split (kKeySplit): each warpgroup makes all 64 columns over its own 64 keys (64 x 64 x
+//       64), two atomics per (query, column, block): the fallback if the column split's operand
+//       (B starting half-way into a 128-byte swizzle row) were not accepted by the hardware.
+// Q, dO and the row statistics are double-buffered with cp.async as in the mma.sync kernel; the
+// wgmma products of a tile complete (wait 0) before the tile's buffers are reused.
+// Shared-memory tiles use flash_tile.cuh's swizzle, which is the hardware's 128-byte swizzle
+// (wgmma.cuh). Tested by tests/attention/test_flash_attention.cpp (every variant at hd 64).
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/attention/flash_attention.h"
+#include "kernels/attention/flash_backward_block.cuh"
+#include "kernels/attention/flash_backward_sm90.h"
+#include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/wgmma.cuh"
+
+namespace sk_flash {
+namespace sm90 {
+
+constexpr int D = 64;
+constexpr int kThreads = 256;  // two warpgroups
+constexpr int BLOCK_N = 128;   // keys per block, 64 per warpgroup
+constexpr int BR = 64;         // queries per step
+constexpr uint32_t kKVTile = BLOCK_N * D * 2;  // 16 KB
+constexpr uint32_t kQTile = BR * D * 2;        // 8 KB
+// Shared memory from a 1024-byte aligned base: K, V, Q x 2, dO x 2, dS^T (BLOCK_N x BR), then
+// lse and delta (two buffers of BR floats each).
+constexpr uint32_t kOffQ = 2 * kKVTile, kOffdO = kOffQ + 2 * kQTile;  // K at 0, V at kKVTile
+constexpr uint32_t kOffdS = kOffdO + 2 * kQTile, kOffStats = kOffdS + BLOCK_N * BR * 2;
+constexpr int kSmemBytes = static_cast<int>(kOffStats) + 4 * BR * 4 + 1024;  // + alignment slack
+
+template <int N>
+__device__ __forceinline__ void keep_alive(uint32_t (&r)[N][4]) {  // A fragments read by an async wgmma
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(r[i][e])::"memory");
+}
+
+template <bool kKeySplit>
+__global__ void __launch_bounds__(kThreads, 1)
+    backward_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
+                    const float* __restrict__ lse, const float* __restrict__ delta, __nv_bfloat16* __restrict__ dk,
+                    __nv_bfloat16* __restrict__ dv, float* __restrict__ dq_accum) {
+#if SK_HAS_WGMMA
+  using namespace sk_wgmma;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;
+  unsigned char* smem = smem_raw + (base - raw);
+  constexpr uint32_t kWgRows = 64 * D * 2;  // one warpgroup's 64 rows of K / V / dS^T
+  const uint32_t sK = base, sV = base + kKVTile, sQ = base + kOffQ, sdO = base + kOffdO, sdS = base + kOffdS;
+  float* s_lse = reinterpret_cast<float*>(smem + kOffStats);
+  float* s_delta = s_lse + 2 * BR;
+
+  const int n_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // keys near the start see most queries
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int T = p.seq_len, W = p.window, H = p.heads;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int wg = tid >> 7, wi = (tid >> 5) & 3;  // warpgroup (64 keys), warp within it (16 rows)
+  const int lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int n0 = n_block * BLOCK_N;
+
+  const BwdBlock blk = bwd_block<BR>(p, dout, ds, lse, delta, b, h, n0, BLOCK_N);
+  const int m_first = blk.m_first, m_end = blk.m_end;
+  load_tile<BLOCK_N, D, kThreads>(sK, blk.k, p.k_stride.row, n0, T);
+  load_tile<BLOCK_N, D, kThreads>(sV, blk.v, p.v_stride.row, n0, T);
+  if (m_first < m_end) load_query_tile<BR, D, kThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, m_first, 0);
+  cp_async_commit();
+
+  const float scale_log2 = p.softmax_scale * kLog2e;
+  constexpr int kDqCols = kKeySplit ? 64 : 32;  // dQ columns per warpgroup
+  float st[32], dpt[32], dk_acc[32], dv_acc[32], dq[kDqCols / 2];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) st[i] = dpt[i] = dk_acc[i] = dv_acc[i] = 0.f;
+#pragma unroll
+  for (int i = 0; i < kDqCols / 2; ++i) dq[i] = 0.f;
+  const int key_a = wg * 64 + wi * 16 + g;  // key row (in the block) of accumulator elements 0, 1; +8: 2, 3
+
+  for (int m = m_first; m < m_end; ++m) {
+    const int buf = (m - m_first) & 1;
+    cp_async_wait<0>();
+    fence_proxy_async();  // the cp.async writes are read by wgmma
+    __syncthreads();
+    if (m + 1 < m_end) load_query_tile<BR, D, kThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, m + 1, buf ^ 1);
+    cp_async_commit();
+    const int q0 = m * BR;
+    const uint32_t sQb = sQ + buf * kQTile, sdOb = sdO + buf * kQTile;
+
+    // S^T = K Q^T, dP^T = V dO^T (k = head dim, 4 steps of 16).
+    fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + wg * kWgRows + kk * 32), desc_k_major(sQb + kk * 32), kk > 0);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + wg * kWgRows + kk * 32), desc_k_major(sdOb + kk * 32), kk > 0);
+    commit();
+    wait<0>();
+    fence_operand(st);
+    fence_operand(dpt);
+
+    // P^T and dS^T (masked entries 0 in both) as bf16 A fragments; dS^T also to shared memory.
+    const bool needs_mask = q0 < n0 + BLOCK_N - 1 || q0 + BR > T || n0 + BLOCK_N > T ||
+                            (W > 0 && q0 + BR - 1 >= n0 + W);
+    const float* lse_s = s_lse + buf * BR;
+    const float* delta_s = s_delta + buf * BR;
+    uint32_t pa[BR / 16][4], dsa[BR / 16][4];
+#pragma unroll
+    for (int j = 0; j < BR / 8; ++j) {
+      float pv[4], dsv[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = j * 8 + 2 * t + (e & 1);  // query within the tile
+        const int query = q0 + col, key = n0 + key_a + (e < 2 ? 0 : 8);
+        const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
+        pv[e] = ok ? exp2f(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
+        dsv[e] = pv[e] * (dpt[4 * j + e] - delta_s[col]);
+      }
+      pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(pv[0], pv[1]);
+      pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
+      dsa[j / 2][(j & 1) * 2 + 0] = pack_bf16(dsv[0], dsv[1]);
+      dsa[j / 2][(j & 1) * 2 + 1] = pack_bf16(dsv[2], dsv[3]);
+      const int col = j * 8 + 2 * t;
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a, col & ~7) + (col & 7) * 2),
+                   "r"(dsa[j / 2][(j & 1) * 2 + 0]));
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a + 8, col & ~7) + (col & 7) * 2),
+                   "r"(dsa[j / 2][(j & 1) * 2 + 1]));
+    }
+
+    // dV += P^T dO, dK += dS^T Q (k = queries, 4 steps of 16 rows of the Q / dO tiles).
+    fence();
+#pragma unroll
+    for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dv_acc, pa[kk], desc_mn_major(sdOb + kk * 2048), 1);
+#pragma unroll
+    for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dk_acc, dsa[kk], desc_mn_major(sQb + kk * 2048), 1);
+    commit();
+
+    fence_proxy_async();  // dS^T stores are read by wgmma
+    __syncthreads();
+
+    // dQ = dS K (A = dS read M-major from the dS^T tile, B = K read N-major; k = keys).
+    if constexpr (kKeySplit) {
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma_m64n64k16_ss<1, 1>(dq, desc_mn_major(sdS + wg * kWgRows + kk * 2048),
+                                 desc_mn_major(sK + wg * kWgRows + kk * 2048), kk > 0);
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < BLOCK_N / 16; ++kk)
+        wgmma_m64n32k16_ss<1, 1>(dq, desc_mn_major(sdS + kk * 2048), desc_mn_major(sK + kk * 2048 + wg * 64), kk > 0);
+    }
+    commit();
+    wait<0>();
+    keep_alive(pa);
+    keep_alive(dsa);
+    fence_operand(dv_acc);
+    fence_operand(dk_acc);
+    fence_operand(dq);
+
+    const int dq_col0 = kKeySplit ? 0 : wg * 32;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int query = q0 + wi * 16 + g + r * 8;
+      if (query >= T) continue;
+      float* row = dq_accum + ((static_cast<int64_t>(b) * T + query) * H + h) * D + dq_col0;
+#pragma unroll
+      for (int j = 0; j < kDqCols / 8; ++j)
+        atomicAdd(reinterpret_cast<float2*>(row + j * 8 + 2 * t), make_float2(dq[4 * j + 2 * r], dq[4 * j + 2 * r + 1]));
+    }
+  }
+
+  // dK (scaled) and dV for this block's keys, (B, T, H, D) rows grad_row_stride apart.
+  const int64_t grad_row = p.grad_row_stride ? p.grad_row_stride : static_cast<int64_t>(H) * D;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = n0 + key_a + r * 8;
+    if (key >= T) continue;
+    const int64_t off = (static_cast<int64_t>(b) * T + key) * grad_row + static_cast<int64_t>(h) * D;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      *reinterpret_cast<uint32_t*>(dk + off + j * 8 + 2 * t) =
+          pack_bf16(dk_acc[4 * j + 2 * r] * p.softmax_scale, dk_acc[4 * j + 2 * r + 1] * p.softmax_scale);
+      *reinterpret_cast<uint32_t*>(dv + off + j * 8 + 2 * t) = pack_bf16(dv_acc[4 * j + 2 * r], dv_acc[4 * j + 2 * r + 1]);
+    }
+  }
+#else
+  (void)p, (void)dout, (void)ds, (void)lse, (void)delta, (void)dk, (void)dv, (void)dq_accum;
+  __trap();  // launched only on compute capability 9.0, which runs the sm_90a code
+#endif
+}
+
+template <bool kKeySplit>
+int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse, const float* delta, void* dk,
+           void* dv, float* dq_accum, cudaStream_t s) {
+  auto* kernel = backward_kernel<kKeySplit>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess)
+    return SK_KERNEL_LAUNCH_FAILED;
+  dim3 grid((p.seq_len + BLOCK_N - 1) / BLOCK_N, p.heads, p.batch);
+  kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
+                                            static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv), dq_accum);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+}  // namespace sm90
+
+bool device_runs_sm90a() {
+  static int known[64] = {};  // per device: 0 not asked yet, 1 yes, 2 no
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev >= 0 && dev < 64 && known[dev]) return known[dev] == 1;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return false;
+  const bool yes = major == 9 && minor == 0;
+  if (dev >= 0 && dev < 64) known[dev] = yes ? 1 : 2;
+  return yes;
+}
+
+int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
+                              const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, cudaStream_t s) {
+  if (p.head_dim != sm90::D) return SK_KERNEL_BAD_ARG;
+  return key_split ? sm90::launch<true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
+                   : sm90::launch<false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+}
+
+}  // namespace sk_flash
