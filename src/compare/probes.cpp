@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <set>
 
@@ -362,6 +363,37 @@ std::vector<int32_t> filler_tokens(const std::string& pattern, int64_t count) {
     if (int64_t(out.size()) >= count) break;
   }
   return out;
+}
+
+std::string probe_summary(const nlohmann::json& r) {
+  using nlohmann::json;
+  char buf[64];
+  std::string out = "passkey";
+  const json& pk = r.contains("passkey") ? r["passkey"] : json::array();
+  for (size_t i = 0; i < pk.size(); ++i) {
+    out += i ? ", d=" : " d=";
+    out += std::to_string(pk[i].value("distance", int64_t(0)));
+    if (pk[i].contains("skipped")) {
+      out += " skipped";
+    } else {
+      std::snprintf(buf, sizeof buf, " %.2f", pk[i].value("accuracy", 0.0));
+      out += buf;
+    }
+  }
+  const json a = r.value("assoc", json::object());
+  if (a.contains("skipped") || !a.contains("accuracy")) return out + "; assoc skipped";
+  std::snprintf(buf, sizeof buf, "; assoc %.3f (", a["accuracy"].get<double>());
+  out += buf;
+  bool first = true;
+  for (const json& b : a.value("bins", json::array())) {
+    if (b["accuracy"].is_null()) continue;
+    out += first ? "" : ", ";
+    first = false;
+    out += std::to_string(b["from"].get<int64_t>()) + (b["to"].is_null() ? "+" : "-" + std::to_string(b["to"].get<int64_t>()));
+    std::snprintf(buf, sizeof buf, " %.2f", b["accuracy"].get<double>());
+    out += buf;
+  }
+  return out + ")";
 }
 
 }  // namespace sk::compare

@@ -92,6 +92,10 @@ struct ProbeOptions {
 nlohmann::json run_probes(const Scorer& scorer, const ProbeTemplates& t, const std::vector<int32_t>& filler, int64_t L,
                           const ProbeOptions& o);
 
+// One line for logs: "passkey d=100 0.25, d=400 skipped; assoc 0.300 (0-256 0.50, 256+ 0.20)"
+// (accuracy per distance / distance bin; bins without trials left out).
+std::string probe_summary(const nlohmann::json& probes);
+
 // Validation tokens for fillers: the first `count` tokens of the shards matching `pattern`
 // (consecutive shards concatenated).
 std::vector<int32_t> filler_tokens(const std::string& pattern, int64_t count);

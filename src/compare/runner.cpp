@@ -291,7 +291,7 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
         json pr = run_probes(model_scorer(gpt, po.batch, causal), t, filler, c.seq_len, po);
         pr["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
         st["probes"] = pr;
-        spdlog::info("compare: {} probes: associative recall {:.3f}", c.id, pr["assoc"].value("accuracy", -1.0));
+        spdlog::info("compare: {} probes: {}", c.id, probe_summary(pr));
         add_wall();
         write_cell_state(g, c, st);
       }

@@ -423,6 +423,10 @@ TEST(CompareProbes, copy_scorer_is_perfect_random_scorer_is_chance) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(copy["passkey"][i]["accuracy"], 1.0) << copy.dump();
   EXPECT_TRUE(copy["passkey"][3].contains("skipped"));
   EXPECT_EQ(copy["assoc"]["accuracy"], 1.0);
+  // The log line carries every distance and bin (a device call whose state is lost keeps its log).
+  EXPECT_EQ(compare::probe_summary(copy),
+            "passkey d=12 1.00, d=100 1.00, d=400 1.00, d=600 skipped; assoc 1.000 (0-64 1.00, 64-256 1.00, 256+ 1.00)")
+      << copy["assoc"].dump();
   const json rnd = compare::run_probes(compare::random_scorer(t.values, 9), t, filler, 512, po);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(rnd["passkey"][i]["accuracy"], 0.0);
   const double chance = rnd["assoc"]["chance"].get<double>();
