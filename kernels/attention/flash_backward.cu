@@ -282,7 +282,8 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
   if (p.backward_kernel >= 2 && !wgmma) return SK_KERNEL_BAD_ARG;  // asked for wgmma where it cannot run
   int status = SK_KERNEL_OK;
   if (wgmma) {
-    status = launch_backward_main_sm90(p, dout, ds, lse, delta, dk, dv, dq_accum, p.backward_kernel == 3, s);
+    const int k = p.backward_kernel;
+    status = launch_backward_main_sm90(p, dout, ds, lse, delta, dk, dv, dq_accum, k == 3 || k == 5, k == 4 || k == 5, s);
   } else {
     status = launch_backward_main<D>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
   }
@@ -321,7 +322,7 @@ extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, 
     return SK_KERNEL_BAD_ARG;
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_MISALIGNED;
-  if (p->backward_kernel < 0 || p->backward_kernel > 3) return SK_KERNEL_BAD_ARG;
+  if (p->backward_kernel < 0 || p->backward_kernel > 5) return SK_KERNEL_BAD_ARG;
   if (p->grad_row_stride < 0 || p->grad_row_stride % 2 ||
       (p->grad_row_stride > 0 && p->grad_row_stride < static_cast<int64_t>(p->heads) * p->head_dim))
     return SK_KERNEL_BAD_ARG;

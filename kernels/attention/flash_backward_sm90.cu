@@ -51,7 +51,7 @@ __device__ __forceinline__ void keep_alive(uint32_t (&r)[N][4]) {  // A fragment
     for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(r[i][e])::"memory");
 }
 
-template <bool kKeySplit>
+template <bool kKeySplit, bool kPipelined>
 __global__ void __launch_bounds__(kThreads, 1)
     backward_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
                     const float* __restrict__ lse, const float* __restrict__ delta, __nv_bfloat16* __restrict__ dk,
@@ -101,57 +101,119 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int q0 = m * BR;
     const uint32_t sQb = sQ + buf * kQTile, sdOb = sdO + buf * kQTile;
 
-    // S^T = K Q^T, dP^T = V dO^T (k = head dim, 4 steps of 16).
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-      wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + wg * kWgRows + kk * 32), desc_k_major(sQb + kk * 32), kk > 0);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-      wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + wg * kWgRows + kk * 32), desc_k_major(sdOb + kk * 32), kk > 0);
-    commit();
-    wait<0>();
-    fence_operand(st);
-    fence_operand(dpt);
-
-    // P^T and dS^T (masked entries 0 in both) as bf16 A fragments; dS^T also to shared memory.
     const bool needs_mask = q0 < n0 + BLOCK_N - 1 || q0 + BR > T || n0 + BLOCK_N > T ||
                             (W > 0 && q0 + BR - 1 >= n0 + W);
     const float* lse_s = s_lse + buf * BR;
     const float* delta_s = s_delta + buf * BR;
     uint32_t pa[BR / 16][4], dsa[BR / 16][4];
+    if constexpr (kPipelined) {
+      // S^T and dP^T as two groups; P^T is made while dP^T runs, dV's product is issued before
+      // dS^T is made, and dK's while dS^T goes to shared memory (groups complete in order).
+      fence();
 #pragma unroll
-    for (int j = 0; j < BR / 8; ++j) {
-      float pv[4], dsv[4];
+      for (int kk = 0; kk < D / 16; ++kk)
+        wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + wg * kWgRows + kk * 32), desc_k_major(sQb + kk * 32), kk > 0);
+      commit();
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = j * 8 + 2 * t + (e & 1);  // query within the tile
-        const int query = q0 + col, key = n0 + key_a + (e < 2 ? 0 : 8);
-        const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
-        pv[e] = ok ? exp2f(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
-        dsv[e] = pv[e] * (dpt[4 * j + e] - delta_s[col]);
+      for (int kk = 0; kk < D / 16; ++kk)
+        wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + wg * kWgRows + kk * 32), desc_k_major(sdOb + kk * 32), kk > 0);
+      commit();
+      fence_operand(dpt);
+      wait<1>();  // S^T complete
+      fence_operand(st);
+#pragma unroll
+      for (int j = 0; j < BR / 8; ++j) {  // P^T in fp32 replaces S^T; bf16 A fragments for dV
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = j * 8 + 2 * t + (e & 1);
+          const int query = q0 + col, key = n0 + key_a + (e < 2 ? 0 : 8);
+          const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
+          st[4 * j + e] = ok ? exp2f(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
+        }
+        pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(st[4 * j + 0], st[4 * j + 1]);
+        pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(st[4 * j + 2], st[4 * j + 3]);
       }
-      pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(pv[0], pv[1]);
-      pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
-      dsa[j / 2][(j & 1) * 2 + 0] = pack_bf16(dsv[0], dsv[1]);
-      dsa[j / 2][(j & 1) * 2 + 1] = pack_bf16(dsv[2], dsv[3]);
-      const int col = j * 8 + 2 * t;
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a, col & ~7) + (col & 7) * 2),
-                   "r"(dsa[j / 2][(j & 1) * 2 + 0]));
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a + 8, col & ~7) + (col & 7) * 2),
-                   "r"(dsa[j / 2][(j & 1) * 2 + 1]));
+      fence();
+#pragma unroll
+      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dv_acc, pa[kk], desc_mn_major(sdOb + kk * 2048), 1);
+      commit();
+      fence_operand(dv_acc);
+      wait<1>();  // dP^T complete (dV's group may still run)
+      fence_operand(dpt);
+#pragma unroll
+      for (int j = 0; j < BR / 8; ++j) {  // dS^T = P^T (dP^T - delta): A fragments for dK, and to shared memory
+        float dsv[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dsv[e] = st[4 * j + e] * (dpt[4 * j + e] - delta_s[j * 8 + 2 * t + (e & 1)]);
+        dsa[j / 2][(j & 1) * 2 + 0] = pack_bf16(dsv[0], dsv[1]);
+        dsa[j / 2][(j & 1) * 2 + 1] = pack_bf16(dsv[2], dsv[3]);
+        const int col = j * 8 + 2 * t;
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a, col & ~7) + (col & 7) * 2),
+                     "r"(dsa[j / 2][(j & 1) * 2 + 0]));
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a + 8, col & ~7) + (col & 7) * 2),
+                     "r"(dsa[j / 2][(j & 1) * 2 + 1]));
+      }
+      fence();
+#pragma unroll
+      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dk_acc, dsa[kk], desc_mn_major(sQb + kk * 2048), 1);
+      commit();
+      fence_operand(dk_acc);
+    } else {
+      // S^T = K Q^T, dP^T = V dO^T (k = head dim, 4 steps of 16).
+      fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + wg * kWgRows + kk * 32), desc_k_major(sQb + kk * 32), kk > 0);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + wg * kWgRows + kk * 32), desc_k_major(sdOb + kk * 32), kk > 0);
+      commit();
+      wait<0>();
+      fence_operand(st);
+      fence_operand(dpt);
+
+      // P^T and dS^T (masked entries 0 in both) as bf16 A fragments; dS^T also to shared memory.
+#pragma unroll
+      for (int j = 0; j < BR / 8; ++j) {
+        float pv[4], dsv[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = j * 8 + 2 * t + (e & 1);  // query within the tile
+          const int query = q0 + col, key = n0 + key_a + (e < 2 ? 0 : 8);
+          const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
+          pv[e] = ok ? exp2f(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
+          dsv[e] = pv[e] * (dpt[4 * j + e] - delta_s[col]);
+        }
+        pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(pv[0], pv[1]);
+        pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(pv[2], pv[3]);
+        dsa[j / 2][(j & 1) * 2 + 0] = pack_bf16(dsv[0], dsv[1]);
+        dsa[j / 2][(j & 1) * 2 + 1] = pack_bf16(dsv[2], dsv[3]);
+        const int col = j * 8 + 2 * t;
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a, col & ~7) + (col & 7) * 2),
+                     "r"(dsa[j / 2][(j & 1) * 2 + 0]));
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a + 8, col & ~7) + (col & 7) * 2),
+                     "r"(dsa[j / 2][(j & 1) * 2 + 1]));
+      }
+
+      // dV += P^T dO, dK += dS^T Q (k = queries, 4 steps of 16 rows of the Q / dO tiles).
+      fence();
+#pragma unroll
+      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dv_acc, pa[kk], desc_mn_major(sdOb + kk * 2048), 1);
+#pragma unroll
+      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dk_acc, dsa[kk], desc_mn_major(sQb + kk * 2048), 1);
+      commit();
+
     }
 
-    // dV += P^T dO, dK += dS^T Q (k = queries, 4 steps of 16 rows of the Q / dO tiles).
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dv_acc, pa[kk], desc_mn_major(sdOb + kk * 2048), 1);
-#pragma unroll
-    for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dk_acc, dsa[kk], desc_mn_major(sQb + kk * 2048), 1);
-    commit();
-
     fence_proxy_async();  // dS^T stores are read by wgmma
-    __syncthreads();
+    if constexpr (kKeySplit && kPipelined) {
+      // Each warpgroup reads only its own 64 rows of dS^T: a warpgroup barrier, so the two
+      // warpgroups need not meet here.
+      if (wg == 0) asm volatile("bar.sync 1, 128;\n" ::: "memory");
+      else asm volatile("bar.sync 2, 128;\n" ::: "memory");
+    } else {
+      __syncthreads();
+    }
 
     // dQ = dS K (A = dS read M-major from the dS^T tile, B = K read N-major; k = keys).
     if constexpr (kKeySplit) {
@@ -204,10 +266,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <bool kKeySplit>
+template <bool kKeySplit, bool kPipelined>
 int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse, const float* delta, void* dk,
            void* dv, float* dq_accum, cudaStream_t s) {
-  auto* kernel = backward_kernel<kKeySplit>;
+  auto* kernel = backward_kernel<kKeySplit, kPipelined>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + BLOCK_N - 1) / BLOCK_N, p.heads, p.batch);
@@ -232,10 +294,14 @@ bool device_runs_sm90a() {
 }
 
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
-                              const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, cudaStream_t s) {
+                              const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,
+                              cudaStream_t s) {
   if (p.head_dim != sm90::D) return SK_KERNEL_BAD_ARG;
-  return key_split ? sm90::launch<true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
-                   : sm90::launch<false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+  if (pipelined)
+    return key_split ? sm90::launch<true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
+                     : sm90::launch<false, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+  return key_split ? sm90::launch<true, false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
+                   : sm90::launch<false, false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
 }
 
 }  // namespace sk_flash

@@ -12,9 +12,11 @@ namespace sk_flash {
 // True when the current device is compute capability 9.0 (runs the sm_90a machine code).
 bool device_runs_sm90a();
 
-// dK, dV and dq_accum (atomically added) for head dim 64; key_split selects the dQ partition
-// (flash_backward_sm90.cu). delta and dq_accum come from the prepare kernel.
+// dK, dV and dq_accum (atomically added) for head dim 64; key_split selects the dQ partition,
+// pipelined the overlapped schedule (flash_backward_sm90.cu). delta and dq_accum come from the
+// prepare kernel.
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
-                              const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, cudaStream_t s);
+                              const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,
+                              cudaStream_t s);
 
 }  // namespace sk_flash

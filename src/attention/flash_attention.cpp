@@ -29,14 +29,18 @@ SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, Causa
 
 // SPARSEK_FLASH_BWD picks the backward's main kernel (SkFlashParams::backward_kernel): unset or
 // "auto" (wgmma at hd 64 on compute capability 9.0, else mma.sync), "mma", "wgmma" (dQ split by
-// columns) or "wgmma_keysplit". Read at every call, so a benchmark or a test can switch it.
+// columns), "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit" (the overlapped
+// schedule, flash_backward_sm90.cu). Read at every call, so a benchmark or a test can switch it.
 int backward_kernel_from_env() {
   const char* env = std::getenv("SPARSEK_FLASH_BWD");
   if (!env || !*env || std::strcmp(env, "auto") == 0) return 0;
   if (std::strcmp(env, "mma") == 0) return 1;
   if (std::strcmp(env, "wgmma") == 0) return 2;
   if (std::strcmp(env, "wgmma_keysplit") == 0) return 3;
-  SK_FAIL("SPARSEK_FLASH_BWD must be auto, mma, wgmma or wgmma_keysplit, got '", env, "'");
+  if (std::strcmp(env, "wgmma_pipelined") == 0) return 4;
+  if (std::strcmp(env, "wgmma_pipelined_keysplit") == 0) return 5;
+  SK_FAIL("SPARSEK_FLASH_BWD must be auto, mma, wgmma, wgmma_keysplit, wgmma_pipelined or wgmma_pipelined_keysplit, got '",
+          env, "'");
 }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).

@@ -97,11 +97,13 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   EXPECT_LE(p_dv.rel_l2, 2e-2) << "packed dv " << p_dv.str();
 
   // Every main kernel of the backward at hd 64, chosen through SPARSEK_FLASH_BWD (the default above
-  // is wgmma on compute capability 9.0): mma.sync on any device, the two wgmma dQ partitions on
-  // 9.0 (kernels/attention/flash_backward_sm90.cu). Same inputs, same tolerances.
+  // is wgmma on compute capability 9.0): mma.sync on any device, the two wgmma dQ partitions with
+  // the plain and the pipelined schedule on 9.0 (kernels/attention/flash_backward_sm90.cu). Same
+  // inputs, same tolerances.
   if (c.D == 64) {
     std::vector<const char*> kernels = {"mma"};
-    if (cuda::compute_capability(0) == 90) kernels.insert(kernels.end(), {"wgmma", "wgmma_keysplit"});
+    if (cuda::compute_capability(0) == 90)
+      kernels.insert(kernels.end(), {"wgmma", "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit"});
     for (const char* kernel : kernels) {
       sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", kernel);
       attention::AttentionGrads kg = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
@@ -130,7 +132,7 @@ TEST(FlashAttentionArgs, RejectsAnUnknownBackwardKernel) {
     attention::flash_attention_backward(dout, q, k, v, fwd, CausalWindow{0});
     FAIL() << "expected an error";
   } catch (const sk::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_BWD must be auto, mma, wgmma or wgmma_keysplit"),
+    EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_BWD must be auto, mma, wgmma, wgmma_keysplit"),
               std::string::npos) << e.what();
   }
 }

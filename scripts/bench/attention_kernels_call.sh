@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One device call for the attention backward kernels (docs/perf-notes.md, "Attention backward on
+# wgmma"): the flash parity tests (every backward kernel at hd 64), `sparsek bench attention` once
+# per backward kernel (SPARSEK_FLASH_BWD), the PyTorch peers, the merged report for one kernel
+# ($REPORT_KERNEL, default wgmma), and the end-to-end training benchmark (default kernel). Binaries from $BUILD (default build-gpu): sparsek
+# and tests/test_attention. Everything lands in ONE archive, $OUT/attention-kernels.tgz (a device
+# call returns at most 8 files), plus a summary table printed last.
+#   scripts/bench/attention_kernels_call.sh [LIMIT_SECONDS]
+set -u
+cd "$(dirname "$0")/../.."
+T0=$(date +%s)
+LIMIT=${1:-540}
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+build=${BUILD:-build-gpu}
+out=${OUT:-/tmp}/attention-kernels
+mkdir -p "$out"
+[ -e build ] || ln -s "$build" build  # the bench scripts call ./build/sparsek
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+timeout 200 "$build/tests/test_attention" --gtest_filter='*Flash*' > "$out/flash-tests.txt" 2>&1
+rc=$?
+echo "flash tests rc=$rc left $(left)"
+grep -E "^\[  (FAILED|PASSED) |Failure|rel_l2" "$out/flash-tests.txt" | head -20
+kernels="mma wgmma wgmma_keysplit wgmma_pipelined wgmma_pipelined_keysplit"
+for k in $kernels; do
+  [ "$(left)" -gt 60 ] || break
+  SPARSEK_FLASH_BWD=$k timeout 120 "$build/sparsek" bench attention --no-sparsek --out "$out/ours-$k.json" \
+    > "$out/ours-$k.log" 2>&1
+  echo "bench $k rc=$? left $(left)"
+done
+python3 - "$out" $kernels <<'PY'
+import json, os, sys
+out, kernels = sys.argv[1], sys.argv[2:]
+runs = {}
+for k in kernels:
+    f = f"{out}/ours-{k}.json"
+    if os.path.exists(f):
+        runs[k] = {(r["kind"], r["head_dim"], r["T"]): r["fwd_bwd_ms"] for r in json.load(open(f))["results"]}
+print("fwd+bwd ms at hd 64 per backward kernel (SPARSEK_FLASH_BWD)")
+print("kind T | " + " | ".join(runs))
+for key in sorted(next(iter(runs.values()), {})):
+    if key[1] == 64:
+        print(f"{key[0]} {key[2]} | " + " | ".join(f"{runs[k].get(key, float('nan')):.3f}" for k in runs))
+PY
+if [ "$(left)" -gt 150 ]; then
+  PYTHONUNBUFFERED=1 timeout 150 python3 scripts/bench/attention_peer.py --out "$out/peer.json" > "$out/peer.log" 2>&1
+  echo "peer rc=$? left $(left)"
+  python3 scripts/bench/report_attention.py "$out/ours-${REPORT_KERNEL:-wgmma}.json" "$out/peer.json" --json-out "$out/attention.json" \
+    --md-out "$out/attention.md" --commit "${SPARSEK_COMMIT:-unknown}" > /dev/null 2>&1
+fi
+if [ "$(left)" -gt 90 ]; then
+  OUT_DIR="$out" timeout $(( $(left) - 10 )) scripts/bench/bench_train.sh > "$out/train.log" 2>&1
+  echo "train bench rc=$? left $(left)"; tail -4 "$out/train.log"
+fi
+tar czf "${OUT:-/tmp}/attention-kernels.tgz" -C "$(dirname "$out")" "$(basename "$out")"
+rm -rf "$out"
+exit $rc
