@@ -203,10 +203,11 @@ Scorer model_scorer(const model::Gpt& gpt, int64_t batch, bool strictly_causal) 
       } else {
         model::KvCache cache = g->new_cache(B, L - 1);
         const int64_t prompt = L - na;  // through the question: its last logits predict the first answer token
+        const Tensor idx_dev = idx.to(dev);  // once: no host copy (stream sync) per answer token
         std::vector<Tensor> parts;
-        parts.push_back(g->forward_step(idx.slice(1, 0, prompt).contiguous().to(dev), cache).slice(1, prompt - 1, prompt));
+        parts.push_back(g->forward_step(idx_dev.slice(1, 0, prompt).contiguous(), cache).slice(1, prompt - 1, prompt));
         for (int64_t p = prompt; p < L - 1; ++p)
-          parts.push_back(g->forward_step(idx.slice(1, p, p + 1).contiguous().to(dev), cache));
+          parts.push_back(g->forward_step(idx_dev.slice(1, p, p + 1).contiguous(), cache));
         std::vector<Tensor> host;
         for (auto& t : parts) host.push_back(t.to(DType::F32).cpu().contiguous());
         const int64_t Vp = host[0].size(2);

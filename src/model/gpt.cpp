@@ -92,6 +92,11 @@ KvCache Gpt::new_cache(int64_t batch, int64_t max_positions) const {
   c.batch = batch;
   c.max_positions = max_positions;
   for (const Block& b : blocks_) c.layers.push_back(b.attn->new_cache(batch, max_positions));
+  if (wpe_.defined()) {
+    std::vector<int64_t> p(static_cast<size_t>(batch * max_positions));
+    for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<int64_t>(i) % max_positions;
+    c.positions = Tensor::from_ints(p, {batch, max_positions}, DType::I32, wpe_.device());
+  }
   return c;
 }
 
@@ -112,12 +117,16 @@ Tensor Gpt::run(const Tensor& idx, KvCache* cache) const {
            " exceeds model.block_size ", cfg_.block_size);
   Tensor x = ops::embedding(wte_, idx);  // (B, T, C)
   if (wpe_.defined()) {
-    Tensor pos = ops::embedding(wpe_, Tensor::from_ints([&] {
-                                   std::vector<int64_t> p(B * T);
-                                   for (int64_t i = 0; i < B * T; ++i) p[i] = start + i % T;
-                                   return p;
-                                 }(), {B, T}, DType::I32, idx.device()));
-    x = ops::add(x, pos);
+    // Position ids start .. start + T - 1 per row: a view of the cache's ids while decoding (no host
+    // copy, no stream sync per step), else made here.
+    const bool from_cache = cache && cache->positions.defined() && start + T <= cache->positions.size(1);
+    const Tensor ids = from_cache ? cache->positions.slice(1, start, start + T)
+                                  : Tensor::from_ints([&] {
+                                      std::vector<int64_t> p(B * T);
+                                      for (int64_t i = 0; i < B * T; ++i) p[i] = start + i % T;
+                                      return p;
+                                    }(), {B, T}, DType::I32, idx.device());
+    x = ops::add(x, ops::embedding(wpe_, ids));
   }
   const double eps = cfg_.layernorm_eps;
   for (size_t l = 0; l < blocks_.size(); ++l) {

@@ -86,10 +86,17 @@ double evaluate_causal(const model::Gpt& gpt, data::DataLoader& loader, int64_t 
   while (auto b = loader.next()) {
     const int64_t B = b->inputs.size(0), T = b->inputs.size(1);
     model::KvCache cache = gpt.new_cache(B, T);
+    // The batch goes to the device once and each step's summed loss stays there until the batch
+    // ends: no host round trip (stream sync) per token, so the host queues steps ahead of the GPU.
+    const Tensor inputs = b->inputs.to(dev), step_targets = b->targets.to(dev);
+    Tensor step_loss;  // (T), the loss's dtype (f32; f64 for an f64 model)
     for (int64_t t = 0; t < T; ++t) {
-      Tensor logits = gpt.forward_step(b->inputs.slice(1, t, t + 1).contiguous().to(dev), cache);  // (B, 1, Vp)
-      total += ops::cross_entropy(logits, b->targets.slice(1, t, t + 1).contiguous().to(dev), o).item();
+      Tensor logits = gpt.forward_step(inputs.slice(1, t, t + 1).contiguous(), cache);  // (B, 1, Vp)
+      const Tensor loss = ops::cross_entropy(logits, step_targets.slice(1, t, t + 1).contiguous(), o);
+      if (!step_loss.defined()) step_loss = Tensor::empty({T}, loss.dtype(), dev);
+      step_loss.slice(0, t, t + 1).copy_(loss.reshape({1}));
     }
+    for (double l : step_loss.to_vector()) total += l;  // the per-step sums in step order, as before
     targets += b->num_targets;
     if (++batches == max_batches) break;
   }
