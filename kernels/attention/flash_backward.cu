@@ -19,6 +19,7 @@
 #include "kernels/attention/flash_backward_block.cuh"
 #include "kernels/attention/flash_backward_sm90.h"
 #include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/sm90_device.h"
 
 namespace sk_flash {
 

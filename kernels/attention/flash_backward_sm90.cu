@@ -43,14 +43,6 @@ constexpr uint32_t kOffQ = 2 * kKVTile, kOffdO = kOffQ + 2 * kQTile;  // K at 0,
 constexpr uint32_t kOffdS = kOffdO + 2 * kQTile, kOffStats = kOffdS + BLOCK_N * BR * 2;
 constexpr int kSmemBytes = static_cast<int>(kOffStats) + 4 * BR * 4 + 1024;  // + alignment slack
 
-template <int N>
-__device__ __forceinline__ void keep_alive(uint32_t (&r)[N][4]) {  // A fragments read by an async wgmma
-#pragma unroll
-  for (int i = 0; i < N; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(r[i][e])::"memory");
-}
-
 template <bool kKeySplit, bool kPipelined>
 __global__ void __launch_bounds__(kThreads, 1)
     backward_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
@@ -228,8 +220,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     commit();
     wait<0>();
-    keep_alive(pa);
-    keep_alive(dsa);
+    keep_alive_fragments(pa);
+    keep_alive_fragments(dsa);
     fence_operand(dv_acc);
     fence_operand(dk_acc);
     fence_operand(dq);
@@ -279,19 +271,6 @@ int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const fl
 }
 
 }  // namespace sm90
-
-bool device_runs_sm90a() {
-  static int known[64] = {};  // per device: 0 not asked yet, 1 yes, 2 no
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  if (dev >= 0 && dev < 64 && known[dev]) return known[dev] == 1;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
-    return false;
-  const bool yes = major == 9 && minor == 0;
-  if (dev >= 0 && dev < 64) known[dev] = yes ? 1 : 2;
-  return yes;
-}
 
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
                               const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,

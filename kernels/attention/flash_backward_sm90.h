@@ -9,9 +9,6 @@
 
 namespace sk_flash {
 
-// True when the current device is compute capability 9.0 (runs the sm_90a machine code).
-bool device_runs_sm90a();
-
 // dK, dV and dq_accum (atomically added) for head dim 64; key_split selects the dQ partition,
 // pipelined the overlapped schedule (flash_backward_sm90.cu). delta and dq_accum come from the
 // prepare kernel.

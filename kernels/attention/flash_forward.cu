@@ -4,13 +4,16 @@
 // fp32 accumulate) with an online softmax in registers (base-2 exponentials, scale folded in).
 // Only key tiles inside the causal band (and, for a sliding window, inside the window) are
 // visited; element masks are applied only on the tiles that cross a band edge.
-// Declared in flash_attention.h; tested in tests/attention/test_flash_attention.cpp.
+// On compute capability 9.0 at hd 64, SkFlashParams::forward_kernel = 2 runs flash_forward_sm90.cu's
+// wgmma kernel instead. Declared in flash_attention.h; tested in tests/attention/test_flash_attention.cpp.
 #include <cuda_runtime.h>
 
 #include <cmath>
 
 #include "kernels/attention/flash_attention.h"
+#include "kernels/attention/flash_forward_sm90.h"
 #include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/sm90_device.h"
 
 namespace sk_flash {
 
@@ -227,8 +230,12 @@ int launch_forward(const SkFlashParams& p, void* out, float* lse, cudaStream_t s
 }  // namespace sk_flash
 
 extern "C" int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* lse, cudaStream_t s) {
-  if (!sk_flash::params_ok(p) || !out || !lse) return SK_KERNEL_BAD_ARG;
+  if (!sk_flash::params_ok(p) || !out || !lse || p->forward_kernel < 0 || p->forward_kernel > 2) return SK_KERNEL_BAD_ARG;
   if (p->batch == 0 || p->seq_len == 0) return SK_KERNEL_OK;
+  if (p->forward_kernel == 2) {  // wgmma: hd 64 on compute capability 9.0 only
+    if (p->head_dim != 64 || !sk_flash::device_runs_sm90a()) return SK_KERNEL_BAD_ARG;
+    return sk_flash::launch_forward_sm90(*p, out, lse, s);
+  }
   return p->head_dim == 64 ? sk_flash::launch_forward<64>(*p, out, lse, s)
                            : sk_flash::launch_forward<128>(*p, out, lse, s);
 }

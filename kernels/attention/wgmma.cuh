@@ -71,6 +71,16 @@ __device__ __forceinline__ void fence_operand(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// Keeps A fragments in their registers until after the wait() that retires the products reading
+// them (the compiler sees the wgmma asm consume them at issue and could reuse the registers).
+template <int N>
+__device__ __forceinline__ void keep_alive_fragments(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[i][e])::"memory");
+}
+
 #if SK_HAS_WGMMA
 // D (64 x 64, fp32) (+)= A (64 x 16, shared) * B (16 x 64, shared); TA / TB: the operand is M- / N-major.
 template <int TA, int TB>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call for the attention backward kernels (docs/perf-notes.md, "Attention backward on
-# wgmma"): the flash parity tests (every backward kernel at hd 64), `sparsek bench attention` once
-# per backward kernel (SPARSEK_FLASH_BWD), the PyTorch peers, the merged report for one kernel
+# wgmma"): the flash parity tests (every backward kernel and the wgmma forward at hd 64), `sparsek
+# bench attention` once per backward kernel (SPARSEK_FLASH_BWD) and once with the wgmma forward, the PyTorch peers, the merged report for one kernel
 # ($REPORT_KERNEL, default wgmma), and the end-to-end training benchmark (default kernel). Binaries from $BUILD (default build-gpu): sparsek
 # and tests/test_attention. Everything lands in ONE archive, $OUT/attention-kernels.tgz (a device
 # call returns at most 8 files), plus a summary table printed last.
@@ -27,6 +27,12 @@ for k in $kernels; do
     > "$out/ours-$k.log" 2>&1
   echo "bench $k rc=$? left $(left)"
 done
+# The wgmma forward (SPARSEK_FLASH_FWD=wgmma) with the default backward.
+if [ "$(left)" -gt 60 ]; then
+  SPARSEK_FLASH_FWD=wgmma timeout 120 "$build/sparsek" bench attention --no-sparsek --out "$out/ours-fwd-wgmma.json" \
+    > "$out/ours-fwd-wgmma.log" 2>&1
+  echo "bench fwd wgmma rc=$? left $(left)"
+fi
 python3 - "$out" $kernels <<'PY'
 import json, os, sys
 out, kernels = sys.argv[1], sys.argv[2:]
@@ -35,6 +41,15 @@ for k in kernels:
     f = f"{out}/ours-{k}.json"
     if os.path.exists(f):
         runs[k] = {(r["kind"], r["head_dim"], r["T"]): r["fwd_bwd_ms"] for r in json.load(open(f))["results"]}
+f = f"{out}/ours-fwd-wgmma.json"
+fw = {(r["kind"], r["head_dim"], r["T"]): r["fwd_ms"] for r in json.load(open(f))["results"]} if os.path.exists(f) else {}
+fm = {}
+if os.path.exists(f"{out}/ours-wgmma.json"):
+    fm = {(r["kind"], r["head_dim"], r["T"]): r["fwd_ms"] for r in json.load(open(f"{out}/ours-wgmma.json"))["results"]}
+print("fwd ms at hd 64: mma.sync | wgmma (SPARSEK_FLASH_FWD)")
+for key in sorted(fw):
+    if key[1] == 64:
+        print(f"{key[0]} {key[2]} | {fm.get(key, float('nan')):.3f} | {fw[key]:.3f}")
 print("fwd+bwd ms at hd 64 per backward kernel (SPARSEK_FLASH_BWD)")
 print("kind T | " + " | ".join(runs))
 for key in sorted(next(iter(runs.values()), {})):

@@ -43,6 +43,16 @@ int backward_kernel_from_env() {
           env, "'");
 }
 
+// SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (the
+// mma.sync kernel), "mma", or "wgmma" (flash_forward_sm90.cu: hd 64 on compute capability 9.0).
+int forward_kernel_from_env() {
+  const char* env = std::getenv("SPARSEK_FLASH_FWD");
+  if (!env || !*env || std::strcmp(env, "auto") == 0) return 0;
+  if (std::strcmp(env, "mma") == 0) return 1;
+  if (std::strcmp(env, "wgmma") == 0) return 2;
+  SK_FAIL("SPARSEK_FLASH_FWD must be auto, mma or wgmma, got '", env, "'");
+}
+
 // A (B, T, H, D) buffer seen as (B, H, T, D).
 Tensor bthd_as_bhtd(const Tensor& buf) { return buf.transpose(1, 2); }
 
@@ -51,7 +61,8 @@ Tensor bthd_as_bhtd(const Tensor& buf) { return buf.transpose(1, 2); }
 
 AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask) {
 #ifdef SPARSEK_HAS_CUDA
-  const SkFlashParams p = params_of(q, k, v, mask);
+  SkFlashParams p = params_of(q, k, v, mask);
+  p.forward_kernel = forward_kernel_from_env();
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   cuda::set_device(q.device().index);
   Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());

@@ -118,6 +118,30 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   }
 }
 
+// The wgmma forward (SPARSEK_FLASH_FWD=wgmma, kernels/attention/flash_forward_sm90.cu) against the
+// CPU reference on the same cases at hd 64, on compute capability 9.0 only (skipped elsewhere, and
+// at hd 128, which it does not serve). Same tolerances as the default kernel.
+TEST_P(FlashAttention, WgmmaForwardMatchesCpuReference) {
+  SK_REQUIRE_CUDA();
+  const Case c = GetParam();
+  if (c.D != 64 || cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forward serves hd 64 on compute capability 9.0";
+  Rng rng(2000 + c.T * 7 + c.D + c.window);
+  const Device gpu = Device::cuda(0);
+  Tensor qkv = Tensor::randn({c.B, c.T, 3, c.H, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+  const CausalWindow mask{c.window};
+  sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma");
+  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
+  auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
+  attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
+  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
+  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
+  EXPECT_FALSE(out.non_finite) << out.str();
+  EXPECT_FALSE(lse.non_finite) << lse.str();
+  EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
+  EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
+}
+
 // An unknown SPARSEK_FLASH_BWD value is refused with a message naming the variable and the choices.
 TEST(FlashAttentionArgs, RejectsAnUnknownBackwardKernel) {
   SK_REQUIRE_CUDA();

@@ -1,0 +1,209 @@
+// Fused causal attention forward on Hopper's warpgroup tensor cores (wgmma, sm_90a), head dim 64:
+// the same function as flash_forward.cu's kernel (out and the natural-log LSE, causal with an
+// optional window), chosen by sk_cuda_flash_forward through SkFlashParams::forward_kernel.
+//
+// One block = 128 queries of one (batch, head): two warpgroups of 64 query rows; K/V tiles of 64
+// keys stream through three shared-memory buffers (cp.async, flash_tile.cuh's swizzle, which is
+// the hardware's 128-byte swizzle: wgmma.cuh). Per tile and warpgroup:
+//   S = Q K^T    wgmma 64 x 64 x 64, A = the warpgroup's Q rows held in registers (loaded once
+//                with ldmatrix: the mma.m16n8k16 A layout is wgmma's register A layout), B = the
+//                K tile (K-major);
+//   online softmax in registers (base 2, scale folded in), O rescaled;
+//   O += P V     wgmma 64 x 64 x 64, A = P (bf16, registers), B = the V tile read N-major.
+// Each tile's products complete before the next tile (leaving P V running into the next tile made
+// ptxas serialise every wgmma of the kernel, warning C7515: the loop's register copies of the
+// accumulators count as plain writes while the product is in flight); the overlap comes from two
+// blocks (four warpgroups) per SM instead. Three K/V buffers, so that a tile's prefetch never
+// waits for a reader. Only key tiles inside the causal band (and the
+// window) are visited; element masks only on tiles that cross a band edge.
+// Tested by tests/attention/test_flash_attention.cpp (SPARSEK_FLASH_FWD=wgmma on compute
+// capability 9.0).
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/attention/flash_attention.h"
+#include "kernels/attention/flash_forward_sm90.h"
+#include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/wgmma.cuh"
+
+namespace sk_flash {
+namespace sm90_fwd {
+
+constexpr int D = 64;
+constexpr int kThreads = 256;  // two warpgroups
+constexpr int BLOCK_M = 128;   // queries per block, 64 per warpgroup
+constexpr int BLOCK_N = 64;    // keys per tile
+constexpr uint32_t kQBytes = BLOCK_M * D * 2;     // 16 KB
+constexpr uint32_t kKVTile = BLOCK_N * D * 2;     // 8 KB
+constexpr int kStages = 3;
+// Shared memory from a 1024-byte aligned base: Q, K x kStages, V x kStages.
+constexpr int kSmemBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
+
+__global__ void __launch_bounds__(kThreads, 2)
+    forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse) {
+#if SK_HAS_WGMMA
+  using namespace sk_wgmma;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t sQ = (raw + 1023u) & ~1023u;
+  const uint32_t sK = sQ + kQBytes, sV = sK + kStages * kKVTile;  // buffer `buf` at + buf * kKVTile
+
+  const int m_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // longest rows first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int T = p.seq_len, W = p.window, H = p.heads;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int wg = tid >> 7, wi = (tid >> 5) & 3;  // warpgroup (64 rows), warp within it (16 rows)
+  const int lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int m0 = m_block * BLOCK_M;
+
+  const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(p.q) + b * p.q_stride.batch + h * p.q_stride.head;
+  const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(p.k) + b * p.k_stride.batch + h * p.k_stride.head;
+  const __nv_bfloat16* v = static_cast<const __nv_bfloat16*>(p.v) + b * p.v_stride.batch + h * p.v_stride.head;
+
+  // Key range of this query tile: [key_lo, key_hi).
+  const int m_last = min(m0 + BLOCK_M, T) - 1;
+  const int key_lo = W > 0 ? max(0, m0 - W + 1) : 0;
+  const int key_hi = m_last + 1;
+  const int n_first = key_lo / BLOCK_N, n_end = (key_hi + BLOCK_N - 1) / BLOCK_N;
+
+  load_tile<BLOCK_M, D, kThreads>(sQ, q, p.q_stride.row, m0, T);
+  load_tile<BLOCK_N, D, kThreads>(sK, k, p.k_stride.row, n_first * BLOCK_N, T);
+  load_tile<BLOCK_N, D, kThreads>(sV, v, p.v_stride.row, n_first * BLOCK_N, T);
+  cp_async_commit();
+
+  const float scale_log2 = p.softmax_scale * kLog2e;
+  float o[32], s[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) o[i] = s[i] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  uint32_t qf[D / 16][4], pf[BLOCK_N / 16][4];
+#pragma unroll
+  for (int i = 0; i < BLOCK_N / 16; ++i) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
+  const int row_a = m0 + wg * 64 + wi * 16 + g;  // this thread's rows: row_a, row_a + 8
+
+  for (int n = n_first; n < n_end; ++n) {
+    const int buf = (n - n_first) % kStages, next = (buf + 1) % kStages;
+    cp_async_wait<0>();
+    fence_proxy_async();  // the cp.async writes are read by wgmma
+    __syncthreads();  // every warpgroup is done with tile n - 1 (its products waited for)
+    if (n + 1 < n_end) {  // prefetch the next K/V tile
+      load_tile<BLOCK_N, D, kThreads>(sK + next * kKVTile, k, p.k_stride.row, (n + 1) * BLOCK_N, T);
+      load_tile<BLOCK_N, D, kThreads>(sV + next * kKVTile, v, p.v_stride.row, (n + 1) * BLOCK_N, T);
+    }
+    cp_async_commit();
+    if (n == n_first) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, wg * 64 + wi * 16, kk * 16, lane);
+    }
+    const uint32_t sKb = sK + buf * kKVTile, sVb = sV + buf * kKVTile;
+
+    // S = Q K^T (k = head dim).
+    fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs<0>(s, qf[kk], desc_k_major(sKb + kk * 32), kk > 0);
+    commit();
+    wait<0>();
+    fence_operand(s);
+    fence_operand(o);
+
+    // Mask the tiles that cross the diagonal, the window's lower edge or the end of the sequence.
+    const int n0 = n * BLOCK_N;
+    const bool needs_mask = n0 + BLOCK_N - 1 > m0 || n0 + BLOCK_N > T || (W > 0 && n0 < m_last - W + 1);
+    if (needs_mask) {
+#pragma unroll
+      for (int j = 0; j < BLOCK_N / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = n0 + j * 8 + 2 * t + (e & 1);
+          const int row = e < 2 ? row_a : row_a + 8;
+          const bool ok = key <= row && key < T && (W == 0 || key > row - W);
+          if (!ok) s[4 * j + e] = -INFINITY;
+        }
+    }
+    // Online softmax (base 2): new running max, rescale O and the running sums.
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+      tile_max[0] = fmaxf(tile_max[0], fmaxf(s[4 * j + 0], s[4 * j + 1]));
+      tile_max[1] = fmaxf(tile_max[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    }
+    float corr[2], m_scaled[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      m_scaled[r] = new_max == -INFINITY ? 0.f : new_max * scale_log2;
+      corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f(row_max[r] * scale_log2 - m_scaled[r]);
+      row_max[r] = new_max;
+      row_sum[r] *= corr[r];
+    }
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      o[4 * i + 0] *= corr[0];
+      o[4 * i + 1] *= corr[0];
+      o[4 * i + 2] *= corr[1];
+      o[4 * i + 3] *= corr[1];
+    }
+#pragma unroll
+    for (int j = 0; j < BLOCK_N / 8; ++j) {
+      const float p0 = exp2f(s[4 * j + 0] * scale_log2 - m_scaled[0]);
+      const float p1 = exp2f(s[4 * j + 1] * scale_log2 - m_scaled[0]);
+      const float p2 = exp2f(s[4 * j + 2] * scale_log2 - m_scaled[1]);
+      const float p3 = exp2f(s[4 * j + 3] * scale_log2 - m_scaled[1]);
+      row_sum[0] += p0 + p1;
+      row_sum[1] += p2 + p3;
+      pf[j / 2][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
+      pf[j / 2][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
+    }
+
+    // O += P V (k = keys).
+    fence();
+#pragma unroll
+    for (int kk = 0; kk < BLOCK_N / 16; ++kk) wgmma_m64n64k16_rs<1>(o, pf[kk], desc_mn_major(sVb + kk * 2048), 1);
+    commit();
+    wait<0>();
+    keep_alive_fragments(pf);
+    fence_operand(o);
+  }
+
+  // Normalise and write O ((B, T, H, D)) and the natural-log LSE ((B, H, T)).
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float sum = row_sum[r];
+    sum += __shfl_xor_sync(0xffffffff, sum, 1);
+    sum += __shfl_xor_sync(0xffffffff, sum, 2);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const int row = row_a + r * 8;
+    if (row >= T) continue;
+    __nv_bfloat16* orow = out + ((static_cast<int64_t>(b) * T + row) * H + h) * D;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      *reinterpret_cast<uint32_t*>(orow + i * 8 + 2 * t) = pack_bf16(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
+    if (t == 0) {
+      lse[(static_cast<int64_t>(b) * H + h) * T + row] =
+          sum > 0.f ? (row_max[r] * scale_log2 + log2f(sum)) / kLog2e : -INFINITY;
+    }
+  }
+#else
+  (void)p, (void)out, (void)lse;
+  __trap();  // launched only on compute capability 9.0, which runs the sm_90a code
+#endif
+}
+
+}  // namespace sm90_fwd
+
+int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
+  using namespace sm90_fwd;
+  if (p.head_dim != D) return SK_KERNEL_BAD_ARG;
+  if (cudaFuncSetAttribute(forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess ||
+      cudaFuncSetAttribute(forward_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           cudaSharedmemCarveoutMaxShared) != cudaSuccess)
+    return SK_KERNEL_LAUNCH_FAILED;
+  dim3 grid((p.seq_len + BLOCK_M - 1) / BLOCK_M, p.heads, p.batch);
+  forward_kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+}  // namespace sk_flash
