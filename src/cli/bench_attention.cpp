@@ -89,12 +89,13 @@ void bench_sparsek(const BenchAttentionOptions& o, Rng& rng, Timer& timer, nlohm
 void run_bench_attention(const BenchAttentionOptions& o) {
   SK_CHECK(cuda::is_available(), "bench attention needs a CUDA device (none found)");
   SK_CHECK(o.t_min >= 64 && o.t_max >= o.t_min && o.tokens >= o.t_max, "bench attention: need 64 <= --t-min <= --t-max <= --tokens");
+  for (int64_t D : o.head_dims) SK_CHECK(D == 64 || D == 128, "bench attention: --head-dims takes 64 and/or 128, got ", D);
   Rng rng(2026);
   Timer timer;
   nlohmann::json results = nlohmann::json::array();
   spdlog::info("{:>5} {:>4} {:>6} {:>7} {:>10} {:>10} {:>12} {:>12}", "D", "H", "T", "window", "fwd ms", "fwd+bwd ms",
                "fwd TFLOP/s", "f+b TFLOP/s");
-  for (int64_t D : {64, 128}) {
+  for (int64_t D : o.head_dims) {
     if (o.sparsek_only) break;
     const int64_t H = 768 / D;
     for (int64_t T = o.t_min; T <= o.t_max; T *= 2) {

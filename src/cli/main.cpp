@@ -56,6 +56,10 @@ int main(int argc, char** argv) {
   attn_cmd->add_option("--sparsek-k", bench_attn.sparsek_k, "SparseK budgets k to time (e.g. 256,512)")
       ->delimiter(',')
       ->capture_default_str();
+  attn_cmd->add_option("--head-dims", bench_attn.head_dims, "head dims of the full / sliding-window cases (64,128)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({64, 128}))
+      ->capture_default_str();
   attn_cmd->add_option("--sparsek-window", bench_attn.sparsek_window, "SparseK windows w to time (0: pure SparseK; e.g. 0,512)")
       ->delimiter(',')
       ->capture_default_str();
