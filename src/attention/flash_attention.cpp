@@ -2,11 +2,9 @@
 // in the (B, T, H, D) layout, and the calls into kernels/attention/flash_*.cu.
 #include "attention/flash_attention.h"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "attention/cuda_attention_args.h"
 #include "util/check.h"
+#include "util/env.h"
 
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
@@ -32,26 +30,13 @@ SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, Causa
 // columns), "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit" (the overlapped
 // schedule, flash_backward_sm90.cu). Read at every call, so a benchmark or a test can switch it.
 int backward_kernel_from_env() {
-  const char* env = std::getenv("SPARSEK_FLASH_BWD");
-  if (!env || !*env || std::strcmp(env, "auto") == 0) return 0;
-  if (std::strcmp(env, "mma") == 0) return 1;
-  if (std::strcmp(env, "wgmma") == 0) return 2;
-  if (std::strcmp(env, "wgmma_keysplit") == 0) return 3;
-  if (std::strcmp(env, "wgmma_pipelined") == 0) return 4;
-  if (std::strcmp(env, "wgmma_pipelined_keysplit") == 0) return 5;
-  SK_FAIL("SPARSEK_FLASH_BWD must be auto, mma, wgmma, wgmma_keysplit, wgmma_pipelined or wgmma_pipelined_keysplit, got '",
-          env, "'");
+  return util::env_choice("SPARSEK_FLASH_BWD",
+                          {"auto", "mma", "wgmma", "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit"});
 }
 
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (the
 // mma.sync kernel), "mma", or "wgmma" (flash_forward_sm90.cu: hd 64 on compute capability 9.0).
-int forward_kernel_from_env() {
-  const char* env = std::getenv("SPARSEK_FLASH_FWD");
-  if (!env || !*env || std::strcmp(env, "auto") == 0) return 0;
-  if (std::strcmp(env, "mma") == 0) return 1;
-  if (std::strcmp(env, "wgmma") == 0) return 2;
-  SK_FAIL("SPARSEK_FLASH_FWD must be auto, mma or wgmma, got '", env, "'");
-}
+int forward_kernel_from_env() { return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma"}); }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).
 Tensor bthd_as_bhtd(const Tensor& buf) { return buf.transpose(1, 2); }

@@ -6,12 +6,11 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "autograd/node.h"
 #include "ops/ops.h"
 #include "util/check.h"
+#include "util/env.h"
 
 namespace sk::attention {
 
@@ -46,12 +45,7 @@ class LshCache : public AttentionCache {
 
 // SPARSEK_LSH_DECODE: "incremental" (default) hashes and inserts only the new position
 // (lsh_cuda_decode_step; docs/LSH.md); "prefix" runs the CUDA forward over each prefix.
-bool incremental_decode() {
-  const char* env = std::getenv("SPARSEK_LSH_DECODE");
-  if (!env || !*env || std::strcmp(env, "incremental") == 0) return true;
-  SK_CHECK(std::strcmp(env, "prefix") == 0, "SPARSEK_LSH_DECODE must be incremental or prefix, got ", env);
-  return false;
-}
+bool incremental_decode() { return util::env_choice("SPARSEK_LSH_DECODE", {"incremental", "prefix"}) == 0; }
 
 // The core's dtype: the module's on the CPU in f32/f64, else f32 host copies.
 DType core_dtype(const Tensor& t) {

@@ -4,11 +4,10 @@
 #include "attention/lsh/lsh_cuda.h"
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "autograd/node.h"
 #include "util/check.h"
+#include "util/env.h"
 
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
@@ -64,13 +63,7 @@ SkLshParams kernel_params(const Tensor& q, const Tensor& v, int64_t rounds, int6
 // first tensor-core version: two-kernel backward; the fallback should the newest fail).
 int kernel_impl(LshCudaKernels k) {
   if (k != LshCudaKernels::Auto) return int(k);
-  const char* env = std::getenv("SPARSEK_LSH_KERNELS");
-  if (env && std::strcmp(env, "simt") == 0) return 1;
-  if (env && std::strcmp(env, "mma") == 0) return 2;
-  if (env && std::strcmp(env, "mma_v1") == 0) return 3;
-  SK_CHECK(!env || !*env || std::strcmp(env, "auto") == 0, "SPARSEK_LSH_KERNELS must be simt, mma, mma_v1 or auto, got ",
-           env);
-  return 0;
+  return util::env_choice("SPARSEK_LSH_KERNELS", {"auto", "simt", "mma", "mma_v1"});
 }
 
 }  // namespace
