@@ -159,6 +159,7 @@ struct CompareOptions {
   double max_minutes = 0;              // 0: no deadline
   std::vector<std::string> overrides;  // --set for every cell's run config
   bool no_probes = false;
+  bool keep_records = false;
   bool list = false;                   // print the cells and their status, run nothing
   bool report_only = false;            // rewrite results.json / results.md only
 };

@@ -1,4 +1,4 @@
-// `sparsek compare GRID.json [--only F] [--skip F] [--shard I/N] [--max-minutes M] [--set k=v] [--no-probes]
+// `sparsek compare GRID.json [--only F] [--skip F] [--shard I/N] [--max-minutes M] [--set k=v] [--no-probes] [--keep-records]
 // [--list] [--report-only]`: runs or continues a comparison grid (src/compare/runner.h,
 // docs/COMPARE.md); SIGINT/SIGTERM stop training with a checkpoint like the deadline does.
 // `sparsek probe CHECKPOINT [--length L] [--distances ...]`: the long-range probes of one model.
@@ -36,6 +36,7 @@ void run_compare(const CompareOptions& o) {
   ro.max_minutes = o.max_minutes;
   ro.overrides = o.overrides;
   ro.probes = !o.no_probes;
+  ro.keep_records = o.keep_records;
   const size_t slash = o.shard.find('/');
   SK_CHECK(slash != std::string::npos, "compare: --shard ", o.shard, " is not I/N");
   try {

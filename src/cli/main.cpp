@@ -151,6 +151,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   cmp_cmd->add_option("--set", cmp.overrides, "override a run-config key of every cell, e.g. train.device=cuda:1");
   cmp_cmd->add_flag("--no-probes", cmp.no_probes, "leave the probes for a later call");
+  cmp_cmd->add_flag("--keep-records", cmp.keep_records,
+                    "a cell retrained because its checkpoint is not here keeps its recorded training and evaluation");
   cmp_cmd->add_flag("--list", cmp.list, "list the cells and their status; run nothing");
   cmp_cmd->add_flag("--report-only", cmp.report_only, "only rewrite results.json and results.md from the cells");
   cmp_cmd->callback([&] { run_compare(cmp); });

@@ -184,13 +184,28 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
 
       // A trained cell whose checkpoint stayed on another machine (only the states travel between
       // device sessions) is trained again for its remaining phases.
+      // With keep_records the first run's training record and evaluation stay (the retrained model
+      // only serves the missing phases): the record moves to "original_train" until the retrain
+      // finishes, so a retrain stopped by the deadline loses nothing, and the first run's metrics
+      // file is kept beside the retrain's as metrics-original.jsonl.
       const bool trained = st.contains("train") && st["train"].value("done", false);
       if (trained && !train::latest_checkpoint(c.config.checkpoint.dir)) {
         spdlog::warn("compare: {} was trained but its checkpoint is not here ({}): training it again for its "
-                     "evaluation / probes", c.id, c.config.checkpoint.dir);
+                     "{}", c.id, c.config.checkpoint.dir, o.keep_records ? "probes (keeping its recorded training and evaluation)"
+                                                                          : "evaluation / probes");
+        if (o.keep_records) {
+          st["original_train"] = st["train"];
+          const fs::path metrics = fs::path(c.config.checkpoint.dir) / c.config.logging.metrics_file;
+          const fs::path kept = fs::path(c.config.checkpoint.dir) / "metrics-original.jsonl";
+          std::error_code ec;
+          if (fs::exists(metrics, ec) && !fs::exists(kept, ec)) fs::rename(metrics, kept, ec);
+          SK_CHECK(!ec, "compare: ", c.id, ": cannot keep ", metrics.string(), " as ", kept.string(), ": ", ec.message());
+        } else {
+          st.erase("eval");
+        }
         st.erase("train");
-        st.erase("eval");
         st.erase("probes");
+        write_cell_state(g, c, st);
       }
       // 1. Train (continues a half-done run from its checkpoint).
       bool trained_now = false;
@@ -215,6 +230,11 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
           break;
         }
         st["train"] = train_summary(c, r);
+        if (st.contains("original_train")) {  // a retrain for the probes (keep_records)
+          st["retrain"] = st["train"];
+          st["train"] = st["original_train"];
+          st.erase("original_train");
+        }
         trained_now = true;
         add_wall();
         write_cell_state(g, c, st);
@@ -290,6 +310,9 @@ RunnerResult run_grid(const Grid& g, const RunnerOptions& o) {
         po.batch = std::max<int64_t>(1, std::min<int64_t>(8, g.micro_batch_tokens / c.seq_len));
         json pr = run_probes(model_scorer(gpt, po.batch, causal), t, filler, c.seq_len, po);
         pr["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+        // The probed model is a retrain of the cell (its first checkpoint was not kept): the same
+        // seed, data and schedule; bit-identical on CPU, not on GPU (docs/COMPARE.md).
+        if (st.contains("retrain")) pr["model"] = "retrained";
         st["probes"] = pr;
         spdlog::info("compare: {} probes: {}", c.id, probe_summary(pr));
         add_wall();

@@ -31,6 +31,10 @@ struct RunnerOptions {
   double max_minutes = 0;                // 0: no deadline
   std::vector<std::string> overrides;    // run-config --set overrides for every cell (e.g. train.device=cuda:1)
   bool probes = true;                    // run the probes phase (when the grid enables them)
+  // A cell trained in an earlier session whose checkpoint is not here is trained again for its
+  // missing phases; true keeps its recorded training summary and evaluation (the retrain's summary
+  // goes to "retrain"), false (default) replaces them with the retrain's.
+  bool keep_records = false;
   // Tests: asked after every optimizer step with the number of steps this call has trained;
   // true stops like the deadline does.
   std::function<bool(int64_t steps_this_call)> should_stop;

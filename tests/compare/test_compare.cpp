@@ -241,6 +241,43 @@ TEST(CompareGrid, tiny_grid_end_to_end_and_resume) {
   const json again = compare::read_cell_state(gb, cells[3]);
   EXPECT_EQ(again["eval"]["32"]["loss"], res["cells"][3]["eval"]["32"]["loss"]);
   EXPECT_EQ(again["probes"]["assoc"], res["cells"][3]["probes"]["assoc"]);
+  EXPECT_FALSE(again["probes"].contains("model"));
+
+  // The same with keep_records: the recorded training summary and evaluation stay (marked here so
+  // that a recomputation would show), the retrain's summary goes to "retrain", the probes say they
+  // ran on a retrained model, and the first run's metrics file is kept. The retrain is first
+  // stopped after 3 steps: the kept record survives the interruption.
+  json marked = again;
+  marked.erase("probes");
+  marked.erase("done");
+  marked["eval"]["32"]["loss"] = 123.25;
+  marked["train"]["tokens_per_s"] = 4.5;
+  util::write_file_atomic(dir / "b" / "cells" / cells[3].id / "cell.json", marked.dump());
+  const fs::path run3 = dir / "b" / "cells" / cells[3].id / "run";
+  for (const auto& e : fs::directory_iterator(run3))
+    if (e.path().filename().string().rfind("step_", 0) == 0 || e.path().filename() == "latest") fs::remove_all(e.path());
+  const std::string first_metrics = util::read_file(run3 / "metrics.jsonl");
+  compare::RunnerOptions keep;
+  keep.keep_records = true;
+  compare::RunnerOptions keep_stop3 = keep;
+  keep_stop3.should_stop = [](int64_t steps) { return steps >= 3; };
+  EXPECT_TRUE(compare::run_grid(gb, keep_stop3).stopped);
+  const json mid = compare::read_cell_state(gb, cells[3]);
+  EXPECT_FALSE(mid["train"]["done"].get<bool>());
+  EXPECT_EQ(mid["original_train"]["tokens_per_s"], 4.5);
+  EXPECT_EQ(mid["eval"]["32"]["loss"], 123.25);
+  const compare::RunnerResult rb4 = compare::run_grid(gb, keep);
+  EXPECT_EQ(rb4.ran, (std::vector<std::string>{"sparsek_window_T32_s2"}));
+  const json kept = compare::read_cell_state(gb, cells[3]);
+  EXPECT_TRUE(kept["done"].get<bool>());
+  EXPECT_EQ(kept["eval"]["32"]["loss"], 123.25);
+  EXPECT_EQ(kept["train"]["tokens_per_s"], 4.5);
+  EXPECT_FALSE(kept.contains("original_train"));
+  EXPECT_EQ(kept["retrain"]["steps"], again["train"]["steps"]);
+  EXPECT_EQ(kept["retrain"]["final_train_loss"], again["train"]["final_train_loss"]);  // CPU: bit-identical retrain
+  EXPECT_EQ(kept["probes"]["model"], "retrained");
+  EXPECT_EQ(kept["probes"]["assoc"], res["cells"][3]["probes"]["assoc"]);
+  EXPECT_EQ(util::read_file(run3 / "metrics-original.jsonl"), first_metrics);
   fs::remove_all(dir);
 }
 
