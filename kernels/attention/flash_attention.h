@@ -31,8 +31,8 @@ struct SkFlashParams {
   // that row stride; head h at + h * D). 0 means H * D (contiguous). 3 * H * D writes the three
   // gradients straight into one packed (B, T, 3, H, D) buffer. Must be even.
   int64_t grad_row_stride;
-  // Backward only: which main kernel. 0: the default for the device (wgmma at hd 64 on compute
-  // capability 9.0, else mma.sync); 1: mma.sync (flash_backward.cu); 2: wgmma, dQ split by columns;
+  // Backward only: which main kernel. 0: the default for the device (at hd 64 on compute
+  // capability 9.0 wgmma with the pipelined schedule, i.e. 4; else mma.sync); 1: mma.sync (flash_backward.cu); 2: wgmma, dQ split by columns;
   // 3: wgmma, dQ split by keys; 4, 5: as 2, 3 with the pipelined schedule (flash_backward_sm90.cu).
   // 2-5 need hd 64 and a 9.0 device.
   int backward_kernel;

@@ -278,12 +278,13 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
   flash_backward_prepare_kernel<D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(
       static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), delta, dq_accum, p.batch,
       p.heads, p.seq_len);
-  // Hopper at hd 64: the wgmma main kernel (flash_backward_sm90.cu) unless mma.sync is asked for.
+  // Hopper at hd 64: the wgmma main kernel (flash_backward_sm90.cu; by default its pipelined
+  // schedule, measured fastest at every T on H200 on 2026-12-03) unless mma.sync is asked for.
   const bool wgmma = D == 64 && p.backward_kernel != 1 && device_runs_sm90a();
   if (p.backward_kernel >= 2 && !wgmma) return SK_KERNEL_BAD_ARG;  // asked for wgmma where it cannot run
   int status = SK_KERNEL_OK;
   if (wgmma) {
-    const int k = p.backward_kernel;
+    const int k = p.backward_kernel == 0 ? 4 : p.backward_kernel;  // default: the pipelined schedule
     status = launch_backward_main_sm90(p, dout, ds, lse, delta, dk, dv, dq_accum, k == 3 || k == 5, k == 4 || k == 5, s);
   } else {
     status = launch_backward_main<D>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);

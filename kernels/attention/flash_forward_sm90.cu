@@ -5,9 +5,8 @@
 // One block = 128 queries of one (batch, head): two warpgroups of 64 query rows; K/V tiles of 64
 // keys stream through three shared-memory buffers (cp.async, flash_tile.cuh's swizzle, which is
 // the hardware's 128-byte swizzle: wgmma.cuh). Per tile and warpgroup:
-//   S = Q K^T    wgmma 64 x 64 x 64, A = the warpgroup's Q rows held in registers (loaded once
-//                with ldmatrix: the mma.m16n8k16 A layout is wgmma's register A layout), B = the
-//                K tile (K-major);
+//   S = Q K^T    wgmma 64 x 64 x 64, A = the warpgroup's 64 Q rows and B = the K tile, both
+//                K-major from shared memory (as the backward's S^T; FlashAttention-3's choice too);
 //   online softmax in registers (base 2, scale folded in), O rescaled;
 //   O += P V     wgmma 64 x 64 x 64, A = P (bf16, registers), B = the V tile read N-major.
 // Each tile's products complete before the next tile (leaving P V running into the next tile made
@@ -77,7 +76,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int i = 0; i < 32; ++i) o[i] = s[i] = 0.f;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
-  uint32_t qf[D / 16][4], pf[BLOCK_N / 16][4];
+  uint32_t pf[BLOCK_N / 16][4];
 #pragma unroll
   for (int i = 0; i < BLOCK_N / 16; ++i) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
   const int row_a = m0 + wg * 64 + wi * 16 + g;  // this thread's rows: row_a, row_a + 8
@@ -92,16 +91,14 @@ __global__ void __launch_bounds__(kThreads, 2)
       load_tile<BLOCK_N, D, kThreads>(sV + next * kKVTile, v, p.v_stride.row, (n + 1) * BLOCK_N, T);
     }
     cp_async_commit();
-    if (n == n_first) {
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, wg * 64 + wi * 16, kk * 16, lane);
-    }
     const uint32_t sKb = sK + buf * kKVTile, sVb = sV + buf * kKVTile;
 
     // S = Q K^T (k = head dim).
+    fence_operand(s);  // the register writes a product reads come before its wgmma.fence (below too)
     fence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64n64k16_rs<0>(s, qf[kk], desc_k_major(sKb + kk * 32), kk > 0);
+    for (int kk = 0; kk < D / 16; ++kk)
+      wgmma_m64n64k16_ss<0, 0>(s, desc_k_major(sQ + wg * 64 * D * 2 + kk * 32), desc_k_major(sKb + kk * 32), kk > 0);
     commit();
     wait<0>();
     fence_operand(s);
@@ -158,7 +155,11 @@ __global__ void __launch_bounds__(kThreads, 2)
       pf[j / 2][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
     }
 
-    // O += P V (k = keys).
+    // O += P V (k = keys). The rescale of O and the packing of P must happen before wgmma.fence:
+    // without these pins the compiler sank the 32 O multiplications below the fence (the PTX of
+    // the first GPU run), so the product could read O unscaled.
+    fence_operand(o);
+    keep_alive_fragments(pf);
     fence();
 #pragma unroll
     for (int kk = 0; kk < BLOCK_N / 16; ++kk) wgmma_m64n64k16_rs<1>(o, pf[kk], desc_mn_major(sVb + kk * 2048), 1);

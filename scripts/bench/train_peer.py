@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer of `sparsek bench train`: a nanoGPT-style GPT-2 (learned positions, pre-LayerNorm,
-tanh GELU, tied head, vocabulary padded to 50304) trained on random tokens with torch.compile,
+tanh GELU, tied head, vocabulary padded to 50304; initialised and decayed as sparsek's model: zero
+biases, no weight decay on the embeddings) trained on random tokens with torch.compile,
 bf16 autocast, SDPA (flash), fused AdamW (weight decay on matrices), gradient clipping at 1.0.
 Reports steady-state tokens/s (median step time over --steps after --warmup), MFU (6 N + attention
 FLOPs per token over 989 TFLOP/s) and peak GPU memory. Writes JSON."""
@@ -39,9 +40,11 @@ class GPT(nn.Module):
         self.lnf = nn.LayerNorm(C)
         self.head = nn.Linear(C, V, bias=False)
         self.head.weight = self.wte.weight
-        for n, p in self.named_parameters():
+        for n, p in self.named_parameters():  # as sparsek's Gpt: matrices N(0, 0.02), biases zero
             if p.dim() == 2:
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * L) if n.endswith(("proj.weight", "fc2.weight")) else 0.02)
+            elif n.endswith(".bias"):  # nn.Linear's default is uniform; LayerNorm's is already zero
+                nn.init.zeros_(p)
 
     def forward(self, idx, targets):
         T = idx.shape[1]
@@ -65,8 +68,10 @@ def main():
     V, L, C, H = 50304, 12, 768, 12
     model = GPT(V, a.seq_len, C, L, H).cuda()
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    # As `sparsek bench train`: weight decay on the matrices but not the embeddings (wte, tied to the
+    # head, and wpe), norms or biases.
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in ("wte.weight", "wpe.weight")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n in ("wte.weight", "wpe.weight")]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
     cmodel = torch.compile(model)

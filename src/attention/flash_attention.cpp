@@ -8,6 +8,7 @@
 
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
+#include "backend/cuda_device.h"
 #include "kernels/attention/flash_attention.h"
 #endif
 
@@ -26,7 +27,7 @@ SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, Causa
 }
 
 // SPARSEK_FLASH_BWD picks the backward's main kernel (SkFlashParams::backward_kernel): unset or
-// "auto" (wgmma at hd 64 on compute capability 9.0, else mma.sync), "mma", "wgmma" (dQ split by
+// "auto" (wgmma_pipelined at hd 64 on compute capability 9.0, else mma.sync), "mma", "wgmma" (dQ split by
 // columns), "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit" (the overlapped
 // schedule, flash_backward_sm90.cu). Read at every call, so a benchmark or a test can switch it.
 int backward_kernel_from_env() {
@@ -49,6 +50,9 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
   SkFlashParams p = params_of(q, k, v, mask);
   p.forward_kernel = forward_kernel_from_env();
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  SK_CHECK(p.forward_kernel < 2 || (D == 64 && cuda::compute_capability(q.device().index) == 90),
+           "SPARSEK_FLASH_FWD=wgmma needs head dim 64 on compute capability 9.0, got head dim ", D,
+           " on compute capability ", cuda::compute_capability(q.device().index), " (use auto or mma)");
   cuda::set_device(q.device().index);
   Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
   Tensor lse = Tensor::empty({B, H, T}, DType::F32, q.device());
@@ -71,6 +75,9 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
   p.backward_kernel = backward_kernel_from_env();
   check_attention_input(dout, q, kOp, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  SK_CHECK(p.backward_kernel < 2 || (D == 64 && cuda::compute_capability(q.device().index) == 90),
+           "SPARSEK_FLASH_BWD: the wgmma kernels need head dim 64 on compute capability 9.0, got head dim ", D,
+           " on compute capability ", cuda::compute_capability(q.device().index), " (use auto or mma)");
   // The forward's out is a (B, H, T, D) view of a contiguous (B, T, H, D) buffer.
   const Tensor out_bthd = fwd.out.transpose(1, 2);
   SK_CHECK(out_bthd.is_contiguous() && out_bthd.dtype() == DType::BF16,

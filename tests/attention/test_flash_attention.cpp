@@ -118,38 +118,50 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   }
 }
 
-// The wgmma forward (SPARSEK_FLASH_FWD=wgmma, kernels/attention/flash_forward_sm90.cu) against the
-// CPU reference on the same cases at hd 64, on compute capability 9.0 only (skipped elsewhere, and
-// at hd 128, which it does not serve). Same tolerances as the default kernel.
-TEST_P(FlashAttention, WgmmaForwardMatchesCpuReference) {
+// Each forward kernel chosen explicitly (SPARSEK_FLASH_FWD): mma.sync on any device, and the wgmma
+// one (kernels/attention/flash_forward_sm90.cu) at hd 64 on compute capability 9.0, against the CPU
+// reference on the same cases. Same tolerances as the default kernel (MatchesCpuReference covers
+// whichever is the default).
+TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
   SK_REQUIRE_CUDA();
   const Case c = GetParam();
-  if (c.D != 64 || cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forward serves hd 64 on compute capability 9.0";
   Rng rng(2000 + c.T * 7 + c.D + c.window);
   const Device gpu = Device::cuda(0);
   Tensor qkv = Tensor::randn({c.B, c.T, 3, c.H, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
   Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
   const CausalWindow mask{c.window};
-  sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma");
-  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
   auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
   attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
-  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
-  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
-  EXPECT_FALSE(out.non_finite) << out.str();
-  EXPECT_FALSE(lse.non_finite) << lse.str();
-  EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
-  EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
+  std::vector<std::string> kernels = {"mma"};
+  if (c.D == 64 && cuda::compute_capability(0) == 90) kernels.push_back("wgmma");
+  for (const std::string& kernel : kernels) {
+    sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", kernel.c_str());
+    attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
+    const auto out = sk::testing::compare(f64(fwd.out), ref.out);
+    const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
+    EXPECT_FALSE(out.non_finite) << kernel << " " << out.str();
+    EXPECT_FALSE(lse.non_finite) << kernel << " " << lse.str();
+    EXPECT_LE(out.rel_l2, 1e-2) << kernel << " out " << out.str();
+    EXPECT_LE(lse.max_abs, 1e-2) << kernel << " lse " << lse.str();
+  }
+}
+
+// One head of 8 positions on the GPU: q, k, v as views of one (1, 8, 3, 1, D) buffer, and dout.
+struct TinyInputs {
+  Tensor q, k, v, dout;
+};
+TinyInputs tiny_inputs(int64_t D, uint64_t seed) {
+  Rng rng(seed);
+  const Device gpu = Device::cuda(0);
+  Tensor qkv = Tensor::randn({1, 8, 3, 1, D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor dout = Tensor::randn({1, 1, 8, D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  return {head_view(qkv, 0), head_view(qkv, 1), head_view(qkv, 2), dout};
 }
 
 // An unknown SPARSEK_FLASH_BWD value is refused with a message naming the variable and the choices.
 TEST(FlashAttentionArgs, RejectsAnUnknownBackwardKernel) {
   SK_REQUIRE_CUDA();
-  Rng rng(5);
-  const Device gpu = Device::cuda(0);
-  Tensor qkv = Tensor::randn({1, 8, 3, 1, 64}, rng, DType::F32).to(DType::BF16).to(gpu);
-  Tensor dout = Tensor::randn({1, 1, 8, 64}, rng, DType::F32).to(DType::BF16).to(gpu);
-  Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+  const auto [q, k, v, dout] = tiny_inputs(64, 5);
   attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, CausalWindow{0});
   sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "fastest");
   try {
@@ -158,6 +170,33 @@ TEST(FlashAttentionArgs, RejectsAnUnknownBackwardKernel) {
   } catch (const sk::Error& e) {
     EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_BWD must be auto, mma, wgmma, wgmma_keysplit"),
               std::string::npos) << e.what();
+  }
+}
+
+// Asking for a wgmma kernel where it cannot run (head dim 128 here; any head dim on a GPU other
+// than compute capability 9.0) is an error naming the variable and the head dim, not a bare
+// "bad argument" from the launcher.
+TEST(FlashAttentionArgs, RejectsWgmmaWhereItCannotRun) {
+  SK_REQUIRE_CUDA();
+  const auto [q, k, v, dout] = tiny_inputs(128, 6);
+  {
+    sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma");
+    try {
+      attention::flash_attention_forward(q, k, v, CausalWindow{0});
+      FAIL() << "expected an error";
+    } catch (const sk::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_FWD=wgmma needs head dim 64"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("got head dim 128"), std::string::npos) << e.what();
+    }
+  }
+  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, CausalWindow{0});
+  sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined");
+  try {
+    attention::flash_attention_backward(dout, q, k, v, fwd, CausalWindow{0});
+    FAIL() << "expected an error";
+  } catch (const sk::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_BWD: the wgmma kernels need head dim 64"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -494,6 +494,137 @@ __global__ void backward_final_kernel(SkLshParams p, const float* dq_e, const fl
   }
 }
 
+// ---- row-vectorised passes (D 64 / 128, 16-byte aligned buffers) --------------------------------
+// The same three passes as merge_kernel, backward_prep_kernel and backward_final_kernel, with
+// kVecG = D / 4 threads per (bh, t) row, each owning 4 consecutive dims (one float4 of every fp32
+// per-entry buffer): one index division per thread instead of three 64-bit ones per element (the
+// merge), and every load of a row issued before its use (prep, final), so the passes run at memory
+// speed instead of latency. Per-element arithmetic in the same order as the scalar kernels (merge
+// and the sums of the partials bit for bit; the dot products of prep and final are summed in
+// another order). The scalar kernels stay for buffers that are not 16-byte aligned.
+__device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 ld4(const __nv_bfloat16* p) {
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  const __nv_bfloat162 a = *reinterpret_cast<const __nv_bfloat162*>(&u.x);
+  const __nv_bfloat162 b = *reinterpret_cast<const __nv_bfloat162*>(&u.y);
+  return make_float4(__low2float(a), __high2float(a), __low2float(b), __high2float(b));
+}
+__device__ __forceinline__ void st4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+__device__ __forceinline__ void st4(__nv_bfloat16* p, float4 v) {
+  const __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
+  uint2 u;
+  u.x = *reinterpret_cast<const uint32_t*>(&a);
+  u.y = *reinterpret_cast<const uint32_t*>(&b);
+  *reinterpret_cast<uint2*>(p) = u;
+}
+__device__ __forceinline__ float4 fma4(float w, float4 o, float4 acc) {
+  return make_float4(fmaf(w, o.x, acc.x), fmaf(w, o.y, acc.y), fmaf(w, o.z, acc.z), fmaf(w, o.w, acc.w));
+}
+__device__ __forceinline__ float4 add4(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
+// Sum over the G consecutive lanes of one row.
+template <int G>
+__device__ __forceinline__ float group_sum(float x) {
+#pragma unroll
+  for (int off = G / 2; off > 0; off >>= 1) x += __shfl_xor_sync(kFull, x, off);
+  return x;
+}
+constexpr int kVecThreads = 256;
+
+template <class TOut, int D>
+__global__ void __launch_bounds__(kVecThreads) merge_rows_kernel(SkLshParams p, const float* o_rounds, const float* lse,
+                                                                 TOut* out) {
+  constexpr int G = D / 4, kRowsPerBlock = kVecThreads / G;
+  const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
+  const int T = p.T, R = p.rounds;
+  if (row >= p.B * p.H * T) return;
+  const int bh = row / T, t = row % T;
+  const int64_t E = int64_t(R) * T;
+  const float* L = lse + bh * E + t;
+  float m = -INFINITY;
+  for (int r = 0; r < R; ++r) m = fmaxf(m, L[int64_t(r) * T]);
+  float sum = 0.0f;
+  float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int r = 0; r < R; ++r) {
+    const float w = expf(L[int64_t(r) * T] - m);
+    sum += w;
+    acc = fma4(w, ld4(o_rounds + (bh * E + int64_t(r) * T + t) * D + 4 * c), acc);
+  }
+  st4(out + int64_t(row) * D + 4 * c, make_float4(acc.x / sum, acc.y / sum, acc.z / sum, acc.w / sum));
+}
+
+template <class TIn, int D>
+__global__ void __launch_bounds__(kVecThreads) backward_prep_rows_kernel(SkLshParams p, const float* o_rounds,
+                                                                         const float* lse, const TIn* dout, float* w,
+                                                                         float* gout) {
+  constexpr int G = D / 4, kRowsPerBlock = kVecThreads / G;
+  const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
+  const int T = p.T, R = p.rounds, n_rows = p.B * p.H * T;
+  // Past the last row the group computes row n_rows - 1 again and writes nothing: every lane of
+  // the warp stays for the shuffles (two rows share a warp at D 64).
+  const bool valid = row < n_rows;
+  const int bh = (valid ? row : n_rows - 1) / T, t = (valid ? row : n_rows - 1) % T;
+  const int64_t E = int64_t(R) * T;
+  const float* L = lse + bh * E + t;
+  float m = -INFINITY;
+  for (int r = 0; r < R; ++r) m = fmaxf(m, L[int64_t(r) * T]);
+  float sum = 0.0f;
+  for (int r = 0; r < R; ++r) sum += expf(L[int64_t(r) * T] - m);
+  float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  for (int r = 0; r < R; ++r)
+    o = fma4(expf(L[int64_t(r) * T] - m) / sum, ld4(o_rounds + (bh * E + int64_t(r) * T + t) * D + 4 * c), o);
+  const float4 g = ld4(dout + (int64_t(bh) * T + t) * D + 4 * c);
+  float go = fmaf(g.x, o.x, fmaf(g.y, o.y, fmaf(g.z, o.z, g.w * o.w)));
+  go = group_sum<G>(go);
+  if (!valid) return;
+  if (c == 0) gout[row] = go;
+  for (int r = c; r < R; r += G) w[bh * E + int64_t(r) * T + t] = expf(L[int64_t(r) * T] - m) / sum;
+}
+
+template <class TIn, int D>
+__global__ void __launch_bounds__(kVecThreads) backward_final_rows_kernel(SkLshParams p, const float* dq_e,
+                                                                          const float* dk_e, const float* dv_e,
+                                                                          const float* dk2_e, const float* dv2_e,
+                                                                          TIn* dq, TIn* dv) {
+  constexpr int G = D / 4, kRowsPerBlock = kVecThreads / G;
+  const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
+  const int T = p.T, R = p.rounds, n_rows = p.B * p.H * T;
+  const bool valid = row < n_rows;  // as in the prep pass: a tail group recomputes the last row
+  const int bh = (valid ? row : n_rows - 1) / T, j = (valid ? row : n_rows - 1) % T;
+  const int64_t E = int64_t(R) * T;
+  const TIn* q = q_row_base<TIn>(p, bh) + int64_t(j) * p.q_st + 4 * c;  // strided rows: scalar loads
+  const float4 qv = make_float4(ld(q), ld(q + 1), ld(q + 2), ld(q + 3));
+  float4 gq = make_float4(0.0f, 0.0f, 0.0f, 0.0f), gk = gq, gv = gq;
+  for (int r = 0; r < R; ++r) {
+    const int64_t off = (int64_t(bh) * E + int64_t(r) * T + j) * D + 4 * c;
+    gq = add4(gq, ld4(dq_e + off));
+    gk = add4(gk, ld4(dk_e + off));
+    gv = add4(gv, ld4(dv_e + off));
+    if (dk2_e) {
+      gk = add4(gk, ld4(dk2_e + off));
+      gv = add4(gv, ld4(dv2_e + off));
+    }
+  }
+  float ms = fmaf(qv.x, qv.x, fmaf(qv.y, qv.y, fmaf(qv.z, qv.z, qv.w * qv.w)));
+  float qdk = fmaf(qv.x, gk.x, fmaf(qv.y, gk.y, fmaf(qv.z, gk.z, qv.w * gk.w)));
+  ms = group_sum<G>(ms);
+  qdk = group_sum<G>(qdk);
+  const float s = 1.0f / sqrtf(ms / float(D) + kEps), cnorm = 1.0f / sqrtf(float(D));
+  const float s3 = s * s * s / float(D);
+  const float4 out_q = make_float4(gq.x + cnorm * (s * gk.x - s3 * qv.x * qdk), gq.y + cnorm * (s * gk.y - s3 * qv.y * qdk),
+                                   gq.z + cnorm * (s * gk.z - s3 * qv.z * qdk), gq.w + cnorm * (s * gk.w - s3 * qv.w * qdk));
+  if (!valid) return;
+  st4(dq + int64_t(row) * D + 4 * c, out_q);
+  st4(dv + int64_t(row) * D + 4 * c, gv);
+}
+
+bool aligned16(const void* ptr) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+// Blocks of the row-vectorised passes for p's B * H * T rows.
+template <int D>
+unsigned vec_blocks(const SkLshParams* p) {
+  constexpr int kRowsPerBlock = kVecThreads / (D / 4);
+  return unsigned((int64_t(p->B) * p->H * p->T + kRowsPerBlock - 1) / kRowsPerBlock);
+}
+
 int launch_status() { return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED; }
 
 // Per-phase timing (sk_lsh_phase_timing): an event recorded on the stream after each phase while
@@ -551,8 +682,12 @@ int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order
     forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, o_rounds, lse);
   }
   mark(3, s);
-  const int64_t total = rows(p) * p->T * p->D;
-  merge_kernel<TIn><<<unsigned((total + 255) / 256), 256, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+  if (aligned16(o_rounds) && aligned16(out)) {
+    merge_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+  } else {
+    const int64_t total = rows(p) * p->T * p->D;
+    merge_kernel<TIn><<<unsigned((total + 255) / 256), 256, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+  }
   mark(4, s);
   return launch_status();
 }
@@ -564,7 +699,10 @@ int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* orde
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const unsigned warp_blocks = unsigned((rows(p) * p->T * 32 + 255) / 256);
   const TIn* g = static_cast<const TIn*>(dout);
-  backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o_rounds, lse, g, w, gout);
+  if (aligned16(o_rounds) && aligned16(dout))
+    backward_prep_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o_rounds, lse, g, w, gout);
+  else
+    backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o_rounds, lse, g, w, gout);
   mark(5, s);
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
@@ -581,9 +719,16 @@ int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* orde
     backward_key_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dk_e, dv_e);
   }
   mark(6, s);
-  backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, second ? dk2_e : nullptr,
-                                                          second ? dv2_e : nullptr, static_cast<TIn*>(dq),
-                                                          static_cast<TIn*>(dv));
+  const bool vec = aligned16(dq_e) && aligned16(dk_e) && aligned16(dv_e) && aligned16(dq) && aligned16(dv) &&
+                   (!second || (aligned16(dk2_e) && aligned16(dv2_e)));
+  if (vec)
+    backward_final_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(
+        *p, dq_e, dk_e, dv_e, second ? dk2_e : nullptr, second ? dv2_e : nullptr, static_cast<TIn*>(dq),
+        static_cast<TIn*>(dv));
+  else
+    backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, second ? dk2_e : nullptr,
+                                                            second ? dv2_e : nullptr, static_cast<TIn*>(dq),
+                                                            static_cast<TIn*>(dv));
   mark(7, s);
   return launch_status();
 }
