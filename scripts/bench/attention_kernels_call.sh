@@ -2,7 +2,7 @@
 # One device call for the attention backward kernels (docs/perf-notes.md, "Attention backward on
 # wgmma"): the flash parity tests (every backward kernel and the wgmma forward at hd 64), `sparsek
 # bench attention` once per backward kernel (SPARSEK_FLASH_BWD) and once with the wgmma forward, the PyTorch peers, the merged report for one kernel
-# ($REPORT_KERNEL, default wgmma), and the end-to-end training benchmark (default kernel). Binaries from $BUILD (default build-gpu): sparsek
+# ($REPORT_KERNEL, default auto: the default dispatch, which serves hd 128 too), and the end-to-end training benchmark (default kernel). Binaries from $BUILD (default build-gpu): sparsek
 # and tests/test_attention. Everything lands in ONE archive, $OUT/attention-kernels.tgz (a device
 # call returns at most 8 files), plus a summary table printed last.
 #   scripts/bench/attention_kernels_call.sh [LIMIT_SECONDS]
@@ -20,11 +20,13 @@ timeout 200 "$build/tests/test_attention" --gtest_filter='*Flash*' > "$out/flash
 rc=$?
 echo "flash tests rc=$rc left $(left)"
 grep -E "^\[  (FAILED|PASSED) |Failure|rel_l2" "$out/flash-tests.txt" | head -20
+report=${REPORT_KERNEL:-auto}
 kernels="mma wgmma wgmma_keysplit wgmma_pipelined wgmma_pipelined_keysplit"
+case " $kernels " in *" $report "*) ;; *) kernels="$report $kernels" ;; esac
 for k in $kernels; do
   [ "$(left)" -gt 60 ] || break
   dims=64  # the report's kernel at both head dims (its table has both), the others at hd 64 only
-  [ "$k" = "${REPORT_KERNEL:-wgmma}" ] && dims=64,128
+  [ "$k" = "$report" ] && dims=64,128  # an explicit wgmma choice at hd 128 is an error
   SPARSEK_FLASH_BWD=$k timeout 120 "$build/sparsek" bench attention --no-sparsek --head-dims $dims \
     --out "$out/ours-$k.json" > "$out/ours-$k.log" 2>&1
   echo "bench $k rc=$? left $(left)"
@@ -46,8 +48,8 @@ for k in kernels:
 f = f"{out}/ours-fwd-wgmma.json"
 fw = {(r["kind"], r["head_dim"], r["T"]): r["fwd_ms"] for r in json.load(open(f))["results"]} if os.path.exists(f) else {}
 fm = {}
-if os.path.exists(f"{out}/ours-wgmma.json"):
-    fm = {(r["kind"], r["head_dim"], r["T"]): r["fwd_ms"] for r in json.load(open(f"{out}/ours-wgmma.json"))["results"]}
+if os.path.exists(f"{out}/ours-mma.json"):
+    fm = {(r["kind"], r["head_dim"], r["T"]): r["fwd_ms"] for r in json.load(open(f"{out}/ours-mma.json"))["results"]}
 print("fwd ms at hd 64: mma.sync | wgmma (SPARSEK_FLASH_FWD)")
 for key in sorted(fw):
     if key[1] == 64:
@@ -61,7 +63,7 @@ PY
 if [ "$(left)" -gt 150 ]; then
   PYTHONUNBUFFERED=1 timeout 150 python3 scripts/bench/attention_peer.py --out "$out/peer.json" > "$out/peer.log" 2>&1
   echo "peer rc=$? left $(left)"
-  python3 scripts/bench/report_attention.py "$out/ours-${REPORT_KERNEL:-wgmma}.json" "$out/peer.json" --json-out "$out/attention.json" \
+  python3 scripts/bench/report_attention.py "$out/ours-$report.json" "$out/peer.json" --json-out "$out/attention.json" \
     --md-out "$out/attention.md" --commit "${SPARSEK_COMMIT:-unknown}" > /dev/null 2>&1
 fi
 if [ "$(left)" -gt 90 ]; then
