@@ -2,6 +2,8 @@
 // in the (B, T, H, D) layout, and the calls into kernels/attention/flash_*.cu.
 #include "attention/flash_attention.h"
 
+#include <spdlog/spdlog.h>
+
 #include "attention/cuda_attention_args.h"
 #include "util/check.h"
 #include "util/env.h"
@@ -53,6 +55,14 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
   SK_CHECK(p.forward_kernel < 2 || (D == 64 && cuda::compute_capability(q.device().index) == 90),
            "SPARSEK_FLASH_FWD=wgmma needs head dim 64 on compute capability 9.0, got head dim ", D,
            " on compute capability ", cuda::compute_capability(q.device().index), " (use auto or mma)");
+  if (p.forward_kernel == 2) {
+    static const bool warned = [] {
+      spdlog::warn("SPARSEK_FLASH_FWD=wgmma: experimental forward kernel; its parity tests failed on an H200 on "
+                   "2026-12-03 and its fix has not run on a GPU yet (docs/perf-notes.md); do not train with it");
+      return true;
+    }();
+    (void)warned;
+  }
   cuda::set_device(q.device().index);
   Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
   Tensor lse = Tensor::empty({B, H, T}, DType::F32, q.device());
