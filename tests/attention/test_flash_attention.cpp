@@ -6,9 +6,10 @@
 //   out <= 1e-2 and lse max abs error <= 1e-2 (P is rounded to bf16 before P V, as in
 //   FlashAttention; outputs are bf16); dq, dk, dv <= 2e-2 (bf16 P and dS in the products).
 // The packed entry point (causal_attention_packed: one (B, T, 3, H, D) gradient) is checked the
-// same way in the same test, and at hd 64 every backward kernel (mma.sync; the two wgmma variants on
-// compute capability 9.0). Outputs come from a poisoned (NaN-filled) allocator, so an unwritten element fails the test.
-// Skipped without a CUDA device.
+// same way in the same test, and at hd 64 every backward kernel (mma.sync; on compute capability
+// 9.0 the four wgmma variants: column / key-split dQ, plain / pipelined schedule); each forward
+// kernel is checked explicitly too (mma.sync; the opt-in wgmma one on 9.0). Outputs come from a
+// poisoned (NaN-filled) allocator, so an unwritten element fails the test. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
 #include "attention/causal_attention.h"
