@@ -8,14 +8,7 @@
 #   scripts/bench/attention_kernels_call.sh [LIMIT_SECONDS]
 set -u
 cd "$(dirname "$0")/../.."
-T0=$(date +%s)
-LIMIT=${1:-540}
-left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
-build=${BUILD:-build-gpu}
-out=${OUT:-/tmp}/attention-kernels
-mkdir -p "$out"
-[ -e build ] || ln -s "$build" build  # the bench scripts call ./build/sparsek
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+source scripts/bench/device_call_common.sh attention-kernels "${1:-540}"
 timeout 200 "$build/tests/test_attention" --gtest_filter='*Flash*' > "$out/flash-tests.txt" 2>&1
 rc=$?
 echo "flash tests rc=$rc left $(left)"

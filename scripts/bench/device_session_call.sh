@@ -16,15 +16,8 @@
 #   scripts/bench/device_session_call.sh [LIMIT_SECONDS]
 set -u
 cd "$(dirname "$0")/../.."
-T0=$(date +%s)
-LIMIT=${1:-540}
-left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
-build=${BUILD:-build-gpu}
-out=${OUT:-/tmp}/session
+source scripts/bench/device_call_common.sh session "${1:-540}"
 commit=${SPARSEK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-mkdir -p "$out"
-[ -e build ] || ln -s "$build" build  # the bench scripts call ./build/sparsek
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
 
 # 1. Tests.
 fwd=auto
