@@ -39,6 +39,15 @@ int backward_kernel_from_env() {
 
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (the
 // mma.sync kernel), "mma", or "wgmma" (flash_forward_sm90.cu: hd 64 on compute capability 9.0).
+// A wgmma kernel chosen through `variable` (kernel >= 2) runs at head dim 64 on compute capability
+// 9.0 only: anything else is the user's error, named here (the launcher would only say "bad argument").
+void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int device) {
+  if (kernel < 2) return;
+  const int cc = cuda::compute_capability(device);
+  SK_CHECK(head_dim == 64 && cc == 90, variable, ": the wgmma kernels need head dim 64 on compute capability 9.0, got head dim ",
+           head_dim, " on compute capability ", cc, " (use auto or mma)");
+}
+
 int forward_kernel_from_env() { return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma"}); }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).
@@ -52,9 +61,7 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
   SkFlashParams p = params_of(q, k, v, mask);
   p.forward_kernel = forward_kernel_from_env();
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
-  SK_CHECK(p.forward_kernel < 2 || (D == 64 && cuda::compute_capability(q.device().index) == 90),
-           "SPARSEK_FLASH_FWD=wgmma needs head dim 64 on compute capability 9.0, got head dim ", D,
-           " on compute capability ", cuda::compute_capability(q.device().index), " (use auto or mma)");
+  check_wgmma_choice("SPARSEK_FLASH_FWD", p.forward_kernel, D, q.device().index);
   if (p.forward_kernel == 2) {
     static const bool warned = [] {
       spdlog::warn("SPARSEK_FLASH_FWD=wgmma: experimental forward kernel; its parity tests failed on an H200 on "
@@ -85,9 +92,7 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
   p.backward_kernel = backward_kernel_from_env();
   check_attention_input(dout, q, kOp, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
-  SK_CHECK(p.backward_kernel < 2 || (D == 64 && cuda::compute_capability(q.device().index) == 90),
-           "SPARSEK_FLASH_BWD: the wgmma kernels need head dim 64 on compute capability 9.0, got head dim ", D,
-           " on compute capability ", cuda::compute_capability(q.device().index), " (use auto or mma)");
+  check_wgmma_choice("SPARSEK_FLASH_BWD", p.backward_kernel, D, q.device().index);
   // The forward's out is a (B, H, T, D) view of a contiguous (B, T, H, D) buffer.
   const Tensor out_bthd = fwd.out.transpose(1, 2);
   SK_CHECK(out_bthd.is_contiguous() && out_bthd.dtype() == DType::BF16,

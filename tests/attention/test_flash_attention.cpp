@@ -186,7 +186,8 @@ TEST(FlashAttentionArgs, RejectsWgmmaWhereItCannotRun) {
       attention::flash_attention_forward(q, k, v, CausalWindow{0});
       FAIL() << "expected an error";
     } catch (const sk::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_FWD=wgmma needs head dim 64"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_FWD: the wgmma kernels need head dim 64"), std::string::npos)
+          << e.what();
       EXPECT_NE(std::string(e.what()).find("got head dim 128"), std::string::npos) << e.what();
     }
   }
