@@ -12,6 +12,10 @@
 // poisoned (NaN-filled) allocator, so an unwritten element fails the test. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
 #include "attention/causal_attention.h"
 #include "attention/flash_attention.h"
 #include "backend/cuda_device.h"
@@ -119,6 +123,22 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   }
 }
 
+// Where a forward's LSE is wrong, by 16-row group (one warp's rows in both forward kernels) of the
+// first (batch, head): "blockB wgW: e0 e1 e2 e3" gives each group's max |error|, 128-row blocks, two
+// 64-row warpgroups each. Printed only when the LSE check fails, to localise a fault in one run.
+std::string lse_error_map(const Tensor& got, const Tensor& ref, int64_t T) {
+  const Tensor g = got.to(DType::F64).contiguous(), r = ref.to(DType::F64).contiguous();
+  std::ostringstream os;
+  os << "lse max |error| per 16 rows of (b 0, h 0):";
+  for (int64_t row0 = 0; row0 < T; row0 += 16) {
+    if (row0 % 64 == 0) os << "\n  block " << row0 / 128 << " wg " << (row0 / 64) % 2 << ":";
+    double e = 0;
+    for (int64_t i = row0; i < std::min(T, row0 + 16); ++i) e = std::max(e, std::abs(g.data<double>()[i] - r.data<double>()[i]));
+    os << " " << e;
+  }
+  return os.str();
+}
+
 // Each forward kernel chosen explicitly (SPARSEK_FLASH_FWD): mma.sync on any device, and the wgmma
 // one (kernels/attention/flash_forward_sm90.cu) at hd 64 on compute capability 9.0, against the CPU
 // reference on the same cases. Same tolerances as the default kernel (MatchesCpuReference covers
@@ -143,7 +163,7 @@ TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
     EXPECT_FALSE(out.non_finite) << kernel << " " << out.str();
     EXPECT_FALSE(lse.non_finite) << kernel << " " << lse.str();
     EXPECT_LE(out.rel_l2, 1e-2) << kernel << " out " << out.str();
-    EXPECT_LE(lse.max_abs, 1e-2) << kernel << " lse " << lse.str();
+    EXPECT_LE(lse.max_abs, 1e-2) << kernel << " lse " << lse.str() << "\n" << lse_error_map(fwd.lse.cpu(), ref.lse, c.T);
   }
 }
 
