@@ -16,7 +16,9 @@
 // waits for a reader. Only key tiles inside the causal band (and the
 // window) are visited; element masks only on tiles that cross a band edge.
 // Tested by tests/attention/test_flash_attention.cpp (SPARSEK_FLASH_FWD=wgmma on compute
-// capability 9.0).
+// capability 9.0). Status: opt-in and experimental. Its first version failed the parity tests on an
+// H200 (2026-12-03); this one (S as an SS product, O / P / S pinned before each wgmma.fence) has not
+// run on a GPU yet (docs/perf-notes.md, "The wgmma forward, first GPU run").
 #include <cuda_runtime.h>
 
 #include <cmath>
