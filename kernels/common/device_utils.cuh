@@ -241,11 +241,15 @@ __device__ __forceinline__ void st_stream(void* p, const uint4& v) { __stcs(rein
 // Reductions (deterministic)
 // ------------------------------------------------------------------------------------------
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Sum over G consecutive lanes (G a power of two dividing 32), xor butterfly; every lane of the
+// warp takes part. G = 32: the whole warp.
+template <int G>
+__device__ __forceinline__ float group_sum(float v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+__device__ __forceinline__ float warp_sum(float v) { return group_sum<32>(v); }
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

@@ -124,8 +124,8 @@ TEST_P(FlashAttention, MatchesCpuReference) {
 }
 
 // Where a forward's LSE is wrong, by 16-row group (one warp's rows in both forward kernels) of the
-// first (batch, head): "blockB wgW: e0 e1 e2 e3" gives each group's max |error|, 128-row blocks, two
-// 64-row warpgroups each. Printed only when the LSE check fails, to localise a fault in one run.
+// first (batch, head): a line "block B wg W: e0 e1 e2 e3" per 64 rows gives each group's max |error|
+// (128-row blocks of two 64-row warpgroups). Printed only when the LSE check fails, to localise a fault in one run.
 std::string lse_error_map(const Tensor& got, const Tensor& ref, int64_t T) {
   const Tensor g = got.to(DType::F64).contiguous(), r = ref.to(DType::F64).contiguous();
   std::ostringstream os;

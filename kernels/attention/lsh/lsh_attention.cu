@@ -16,6 +16,7 @@
 #include "kernels/attention/lsh/lsh_attention.h"
 
 #include "kernels/attention/lsh/lsh_mma.h"
+#include "kernels/common/device_utils.cuh"
 
 #include <cuda_bf16.h>
 
@@ -58,17 +59,10 @@ __device__ __forceinline__ const TIn* v_row_base(const SkLshParams& p, int bh) {
   return static_cast<const TIn*>(p.v) + int64_t(bh / p.H) * p.v_sb + int64_t(bh % p.H) * p.v_sh;
 }
 
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(kFull, x, off);
-  return x;
-}
+using sk_kern::group_sum;
+using sk_kern::warp_sum;
 // Sum over the kG threads of one row (consecutive lanes).
-__device__ __forceinline__ float row_sum(float x) {
-#pragma unroll
-  for (int off = kG / 2; off > 0; off >>= 1) x += __shfl_xor_sync(kFull, x, off);
-  return x;
-}
+__device__ __forceinline__ float row_sum(float x) { return group_sum<kG>(x); }
 
 __device__ __forceinline__ bool better(float v2, int i2, float v, int i) { return v2 > v || (v2 == v && i2 < i); }
 
@@ -496,7 +490,7 @@ __global__ void backward_final_kernel(SkLshParams p, const float* dq_e, const fl
 
 // ---- row-vectorised passes (D 64 / 128, 16-byte aligned buffers) --------------------------------
 // The same three passes as merge_kernel, backward_prep_kernel and backward_final_kernel, with
-// kVecG = D / 4 threads per (bh, t) row, each owning 4 consecutive dims (one float4 of every fp32
+// G = D / 4 threads per (bh, t) row, each owning 4 consecutive dims (one float4 of every fp32
 // per-entry buffer): one index division per thread instead of three 64-bit ones per element (the
 // merge), and every load of a row issued before its use (prep, final), so the passes run at memory
 // speed instead of latency. Per-element arithmetic in the same order as the scalar kernels (merge
@@ -521,13 +515,6 @@ __device__ __forceinline__ float4 fma4(float w, float4 o, float4 acc) {
   return make_float4(fmaf(w, o.x, acc.x), fmaf(w, o.y, acc.y), fmaf(w, o.z, acc.z), fmaf(w, o.w, acc.w));
 }
 __device__ __forceinline__ float4 add4(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
-// Sum over the G consecutive lanes of one row.
-template <int G>
-__device__ __forceinline__ float group_sum(float x) {
-#pragma unroll
-  for (int off = G / 2; off > 0; off >>= 1) x += __shfl_xor_sync(kFull, x, off);
-  return x;
-}
 constexpr int kVecThreads = 256;
 
 template <class TOut, int D>
