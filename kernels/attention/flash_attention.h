@@ -41,6 +41,19 @@ struct SkFlashParams {
   int forward_kernel;
 };
 
+// Test-only (sk_cuda_flash_forward_sm90_dump): where the wgmma forward writes, for one block
+// (128 queries of batch 0, head 0), what its products saw and made. fp32, row-major:
+//   q: (128, 64) the block's Q tile as in shared memory;
+//   k: (tiles, 64, 64) each visited K tile as in shared memory, in visiting order;
+//   s: (tiles, 128, 64) each S = Q K^T tile as the product left it (unscaled, before the mask).
+// tiles = the block's number of visited key tiles of 64 (at most ceil(T / 64)).
+struct SkFlashForwardDump {
+  float* q;
+  float* k;
+  float* s;
+  int block;  // the query block (queries [128 * block, 128 * block + 128))
+};
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -54,6 +67,10 @@ int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* lse, cudaStr
 int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, SkFlashStrides dout_stride, const void* out,
                            const float* lse, void* dq, void* dk, void* dv, float* delta, float* dq_accum,
                            cudaStream_t s);
+
+// The wgmma forward (forward_kernel 2: hd 64, compute capability 9.0) with the test-only dump above.
+int sk_cuda_flash_forward_sm90_dump(const SkFlashParams* p, void* out, float* lse, SkFlashForwardDump dump,
+                                    cudaStream_t s);
 
 #ifdef __cplusplus
 }

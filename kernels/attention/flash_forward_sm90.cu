@@ -26,6 +26,7 @@
 #include "kernels/attention/flash_attention.h"
 #include "kernels/attention/flash_forward_sm90.h"
 #include "kernels/attention/flash_tile.cuh"
+#include "kernels/attention/sm90_device.h"
 #include "kernels/attention/wgmma.cuh"
 
 namespace sk_flash {
@@ -41,8 +42,34 @@ constexpr int kStages = 3;
 // Shared memory from a 1024-byte aligned base: Q, K x kStages, V x kStages.
 constexpr int kSmemBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
 
+#if SK_HAS_WGMMA
+// Reads element (row, col) of a swizzled tile of rows of D bf16 at shared address `tile`.
+__device__ __forceinline__ float tile_element(const unsigned char* smem_raw, uint32_t raw, uint32_t tile, int row, int col) {
+  const unsigned char* at = smem_raw + (tile - raw) + swz<D>(row, col & ~7) + (col & 7) * 2;
+  return __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(at));
+}
+// The test-only dump of forward_kernel<true> for tile number `tile` (0 = the block's first):
+// S (BLOCK_M x BLOCK_N, rows of the block), the K tile (BLOCK_N x D) and, with the first tile, Q.
+__device__ void write_dump(const SkFlashForwardDump& dump, const unsigned char* smem_raw, uint32_t raw, uint32_t sQ,
+                           uint32_t sKb, const float (&s)[32], int tile, bool first) {
+  const int tid = static_cast<int>(threadIdx.x), wg = tid >> 7, wi = (tid >> 5) & 3, g = (tid & 31) >> 2, t = tid & 3;
+  float* sd = dump.s + static_cast<int64_t>(tile) * BLOCK_M * BLOCK_N;
+  for (int j = 0; j < BLOCK_N / 8; ++j)
+    for (int e = 0; e < 4; ++e) sd[(wg * 64 + wi * 16 + g + (e < 2 ? 0 : 8)) * BLOCK_N + j * 8 + 2 * t + (e & 1)] = s[4 * j + e];
+  float* kd = dump.k + static_cast<int64_t>(tile) * BLOCK_N * D;
+  for (int i = tid; i < BLOCK_N * D; i += kThreads) kd[i] = tile_element(smem_raw, raw, sKb, i / D, i % D);
+  if (first)
+    for (int i = tid; i < BLOCK_M * D; i += kThreads) dump.q[i] = tile_element(smem_raw, raw, sQ, i / D, i % D);
+}
+#endif
+
+// kDump (test-only, sk_cuda_flash_forward_sm90_dump): block `dump.block` of (batch 0, head 0) also
+// writes its Q tile and each visited K tile as they sit in shared memory, and each S tile as the
+// product left it (before the mask), so a test can tell a wrong operand from a wrong product.
+template <bool kDump>
 __global__ void __launch_bounds__(kThreads, 2)
-    forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse) {
+    forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse,
+                   const SkFlashForwardDump dump) {
 #if SK_HAS_WGMMA
   using namespace sk_wgmma;
   extern __shared__ unsigned char smem_raw[];
@@ -105,6 +132,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     wait<0>();
     fence_operand(s);
     fence_operand(o);
+    if constexpr (kDump) {
+      if (m_block == dump.block && b == 0 && h == 0) write_dump(dump, smem_raw, raw, sQ, sKb, s, n - n_first, n == n_first);
+    }
 
     // Mask the tiles that cross the diagonal, the window's lower edge or the end of the sequence.
     const int n0 = n * BLOCK_N;
@@ -190,23 +220,39 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   }
 #else
-  (void)p, (void)out, (void)lse;
+  (void)p, (void)out, (void)lse, (void)dump;
   __trap();  // launched only on compute capability 9.0, which runs the sm_90a code
 #endif
 }
 
 }  // namespace sm90_fwd
 
-int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
+namespace {
+template <bool kDump>
+int launch(const SkFlashParams& p, void* out, float* lse, const SkFlashForwardDump& dump, cudaStream_t s) {
   using namespace sm90_fwd;
   if (p.head_dim != D) return SK_KERNEL_BAD_ARG;
-  if (cudaFuncSetAttribute(forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess ||
-      cudaFuncSetAttribute(forward_kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                           cudaSharedmemCarveoutMaxShared) != cudaSuccess)
+  auto* kernel = forward_kernel<kDump>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+          cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + BLOCK_M - 1) / BLOCK_M, p.heads, p.batch);
-  forward_kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
+  kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<__nv_bfloat16*>(out), lse, dump);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+}  // namespace
+
+int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
+  return launch<false>(p, out, lse, SkFlashForwardDump{}, s);
 }
 
 }  // namespace sk_flash
+
+extern "C" int sk_cuda_flash_forward_sm90_dump(const SkFlashParams* p, void* out, float* lse, SkFlashForwardDump dump,
+                                               cudaStream_t s) {
+  if (!sk_flash::params_ok(p) || !out || !lse || !dump.s || !dump.k || !dump.q) return SK_KERNEL_BAD_ARG;
+  if (p->head_dim != 64 || !sk_flash::device_runs_sm90a()) return SK_KERNEL_BAD_ARG;
+  return sk_flash::launch<true>(*p, out, lse, dump, s);
+}
+

@@ -21,7 +21,7 @@ commit=${SPARSEK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknow
 
 # 1. Tests.
 fwd=auto
-if timeout 60 "$build/tests/test_attention" --gtest_filter='*EachForwardKernel*' > "$out/forward-kernel-tests.txt" 2>&1; then
+if timeout 60 "$build/tests/test_attention" --gtest_filter='*WgmmaForward*:*EachForwardKernel*' > "$out/forward-kernel-tests.txt" 2>&1; then
   fwd=wgmma
 fi
 echo "wgmma forward parity: $([ $fwd = wgmma ] && echo passed || echo FAILED) (left $(left) s)"

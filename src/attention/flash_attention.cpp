@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "attention/cuda_attention_args.h"
 #include "util/check.h"
 #include "util/env.h"
@@ -78,6 +80,33 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
 #else
   (void)q, (void)k, (void)v, (void)mask;
   SK_FAIL("flash attention: this build has no CUDA backend");
+#endif
+}
+
+WgmmaForwardDump wgmma_forward_dump(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask,
+                                    int64_t block) {
+#ifdef SPARSEK_HAS_CUDA
+  SkFlashParams p = params_of(q, k, v, mask);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  check_wgmma_choice("wgmma_forward_dump", 2, D, q.device().index);
+  const int64_t blocks = (T + 127) / 128;
+  SK_CHECK(block >= 0 && block < blocks, "wgmma_forward_dump: block ", block, " out of range [0, ", blocks, ")");
+  // The block's key tiles, as the kernel walks them.
+  const int64_t m0 = block * 128, m_last = std::min(m0 + 128, T) - 1;
+  const int64_t key_lo = mask.window > 0 ? std::max<int64_t>(0, m0 - mask.window + 1) : 0;
+  const int64_t first = key_lo / 64, tiles = m_last / 64 + 1 - first;
+  cuda::set_device(q.device().index);
+  Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
+  Tensor lse = Tensor::empty({B, H, T}, DType::F32, q.device());
+  Tensor q_tile = Tensor::empty({128, 64}, DType::F32, q.device());
+  Tensor k_tiles = Tensor::empty({tiles, 64, 64}, DType::F32, q.device());
+  Tensor s_tiles = Tensor::empty({tiles, 128, 64}, DType::F32, q.device());
+  const SkFlashForwardDump dump{q_tile.data<float>(), k_tiles.data<float>(), s_tiles.data<float>(), static_cast<int>(block)};
+  SK_KERNEL_CHECK(sk_cuda_flash_forward_sm90_dump(&p, out.data_ptr(), lse.data<float>(), dump, cuda::stream()));
+  return WgmmaForwardDump{AttentionForward{bthd_as_bhtd(out), lse}, q_tile.cpu(), k_tiles.cpu(), s_tiles.cpu(), first};
+#else
+  (void)q, (void)k, (void)v, (void)mask, (void)block;
+  SK_FAIL("wgmma_forward_dump: this build has no CUDA backend");
 #endif
 }
 

@@ -28,4 +28,17 @@ AttentionGrads flash_attention_backward(const Tensor& dout, const Tensor& q, con
 void flash_attention_backward_packed(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                                      const AttentionForward& fwd, CausalWindow mask, Tensor& dqkv);
 
+// Test-only diagnostic of the wgmma forward (hd 64, compute capability 9.0): its out / lse plus,
+// for query block `block` (queries [128 block, 128 block + 128)) of batch 0, head 0, the Q tile
+// (128, 64) and K tiles (tiles, 64, 64) as the products read them from shared memory and the raw
+// S = Q K^T tiles (tiles, 128, 64), f32 on the CPU (kernels/attention/flash_attention.h,
+// SkFlashForwardDump). tiles = the key tiles of 64 the block visits, first to last.
+struct WgmmaForwardDump {
+  AttentionForward fwd;
+  Tensor q_tile, k_tiles, s_tiles;
+  int64_t first_key_tile = 0;  // the key tile (of 64) that k_tiles[0] / s_tiles[0] hold
+};
+WgmmaForwardDump wgmma_forward_dump(const Tensor& q, const Tensor& k, const Tensor& v, CausalWindow mask,
+                                    int64_t block);
+
 }  // namespace sk::attention

@@ -167,6 +167,64 @@ TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
   }
 }
 
+// The wgmma forward's operands and products, read back from single blocks through the test-only
+// dump (attention::wgmma_forward_dump): the Q tile and every visited K tile as they sit in shared
+// memory equal the bf16 inputs exactly (0 past the end of the sequence), and every raw S tile
+// equals Q K^T of those inputs within 1e-3 * (1 + |S|) (fp32 accumulation of 64 bf16 products).
+// Blocks whose K tiles pass through all three shared-memory buffers, with and without a window.
+// On failure it prints, per visited tile (and its buffer), the max S error of each 16-row warp.
+TEST(FlashAttentionWgmmaForward, OperandsAndScoreTilesMatchTheInputs) {
+  SK_REQUIRE_CUDA();
+  if (cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forward runs on compute capability 9.0 only";
+  struct DumpCase {
+    int64_t T, window, block;
+  };
+  for (const DumpCase dc : {DumpCase{256, 0, 1}, DumpCase{256, 1, 1}, DumpCase{1000, 100, 5}, DumpCase{1000, 0, 7}}) {
+    SCOPED_TRACE("T " + std::to_string(dc.T) + " window " + std::to_string(dc.window) + " block " + std::to_string(dc.block));
+    Rng rng(3000 + dc.T + dc.window);
+    Tensor qkv = Tensor::randn({1, dc.T, 3, 2, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
+    const attention::WgmmaForwardDump d =
+        attention::wgmma_forward_dump(head_view(qkv, 0), head_view(qkv, 1), head_view(qkv, 2), CausalWindow{dc.window}, dc.block);
+    // Head 0 of batch 0: rows 0..T-1 of (T, 64).
+    const Tensor q = head_view(qkv, 0).cpu().to(DType::F64).contiguous(), k = head_view(qkv, 1).cpu().to(DType::F64).contiguous();
+    const double* qd = q.data<double>();
+    const double* kd = k.data<double>();
+    const Tensor qt = d.q_tile.to(DType::F64), kt = d.k_tiles.to(DType::F64), st = d.s_tiles.to(DType::F64);
+    const int64_t m0 = dc.block * 128, tiles = kt.size(0);
+    auto q_at = [&](int64_t row, int64_t c) { return row < dc.T ? qd[row * 64 + c] : 0.0; };
+    auto k_at = [&](int64_t key, int64_t c) { return key < dc.T ? kd[key * 64 + c] : 0.0; };
+    double q_err = 0;
+    for (int64_t r = 0; r < 128; ++r)
+      for (int64_t c = 0; c < 64; ++c) q_err = std::max(q_err, std::abs(qt.data<double>()[r * 64 + c] - q_at(m0 + r, c)));
+    EXPECT_EQ(q_err, 0.0) << "the Q tile in shared memory differs from the input";
+    std::ostringstream map;
+    bool s_ok = true;
+    for (int64_t i = 0; i < tiles; ++i) {
+      const int64_t n0 = (d.first_key_tile + i) * 64;
+      double k_err = 0;
+      for (int64_t r = 0; r < 64; ++r)
+        for (int64_t c = 0; c < 64; ++c)
+          k_err = std::max(k_err, std::abs(kt.data<double>()[(i * 64 + r) * 64 + c] - k_at(n0 + r, c)));
+      EXPECT_EQ(k_err, 0.0) << "K tile " << d.first_key_tile + i << " (buffer " << i % 3 << ") in shared memory differs from the input";
+      map << "\n  tile " << d.first_key_tile + i << " (buffer " << i % 3 << ", K max err " << k_err << "): S max err per warp:";
+      for (int64_t w = 0; w < 8; ++w) {
+        double e = 0;
+        for (int64_t r = w * 16; r < w * 16 + 16; ++r)
+          for (int64_t j = 0; j < 64; ++j) {
+            double ref = 0;
+            for (int64_t c = 0; c < 64; ++c) ref += q_at(m0 + r, c) * k_at(n0 + j, c);
+            const double got = st.data<double>()[(i * 128 + r) * 64 + j];
+            const double err = std::abs(got - ref);
+            e = std::max(e, err);
+            if (!(err <= 1e-3 * (1 + std::abs(ref)))) s_ok = false;
+          }
+        map << " " << e;
+      }
+    }
+    EXPECT_TRUE(s_ok) << "raw S tiles differ from Q K^T; per tile (buffer) and warp (16 rows; warps 4-7 = warpgroup 1):" << map.str();
+  }
+}
+
 // One head of 8 positions on the GPU: q, k, v as views of one (1, 8, 3, 1, D) buffer, and dout.
 struct TinyInputs {
   Tensor q, k, v, dout;
