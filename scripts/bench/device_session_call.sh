@@ -25,6 +25,7 @@ if timeout 60 "$build/tests/test_attention" --gtest_filter='*WgmmaForward*:*Each
   fwd=wgmma
 fi
 echo "wgmma forward parity: $([ $fwd = wgmma ] && echo passed || echo FAILED) (left $(left) s)"
+[ $fwd = wgmma ] || grep -E -A7 'differs from|differ from Q|Trace|T [0-9]+ window' "$out/forward-kernel-tests.txt" | grep -v '^--$' | head -70
 JOBS=${JOBS:-8} EACH=110 OUT="$out" timeout 130 bash scripts/gpu_tests.sh 'Cuda*:*FlashAttention*:*Cuda*' > "$out/gpu-tests.txt" 2>&1
 echo "gpu tests rc=$? (left $(left) s)"; grep -E 'rc=|failures' "$out/gpu-tests.txt" | head -12
 
