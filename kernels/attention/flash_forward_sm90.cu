@@ -12,13 +12,14 @@
 // Each tile's products complete before the next tile (leaving P V running into the next tile made
 // ptxas serialise every wgmma of the kernel, warning C7515: the loop's register copies of the
 // accumulators count as plain writes while the product is in flight); the overlap comes from two
-// blocks (four warpgroups) per SM instead. Three K/V buffers, so that a tile's prefetch never
-// waits for a reader. Only key tiles inside the causal band (and the
+// blocks (four warpgroups) per SM instead. Three K/V buffers: the tile read now and two in flight
+// (each prefetched two tiles ahead, into the buffer the tile before last has just freed). Only key tiles inside the causal band (and the
 // window) are visited; element masks only on tiles that cross a band edge.
-// Tested by tests/attention/test_flash_attention.cpp (SPARSEK_FLASH_FWD=wgmma on compute
-// capability 9.0). Status: opt-in and experimental. Its first version failed the parity tests on an
-// H200 (2026-12-03); this one (S as an SS product, O / P / S pinned before each wgmma.fence) has not
-// run on a GPU yet (docs/perf-notes.md, "The wgmma forward, first GPU run").
+// The default forward at hd 64 on compute capability 9.0 (SPARSEK_FLASH_FWD=mma keeps the mma.sync
+// kernel). Tested by tests/attention/test_flash_attention.cpp: parity with the CPU reference, and
+// the test-only dump (forward_kernel<true>) of one block's operands and raw S tiles. Its first
+// version failed on an H200: the compiler sank O's rescale below wgmma.fence (docs/perf-notes.md,
+// "The wgmma forward, first GPU run"); the pins before each fence below are what fixed it.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -95,9 +96,16 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int key_hi = m_last + 1;
   const int n_first = key_lo / BLOCK_N, n_end = (key_hi + BLOCK_N - 1) / BLOCK_N;
 
+  // Two tiles in flight ahead of the one being read: Q and the first K/V tile (one cp.async group),
+  // the second K/V tile (the next group; empty when there is none).
   load_tile<BLOCK_M, D, kThreads>(sQ, q, p.q_stride.row, m0, T);
   load_tile<BLOCK_N, D, kThreads>(sK, k, p.k_stride.row, n_first * BLOCK_N, T);
   load_tile<BLOCK_N, D, kThreads>(sV, v, p.v_stride.row, n_first * BLOCK_N, T);
+  cp_async_commit();
+  if (n_first + 1 < n_end) {
+    load_tile<BLOCK_N, D, kThreads>(sK + kKVTile, k, p.k_stride.row, (n_first + 1) * BLOCK_N, T);
+    load_tile<BLOCK_N, D, kThreads>(sV + kKVTile, v, p.v_stride.row, (n_first + 1) * BLOCK_N, T);
+  }
   cp_async_commit();
 
   const float scale_log2 = p.softmax_scale * kLog2e;
@@ -111,13 +119,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int row_a = m0 + wg * 64 + wi * 16 + g;  // this thread's rows: row_a, row_a + 8
 
   for (int n = n_first; n < n_end; ++n) {
-    const int buf = (n - n_first) % kStages, next = (buf + 1) % kStages;
-    cp_async_wait<0>();
+    const int buf = (n - n_first) % kStages, ahead = (buf + 2) % kStages;
+    cp_async_wait<1>();   // every group but the newest (tile n + 1's) is complete: tile n is here
     fence_proxy_async();  // the cp.async writes are read by wgmma
-    __syncthreads();  // every warpgroup is done with tile n - 1 (its products waited for)
-    if (n + 1 < n_end) {  // prefetch the next K/V tile
-      load_tile<BLOCK_N, D, kThreads>(sK + next * kKVTile, k, p.k_stride.row, (n + 1) * BLOCK_N, T);
-      load_tile<BLOCK_N, D, kThreads>(sV + next * kKVTile, v, p.v_stride.row, (n + 1) * BLOCK_N, T);
+    __syncthreads();  // every warpgroup is done with tile n - 1 (its products waited for), whose buffer is `ahead`
+    if (n + 2 < n_end) {  // prefetch two tiles ahead
+      load_tile<BLOCK_N, D, kThreads>(sK + ahead * kKVTile, k, p.k_stride.row, (n + 2) * BLOCK_N, T);
+      load_tile<BLOCK_N, D, kThreads>(sV + ahead * kKVTile, v, p.v_stride.row, (n + 2) * BLOCK_N, T);
     }
     cp_async_commit();
     const uint32_t sKb = sK + buf * kKVTile, sVb = sV + buf * kKVTile;

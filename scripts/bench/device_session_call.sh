@@ -2,14 +2,17 @@
 # One device call that checks and measures a CUDA build (what a session's ~30 device-minutes are
 # for), steps in order of value, each skipped when the time left (LIMIT_SECONDS, default 540)
 # cannot hold it:
-#   1. GPU tests: every CUDA test of the carried test binaries (scripts/gpu_tests.sh, filter
-#      'Cuda*:*FlashAttention*:*Cuda*'); the opt-in wgmma forward's parity test first, alone, so
-#      that step 2 measures it only when it passes;
-#   2. attention: `sparsek bench attention` (hd 64 and 128, SPARSEK_FLASH_FWD=wgmma when its test
-#      passed) + attention_peer.py + report_attention.py -> attention.{md,json};
+#   1. tests: every CUDA test of the carried test binaries (scripts/gpu_tests.sh, filter
+#      'Cuda*:*FlashAttention*:*Cuda*'); the wgmma forward's tests first, alone: when they fail,
+#      the steps below measure with SPARSEK_FLASH_FWD=mma (and its tile-error map is printed);
+#   2. attention: `sparsek bench attention` (hd 64 and 128) + attention_peer.py +
+#      report_attention.py -> attention.{md,json};
 #   3. LSH: scripts/bench/bench_lsh.sh --iters 10 (ours, SDPA flash, HF) -> lsh.{md,json};
 #   4. SparseK: the issue-6 shape (k 512, w 0 and 512, T 4k-32k) + SDPA flash -> attention-sparsek.{md,json};
-#   5. training: scripts/bench/bench_train.sh (GPT-2 124M vs the PyTorch peer) -> train.{md,json}.
+#   5. train: scripts/bench/bench_train.sh (GPT-2 124M vs the PyTorch peer) -> train.{md,json};
+#   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
+#      transformers) -> finetune.{md,json}.
+# STEPS (comma-separated, default tests,attention,lsh,sparsek,train) picks the steps.
 # Binaries from $BUILD (default build-gpu; carry sparsek, runtime-libs and tests/test_* packed).
 # Everything lands in ONE archive, $OUT/session.tgz (a device call returns at most 8 files); a
 # summary is printed last. SPARSEK_COMMIT names the commit in the reports.
@@ -19,18 +22,25 @@ cd "$(dirname "$0")/../.."
 source scripts/bench/device_call_common.sh session "${1:-540}"
 commit=${SPARSEK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 
+STEPS=",${STEPS:-tests,attention,lsh,sparsek,train},"
+step() { [[ $STEPS == *",$1,"* ]]; }
+
 # 1. Tests.
 fwd=auto
+if step tests; then
 if timeout 60 "$build/tests/test_attention" --gtest_filter='*WgmmaForward*:*EachForwardKernel*' > "$out/forward-kernel-tests.txt" 2>&1; then
-  fwd=wgmma
+  :
+else
+  fwd=mma
 fi
-echo "wgmma forward parity: $([ $fwd = wgmma ] && echo passed || echo FAILED) (left $(left) s)"
-[ $fwd = wgmma ] || grep -E -A7 'differs from|differ from Q|Trace|T [0-9]+ window' "$out/forward-kernel-tests.txt" | grep -v '^--$' | head -70
+echo "wgmma forward tests: $([ $fwd = auto ] && echo passed || echo FAILED) (left $(left) s)"
+[ $fwd = auto ] || grep -E -A7 'differs from|differ from Q|Trace|T [0-9]+ window' "$out/forward-kernel-tests.txt" | grep -v '^--$' | head -70
 JOBS=${JOBS:-8} EACH=110 OUT="$out" timeout 130 bash scripts/gpu_tests.sh 'Cuda*:*FlashAttention*:*Cuda*' > "$out/gpu-tests.txt" 2>&1
 echo "gpu tests rc=$? (left $(left) s)"; grep -E 'rc=|failures' "$out/gpu-tests.txt" | head -12
+fi
 
 # 2. Attention (full, sliding window) against SDPA flash / cuDNN / FlexAttention.
-if [ "$(left)" -gt 160 ]; then
+if step attention && [ "$(left)" -gt 160 ]; then
   SPARSEK_FLASH_FWD=$fwd timeout 60 "$build/sparsek" bench attention --no-sparsek --head-dims 64,128 \
     --out "$out/attention-ours.json" > "$out/attention-ours.log" 2>&1
   PYTHONUNBUFFERED=1 timeout 130 python3 scripts/bench/attention_peer.py --out "$out/attention-peer.json" \
@@ -41,13 +51,13 @@ if [ "$(left)" -gt 160 ]; then
 fi
 
 # 3. LSH against SDPA flash and the Hugging Face layer.
-if [ "$(left)" -gt 130 ]; then
+if step lsh && [ "$(left)" -gt 130 ]; then
   OUT_DIR="$out" SPARSEK_COMMIT="$commit" timeout 120 scripts/bench/bench_lsh.sh --iters 10 > "$out/lsh.log" 2>&1
   echo "lsh rc=$? (left $(left) s)"; tail -6 "$out/lsh.log"
 fi
 
 # 4. SparseK at the issue's shape against SDPA flash.
-if [ "$(left)" -gt 150 ]; then
+if step sparsek && [ "$(left)" -gt 150 ]; then
   timeout 100 "$build/sparsek" bench attention --sparsek-only --head-dims 64 --sparsek-k 512 --sparsek-window 0,512 --sparsek-t-min 4096 \
     --t-max 32768 --iters 3 --out "$out/sparsek-ours.json" > "$out/sparsek-ours.log" 2>&1
   PYTHONUNBUFFERED=1 timeout 60 python3 scripts/bench/attention_peer.py --head-dims 64 --systems sdpa_flash --t-min 4096 \
@@ -58,10 +68,17 @@ if [ "$(left)" -gt 150 ]; then
 fi
 
 # 5. End-to-end training step against the PyTorch nanoGPT-style peer.
-if [ "$(left)" -gt 110 ]; then
+if step train && [ "$(left)" -gt 110 ]; then
   SPARSEK_FLASH_FWD=$fwd OUT_DIR="$out" SPARSEK_COMMIT="$commit" timeout $(( $(left) - 15 )) scripts/bench/bench_train.sh \
     > "$out/train.log" 2>&1
   echo "train rc=$? (left $(left) s)"; tail -4 "$out/train.log"
+fi
+
+# 6. Fine-tuning step (Pythia-160m shapes) against transformers.
+if step finetune && [ "$(left)" -gt 150 ]; then
+  SPARSEK_FLASH_FWD=$fwd OUT_DIR="$out" SPARSEK_COMMIT="$commit" timeout $(( $(left) - 15 )) scripts/bench/bench_finetune.sh \
+    > "$out/finetune.log" 2>&1
+  echo "finetune rc=$? (left $(left) s)"; grep -E '^\| [0-9]' "$out/finetune.md" 2>/dev/null
 fi
 
 tar czf "${OUT:-/tmp}/session.tgz" -C "$(dirname "$out")" "$(basename "$out")"

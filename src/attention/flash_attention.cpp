@@ -39,8 +39,9 @@ int backward_kernel_from_env() {
                           {"auto", "mma", "wgmma", "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit"});
 }
 
-// SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (the
-// mma.sync kernel), "mma", or "wgmma" (flash_forward_sm90.cu: hd 64 on compute capability 9.0).
+// SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (wgmma
+// at hd 64 on compute capability 9.0, else mma.sync), "mma", or "wgmma" (flash_forward_sm90.cu: hd
+// 64 on compute capability 9.0 only).
 // A wgmma kernel chosen through `variable` (kernel >= 2) runs at head dim 64 on compute capability
 // 9.0 only: anything else is the user's error, named here (the launcher would only say "bad argument").
 void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int device) {
@@ -64,14 +65,6 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
   p.forward_kernel = forward_kernel_from_env();
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   check_wgmma_choice("SPARSEK_FLASH_FWD", p.forward_kernel, D, q.device().index);
-  if (p.forward_kernel == 2) {
-    static const bool warned = [] {
-      spdlog::warn("SPARSEK_FLASH_FWD=wgmma: experimental forward kernel; its parity tests failed on an H200 on "
-                   "2026-12-03 and its fix has not run on a GPU yet (docs/perf-notes.md); do not train with it");
-      return true;
-    }();
-    (void)warned;
-  }
   cuda::set_device(q.device().index);
   Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
   Tensor lse = Tensor::empty({B, H, T}, DType::F32, q.device());
