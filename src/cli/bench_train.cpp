@@ -31,7 +31,8 @@ void run_bench_train(const BenchTrainOptions& o) {
   const int64_t T = o.seq_len > 0 ? o.seq_len : cfg.train.seq_len;
   const Device dev = Device::cuda(0);
   Rng rng(1234);
-  model::Gpt gpt(cfg.model, cfg.attention, DType::BF16, dev, rng);
+  const DType dtype = o.dtype == "f32" ? DType::F32 : DType::BF16;
+  model::Gpt gpt(cfg.model, cfg.attention, dtype, dev, rng);
   optim::AdamWConfig ac;
   ac.lr = cfg.optimizer.lr;
   ac.beta1 = cfg.optimizer.beta1;
@@ -101,7 +102,7 @@ void run_bench_train(const BenchTrainOptions& o) {
   nlohmann::json doc{{"system", "sparsek"}, {"device", cuda::device_name(0)}, {"config", o.config},
                      {"attention", cfg.attention.kind}, {"batch", B}, {"seq_len", T},
                      {"params", gpt.num_parameters()}, {"step_ms", med}, {"tokens_per_s", tokens_per_s},
-                     {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}, {"steps_run", o.warmup + o.steps},
+                     {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}, {"dtype", o.dtype}, {"steps_run", o.warmup + o.steps},
                      {"phases_ms", phases}};
   std::ofstream f(o.out);
   SK_CHECK(f.good(), "bench train: cannot write ", o.out);

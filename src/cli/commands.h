@@ -58,6 +58,7 @@ struct BenchTrainOptions {
   std::vector<std::string> overrides;  // "a.b=value"
   int64_t batch = 0, seq_len = 0;      // 0: from the config
   int steps = 30, warmup = 10;  // as scripts/bench/train_peer.py, so the final losses compare
+  std::string dtype = "bf16";    // parameter / activation dtype: bf16 (fp32 AdamW masters) or f32
   std::string out = "bench_train.json";
 };
 void run_bench_train(const BenchTrainOptions& o);

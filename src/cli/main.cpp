@@ -90,6 +90,9 @@ int main(int argc, char** argv) {
   train_bench_cmd->add_option("--seq-len", bench_train.seq_len, "sequence length (0: train.seq_len)");
   train_bench_cmd->add_option("--steps", bench_train.steps, "timed steps (median reported)")->capture_default_str();
   train_bench_cmd->add_option("--warmup", bench_train.warmup, "untimed steps first")->capture_default_str();
+  train_bench_cmd->add_option("--dtype", bench_train.dtype, "parameter and activation dtype")
+      ->check(CLI::IsMember({"bf16", "f32"}))
+      ->capture_default_str();
   train_bench_cmd->add_option("--out", bench_train.out, "JSON output file")->capture_default_str();
   train_bench_cmd->callback([&] { run_bench_train(bench_train); });
   BenchTokenizerOptions bench_tok;
