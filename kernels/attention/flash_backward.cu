@@ -20,6 +20,7 @@
 #include "kernels/attention/flash_backward_sm90.h"
 #include "kernels/attention/flash_tile.cuh"
 #include "kernels/attention/sm90_device.h"
+#include "kernels/common/device_utils.cuh"
 
 namespace sk_flash {
 
@@ -44,30 +45,54 @@ constexpr int bwd_smem_bytes() {
   return (2 * N + 4 * M) * D * 2 + N * M * 2 + 4 * M * 4;
 }
 
-// One warp per query row: delta = sum_d dout * out; dq_accum row zeroed.
+// delta = sum_d dout * out per query row, and the row of dq_accum zeroed. D / 8 lanes per row, each
+// with one 16-byte load of dout and of out (8 bf16) and two 16-byte zero stores; every lane takes
+// kPrepareRows rows (its loads all issued before the first use), so that enough bytes are in flight
+// to keep HBM busy (one warp per row with 4-byte loads reached ~2 TB/s).
+constexpr int kPrepareThreads = 256, kPrepareRows = 2;
 template <int D>
-__global__ void flash_backward_prepare_kernel(const __nv_bfloat16* __restrict__ dout, SkFlashStrides ds,
-                                              const __nv_bfloat16* __restrict__ out, float* __restrict__ delta,
-                                              float* __restrict__ dq_accum, int B, int H, int T) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (row >= static_cast<int64_t>(B) * H * T) return;
-  const int i = static_cast<int>(row % T);
-  const int h = static_cast<int>((row / T) % H);
-  const int b = static_cast<int>(row / (static_cast<int64_t>(T) * H));
-  const __nv_bfloat16* dr = dout + b * ds.batch + h * ds.head + i * ds.row;
-  const int64_t orow = ((static_cast<int64_t>(b) * T + i) * H + h) * D;
-  float acc = 0.f;
+constexpr int prepare_rows_per_block() {
+  return kPrepareThreads / (D / 8) * kPrepareRows;
+}
+template <int D>
+__global__ void __launch_bounds__(kPrepareThreads)
+    flash_backward_prepare_kernel(const __nv_bfloat16* __restrict__ dout, SkFlashStrides ds,
+                                  const __nv_bfloat16* __restrict__ out, float* __restrict__ delta,
+                                  float* __restrict__ dq_accum, int B, int H, int T) {
+  constexpr int G = D / 8;                        // lanes per row
+  constexpr int kGroups = kPrepareThreads / G;    // row groups per block
+  const int tid = static_cast<int>(threadIdx.x), c = (tid % G) * 8;
+  const int64_t rows = static_cast<int64_t>(B) * H * T;
+  int64_t row[kPrepareRows];
+  uint4 x[kPrepareRows], y[kPrepareRows];
 #pragma unroll
-  for (int c = lane * 2; c < D; c += 64) {
-    const float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dr + c));
-    const float2 y = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(out + orow + c));
-    acc += x.x * y.x + x.y * y.y;
-    *reinterpret_cast<float2*>(dq_accum + orow + c) = make_float2(0.f, 0.f);
+  for (int r = 0; r < kPrepareRows; ++r) {  // rows (b, h, i) in that order: delta's layout
+    row[r] = (static_cast<int64_t>(blockIdx.x) * kPrepareRows + r) * kGroups + tid / G;
+    x[r] = y[r] = make_uint4(0u, 0u, 0u, 0u);
+    if (row[r] < rows) {
+      const int i = static_cast<int>(row[r] % T);
+      const int h = static_cast<int>((row[r] / T) % H);
+      const int b = static_cast<int>(row[r] / (static_cast<int64_t>(T) * H));
+      const int64_t orow = ((static_cast<int64_t>(b) * T + i) * H + h) * D;
+      x[r] = *reinterpret_cast<const uint4*>(dout + b * ds.batch + h * ds.head + i * ds.row + c);
+      y[r] = *reinterpret_cast<const uint4*>(out + orow + c);
+      float4* z = reinterpret_cast<float4*>(dq_accum + orow + c);
+      z[0] = z[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
   }
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, off);
-  if (lane == 0) delta[(static_cast<int64_t>(b) * H + h) * T + i] = acc;
+  for (int r = 0; r < kPrepareRows; ++r) {
+    const __nv_bfloat162* xa = reinterpret_cast<const __nv_bfloat162*>(&x[r]);
+    const __nv_bfloat162* ya = reinterpret_cast<const __nv_bfloat162*>(&y[r]);
+    float acc = 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float2 a = __bfloat1622float2(xa[e]), o = __bfloat1622float2(ya[e]);
+      acc += a.x * o.x + a.y * o.y;
+    }
+    acc = sk_kern::group_sum<G>(acc);
+    if (tid % G == 0 && row[r] < rows) delta[row[r]] = acc;
+  }
 }
 
 // dq_accum is (rows, row2 pairs) contiguous; dq rows are dq_row2 pairs apart.
@@ -275,7 +300,8 @@ template <int D>
 int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const void* out, const float* lse,
                     void* dq, void* dk, void* dv, float* delta, float* dq_accum, cudaStream_t s) {
   const int64_t rows = static_cast<int64_t>(p.batch) * p.heads * p.seq_len;
-  flash_backward_prepare_kernel<D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, s>>>(
+  constexpr int prep_rows = prepare_rows_per_block<D>();
+  flash_backward_prepare_kernel<D><<<static_cast<unsigned>((rows + prep_rows - 1) / prep_rows), kPrepareThreads, 0, s>>>(
       static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), delta, dq_accum, p.batch,
       p.heads, p.seq_len);
   // Hopper at hd 64: the wgmma main kernel (flash_backward_sm90.cu; by default its pipelined
@@ -324,6 +350,7 @@ extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, 
     return SK_KERNEL_BAD_ARG;
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_MISALIGNED;
+  if (reinterpret_cast<uintptr_t>(out) % 16 || reinterpret_cast<uintptr_t>(dq_accum) % 16) return SK_KERNEL_MISALIGNED;
   if (p->backward_kernel < 0 || p->backward_kernel > 5) return SK_KERNEL_BAD_ARG;
   if (p->grad_row_stride < 0 || p->grad_row_stride % 2 ||
       (p->grad_row_stride > 0 && p->grad_row_stride < static_cast<int64_t>(p->heads) * p->head_dim))
