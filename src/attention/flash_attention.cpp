@@ -2,8 +2,6 @@
 // in the (B, T, H, D) layout, and the calls into kernels/attention/flash_*.cu.
 #include "attention/flash_attention.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 
 #include "attention/cuda_attention_args.h"
