@@ -19,7 +19,8 @@
 // kernel). Tested by tests/attention/test_flash_attention.cpp: parity with the CPU reference, and
 // the test-only dump (forward_kernel<true>) of one block's operands and raw S tiles. Its first
 // version failed on an H200: the compiler sank O's rescale below wgmma.fence (docs/perf-notes.md,
-// "The wgmma forward, first GPU run"); the pins before each fence below are what fixed it.
+// "The wgmma forward, first GPU run"); this one (operands pinned before each fence, S as an SS
+// product) passes - which of the two changes was needed alone was not tested.
 #include <cuda_runtime.h>
 
 #include <cmath>

@@ -8,7 +8,7 @@
 // The packed entry point (causal_attention_packed: one (B, T, 3, H, D) gradient) is checked the
 // same way in the same test, and at hd 64 every backward kernel (mma.sync; on compute capability
 // 9.0 the four wgmma variants: column / key-split dQ, plain / pipelined schedule); each forward
-// kernel is checked explicitly too (mma.sync; the opt-in wgmma one on 9.0). Outputs come from a
+// kernel is checked explicitly too (mma.sync; the wgmma one, the default there, on 9.0). Outputs come from a
 // poisoned (NaN-filled) allocator, so an unwritten element fails the test. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
