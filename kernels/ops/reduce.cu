@@ -103,6 +103,65 @@ int flat_reduce_impl(float* out, float* scratch, const void* xv, int64_t n, cuda
   return launch_status();
 }
 
+// ---- sum of squares over many tensors (the global gradient norm) ---------------------------
+// One launch for up to kMultiMax tensors of one dtype, so that a model's ~150 gradients cost two
+// launches instead of ~300 tiny ones: block b takes chunk b - start[t] (kMultiChunk elements) of
+// tensor t, where start holds the prefix sums of the tensors' chunk counts (kernel parameters);
+// 16-byte loads when the tensor is 16-byte aligned; fixed-tree block sum -> part[b]. Then
+// flat_reduce_stage2 adds all partials, in block order, to *acc: deterministic for a given list.
+constexpr int kMultiMax = 96;
+constexpr int64_t kMultiChunk = 16384;
+struct MultiList {
+  const void* ptr[kMultiMax];
+  int64_t n[kMultiMax];
+  int start[kMultiMax + 1];
+  int count;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kRedBlock) sumsq_multi_stage1(float* __restrict__ part, const MultiList L) {
+  using P = Pack<T>;
+  constexpr int N = P::N;
+  __shared__ float red[32];
+  const int b = static_cast<int>(blockIdx.x);
+  int lo = 0, hi = L.count - 1;  // the tensor t with start[t] <= b < start[t + 1] (every tensor has >= 1 chunk)
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (L.start[mid] <= b) lo = mid;
+    else hi = mid - 1;
+  }
+  const T* x = static_cast<const T*>(L.ptr[lo]);
+  const int64_t c0 = static_cast<int64_t>(b - L.start[lo]) * kMultiChunk;
+  const int64_t c1 = min(c0 + kMultiChunk, L.n[lo]);
+  float acc[N];
+#pragma unroll
+  for (int j = 0; j < N; ++j) acc[j] = 0.f;
+  int64_t i = c0;
+  if ((reinterpret_cast<uintptr_t>(x) & 15u) == 0) {  // c0 is a multiple of N, so x + c0 is aligned too
+    const int64_t nvec = (c1 - c0) / N;
+    const T* body = x + c0;
+    for (int64_t base = threadIdx.x; base < nvec; base += static_cast<int64_t>(kRedBlock) * kRedUnroll) {
+      uint4 r[kRedUnroll];
+#pragma unroll
+      for (int u = 0; u < kRedUnroll; ++u) {
+        const int64_t v = base + u * kRedBlock;
+        r[u] = v < nvec ? ld_stream(body + v * N) : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int u = 0; u < kRedUnroll; ++u)
+#pragma unroll
+        for (int j = 0; j < N; ++j) acc[j] += term<true>(P::get(r[u], j));
+    }
+    i = c0 + nvec * N;
+  }
+  for (i += threadIdx.x; i < c1; i += kRedBlock) acc[0] += term<true>(load_f32(x + i));
+  float total = 0.f;
+#pragma unroll
+  for (int j = 0; j < N; ++j) total += acc[j];
+  total = block_sum(total, red);
+  if (threadIdx.x == 0) part[b] = total;
+}
+
 // ---- column sums ---------------------------------------------------------------------------
 struct RowChunks {
   int64_t rows_per_chunk;
@@ -264,5 +323,52 @@ extern "C" int sk_cuda_clip_coefficient(float* coef, const float* sumsq, float m
   if (!coef || !sumsq) return SK_KERNEL_BAD_ARG;
   if (!aligned_to(coef, 4) || !aligned_to(sumsq, 4)) return SK_KERNEL_MISALIGNED;
   clip_coef_kernel<<<1, 1, 0, s>>>(coef, sumsq, max_norm);
+  return launch_status();
+}
+
+extern "C" size_t sk_cuda_sumsq_multi_scratch_floats(const int64_t* n, int count) {
+  size_t chunks = 0;
+  for (int t = 0; t < count; ++t) chunks += static_cast<size_t>(ceil_div(n[t], kMultiChunk));
+  return chunks;
+}
+
+extern "C" int sk_cuda_sumsq_multi_accumulate(float* acc, float* scratch, const void* const* x, const int64_t* n,
+                                              int count, int dtype, cudaStream_t s) {
+  if (!is_float_dtype(dtype)) return SK_KERNEL_UNSUPPORTED_DTYPE;
+  if (count < 0 || !acc || (count > 0 && (!x || !n))) return SK_KERNEL_BAD_ARG;
+  if (!aligned_to(acc, 4) || !aligned_to(scratch, 4)) return SK_KERNEL_MISALIGNED;
+  const size_t elem = static_cast<size_t>(float_dtype_size(dtype));
+  int64_t parts = 0;  // partials written so far (scratch offset)
+  MultiList L{};
+  auto flush = [&]() -> int {
+    if (L.count == 0) return SK_KERNEL_OK;
+    const int blocks = L.start[L.count];
+    if (dtype == SK_KDT_F32) sumsq_multi_stage1<float><<<blocks, kRedBlock, 0, s>>>(scratch + parts, L);
+    else sumsq_multi_stage1<__nv_bfloat16><<<blocks, kRedBlock, 0, s>>>(scratch + parts, L);
+    parts += blocks;
+    L.count = 0;
+    return launch_status();
+  };
+  for (int t = 0; t < count; ++t) {
+    if (n[t] < 0) return SK_KERNEL_BAD_ARG;
+    if (n[t] == 0) continue;
+    if (!x[t]) return SK_KERNEL_BAD_ARG;
+    if (!aligned_to(x[t], elem)) return SK_KERNEL_MISALIGNED;
+    const int64_t chunks = ceil_div(n[t], kMultiChunk);
+    if (L.count == kMultiMax || static_cast<int64_t>(L.start[L.count]) + chunks > (1 << 30)) {
+      const int st = flush();
+      if (st != SK_KERNEL_OK) return st;
+    }
+    if (L.count == 0) L.start[0] = 0;
+    L.ptr[L.count] = x[t];
+    L.n[L.count] = n[t];
+    L.start[L.count + 1] = L.start[L.count] + static_cast<int>(chunks);
+    ++L.count;
+  }
+  const int st = flush();
+  if (st != SK_KERNEL_OK) return st;
+  if (parts == 0) return SK_KERNEL_OK;
+  if (!scratch) return SK_KERNEL_BAD_ARG;
+  flat_reduce_stage2<true><<<1, kStage2Block, 0, s>>>(acc, scratch, parts);
   return launch_status();
 }

@@ -26,6 +26,13 @@ int sk_cuda_sum_rows(void* out, float* scratch, const void* x, int64_t N, int64_
 size_t sk_cuda_sumsq_scratch_floats(int64_t n);
 int sk_cuda_sumsq_accumulate(float* acc, float* scratch, const void* x, int64_t n, int dtype, cudaStream_t s);
 
+// *acc += sum over the `count` tensors x[t] (n[t] elements each, all of `dtype`) of their squares:
+// two launches for any count up to 96 (a few more beyond); deterministic for a given list.
+// scratch: sk_cuda_sumsq_multi_scratch_floats(n, count) floats.
+size_t sk_cuda_sumsq_multi_scratch_floats(const int64_t* n, int count);
+int sk_cuda_sumsq_multi_accumulate(float* acc, float* scratch, const void* const* x, const int64_t* n, int count,
+                                   int dtype, cudaStream_t s);
+
 // *coef = min(1, max_norm / (sqrt(*sumsq) + 1e-6)) computed on the device (no host sync).
 // A NaN norm gives a NaN coefficient (like torch.clamp).
 int sk_cuda_clip_coefficient(float* coef, const float* sumsq, float max_norm, cudaStream_t s);

@@ -27,6 +27,22 @@ int sk_cuda_adamw_step(float* param, void* param_bf16, const void* grad, int gra
                        int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                        float bias_correction1, float bias_correction2, const float* grad_scale, cudaStream_t s);
 
+// The same step for many tensors sharing lr, betas, eps, step and grad_scale (each its own
+// weight decay; all grads of grad_dtype): a few launches for any count (56 tensors per launch),
+// results bit-identical to sk_cuda_adamw_step per tensor.
+struct SkAdamwTensor {
+  float* param;
+  void* param_bf16;  // nullable
+  const void* grad;
+  float* m;
+  float* v;
+  int64_t n;
+  float weight_decay;
+};
+int sk_cuda_adamw_step_multi(const SkAdamwTensor* tensors, int count, int grad_dtype, float lr, float beta1,
+                             float beta2, float eps, float bias_correction1, float bias_correction2,
+                             const float* grad_scale, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

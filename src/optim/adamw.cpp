@@ -1,6 +1,7 @@
 // AdamW (adamw.h): CPU reference loop and CUDA dispatch to kernels/optim/adamw.cu.
 #include "optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/node.h"
@@ -53,6 +54,17 @@ void AdamW::step(double lr_in, const Tensor& grad_scale) {
   const double bc1 = 1.0 - std::pow(cfg_.beta1, double(step_));
   const double bc2 = 1.0 - std::pow(cfg_.beta2, double(step_));
   autograd::NoGradGuard no_grad;
+#ifdef SPARSEK_HAS_CUDA
+  // CUDA parameters are updated together after the loop: one multi-tensor launch per device and
+  // gradient dtype (a few launches per step instead of one per parameter).
+  struct CudaGroup {
+    int device;
+    DType grad_dtype;
+    std::vector<SkAdamwTensor> tensors;
+    std::vector<Tensor> grads;  // the contiguous gradients, alive until the launch
+  };
+  std::vector<CudaGroup> groups;
+#endif
   for (Slot& s : slots_) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
@@ -82,17 +94,28 @@ void AdamW::step(double lr_in, const Tensor& grad_scale) {
       });
     } else {
 #ifdef SPARSEK_HAS_CUDA
-      cuda::set_device(s.param.device().index);
-      Tensor gsf = grad_scale.defined() ? grad_scale.to(DType::F32) : Tensor();
+      const int dev = s.param.device().index;
+      auto it = std::find_if(groups.begin(), groups.end(),
+                             [&](const CudaGroup& cg) { return cg.device == dev && cg.grad_dtype == g.dtype(); });
+      if (it == groups.end()) it = groups.insert(groups.end(), CudaGroup{dev, g.dtype(), {}, {}});
       float* master = s.master.defined() ? s.master.data<float>() : s.param.data<float>();
       void* bf16_copy = s.master.defined() ? s.param.data_ptr() : nullptr;
-      SK_KERNEL_CHECK(sk_cuda_adamw_step(master, bf16_copy, g.data_ptr(), kernel_dtype(g.dtype()), s.m.data<float>(),
-                                         s.v.data<float>(), s.param.numel(), float(lr), float(cfg_.beta1),
-                                         float(cfg_.beta2), float(cfg_.eps), float(wd), float(bc1), float(bc2),
-                                         gsf.defined() ? gsf.data<float>() : nullptr, cuda::stream()));
+      it->tensors.push_back(SkAdamwTensor{master, bf16_copy, g.data_ptr(), s.m.data<float>(), s.v.data<float>(),
+                                          s.param.numel(), float(wd)});
+      it->grads.push_back(g);
 #endif
     }
   }
+#ifdef SPARSEK_HAS_CUDA
+  for (const CudaGroup& cg : groups) {
+    cuda::set_device(cg.device);
+    Tensor gsf = grad_scale.defined() ? grad_scale.to(DType::F32) : Tensor();
+    SK_KERNEL_CHECK(sk_cuda_adamw_step_multi(cg.tensors.data(), int(cg.tensors.size()), kernel_dtype(cg.grad_dtype),
+                                             float(lr), float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
+                                             float(bc1), float(bc2), gsf.defined() ? gsf.data<float>() : nullptr,
+                                             cuda::stream()));
+  }
+#endif
 }
 
 void adamw_update_f32(const AdamWConfig& cfg, Tensor& master, const Tensor& grad, Tensor& m, Tensor& v, double lr,

@@ -37,14 +37,22 @@ GradNorm global_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   }
 #ifdef SPARSEK_HAS_CUDA
   cuda::set_device(dev.index);
+  // All gradients of one dtype in one multi-tensor reduction (two launches, not two per tensor).
   Tensor acc = Tensor::zeros({}, DType::F32, dev);
-  int64_t max_n = 1;
-  for (const Tensor& g : grads) max_n = std::max(max_n, g.numel());
-  Tensor scratch = Tensor::empty({static_cast<int64_t>(sk_cuda_sumsq_scratch_floats(max_n)) + 1}, DType::F32, dev);
-  for (const Tensor& g : grads) {
-    ops::check_cuda_dtype("global_grad_norm", g);
-    SK_KERNEL_CHECK(sk_cuda_sumsq_accumulate(acc.data<float>(), scratch.data<float>(), g.data_ptr(), g.numel(),
-                                             kernel_dtype(g.dtype()), cuda::stream()));
+  for (const DType dt : {DType::BF16, DType::F32}) {
+    std::vector<const void*> ptrs;
+    std::vector<int64_t> sizes;
+    for (const Tensor& g : grads) {
+      ops::check_cuda_dtype("global_grad_norm", g);
+      if (g.dtype() != dt) continue;
+      ptrs.push_back(g.data_ptr());
+      sizes.push_back(g.numel());
+    }
+    if (ptrs.empty()) continue;
+    const auto floats = static_cast<int64_t>(sk_cuda_sumsq_multi_scratch_floats(sizes.data(), int(sizes.size())));
+    Tensor scratch = Tensor::empty({floats + 1}, DType::F32, dev);
+    SK_KERNEL_CHECK(sk_cuda_sumsq_multi_accumulate(acc.data<float>(), scratch.data<float>(), ptrs.data(), sizes.data(),
+                                                   int(ptrs.size()), kernel_dtype(dt), cuda::stream()));
   }
   Tensor coef = Tensor::empty({}, DType::F32, dev);
   SK_KERNEL_CHECK(sk_cuda_clip_coefficient(coef.data<float>(), acc.data<float>(), float(max_norm), cuda::stream()));
