@@ -10,6 +10,7 @@
 #   3. LSH: scripts/bench/bench_lsh.sh --iters 10 (ours, SDPA flash, HF) -> lsh.{md,json};
 #   4. SparseK: the issue-6 shape (k 512, w 0 and 512, T 4k-32k) + SDPA flash -> attention-sparsek.{md,json};
 #   5. train: scripts/bench/bench_train.sh (GPT-2 124M vs the PyTorch peer) -> train.{md,json};
+#   5b. train_f32 (not in the default STEPS): the same step in fp32 on both sides, loss trajectories;
 #   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
 #      transformers) -> finetune.{md,json}.
 # STEPS (comma-separated, default tests,attention,lsh,sparsek,train) picks the steps.
@@ -72,6 +73,26 @@ if step train && [ "$(left)" -gt 110 ]; then
   SPARSEK_FLASH_FWD=$fwd OUT_DIR="$out" SPARSEK_COMMIT="$commit" timeout $(( $(left) - 15 )) scripts/bench/bench_train.sh \
     > "$out/train.log" 2>&1
   echo "train rc=$? (left $(left) s)"; tail -4 "$out/train.log"
+  python3 -c 'import json,sys
+r = json.load(open(sys.argv[1]))
+for k in ("sparsek", "pytorch"):
+    l = r[k].get("losses", [])
+    if l: print(k, "losses", [round(l[i], 3) for i in (0, 1, 2, 5, 10, 20, len(l) - 1)])' "$out/train.json" 2>/dev/null
+fi
+
+# 5b. (not in the default STEPS) The same training step in fp32 on both sides (ours --dtype f32,
+# the peer without autocast): are the two loss trajectories the same without bf16 rounding?
+if step train_f32 && [ "$(left)" -gt 120 ]; then
+  timeout 90 "$build/sparsek" bench train --dtype f32 --batch 32 --seq-len 1024 --out "$out/train-f32-ours.json" \
+    > "$out/train-f32-ours.log" 2>&1
+  echo "train f32 ours rc=$? (left $(left) s)"
+  PYTHONUNBUFFERED=1 timeout $(( $(left) - 15 )) python3 scripts/bench/train_peer.py --fp32 --batch 32 --seq-len 1024 \
+    --out "$out/train-f32-peer.json" > "$out/train-f32-peer.log" 2>&1
+  echo "train f32 peer rc=$? (left $(left) s)"
+  python3 -c 'import json,sys
+for f in sys.argv[1:]:
+    try: r = json.load(open(f)); l = r["losses"]; print(f.split("/")[-1], r.get("step_ms"), [round(l[i], 3) for i in (0, 1, 2, 5, 10, 20, len(l) - 1)])
+    except Exception as e: print(f, "no result", e)' "$out"/train-f32-*.json
 fi
 
 # 6. Fine-tuning step (Pythia-160m shapes) against transformers.

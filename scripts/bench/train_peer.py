@@ -62,6 +62,7 @@ def main():
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast (compare with `sparsek bench train --dtype f32`)")
     ap.add_argument("--profile", default="", help="also write a per-kernel CUDA time table of one step here")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -77,18 +78,19 @@ def main():
     cmodel = torch.compile(model)
     x = torch.randint(0, 50257, (a.batch, a.seq_len), device="cuda")
     y = torch.randint(0, 50257, (a.batch, a.seq_len), device="cuda")
-    times = []
+    times, losses = [], []
     torch.cuda.reset_peak_memory_stats()
     for step in range(a.warmup + a.steps):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=not a.fp32):
             loss = cmodel(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss_v = loss.item()
+        losses.append(loss_v)
         torch.cuda.synchronize()
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
@@ -100,7 +102,8 @@ def main():
     res = {"system": "pytorch", "torch": torch.__version__, "device": torch.cuda.get_device_name(), "batch": a.batch,
            "seq_len": a.seq_len, "params": n_params, "step_ms": step_s * 1e3, "tokens_per_s": tps,
            "mfu": tps * flops_per_token / 989e12, "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
-           "final_loss": loss_v, "steps_run": a.warmup + a.steps}
+           "final_loss": loss_v, "steps_run": a.warmup + a.steps,
+           "dtype": "f32" if a.fp32 else "bf16 autocast", "losses": losses}
     print(json.dumps(res, indent=2))
     json.dump(res, open(a.out, "w"), indent=2)
     if a.profile:

@@ -49,7 +49,7 @@ void run_bench_train(const BenchTrainOptions& o) {
   Tensor x = Tensor::randint({B, T}, rng, V, DType::I32).to(dev);
   Tensor y = Tensor::randint({B, T}, rng, V, DType::I32).to(dev);
 
-  std::vector<double> step_ms;
+  std::vector<double> step_ms, losses;  // losses: every step's, to compare the trajectory with the peer's
   double loss = 0;
   cuda::reset_peak_memory(0);
   for (int step = 0; step < o.warmup + o.steps; ++step) {
@@ -61,6 +61,7 @@ void run_bench_train(const BenchTrainOptions& o) {
     opt.step(-1.0, gn.coefficient);
     opt.zero_grad();
     loss = l.item();  // syncs
+    losses.push_back(loss);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (step >= o.warmup) step_ms.push_back(ms);
     if (step == 0 || step + 1 == o.warmup + o.steps) spdlog::info("bench train: step {} loss {:.4f} {:.1f} ms", step, loss, ms);
@@ -103,7 +104,7 @@ void run_bench_train(const BenchTrainOptions& o) {
                      {"attention", cfg.attention.kind}, {"batch", B}, {"seq_len", T},
                      {"params", gpt.num_parameters()}, {"step_ms", med}, {"tokens_per_s", tokens_per_s},
                      {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}, {"dtype", o.dtype}, {"steps_run", o.warmup + o.steps},
-                     {"phases_ms", phases}};
+                     {"losses", losses}, {"phases_ms", phases}};
   std::ofstream f(o.out);
   SK_CHECK(f.good(), "bench train: cannot write ", o.out);
   f << doc.dump(2) << "\n";
