@@ -19,6 +19,12 @@
 //     dweight/dbias in dtype. Bit-identical results for identical inputs on the same device (the
 //     partition depends on N, C and the SM count only).
 //
+//   * Fused residual (sk_cuda_add_layernorm_forward / sk_cuda_layernorm_backward_add, for the
+//     model's pre-LayerNorm residual stream): the forward normalises sum = x + r (rounded to the
+//     storage dtype, as a separate add would store it, and written out), the backward adds the
+//     gradient dres arriving at that sum to dx before its one rounding. Saves the separate add's
+//     pass in the forward and the gradient sum's pass in the backward.
+//
 // Checked by tests/cuda/test_cuda_parity.cpp against the CPU reference in src/ops/layernorm.cpp.
 #include "kernels/ops/layernorm.h"
 
@@ -36,17 +42,19 @@ constexpr int kGenericBlock = 512;
 // ------------------------------------------------------------------------------------------
 // Four resident blocks (<= 64 registers) where that fits without spills (checked with
 // -Xptxas -v), otherwise no register cap.
-template <typename T, int VPL, bool VEC>
+// ADD (the fused residual) holds the residual's packs too: a smaller row fits under 64 registers.
+template <typename T, int VPL, bool VEC, bool ADD>
 constexpr int ln_fwd_min_blocks() {
   constexpr int slots = VPL * Pack<T>::N;
+  if constexpr (ADD) return (VEC ? slots <= (sizeof(T) == 2 ? 24 : 16) : slots <= 8) ? 4 : 1;
   return (VEC ? slots <= (sizeof(T) == 2 ? 24 : 20) : slots <= 16) ? 4 : 1;
 }
 
-template <typename T, int VPL, bool VEC>
-__global__ void __launch_bounds__(kRowBlock, ln_fwd_min_blocks<T, VPL, VEC>())
+template <typename T, int VPL, bool VEC, bool ADD>
+__global__ void __launch_bounds__(kRowBlock, ln_fwd_min_blocks<T, VPL, VEC, ADD>())
     ln_fwd_rows_kernel(T* __restrict__ y, float* __restrict__ mean_out, float* __restrict__ rstd_out,
-                       const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, int64_t rows,
-                       int C, float eps, int WPR) {
+                       T* __restrict__ sum_out, const T* __restrict__ x, const T* __restrict__ r,
+                       const T* __restrict__ w, const T* __restrict__ b, int64_t rows, int C, float eps, int WPR) {
   using L = RowLayout<T, VPL, VEC>;
   using P = Pack<T>;
   constexpr int N = P::N;
@@ -62,6 +70,18 @@ __global__ void __launch_bounds__(kRowBlock, ln_fwd_min_blocks<T, VPL, VEC>())
     const bool active = row < rows;
     uint4 xr[VPL];
     L::load(xr, x + row * C, t, TPR, C, active);
+    if constexpr (ADD) {  // fused residual add: the row is x + r rounded to T, as a separate add stores it
+      uint4 rr[VPL];
+      L::load(rr, r + row * C, t, TPR, C, active);
+#pragma unroll
+      for (int k = 0; k < VPL; ++k) {
+        float f[N];
+#pragma unroll
+        for (int j = 0; j < N; ++j) f[j] = P::get(xr[k], j) + P::get(rr[k], j);
+        xr[k] = P::pack(f);  // invalid slots: 0 + 0
+        if (active) L::store_pack(sum_out + row * C, k, f, t, TPR, C);
+      }
+    }
 
     float sum = 0.f;
 #pragma unroll
@@ -108,14 +128,19 @@ __global__ void __launch_bounds__(kRowBlock, ln_fwd_min_blocks<T, VPL, VEC>())
 template <typename T>
 __global__ void __launch_bounds__(kGenericBlock)
     ln_fwd_generic_kernel(T* __restrict__ y, float* __restrict__ mean_out, float* __restrict__ rstd_out,
-                          const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, int64_t rows,
-                          int64_t C, float eps) {
+                          T* sum_out, const T* x, const T* __restrict__ r, const T* __restrict__ w,
+                          const T* __restrict__ b, int64_t rows, int64_t C, float eps) {
   __shared__ float red[32];
   const float fC = static_cast<float>(C);
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const T* xr = x + row * C;
+    // With a residual r the row is sum_out = x + r (rounded to T), written in the first pass and
+    // re-read by the same thread (same columns) in the later ones.
+    const T* xr = r ? sum_out + row * C : x + row * C;
     float sum = 0.f;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) sum += load_f32(xr + c);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      if (r) store_f32(sum_out + row * C + c, load_f32(x + row * C + c) + load_f32(r + row * C + c));
+      sum += load_f32(xr + c);
+    }
     const float mean = block_sum(sum, red) / fC;
     float sq = 0.f;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
@@ -150,9 +175,9 @@ constexpr int ln_bwd_min_blocks() {
 template <typename T, int VPL, bool VEC>
 __global__ void __launch_bounds__(kRowBlock, ln_bwd_min_blocks<T, VPL, VEC>())
     ln_bwd_rows_kernel(T* __restrict__ dx, float* __restrict__ part_dw, float* __restrict__ part_db,
-                       const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
-                       const float* __restrict__ mean, const float* __restrict__ rstd, int64_t rows, int C,
-                       int WPR) {
+                       const T* __restrict__ dy, const T* __restrict__ dres, const T* __restrict__ x,
+                       const T* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd,
+                       int64_t rows, int C, int WPR) {
   using L = RowLayout<T, VPL, VEC>;
   using P = Pack<T>;
   constexpr int N = P::N;
@@ -203,13 +228,15 @@ __global__ void __launch_bounds__(kRowBlock, ln_bwd_min_blocks<T, VPL, VEC>())
     if (active) {
       float out[VPL][N];
 #pragma unroll
-      for (int k = 0; k < VPL; ++k)
+      for (int k = 0; k < VPL; ++k) {
+        const uint4 dr = dres ? L::load_pack(dres + row * C, k, t, TPR, C) : make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
         for (int j = 0; j < N; ++j) {
           const float xh = (P::get(xr[k], j) - mu) * rs;
           const float g = P::get(dyr[k], j) * P::get(wr[k], j);
-          out[k][j] = rs * (g - mg - xh * mgx);
+          out[k][j] = rs * (g - mg - xh * mgx) + P::get(dr, j);
         }
+      }
       L::store(dx + row * C, out, t, TPR, C);
     }
   }
@@ -258,9 +285,9 @@ __global__ void __launch_bounds__(kRowBlock, ln_bwd_min_blocks<T, VPL, VEC>())
 template <typename T, int VPL>
 __global__ void __launch_bounds__(kRowBlock, (VPL * Pack<T>::N <= (sizeof(T) == 2 ? 24 : 16)) ? 3 : 2)
     ln_bwd_smem_kernel(T* __restrict__ dx, float* __restrict__ part_dw, float* __restrict__ part_db,
-                       const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
-                       const float* __restrict__ mean, const float* __restrict__ rstd, int64_t rows, int C,
-                       int WPR) {
+                       const T* __restrict__ dy, const T* __restrict__ dres, const T* __restrict__ x,
+                       const T* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd,
+                       int64_t rows, int C, int WPR) {
   using L = RowLayout<T, VPL, true>;
   using P = Pack<T>;
   constexpr int N = P::N;
@@ -330,12 +357,13 @@ __global__ void __launch_bounds__(kRowBlock, (VPL * Pack<T>::N <= (sizeof(T) == 
 #pragma unroll
       for (int k = 0; k < VPL; ++k) {
         const uint4 wv = L::load_pack(wq2, k, t, TPR, C);
+        const uint4 dr = dres ? L::load_pack(dres + row * C, k, t, TPR, C) : make_uint4(0u, 0u, 0u, 0u);
         float out[N];
 #pragma unroll
         for (int j = 0; j < N; ++j) {
           const float xh = (P::get(xr[k], j) - mu) * rs;
           const float g = P::get(dyr[k], j) * P::get(wv, j);
-          out[j] = rs * (g - mg - xh * mgx);
+          out[j] = rs * (g - mg - xh * mgx) + P::get(dr, j);
         }
         L::store_pack(dxrow, k, out, t, TPR, C);
       }
@@ -363,8 +391,9 @@ __global__ void __launch_bounds__(kRowBlock, (VPL * Pack<T>::N <= (sizeof(T) == 
 template <typename T>
 __global__ void __launch_bounds__(kGenericBlock)
     ln_bwd_generic_kernel(T* __restrict__ dx, float* __restrict__ part_dw, float* __restrict__ part_db,
-                          const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
-                          const float* __restrict__ mean, const float* __restrict__ rstd, int64_t rows, int64_t C) {
+                          const T* __restrict__ dy, const T* __restrict__ dres, const T* __restrict__ x,
+                          const T* __restrict__ w, const float* __restrict__ mean, const float* __restrict__ rstd,
+                          int64_t rows, int64_t C) {
   __shared__ float red[32];
   const float fC = static_cast<float>(C);
   float* pdw = part_dw + static_cast<int64_t>(blockIdx.x) * C;
@@ -388,7 +417,7 @@ __global__ void __launch_bounds__(kGenericBlock)
       const float xh = (load_f32(xr + c) - mu) * rs;
       const float d = load_f32(dyr + c);
       const float g = d * load_f32(w + c);
-      store_f32(dxr + c, rs * (g - mg - xh * mgx));
+      store_f32(dxr + c, rs * (g - mg - xh * mgx) + (dres ? load_f32(dres + row * C + c) : 0.f));
       pdw[c] = first ? d * xh : pdw[c] + d * xh;
       pdb[c] = first ? d : pdb[c] + d;
     }
@@ -403,45 +432,51 @@ int64_t ln_bwd_max_blocks(int64_t N) {
 }
 
 template <typename T>
-int ln_forward_impl(void* y, float* mean, float* rstd, const void* x, const void* weight, const void* bias, int64_t N,
-                    int64_t C, float eps, cudaStream_t s) {
+int ln_forward_impl(void* y, float* mean, float* rstd, void* sum_out, const void* x, const void* residual,
+                    const void* weight, const void* bias, int64_t N, int64_t C, float eps, cudaStream_t s) {
   T* yp = static_cast<T*>(y);
+  T* sp = static_cast<T*>(sum_out);
   const T* xp = static_cast<const T*>(x);
+  const T* rp = static_cast<const T*>(residual);
   const T* wp = static_cast<const T*>(weight);
   const T* bp = static_cast<const T*>(bias);
   if (!aligned_to(y, sizeof(T)) || !aligned_to(x, sizeof(T)) || !aligned_to(weight, sizeof(T)) ||
-      (bias && !aligned_to(bias, sizeof(T))) || (mean && !aligned_to(mean, 4)) || (rstd && !aligned_to(rstd, 4)))
+      (bias && !aligned_to(bias, sizeof(T))) || (mean && !aligned_to(mean, 4)) || (rstd && !aligned_to(rstd, 4)) ||
+      (residual && (!aligned_to(residual, sizeof(T)) || !aligned_to(sum_out, sizeof(T)))))
     return SK_KERNEL_MISALIGNED;
   int wpr = 0, vpl = 0;
   if (pick_row_shape<T>(C, wpr, vpl)) {
     const bool vec = (C * static_cast<int64_t>(sizeof(T))) % 16 == 0 && aligned16(y) && aligned16(x) &&
-                     aligned16(weight) && (bias == nullptr || aligned16(bias));
+                     aligned16(weight) && (bias == nullptr || aligned16(bias)) &&
+                     (residual == nullptr || (aligned16(residual) && aligned16(sum_out)));
     const int rpb = kRowBlock / (32 * wpr);
     return dispatch_row_shape<T>(vec, vpl, [&](auto vc, auto vecc) {
       constexpr int V = decltype(vc)::value;
       constexpr bool VEC = decltype(vecc)::value;
-      auto kernel = ln_fwd_rows_kernel<T, V, VEC>;
+      auto kernel = rp ? ln_fwd_rows_kernel<T, V, VEC, true> : ln_fwd_rows_kernel<T, V, VEC, false>;
       const int grid = persistent_grid(kernel, kRowBlock, 0, ceil_div(N, rpb));
-      kernel<<<grid, kRowBlock, 0, s>>>(yp, mean, rstd, xp, wp, bp, N, static_cast<int>(C), eps, wpr);
+      kernel<<<grid, kRowBlock, 0, s>>>(yp, mean, rstd, sp, xp, rp, wp, bp, N, static_cast<int>(C), eps, wpr);
       return launch_status();
     });
   }
   auto kernel = ln_fwd_generic_kernel<T>;
   const int grid = persistent_grid(kernel, kGenericBlock, 0, N);
-  kernel<<<grid, kGenericBlock, 0, s>>>(yp, mean, rstd, xp, wp, bp, N, C, eps);
+  kernel<<<grid, kGenericBlock, 0, s>>>(yp, mean, rstd, sp, xp, rp, wp, bp, N, C, eps);
   return launch_status();
 }
 
 template <typename T>
-int ln_backward_impl(void* dx, void* dweight, void* dbias, float* scratch, const void* dy, const void* x,
-                     const void* weight, const float* mean, const float* rstd, int64_t N, int64_t C, cudaStream_t s) {
+int ln_backward_impl(void* dx, void* dweight, void* dbias, float* scratch, const void* dy, const void* dres,
+                     const void* x, const void* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
+                     cudaStream_t s) {
   T* dxp = static_cast<T*>(dx);
   const T* dyp = static_cast<const T*>(dy);
+  const T* drp = static_cast<const T*>(dres);
   const T* xp = static_cast<const T*>(x);
   const T* wp = static_cast<const T*>(weight);
   if (!aligned_to(dx, sizeof(T)) || !aligned_to(dy, sizeof(T)) || !aligned_to(x, sizeof(T)) ||
       !aligned_to(weight, sizeof(T)) || !aligned_to(dweight, sizeof(T)) || (dbias && !aligned_to(dbias, sizeof(T))) ||
-      !aligned_to(mean, 4) || !aligned_to(rstd, 4) || !aligned_to(scratch, 4))
+      !aligned_to(mean, 4) || !aligned_to(rstd, 4) || !aligned_to(scratch, 4) || (dres && !aligned_to(dres, sizeof(T))))
     return SK_KERNEL_MISALIGNED;
   const int64_t max_blocks = ln_bwd_max_blocks(N);
   float* part_dw = scratch;
@@ -451,7 +486,7 @@ int ln_backward_impl(void* dx, void* dweight, void* dbias, float* scratch, const
   int wpr = 0, vpl = 0;
   if (pick_row_shape<T>(C, wpr, vpl)) {
     const bool vec = (C * static_cast<int64_t>(sizeof(T))) % 16 == 0 && aligned16(dx) && aligned16(dy) &&
-                     aligned16(x) && aligned16(weight);
+                     aligned16(x) && aligned16(weight) && (dres == nullptr || aligned16(dres));
     const int rpb = kRowBlock / (32 * wpr);
     st = dispatch_row_shape<T>(vec, vpl, [&](auto vc, auto vecc) {
       constexpr int V = decltype(vc)::value;
@@ -465,7 +500,7 @@ int ln_backward_impl(void* dx, void* dweight, void* dbias, float* scratch, const
         int64_t g = persistent_grid(kernel, kRowBlock, smem, ceil_div(N, rpb));
         if (g > max_blocks) g = max_blocks;
         grid = static_cast<int>(g);
-        kernel<<<grid, kRowBlock, smem, s>>>(dxp, part_dw, part_db, dyp, xp, wp, mean, rstd, N, static_cast<int>(C),
+        kernel<<<grid, kRowBlock, smem, s>>>(dxp, part_dw, part_db, dyp, drp, xp, wp, mean, rstd, N, static_cast<int>(C),
                                              wpr);
         return launch_status();
       }
@@ -474,7 +509,7 @@ int ln_backward_impl(void* dx, void* dweight, void* dbias, float* scratch, const
       int64_t g = persistent_grid(kernel, kRowBlock, smem, ceil_div(N, rpb));
       if (g > max_blocks) g = max_blocks;
       grid = static_cast<int>(g);
-      kernel<<<grid, kRowBlock, smem, s>>>(dxp, part_dw, part_db, dyp, xp, wp, mean, rstd, N, static_cast<int>(C),
+      kernel<<<grid, kRowBlock, smem, s>>>(dxp, part_dw, part_db, dyp, drp, xp, wp, mean, rstd, N, static_cast<int>(C),
                                            wpr);
       return launch_status();
     });
@@ -483,7 +518,7 @@ int ln_backward_impl(void* dx, void* dweight, void* dbias, float* scratch, const
     int64_t g = persistent_grid(kernel, kGenericBlock, 0, N);
     if (g > max_blocks) g = max_blocks;
     grid = static_cast<int>(g);
-    kernel<<<grid, kGenericBlock, 0, s>>>(dxp, part_dw, part_db, dyp, xp, wp, mean, rstd, N, C);
+    kernel<<<grid, kGenericBlock, 0, s>>>(dxp, part_dw, part_db, dyp, drp, xp, wp, mean, rstd, N, C);
     st = launch_status();
   }
   if (st != SK_KERNEL_OK) return st;
@@ -492,15 +527,21 @@ int ln_backward_impl(void* dx, void* dweight, void* dbias, float* scratch, const
 
 }  // namespace
 
-extern "C" int sk_cuda_layernorm_forward(void* y, float* mean, float* rstd, const void* x, const void* weight,
-                                         const void* bias, int64_t N, int64_t C, float eps, int dtype,
-                                         cudaStream_t s) {
+extern "C" int sk_cuda_add_layernorm_forward(void* y, float* mean, float* rstd, void* sum_out, const void* x,
+                                             const void* residual, const void* weight, const void* bias, int64_t N,
+                                             int64_t C, float eps, int dtype, cudaStream_t s) {
   if (!is_float_dtype(dtype)) return SK_KERNEL_UNSUPPORTED_DTYPE;
   if (N < 0 || C <= 0 || C > INT32_MAX) return SK_KERNEL_BAD_ARG;
   if (N == 0) return SK_KERNEL_OK;
-  if (!y || !x || !weight) return SK_KERNEL_BAD_ARG;
-  if (dtype == SK_KDT_F32) return ln_forward_impl<float>(y, mean, rstd, x, weight, bias, N, C, eps, s);
-  return ln_forward_impl<__nv_bfloat16>(y, mean, rstd, x, weight, bias, N, C, eps, s);
+  if (!y || !x || !weight || (residual && !sum_out)) return SK_KERNEL_BAD_ARG;
+  if (dtype == SK_KDT_F32) return ln_forward_impl<float>(y, mean, rstd, sum_out, x, residual, weight, bias, N, C, eps, s);
+  return ln_forward_impl<__nv_bfloat16>(y, mean, rstd, sum_out, x, residual, weight, bias, N, C, eps, s);
+}
+
+extern "C" int sk_cuda_layernorm_forward(void* y, float* mean, float* rstd, const void* x, const void* weight,
+                                         const void* bias, int64_t N, int64_t C, float eps, int dtype,
+                                         cudaStream_t s) {
+  return sk_cuda_add_layernorm_forward(y, mean, rstd, nullptr, x, nullptr, weight, bias, N, C, eps, dtype, s);
 }
 
 extern "C" size_t sk_cuda_layernorm_backward_scratch_floats(int64_t N, int64_t C) {
@@ -508,9 +549,9 @@ extern "C" size_t sk_cuda_layernorm_backward_scratch_floats(int64_t N, int64_t C
   return static_cast<size_t>(2 * ln_bwd_max_blocks(N) * C);
 }
 
-extern "C" int sk_cuda_layernorm_backward(void* dx, void* dweight, void* dbias, float* scratch, const void* dy,
-                                          const void* x, const void* weight, const float* mean, const float* rstd,
-                                          int64_t N, int64_t C, int dtype, cudaStream_t s) {
+extern "C" int sk_cuda_layernorm_backward_add(void* dx, void* dweight, void* dbias, float* scratch, const void* dy,
+                                              const void* dres, const void* x, const void* weight, const float* mean,
+                                              const float* rstd, int64_t N, int64_t C, int dtype, cudaStream_t s) {
   if (!is_float_dtype(dtype)) return SK_KERNEL_UNSUPPORTED_DTYPE;
   if (N < 0 || C <= 0 || C > INT32_MAX) return SK_KERNEL_BAD_ARG;
   if (!dweight) return SK_KERNEL_BAD_ARG;
@@ -523,6 +564,13 @@ extern "C" int sk_cuda_layernorm_backward(void* dx, void* dweight, void* dbias, 
   }
   if (!dx || !scratch || !dy || !x || !weight || !mean || !rstd) return SK_KERNEL_BAD_ARG;
   if (dtype == SK_KDT_F32)
-    return ln_backward_impl<float>(dx, dweight, dbias, scratch, dy, x, weight, mean, rstd, N, C, s);
-  return ln_backward_impl<__nv_bfloat16>(dx, dweight, dbias, scratch, dy, x, weight, mean, rstd, N, C, s);
+    return ln_backward_impl<float>(dx, dweight, dbias, scratch, dy, dres, x, weight, mean, rstd, N, C, s);
+  return ln_backward_impl<__nv_bfloat16>(dx, dweight, dbias, scratch, dy, dres, x, weight, mean, rstd, N, C, s);
+}
+
+extern "C" int sk_cuda_layernorm_backward(void* dx, void* dweight, void* dbias, float* scratch, const void* dy,
+                                          const void* x, const void* weight, const float* mean, const float* rstd,
+                                          int64_t N, int64_t C, int dtype, cudaStream_t s) {
+  return sk_cuda_layernorm_backward_add(dx, dweight, dbias, scratch, dy, nullptr, x, weight, mean, rstd, N, C, dtype,
+                                        s);
 }

@@ -19,6 +19,13 @@ extern "C" {
 int sk_cuda_layernorm_forward(void* y, float* mean, float* rstd, const void* x, const void* weight,
                               const void* bias, int64_t N, int64_t C, float eps, int dtype, cudaStream_t s);
 
+// The same for the row sum = x + residual (residual may be null: plain LayerNorm): sum_out gets sum
+// rounded to dtype, and the statistics and y are of that rounded sum. sum_out must not alias x or
+// residual.
+int sk_cuda_add_layernorm_forward(void* y, float* mean, float* rstd, void* sum_out, const void* x, const void* residual,
+                                  const void* weight, const void* bias, int64_t N, int64_t C, float eps, int dtype,
+                                  cudaStream_t s);
+
 // Floats of fp32 scratch the caller must pass to sk_cuda_layernorm_backward (depends on N, C and
 // the current device's SM count).
 size_t sk_cuda_layernorm_backward_scratch_floats(int64_t N, int64_t C);
@@ -30,6 +37,12 @@ size_t sk_cuda_layernorm_backward_scratch_floats(int64_t N, int64_t C);
 int sk_cuda_layernorm_backward(void* dx, void* dweight, void* dbias, float* scratch, const void* dy, const void* x,
                                const void* weight, const float* mean, const float* rstd, int64_t N, int64_t C,
                                int dtype, cudaStream_t s);
+
+// The same with dx = (the above) + dres, added in fp32 before dx's one rounding (dres [N, C] may be
+// null: plain backward). The backward of the fused residual + LayerNorm.
+int sk_cuda_layernorm_backward_add(void* dx, void* dweight, void* dbias, float* scratch, const void* dy,
+                                   const void* dres, const void* x, const void* weight, const float* mean,
+                                   const float* rstd, int64_t N, int64_t C, int dtype, cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -115,7 +115,10 @@ Tensor Gpt::run(const Tensor& idx, KvCache* cache) const {
   SK_CHECK(!cache || B == cache->batch, "model: forward_step got a batch of ", B, " for a cache of ", cache->batch);
   SK_CHECK(!wpe_.defined() || start + T <= cfg_.block_size, "model: sequence length ", start + T,
            " exceeds model.block_size ", cfg_.block_size);
+  // The residual stream is x + pending: each sublayer's output (and the position embedding) waits
+  // in `pending` and is added by the next LayerNorm in one fused pass (ops::add_layernorm).
   Tensor x = ops::embedding(wte_, idx);  // (B, T, C)
+  Tensor pending;                        // (B, T, C) or undefined
   if (wpe_.defined()) {
     // Position ids start .. start + T - 1 per row: a view of the cache's ids while decoding (no host
     // copy, no stream sync per step), else made here.
@@ -126,23 +129,31 @@ Tensor Gpt::run(const Tensor& idx, KvCache* cache) const {
                                       for (int64_t i = 0; i < B * T; ++i) p[i] = start + i % T;
                                       return p;
                                     }(), {B, T}, DType::I32, idx.device());
-    x = ops::add(x, ops::embedding(wpe_, ids));
+    pending = ops::embedding(wpe_, ids);
   }
   const double eps = cfg_.layernorm_eps;
+  // LayerNorm of the stream after adding what is pending (x becomes the sum).
+  auto norm = [&](const Tensor& w, const Tensor& b, bool last = false) {
+    if (!pending.defined()) return ops::layernorm(x, w, b, eps);
+    ops::AddLayerNorm r = ops::add_layernorm(x, pending, w, b, eps, /*sum_is_output=*/!last);
+    x = r.sum;
+    pending = Tensor();
+    return r.y;
+  };
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
     auto attend = [&](const Tensor& h) {
       return cache ? b.attn->forward_step(h, *cache->layers[l]) : b.attn->forward(h);
     };
-    if (cfg_.parallel_residual) {
-      x = ops::add(ops::add(x, attend(ops::layernorm(x, b.ln1_w, b.ln1_b, eps))),
-                   mlp_block(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
-    } else {
-      x = ops::add(x, attend(ops::layernorm(x, b.ln1_w, b.ln1_b, eps)));
-      x = ops::add(x, mlp_block(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
+    if (cfg_.parallel_residual) {  // x + attn(ln1(x)) + mlp(ln2(x))
+      const Tensor h1 = norm(b.ln1_w, b.ln1_b);
+      pending = ops::add(attend(h1), mlp_block(b, ops::layernorm(x, b.ln2_w, b.ln2_b, eps)));
+    } else {  // x + attn(ln1(x)), then + mlp(ln2(.))
+      pending = attend(norm(b.ln1_w, b.ln1_b));
+      pending = mlp_block(b, norm(b.ln2_w, b.ln2_b));
     }
   }
-  x = ops::layernorm(x, lnf_w_, lnf_b_, eps);
+  x = norm(lnf_w_, lnf_b_, /*last=*/true);
   return ops::linear(x, lm_head_.defined() ? lm_head_ : wte_, Tensor());  // (B, T, Vp)
 }
 

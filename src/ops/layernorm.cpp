@@ -6,7 +6,10 @@
 //   deterministically through a scratch buffer).
 //   Backward: xhat = (x-mean) rstd, g = dy w; dx = rstd (g - mean(g) - xhat mean(g xhat));
 //             dw = sum_n dy xhat; db = sum_n dy.
-//   Tests: tests/ops/test_layernorm.cpp (Gradcheck.layernorm), CUDA parity.
+//   add_layernorm: the residual stream's add fused with the next LayerNorm: sum = x + r (rounded
+//   to the dtype, exactly what add stores), y = layernorm(sum); backward dsum_total = dsum +
+//   layernorm's dx (one pass; the gradient reaches x and r as that one tensor).
+//   Tests: tests/ops/test_layernorm.cpp (Gradcheck.layernorm, Gradcheck.add_layernorm), CUDA parity.
 #include <cmath>
 
 #include "autograd/node.h"
@@ -27,9 +30,11 @@ struct LayerNormSaved {
   bool has_bias;
 };
 
-std::vector<Tensor> layernorm_backward(const Tensor& dy_in, const LayerNormSaved& s) {
+// dres (N, C) or undefined: a gradient added to dx (the fused residual's).
+std::vector<Tensor> layernorm_backward(const Tensor& dy_in, const LayerNormSaved& s, const Tensor& dres_in = Tensor()) {
   const int64_t N = s.x.size(0), C = s.x.size(1);
   Tensor dy = dy_in.contiguous().view({N, C});
+  Tensor dres = dres_in.defined() ? dres_in.contiguous().view({N, C}) : Tensor();
   Tensor dx = Tensor::empty({N, C}, s.x.dtype(), s.x.device());
   Tensor dw = Tensor::empty({C}, s.x.dtype(), s.x.device());
   Tensor db = s.has_bias ? Tensor::empty({C}, s.x.dtype(), s.x.device()) : Tensor();
@@ -40,6 +45,7 @@ std::vector<Tensor> layernorm_backward(const Tensor& dy_in, const LayerNormSaved
       const T* pdy = dy.data<T>();
       const T* pm = s.mean.data<T>();
       const T* pr = s.rstd.data<T>();
+      const T* pdres = dres.defined() ? dres.data<T>() : nullptr;
       T* pdx = dx.data<T>();
       std::vector<T> dw_acc(C, T(0)), db_acc(C, T(0));
       for (int64_t n = 0; n < N; ++n) {
@@ -59,6 +65,7 @@ std::vector<Tensor> layernorm_backward(const Tensor& dy_in, const LayerNormSaved
         for (int64_t c = 0; c < C; ++c) {
           T xhat = (xr[c] - pm[n]) * pr[n];
           pdx[n * C + c] = pr[n] * (dyr[c] * pw[c] - mean_g - xhat * mean_gx);
+          if (pdres) pdx[n * C + c] += pdres[n * C + c];
         }
       }
       for (int64_t c = 0; c < C; ++c) {
@@ -71,45 +78,47 @@ std::vector<Tensor> layernorm_backward(const Tensor& dy_in, const LayerNormSaved
     cuda::set_device(s.x.device().index);
     Tensor scratch = Tensor::empty({static_cast<int64_t>(sk_cuda_layernorm_backward_scratch_floats(N, C))}, DType::F32,
                                    s.x.device());
-    SK_KERNEL_CHECK(sk_cuda_layernorm_backward(dx.data_ptr(), dw.data_ptr(), s.has_bias ? db.data_ptr() : nullptr,
-                                               scratch.data<float>(), dy.data_ptr(), s.x.data_ptr(),
-                                               s.weight.data_ptr(), s.mean.data<float>(), s.rstd.data<float>(), N, C,
-                                               kernel_dtype(s.x.dtype()), cuda::stream()));
+    SK_KERNEL_CHECK(sk_cuda_layernorm_backward_add(
+        dx.data_ptr(), dw.data_ptr(), s.has_bias ? db.data_ptr() : nullptr, scratch.data<float>(), dy.data_ptr(),
+        dres.defined() ? dres.data_ptr() : nullptr, s.x.data_ptr(), s.weight.data_ptr(), s.mean.data<float>(),
+        s.rstd.data<float>(), N, C, kernel_dtype(s.x.dtype()), cuda::stream()));
 #endif
   }
   return {dx, dw, db};
 }
 
-}  // namespace
-
-Tensor layernorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, double eps) {
-  check_floating("layernorm", "x", x_in);
-  check_floating("layernorm", "weight", weight_in);
-  SK_CHECK(x_in.ndim() >= 1, "layernorm: x must have at least one dim, got ", x_in.str());
+void check_layernorm_args(const char* op, const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
+                          double eps) {
+  check_floating(op, "x", x_in);
+  check_floating(op, "weight", weight_in);
+  SK_CHECK(x_in.ndim() >= 1, op, ": x must have at least one dim, got ", x_in.str());
   const int64_t C = x_in.size(-1);
-  const int64_t N = C == 0 ? 0 : x_in.numel() / C;
-  SK_CHECK(weight_in.shape() == Shape{C}, "layernorm: weight has shape ", shape_str(weight_in.shape()),
+  SK_CHECK(weight_in.shape() == Shape{C}, op, ": weight has shape ", shape_str(weight_in.shape()),
            ", expected (", C, ",) to match the last dim of x ", shape_str(x_in.shape()));
-  check_same_device("layernorm", "x", x_in, "weight", weight_in);
-  check_same_dtype("layernorm", "x", x_in, "weight", weight_in);
-  const bool has_bias = bias_in.defined();
-  if (has_bias) {
-    SK_CHECK(bias_in.shape() == Shape{C}, "layernorm: bias has shape ", shape_str(bias_in.shape()), ", expected (", C, ",)");
-    check_same_device("layernorm", "x", x_in, "bias", bias_in);
-    check_same_dtype("layernorm", "x", x_in, "bias", bias_in);
+  check_same_device(op, "x", x_in, "weight", weight_in);
+  check_same_dtype(op, "x", x_in, "weight", weight_in);
+  if (bias_in.defined()) {
+    SK_CHECK(bias_in.shape() == Shape{C}, op, ": bias has shape ", shape_str(bias_in.shape()), ", expected (", C, ",)");
+    check_same_device(op, "x", x_in, "bias", bias_in);
+    check_same_dtype(op, "x", x_in, "bias", bias_in);
   }
-  SK_CHECK(eps > 0, "layernorm: eps must be positive, got ", eps);
+  SK_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
+}
 
-  Tensor x = x_in.detach().contiguous().view({N, C});
-  Tensor w = weight_in.detach().contiguous();
-  Tensor b = has_bias ? bias_in.detach().contiguous() : Tensor();
-  Tensor y = Tensor::empty({N, C}, x.dtype(), x.device());
-  const DType stat_dt = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
-  Tensor mean = Tensor::empty({N}, stat_dt, x.device());
-  Tensor rstd = Tensor::empty({N}, stat_dt, x.device());
-
+// y = layernorm(x) for contiguous x (N, C) (x = the rounded sum when `residual` is given: then
+// x is computed here as residual_x + residual, into `x`). Fills y, mean, rstd.
+void layernorm_forward(Tensor& x, const Tensor& residual_x, const Tensor& residual, const Tensor& w, const Tensor& b,
+                       double eps, Tensor& y, Tensor& mean, Tensor& rstd) {
+  const int64_t N = x.size(0), C = x.size(1);
+  const bool has_bias = b.defined();
   if (x.device().is_cpu()) {
     dispatch_cpu_float(x.dtype(), "layernorm", [&]<typename T>() {
+      if (residual.defined()) {  // the sum in T, as add computes it
+        const T* pa = residual_x.data<T>();
+        const T* pr = residual.data<T>();
+        T* ps = x.data<T>();
+        for (int64_t i = 0; i < N * C; ++i) ps[i] = pa[i] + pr[i];
+      }
       const T* px = x.data<T>();
       const T* pw = w.data<T>();
       const T* pb = has_bias ? b.data<T>() : nullptr;
@@ -132,11 +141,30 @@ Tensor layernorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias
 #ifdef SPARSEK_HAS_CUDA
     check_cuda_dtype("layernorm", x);
     cuda::set_device(x.device().index);
-    SK_KERNEL_CHECK(sk_cuda_layernorm_forward(y.data_ptr(), mean.data<float>(), rstd.data<float>(), x.data_ptr(),
-                                              w.data_ptr(), has_bias ? b.data_ptr() : nullptr, N, C, float(eps),
-                                              kernel_dtype(x.dtype()), cuda::stream()));
+    const bool add = residual.defined();
+    SK_KERNEL_CHECK(sk_cuda_add_layernorm_forward(
+        y.data_ptr(), mean.data<float>(), rstd.data<float>(), add ? x.data_ptr() : nullptr,
+        add ? residual_x.data_ptr() : x.data_ptr(), add ? residual.data_ptr() : nullptr, w.data_ptr(),
+        has_bias ? b.data_ptr() : nullptr, N, C, float(eps), kernel_dtype(x.dtype()), cuda::stream()));
 #endif
   }
+}
+
+}  // namespace
+
+Tensor layernorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, double eps) {
+  check_layernorm_args("layernorm", x_in, weight_in, bias_in, eps);
+  const int64_t C = x_in.size(-1);
+  const int64_t N = C == 0 ? 0 : x_in.numel() / C;
+  const bool has_bias = bias_in.defined();
+  Tensor x = x_in.detach().contiguous().view({N, C});
+  Tensor w = weight_in.detach().contiguous();
+  Tensor b = has_bias ? bias_in.detach().contiguous() : Tensor();
+  Tensor y = Tensor::empty({N, C}, x.dtype(), x.device());
+  const DType stat_dt = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  Tensor mean = Tensor::empty({N}, stat_dt, x.device());
+  Tensor rstd = Tensor::empty({N}, stat_dt, x.device());
+  layernorm_forward(x, Tensor(), Tensor(), w, b, eps, y, mean, rstd);
   Tensor out = y.view(x_in.shape());
   if (autograd::needs_grad({&x_in, &weight_in, &bias_in})) {
     LayerNormSaved saved{x, w, mean, rstd, has_bias};
@@ -147,6 +175,44 @@ Tensor layernorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias
                        grads[0] = grads[0].view(xshape);
                        return grads;
                      });
+  }
+  return out;
+}
+
+AddLayerNorm add_layernorm(const Tensor& x_in, const Tensor& residual_in, const Tensor& weight_in,
+                           const Tensor& bias_in, double eps, bool sum_is_output) {
+  check_layernorm_args("add_layernorm", x_in, weight_in, bias_in, eps);
+  check_same_shape("add_layernorm", "x", x_in, "residual", residual_in);
+  check_same_device("add_layernorm", "x", x_in, "residual", residual_in);
+  check_same_dtype("add_layernorm", "x", x_in, "residual", residual_in);
+  const int64_t C = x_in.size(-1);
+  const int64_t N = C == 0 ? 0 : x_in.numel() / C;
+  const bool has_bias = bias_in.defined();
+  Tensor a = x_in.detach().contiguous().view({N, C});
+  Tensor r = residual_in.detach().contiguous().view({N, C});
+  Tensor w = weight_in.detach().contiguous();
+  Tensor b = has_bias ? bias_in.detach().contiguous() : Tensor();
+  Tensor sum = Tensor::empty({N, C}, a.dtype(), a.device());
+  Tensor y = Tensor::empty({N, C}, a.dtype(), a.device());
+  const DType stat_dt = a.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  Tensor mean = Tensor::empty({N}, stat_dt, a.device());
+  Tensor rstd = Tensor::empty({N}, stat_dt, a.device());
+  layernorm_forward(sum, a, r, w, b, eps, y, mean, rstd);
+  AddLayerNorm out{sum.view(x_in.shape()), y.view(x_in.shape())};
+  if (autograd::needs_grad({&x_in, &residual_in, &weight_in, &bias_in})) {
+    LayerNormSaved saved{sum, w, mean, rstd, has_bias};
+    Shape xshape = x_in.shape();
+    auto backward = [saved, xshape, sum_is_output](const std::vector<Tensor>& g, const std::vector<bool>&) {
+      // g: (dy) or (dsum, dy). The sum's gradient is both inputs' gradient (one tensor).
+      const Tensor& dy = sum_is_output ? g[1] : g[0];
+      std::vector<Tensor> ln = layernorm_backward(dy, saved, sum_is_output ? g[0] : Tensor());
+      Tensor dsum = ln[0].view(xshape);
+      return std::vector<Tensor>{dsum, dsum, ln[1], ln[2]};
+    };
+    if (sum_is_output)
+      autograd::record("add_layernorm", {x_in, residual_in, weight_in, bias_in}, {out.sum, out.y}, backward);
+    else
+      autograd::record("add_layernorm", {x_in, residual_in, weight_in, bias_in}, {out.y}, backward);
   }
   return out;
 }

@@ -13,6 +13,7 @@
   X(gelu_tanh, "src/ops/gelu.cpp", "kernels/ops/gelu.cu")         \
   X(gelu_erf, "src/ops/gelu.cpp", "kernels/ops/gelu.cu")          \
   X(layernorm, "src/ops/layernorm.cpp", "kernels/ops/layernorm.cu") \
+  X(add_layernorm, "src/ops/layernorm.cpp", "kernels/ops/layernorm.cu") \
   X(softmax, "src/ops/softmax.cpp", "kernels/ops/softmax.cu")     \
   X(embedding, "src/ops/embedding.cpp", "kernels/ops/embedding.cu") \
   X(cross_entropy, "src/ops/cross_entropy.cpp", "kernels/ops/cross_entropy.cu") \
@@ -29,4 +30,4 @@
 
 #define SK_OP_COUNT_ONE(name, cpu, cuda) +1
 inline constexpr int kOpCount = 0 SK_OP_TABLE(SK_OP_COUNT_ONE);
-static_assert(kOpCount == 20, "op table changed: update tests/ops/test_op_coverage.cpp expectations");
+static_assert(kOpCount == 21, "op table changed: update tests/ops/test_op_coverage.cpp expectations");

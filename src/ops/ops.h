@@ -24,6 +24,17 @@ Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::Tanh);
 // LayerNorm over the last dim C: x (..., C), weight (C), bias (C) or undefined.
 // Statistics in fp32 (fp64 for f64 tensors).
 Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// The pre-LayerNorm residual stream's add fused with the next LayerNorm: sum = x + residual (same
+// shape, dtype, device; rounded to the dtype exactly as add), y = layernorm(sum, weight, bias, eps).
+// One pass each way (the backward adds the sum's incoming gradient to LayerNorm's dx; x and
+// residual both get that one tensor). sum_is_output = false (a final LayerNorm, whose sum nothing
+// else reads): only y carries gradient; sum is still returned, as a value.
+struct AddLayerNorm {
+  Tensor sum;  // (..., C)
+  Tensor y;    // (..., C)
+};
+AddLayerNorm add_layernorm(const Tensor& x, const Tensor& residual, const Tensor& weight, const Tensor& bias,
+                           double eps = 1e-5, bool sum_is_output = true);
 // Softmax over the last dim.
 Tensor softmax(const Tensor& x);
 

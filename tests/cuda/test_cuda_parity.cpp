@@ -453,6 +453,39 @@ TEST_F(CudaParity, layernorm) {
             [](const std::vector<Tensor>& x, Device) { return ops::layernorm(x[0], x[1], Tensor()); });
 }
 
+// The fused residual add + LayerNorm: both outputs (the sum and y) and the gradients of x, the
+// residual, weight and bias, with a cotangent on each output (OpCases' standard tolerances; the
+// sum in bf16 is rounded once, as add rounds it, so it matches the rounded CPU reference).
+TEST_F(CudaParity, add_layernorm) {
+  SK_REQUIRE_CUDA();
+  OpCases cases("add_layernorm");
+  auto both = [](const std::vector<Tensor>& x, Device) {
+    const ops::AddLayerNorm o = ops::add_layernorm(x[0], x[1], x[2], x[3]);
+    return ops::add(ops::scale(o.sum, 0.5), o.y);
+  };
+  auto inputs = [](const Shape& xs, Rng& rng) {
+    const int64_t C = xs.back();
+    return std::vector<Input>{{"x", randn(xs, rng, 0.5, 2.0)},
+                              {"residual", randn(xs, rng, -0.2, 1.0)},
+                              {"weight", randn({C}, rng, 1.0, 0.1)},
+                              {"bias", randn({C}, rng, 0.0, 0.1)}};
+  };
+  // GPT-2's residual stream on a B = 8 step (16-byte path), rows not 16-byte aligned (scalar path),
+  // a wide row (several warps), one beyond the register path (C > 8192: the generic kernels).
+  for (const Shape& s : std::vector<Shape>{{kBatch, kT, kC}, {17, 1000}, {3, 5, 17}, {4, 4096}, {3, 9000}}) {
+    Rng& rng = cases.next();
+    cases.run("x " + shape_str(s), inputs(s, rng), both);
+  }
+  // The final LayerNorm's form: only y carries gradient, no bias.
+  Rng& rng = cases.next();
+  cases.run("x (64, 768) final, no bias",
+            {{"x", randn({64, kC}, rng, 0.5, 2.0)}, {"residual", randn({64, kC}, rng, 0.0, 1.0)},
+             {"weight", randn({kC}, rng, 1.0, 0.1)}},
+            [](const std::vector<Tensor>& x, Device) {
+              return ops::add_layernorm(x[0], x[1], x[2], Tensor(), 1e-5, false).y;
+            });
+}
+
 TEST_F(CudaParity, softmax) {
   SK_REQUIRE_CUDA();
   OpCases cases("softmax");
