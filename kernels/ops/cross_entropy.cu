@@ -40,70 +40,82 @@ __device__ __forceinline__ void online_add(float& m, float& s, float v) {
   s += exp2f((v - mm) * kLog2e);
 }
 
+// lse of row xr (V values): one pass with an online (max, sum exp) per thread, 16-byte loads
+// (evict-first when kStream, default caching otherwise), fixed-order block merge. Every thread
+// gets the result. red: 64 floats of shared memory.
+template <typename T, bool kStream>
+__device__ __forceinline__ float ce_row_lse(const T* xr, int64_t V, float* red) {
+  using P = Pack<T>;
+  constexpr int N = P::N;
+  constexpr int U = kCEUnroll;
+  int64_t head, nv;
+  row_split<T>(xr, V, head, nv);
+  const int64_t tail0 = head + nv * N;
+  const T* body = xr + head;
+
+  float m = -INFINITY, s = 0.f;
+  for (int64_t i = threadIdx.x; i < head; i += blockDim.x) online_add(m, s, load_f32(xr + i));
+  for (int64_t v0 = threadIdx.x; v0 < nv; v0 += static_cast<int64_t>(blockDim.x) * U) {
+    uint4 r[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t v = v0 + static_cast<int64_t>(u) * blockDim.x;
+      r[u] = v < nv ? (kStream ? ld_stream(body + v * N) : ld_vec(body + v * N)) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    float pm = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (v0 + static_cast<int64_t>(u) * blockDim.x < nv) {
+#pragma unroll
+        for (int j = 0; j < N; ++j) pm = fmaxf(pm, P::get(r[u], j));
+      }
+    }
+    if (pm > m) {
+      s *= exp2f((m - pm) * kLog2e);
+      m = pm;
+    }
+    const float mm = m == -INFINITY ? 0.f : m;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (v0 + static_cast<int64_t>(u) * blockDim.x < nv) {
+#pragma unroll
+        for (int j = 0; j < N; ++j) s += exp2f((P::get(r[u], j) - mm) * kLog2e);
+      }
+    }
+  }
+  for (int64_t i = tail0 + threadIdx.x; i < V; i += blockDim.x) online_add(m, s, load_f32(xr + i));
+
+  block_ms_merge(m, s, red);
+  return m + logf(s);
+}
+
+// Thread 0: lse[row], losses[row] (0 for an ignored row; an out-of-range target raises bad_flag).
+template <typename T>
+__device__ __forceinline__ void ce_row_loss(float* losses, float* lse_out, const T* xr, int64_t row, int64_t t,
+                                            float l, int64_t V, int64_t ignore_index, int* bad_flag) {
+  lse_out[row] = l;
+  float loss = 0.f;
+  if (t != ignore_index) {
+    if (t < 0 || t >= V) {
+      if (bad_flag) *bad_flag = 1;
+    } else {
+      loss = l - load_f32(xr + t);
+    }
+  }
+  losses[row] = loss;
+}
+
 template <typename T, typename TT>
 __global__ void __launch_bounds__(kCEBlock)
     ce_fwd_kernel(float* __restrict__ losses, float* __restrict__ lse_out, const T* __restrict__ logits,
                   const TT* __restrict__ targets, int64_t rows, int64_t V, int64_t ld, int64_t ignore_index,
                   int* bad_flag) {
-  using P = Pack<T>;
-  constexpr int N = P::N;
-  constexpr int U = kCEUnroll;
   __shared__ float red[64];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = logits + row * ld;
-    int64_t head, nv;
-    row_split<T>(xr, V, head, nv);
-    const int64_t tail0 = head + nv * N;
-    const T* body = xr + head;
-
-    float m = -INFINITY, s = 0.f;
-    for (int64_t i = threadIdx.x; i < head; i += blockDim.x) online_add(m, s, load_f32(xr + i));
-    for (int64_t v0 = threadIdx.x; v0 < nv; v0 += static_cast<int64_t>(blockDim.x) * U) {
-      uint4 r[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int64_t v = v0 + static_cast<int64_t>(u) * blockDim.x;
-        r[u] = v < nv ? ld_stream(body + v * N) : make_uint4(0u, 0u, 0u, 0u);
-      }
-      float pm = -INFINITY;
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (v0 + static_cast<int64_t>(u) * blockDim.x < nv) {
-#pragma unroll
-          for (int j = 0; j < N; ++j) pm = fmaxf(pm, P::get(r[u], j));
-        }
-      }
-      if (pm > m) {
-        s *= exp2f((m - pm) * kLog2e);
-        m = pm;
-      }
-      const float mm = m == -INFINITY ? 0.f : m;
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (v0 + static_cast<int64_t>(u) * blockDim.x < nv) {
-#pragma unroll
-          for (int j = 0; j < N; ++j) s += exp2f((P::get(r[u], j) - mm) * kLog2e);
-        }
-      }
-    }
-    for (int64_t i = tail0 + threadIdx.x; i < V; i += blockDim.x) online_add(m, s, load_f32(xr + i));
-
-    block_ms_merge(m, s, red);
-
-    if (threadIdx.x == 0) {
-      const float l = m + logf(s);
-      lse_out[row] = l;
-      const int64_t t = static_cast<int64_t>(targets[row]);
-      float loss = 0.f;
-      if (t != ignore_index) {
-        if (t < 0 || t >= V) {
-          if (bad_flag) *bad_flag = 1;
-        } else {
-          loss = l - load_f32(xr + t);
-        }
-      }
-      losses[row] = loss;
-    }
+    const float l = ce_row_lse<T, true>(xr, V, red);
+    if (threadIdx.x == 0)
+      ce_row_loss(losses, lse_out, xr, row, static_cast<int64_t>(targets[row]), l, V, ignore_index, bad_flag);
   }
 }
 
@@ -114,65 +126,104 @@ __device__ __forceinline__ float ce_grad(float x, int64_t j, int64_t t, int64_t 
   return (j == t ? p - 1.0f : p) * g;
 }
 
+// Row gradient dr = (exp(xr - l) - onehot(t)) * g over the valid columns, 0 in the padding (and
+// everywhere when zero_row). dr may alias xr: each element is read, then written, by one thread.
+// vec: dr and xr share their 16-byte phase (16-byte accesses in the body).
+template <typename T>
+__device__ __forceinline__ void ce_grad_row(T* dr, const T* xr, int64_t t, bool zero_row, float l, float g, int64_t V,
+                                            int64_t ld, bool vec) {
+  using P = Pack<T>;
+  constexpr int N = P::N;
+  constexpr int U = kCEUnroll;
+  int64_t head = ld, nv = 0;
+  if (vec) row_split<T>(dr, ld, head, nv);
+  const int64_t tail0 = head + nv * N;
+  T* dbody = dr + head;
+  const T* xbody = xr + head;
+
+  if (zero_row) {
+    for (int64_t i = threadIdx.x; i < head; i += blockDim.x) store_f32(dr + i, 0.f);
+    for (int64_t v = threadIdx.x; v < nv; v += blockDim.x) st_stream(dbody + v * N, make_uint4(0u, 0u, 0u, 0u));
+    for (int64_t i = tail0 + threadIdx.x; i < ld; i += blockDim.x) store_f32(dr + i, 0.f);
+    return;
+  }
+
+  for (int64_t i = threadIdx.x; i < head; i += blockDim.x) {
+    const float x = i < V ? load_f32(xr + i) : 0.f;
+    store_f32(dr + i, ce_grad<T>(x, i, t, V, l, g));
+  }
+  for (int64_t v0 = threadIdx.x; v0 < nv; v0 += static_cast<int64_t>(blockDim.x) * U) {
+    uint4 r[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t v = v0 + static_cast<int64_t>(u) * blockDim.x;
+      // packs entirely in the padding are not read
+      r[u] = (v < nv && head + v * N < V) ? ld_stream(xbody + v * N) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t v = v0 + static_cast<int64_t>(u) * blockDim.x;
+      if (v < nv) {
+        const int64_t j0 = head + v * N;
+        float f[N];
+#pragma unroll
+        for (int j = 0; j < N; ++j) f[j] = ce_grad<T>(P::get(r[u], j), j0 + j, t, V, l, g);
+        st_stream(dbody + v * N, P::pack(f));
+      }
+    }
+  }
+  for (int64_t i = tail0 + threadIdx.x; i < ld; i += blockDim.x) {
+    const float x = i < V ? load_f32(xr + i) : 0.f;
+    store_f32(dr + i, ce_grad<T>(x, i, t, V, l, g));
+  }
+}
+
 // NOTE: no __restrict__ on logits / dlogits: they may alias.
 template <typename T, typename TT>
 __global__ void __launch_bounds__(kCEBlock)
     ce_bwd_kernel(T* dlogits, const T* logits, const float* __restrict__ lse, const TT* __restrict__ targets,
                   const float* __restrict__ dlosses, float scale, int64_t rows, int64_t V, int64_t ld,
                   int64_t ignore_index, bool vec) {
-  using P = Pack<T>;
-  constexpr int N = P::N;
-  constexpr int U = kCEUnroll;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const T* xr = logits + row * ld;
-    T* dr = dlogits + row * ld;
     const int64_t t = static_cast<int64_t>(targets[row]);
     const bool zero_row = t == ignore_index || t < 0 || t >= V;
     const float g = scale * (dlosses ? dlosses[row] : 1.0f);
-    const float l = lse[row];
-
-    int64_t head = ld, nv = 0;
-    if (vec) row_split<T>(dr, ld, head, nv);
-    const int64_t tail0 = head + nv * N;
-    T* dbody = dr + head;
-    const T* xbody = xr + head;
-
-    if (zero_row) {
-      for (int64_t i = threadIdx.x; i < head; i += blockDim.x) store_f32(dr + i, 0.f);
-      for (int64_t v = threadIdx.x; v < nv; v += blockDim.x) st_stream(dbody + v * N, make_uint4(0u, 0u, 0u, 0u));
-      for (int64_t i = tail0 + threadIdx.x; i < ld; i += blockDim.x) store_f32(dr + i, 0.f);
-      continue;
-    }
-
-    for (int64_t i = threadIdx.x; i < head; i += blockDim.x) {
-      const float x = i < V ? load_f32(xr + i) : 0.f;
-      store_f32(dr + i, ce_grad<T>(x, i, t, V, l, g));
-    }
-    for (int64_t v0 = threadIdx.x; v0 < nv; v0 += static_cast<int64_t>(blockDim.x) * U) {
-      uint4 r[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int64_t v = v0 + static_cast<int64_t>(u) * blockDim.x;
-        // packs entirely in the padding are not read
-        r[u] = (v < nv && head + v * N < V) ? ld_stream(xbody + v * N) : make_uint4(0u, 0u, 0u, 0u);
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int64_t v = v0 + static_cast<int64_t>(u) * blockDim.x;
-        if (v < nv) {
-          const int64_t j0 = head + v * N;
-          float f[N];
-#pragma unroll
-          for (int j = 0; j < N; ++j) f[j] = ce_grad<T>(P::get(r[u], j), j0 + j, t, V, l, g);
-          st_stream(dbody + v * N, P::pack(f));
-        }
-      }
-    }
-    for (int64_t i = tail0 + threadIdx.x; i < ld; i += blockDim.x) {
-      const float x = i < V ? load_f32(xr + i) : 0.f;
-      store_f32(dr + i, ce_grad<T>(x, i, t, V, l, g));
-    }
+    ce_grad_row<T>(dlogits + row * ld, logits + row * ld, t, zero_row, lse[row], g, V, ld, vec);
   }
+}
+
+// Forward and backward of a Mean loss in one launch, in place (logits becomes dlogits): per row,
+// the lse pass with default caching, then the gradient for an upstream gradient of 1:
+// (exp(x - lse) - onehot) * inv_count (*inv_count on the device). Two 512-thread blocks per SM:
+// two rows per SM in flight (26 MB of bf16 GPT-2 rows on 132 SMs, inside the 50 MB L2, so the
+// second pass reads the row from L2), 64 KB of loads in flight per SM, and one block's exp work
+// overlaps the other's loads.
+constexpr int kCEFusedBlock = 512;
+template <typename T, typename TT>
+__global__ void __launch_bounds__(kCEFusedBlock, 2)
+    ce_fused_mean_kernel(float* __restrict__ losses, float* __restrict__ lse_out, T* logits,
+                         const TT* __restrict__ targets, const float* __restrict__ inv_count, int64_t rows, int64_t V,
+                         int64_t ld, int64_t ignore_index, int* bad_flag) {
+  __shared__ float red[64];
+  const float g = *inv_count;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    T* xr = logits + row * ld;
+    const float l = ce_row_lse<T, false>(xr, V, red);
+    const int64_t t = static_cast<int64_t>(targets[row]);
+    if (threadIdx.x == 0) ce_row_loss(losses, lse_out, xr, row, t, l, V, ignore_index, bad_flag);
+    __syncthreads();  // thread 0 has read the target's logit before anyone overwrites it
+    ce_grad_row<T>(xr, xr, t, t == ignore_index || t < 0 || t >= V, l, g, V, ld, true);
+  }
+}
+
+// d *= *g unless *g == 1 (the usual upstream gradient of a loss: then every block returns at once).
+template <typename T>
+__global__ void ce_rescale_kernel(T* d, int64_t n, const float* __restrict__ g) {
+  const float s = *g;
+  if (s == 1.0f) return;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    store_f32(d + i, load_f32(d + i) * s);
 }
 
 template <typename T, typename TT>
@@ -242,4 +293,41 @@ extern "C" int sk_cuda_cross_entropy_backward(void* dlogits, const void* logits,
                                                         ld, ignore_index, s)
              : ce_backward_impl<__nv_bfloat16, int32_t>(dlogits, logits, lse, targets, dlosses, dloss_scale, N, V,
                                                         ld, ignore_index, s);
+}
+
+extern "C" int sk_cuda_cross_entropy_mean_fused(float* losses, float* lse, void* logits, const void* targets,
+                                                int target_dtype, const float* inv_count, int64_t N, int64_t V,
+                                                int64_t ld, int ignore_index, int dtype, int* bad_target_flag,
+                                                cudaStream_t s) {
+  if (!is_float_dtype(dtype)) return SK_KERNEL_UNSUPPORTED_DTYPE;
+  if (target_dtype != SK_KDT_I32 && target_dtype != SK_KDT_I64) return SK_KERNEL_UNSUPPORTED_DTYPE;
+  if (N < 0 || V < 1 || ld < V) return SK_KERNEL_BAD_ARG;
+  if (N == 0) return SK_KERNEL_OK;
+  if (!losses || !lse || !logits || !targets || !inv_count) return SK_KERNEL_BAD_ARG;
+  const size_t es = float_dtype_size(dtype), ts = target_dtype == SK_KDT_I32 ? 4 : 8;
+  if (!aligned_to(logits, es) || !aligned_to(targets, ts)) return SK_KERNEL_MISALIGNED;
+  const int grid = static_cast<int>(N < 2 * sm_count() ? N : 2 * sm_count());
+  auto launch = [&](auto tp, auto ttp) {
+    using T = std::remove_pointer_t<decltype(tp)>;
+    using TT = std::remove_pointer_t<decltype(ttp)>;
+    ce_fused_mean_kernel<T, TT><<<grid, kCEFusedBlock, 0, s>>>(losses, lse, static_cast<T*>(logits),
+                                                               static_cast<const TT*>(targets), inv_count, N, V, ld,
+                                                               ignore_index, bad_target_flag);
+    return launch_status();
+  };
+  if (dtype == SK_KDT_F32)
+    return target_dtype == SK_KDT_I32 ? launch(static_cast<float*>(nullptr), static_cast<int32_t*>(nullptr))
+                                      : launch(static_cast<float*>(nullptr), static_cast<int64_t*>(nullptr));
+  return target_dtype == SK_KDT_I32 ? launch(static_cast<__nv_bfloat16*>(nullptr), static_cast<int32_t*>(nullptr))
+                                    : launch(static_cast<__nv_bfloat16*>(nullptr), static_cast<int64_t*>(nullptr));
+}
+
+extern "C" int sk_cuda_cross_entropy_rescale(void* d, int64_t n, const float* g, int dtype, cudaStream_t s) {
+  if (!is_float_dtype(dtype)) return SK_KERNEL_UNSUPPORTED_DTYPE;
+  if (n < 0 || !g || (n > 0 && !d)) return SK_KERNEL_BAD_ARG;
+  if (n == 0) return SK_KERNEL_OK;
+  const int grid = streaming_grid(ceil_div(n, static_cast<int64_t>(256)));
+  if (dtype == SK_KDT_F32) ce_rescale_kernel<float><<<grid, 256, 0, s>>>(static_cast<float*>(d), n, g);
+  else ce_rescale_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>(static_cast<__nv_bfloat16*>(d), n, g);
+  return launch_status();
 }

@@ -17,7 +17,7 @@ __global__ void __launch_bounds__(kThreads) ce_mean_fwd_kernel(float* mean, floa
   __shared__ float s_cnt[kThreads];
   float sum = 0.f, cnt = 0.f;
   for (int64_t n = threadIdx.x; n < N; n += kThreads) {
-    sum += losses[n];
+    if (losses) sum += losses[n];
     cnt += static_cast<int64_t>(targets[n]) != ignore_index ? 1.f : 0.f;
   }
   s_sum[threadIdx.x] = sum;
@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kThreads) ce_mean_fwd_kernel(float* mean, floa
   }
   if (threadIdx.x == 0) {
     const float c = s_cnt[0];
-    *mean = c > 0.f ? s_sum[0] / c : 0.f;
+    if (mean) *mean = c > 0.f ? s_sum[0] / c : 0.f;
     *inv_count = c > 0.f ? 1.f / c : 0.f;
   }
 }
@@ -68,5 +68,19 @@ extern "C" int sk_cuda_cross_entropy_mean_backward(float* dlosses, const float* 
   int64_t blocks = (N + 255) / 256;
   if (blocks > 4096) blocks = 4096;
   ce_mean_bwd_kernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(dlosses, g, inv_count, N);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+extern "C" int sk_cuda_cross_entropy_inv_count(float* inv_count, const void* targets, int target_dtype, int64_t N,
+                                               int ignore_index, cudaStream_t s) {
+  if (!inv_count || N < 0 || (N > 0 && !targets)) return SK_KERNEL_BAD_ARG;
+  if (target_dtype == SK_KDT_I32)
+    ce_mean_fwd_kernel<int32_t><<<1, kThreads, 0, s>>>(nullptr, inv_count, nullptr,
+                                                       static_cast<const int32_t*>(targets), N, ignore_index);
+  else if (target_dtype == SK_KDT_I64)
+    ce_mean_fwd_kernel<int64_t><<<1, kThreads, 0, s>>>(nullptr, inv_count, nullptr,
+                                                       static_cast<const int64_t*>(targets), N, ignore_index);
+  else
+    return SK_KERNEL_UNSUPPORTED_DTYPE;
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }

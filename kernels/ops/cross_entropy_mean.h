@@ -18,6 +18,10 @@ extern "C" {
 int sk_cuda_cross_entropy_mean_forward(float* mean, float* inv_count, const float* losses, const void* targets,
                                        int target_dtype, int64_t N, int ignore_index, cudaStream_t s);
 
+// *inv_count only (the count before the losses exist: the fused forward + backward needs it).
+int sk_cuda_cross_entropy_inv_count(float* inv_count, const void* targets, int target_dtype, int64_t N,
+                                    int ignore_index, cudaStream_t s);
+
 // dlosses[n] = g[0] * inv_count[0] for every n.
 int sk_cuda_cross_entropy_mean_backward(float* dlosses, const float* g, const float* inv_count, int64_t N,
                                         cudaStream_t s);

@@ -6,6 +6,9 @@
 //   Backward: dlogits[n, j] = (exp(logits[n, j] - lse[n]) - [j == target]) * dloss[n], recomputed
 //   from the logits. Sum is the sum op on the per-row losses; Mean divides by the count of
 //   non-ignored rows (on CUDA counted on the device: kernels/ops/cross_entropy_mean.cu).
+//   CUDA, Mean, logits given up by the caller (the rvalue overload) and needing a gradient: one
+//   fused pass computes the loss and writes the gradient over the logits (for an upstream gradient
+//   of 1; the backward rescales otherwise): the logits are read once instead of three times.
 //   CPU reference below (f32/f64, fp64 accumulation for f32); CUDA: kernels/ops/cross_entropy.cu.
 //   Tests: tests/ops/test_cross_entropy.cpp (Gradcheck.cross_entropy, bad target), CUDA parity.
 #include <algorithm>
@@ -67,6 +70,24 @@ Tensor cross_entropy_backward(const Tensor& dlosses_in, const CeSaved& s) {
   return dlogits;
 }
 
+#ifdef SPARSEK_HAS_CUDA
+// The kernels raise `flag` for a target outside [0, V) that is not ignore_index; checked at the
+// next host sync (backend/deferred_checks.h), so the forward does not wait.
+void defer_target_check(const Tensor& flag, const Tensor& targets, int64_t V, int64_t ignore_index) {
+  const int64_t N = targets.numel();
+  cuda::defer_error_check(flag.data<int32_t>(), flag.device().index, flag.impl()->storage,
+                          [targets, N, V, ignore_index] {
+                            Tensor host = targets.to(Device::cpu());
+                            for (int64_t n = 0; n < N; ++n) {
+                              int64_t t = index_at(host, n);
+                              SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ",
+                                       n, " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index,
+                                       ")");
+                            }
+                          });
+}
+#endif
+
 // Per-row losses (N) in f32 (f64 for f64 logits), with autograd.
 Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int64_t V, int64_t ignore_index) {
   const int64_t Vp = logits_in.size(-1), N = Vp == 0 ? 0 : logits_in.numel() / Vp;
@@ -103,17 +124,7 @@ Tensor cross_entropy_rows(const Tensor& logits_in, const Tensor& targets_in, int
                                                   targets.data_ptr(), kernel_dtype(targets.dtype()), N, V, Vp,
                                                   static_cast<int>(ignore_index), kernel_dtype(logits.dtype()),
                                                   flag.data<int32_t>(), cuda::stream()));
-    // Checked at the next host sync (backend/deferred_checks.h): no wait here.
-    cuda::defer_error_check(flag.data<int32_t>(), logits.device().index, flag.impl()->storage,
-                            [targets, N, V, ignore_index] {
-                              Tensor host = targets.to(Device::cpu());
-                              for (int64_t n = 0; n < N; ++n) {
-                                int64_t t = index_at(host, n);
-                                SK_CHECK(t == ignore_index || (t >= 0 && t < V), "cross_entropy: target ", t, " at row ",
-                                         n, " is out of range for a vocabulary of ", V, " (ignore_index ", ignore_index,
-                                         ")");
-                              }
-                            });
+    defer_target_check(flag, targets, V, ignore_index);
 #endif
   }
   if (autograd::needs_grad({&logits_in})) {
@@ -155,7 +166,73 @@ Tensor mean_over_targets_cuda(const Tensor& losses, const Tensor& targets, int64
 #endif
 }
 
+#ifdef SPARSEK_HAS_CUDA
+// Mean loss and its gradient in one pass over contiguous CUDA logits (N, Vp) whose memory nothing
+// else holds: the gradient (for an upstream gradient of 1) replaces the logits during the forward;
+// the backward hands that buffer on, rescaled on the device when the upstream gradient is not 1.
+Tensor cross_entropy_mean_fused_cuda(const Tensor& logits_in, const Tensor& targets_in, int64_t V,
+                                     int64_t ignore_index) {
+  const int64_t Vp = logits_in.size(-1), N = logits_in.numel() / Vp;
+  Tensor logits = logits_in.detach().view({N, Vp});
+  Tensor targets = targets_in.contiguous().view({N});
+  cuda::set_device(logits.device().index);
+  Tensor losses = Tensor::empty({N}, DType::F32, logits.device());
+  Tensor lse = Tensor::empty({N}, DType::F32, logits.device());
+  Tensor inv_count = Tensor::empty({}, DType::F32, logits.device());
+  Tensor out = Tensor::empty({}, DType::F32, logits.device());
+  Tensor flag = Tensor::zeros({1}, DType::I32, logits.device());
+  const int tdt = kernel_dtype(targets.dtype());
+  SK_KERNEL_CHECK(sk_cuda_cross_entropy_inv_count(inv_count.data<float>(), targets.data_ptr(), tdt, N,
+                                                  static_cast<int>(ignore_index), cuda::stream()));
+  SK_KERNEL_CHECK(sk_cuda_cross_entropy_mean_fused(losses.data<float>(), lse.data<float>(), logits.data_ptr(),
+                                                   targets.data_ptr(), tdt, inv_count.data<float>(), N, V, Vp,
+                                                   static_cast<int>(ignore_index), kernel_dtype(logits.dtype()),
+                                                   flag.data<int32_t>(), cuda::stream()));
+  defer_target_check(flag, targets, V, ignore_index);
+  SK_KERNEL_CHECK(sk_cuda_cross_entropy_mean_forward(out.data<float>(), inv_count.data<float>(), losses.data<float>(),
+                                                     targets.data_ptr(), tdt, N, static_cast<int>(ignore_index),
+                                                     cuda::stream()));
+  Shape lshape = logits_in.shape();
+  autograd::record("cross_entropy_mean_fused", {logits_in, Tensor()}, {out},
+                   [dlogits = logits, lshape](const std::vector<Tensor>& g, const std::vector<bool>&) {
+                     Tensor gf = g[0].to(DType::F32).contiguous();
+                     SK_KERNEL_CHECK(sk_cuda_cross_entropy_rescale(dlogits.data_ptr(), dlogits.numel(),
+                                                                   gf.data<float>(), kernel_dtype(dlogits.dtype()),
+                                                                   cuda::stream()));
+                     return std::vector<Tensor>{dlogits.view(lshape), Tensor()};
+                   });
+  return out;
+}
+#endif
+
 }  // namespace
+
+Tensor cross_entropy(Tensor&& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
+#ifdef SPARSEK_HAS_CUDA
+  const bool sole_owner = logits.defined() && logits.impl().use_count() == 1 &&
+                          logits.impl()->storage.use_count() == 1 && logits.is_contiguous() && logits.offset() == 0;
+  if (sole_owner && opts.reduction == Reduction::Mean && logits.device().is_cuda() && logits.ndim() >= 1 &&
+      logits.numel() > 0 && autograd::needs_grad({&logits})) {
+    // The same argument checks as the general path, then the fused pass.
+    check_floating("cross_entropy", "logits", logits);
+    check_cuda_dtype("cross_entropy", logits);
+    check_defined("cross_entropy", "targets", targets);
+    SK_CHECK(targets.dtype() == DType::I32 || targets.dtype() == DType::I64,
+             "cross_entropy: targets must be i32 or i64, got ", dtype_name(targets.dtype()));
+    check_same_device("cross_entropy", "logits", logits, "targets", targets);
+    Shape expect = logits.shape();
+    expect.pop_back();
+    SK_CHECK(targets.shape() == expect, "cross_entropy: targets have shape ", shape_str(targets.shape()),
+             " but logits ", shape_str(logits.shape()), " need ", shape_str(expect));
+    const int64_t Vp = logits.size(-1);
+    const int64_t V = opts.valid_vocab < 0 ? Vp : opts.valid_vocab;
+    SK_CHECK(V >= 1 && V <= Vp, "cross_entropy: valid_vocab ", opts.valid_vocab, " must be in [1, ", Vp, "]");
+    Tensor given = std::move(logits);
+    return cross_entropy_mean_fused_cuda(given, targets, V, opts.ignore_index);
+  }
+#endif
+  return cross_entropy(static_cast<const Tensor&>(logits), targets, opts);
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
   check_floating("cross_entropy", "logits", logits);

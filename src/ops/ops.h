@@ -54,6 +54,11 @@ struct CrossEntropyOptions {
 // The loss is computed in fp32 (f64 for f64 logits) and returned in f32 (f64). Never forms the
 // probabilities: forward keeps one log-sum-exp per row; backward recomputes softmax from logits.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opts = {});
+// The same for logits the caller gives up (a temporary, e.g. the model's output projection): on
+// CUDA, for a Mean loss that needs a gradient, when nothing else holds the logits' memory, the
+// gradient is computed in the forward pass and written over the logits (one read of them instead
+// of three; the backward only rescales when the upstream gradient is not 1). Otherwise as above.
+Tensor cross_entropy(Tensor&& logits, const Tensor& targets, const CrossEntropyOptions& opts = {});
 
 // ---- matrix products ----
 // a (M, K) @ b (K, N) -> (M, N); a (B, M, K) @ b (B, K, N) or b (K, N) -> (B, M, N).

@@ -55,6 +55,7 @@
 
 #include "backend/cuda_device.h"
 #include "ops/ops.h"
+#include "autograd/node.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "tensor/bf16.h"
@@ -541,6 +542,7 @@ struct CeCase {
   DType target_dtype;
   int64_t ignore_index = -1;
   int ignore_every = 0;  // every k-th row gets ignore_index as target (0: none)
+  bool fused = false;    // logits given up (a temporary): the fused Mean path on CUDA
 };
 
 const char* reduction_name(ops::Reduction r) {
@@ -577,11 +579,15 @@ void run_cross_entropy(OpCases& cases, const CeCase& c, const ExtraCheck& extra 
   label << "logits " << shape_str(c.logits_shape) << " V " << c.V << " " << reduction_name(c.reduction) << " targets "
         << sk::dtype_name(c.target_dtype);
   if (c.ignore_every) label << " ignore_index " << c.ignore_index << " every " << c.ignore_every << " rows";
+  if (c.fused) label << " fused";
   CaseOptions opt;
   opt.extra = extra;
+  const bool fused = c.fused;
   cases.run(label.str(), {{"logits", logits}},
-            [targets, opts](const std::vector<Tensor>& x, Device dev) {
-              return ops::cross_entropy(x[0], targets.to(dev), opts);
+            [targets, opts, fused](const std::vector<Tensor>& x, Device dev) {
+              // scale(x, 1) is exact and a temporary: the rvalue overload may consume it
+              return fused ? ops::cross_entropy(ops::scale(x[0], 1.0), targets.to(dev), opts)
+                           : ops::cross_entropy(x[0], targets.to(dev), opts);
             },
             opt);
 }
@@ -631,6 +637,61 @@ TEST_F(CudaParity, cross_entropy_padded_vocab_ignore_index) {
       {{33, 50}, 17, R::Mean, DType::I64},            // padding only, no ignored rows
   };
   for (const CeCase& c : cs) run_cross_entropy(cases, c, exact_zeros(c));
+}
+
+// The fused Mean path (loss and gradient in one pass over logits the caller gives up, the gradient
+// written over them, rescaled in backward by OpCases' random upstream gradient): the same cases as
+// above, Mean only, plus rows of different 16-byte phases (Vp 50 bf16); the extra check makes sure
+// the CUDA side really took the fused path.
+TEST_F(CudaParity, cross_entropy_fused_mean) {
+  SK_REQUIRE_CUDA();
+  OpCases cases("cross_entropy_fused_mean");
+  using R = ops::Reduction;
+  auto took_fused_path = [](const std::vector<Tensor>&, const Tensor& out, DType dt) {
+    const auto& fn = out.impl()->grad_fn;
+    ASSERT_TRUE(fn != nullptr) << sk::dtype_name(dt) << ": the loss has no autograd node";
+    EXPECT_EQ(fn->name, "cross_entropy_mean_fused") << sk::dtype_name(dt) << ": the fused path was not taken";
+  };
+  const std::vector<CeCase> cs = {
+      {{kCrossEntropyRows, kVocabPadded}, kVocab, R::Mean, DType::I64, -1, 0, true},
+      {{kCrossEntropyRows, kVocabPadded}, kVocab, R::Mean, DType::I32, -1, 5, true},
+      {{2, 16, kVocabPadded}, kVocab, R::Mean, DType::I32, -100, 3, true},
+      {{1, 17}, 17, R::Mean, DType::I32, -1, 0, true},
+      {{33, 50}, 17, R::Mean, DType::I64, -1, 0, true},
+      {{17, 24}, 17, R::Mean, DType::I32, 16, 4, true},  // an ignore_index inside [0, V)
+      {{5, 24}, 17, R::Mean, DType::I32, -1, 1, true},   // every row ignored: loss 0, gradient 0
+      {{1000, 1}, 1, R::Mean, DType::I64, -1, 0, true},  // V = 1
+  };
+  for (const CeCase& c : cs) run_cross_entropy(cases, c, took_fused_path);
+}
+
+// The fused path with the usual upstream gradient of exactly 1 (the backward's rescale writes
+// nothing then): the logits' gradient against the f64 CPU reference.
+TEST_F(CudaParity, cross_entropy_fused_mean_unit_gradient) {
+  SK_REQUIRE_CUDA();
+  const Device dev = Device::cuda(0);
+  Rng rng(0xce1f05edull);
+  const Tensor logits = randn({kCrossEntropyRows, kVocabPadded}, rng, 0.0, 2.0);
+  std::vector<int64_t> t(kCrossEntropyRows);
+  for (size_t i = 0; i < t.size(); ++i) t[i] = i % 7 == 0 ? -1 : static_cast<int64_t>(rng.below(kVocab));
+  const Tensor targets = Tensor::from_ints(t, {kCrossEntropyRows}, DType::I32);
+  ops::CrossEntropyOptions opts;
+  opts.valid_vocab = kVocab;
+  for (DType dt : {DType::F32, DType::BF16}) {
+    auto [ref, d] = round_to(logits, dt, &dev);
+    ref.set_requires_grad();
+    d.set_requires_grad();
+    const Tensor want = ops::cross_entropy(ref, targets, opts);
+    const Tensor got = ops::cross_entropy(ops::scale(d, 1.0), targets.to(dev), opts);
+    ASSERT_TRUE(got.impl()->grad_fn != nullptr);
+    EXPECT_EQ(got.impl()->grad_fn->name, "cross_entropy_mean_fused") << sk::dtype_name(dt);
+    want.backward();
+    got.backward();
+    const Tol tol = dt == DType::BF16 ? kBf16Tol : kF32Tol;
+    expect_close(std::string("fused cross_entropy loss ") + sk::dtype_name(dt), got, want, tol);
+    expect_close(std::string("fused cross_entropy dlogits (upstream 1) ") + sk::dtype_name(dt), d.grad(), ref.grad(),
+                 tol);
+  }
 }
 
 // ================================================================================================
