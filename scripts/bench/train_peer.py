@@ -78,7 +78,7 @@ def main():
     cmodel = torch.compile(model)
     x = torch.randint(0, 50257, (a.batch, a.seq_len), device="cuda")
     y = torch.randint(0, 50257, (a.batch, a.seq_len), device="cuda")
-    times, losses = [], []
+    times, losses, norms = [], [], []
     torch.cuda.reset_peak_memory_stats()
     for step in range(a.warmup + a.steps):
         torch.cuda.synchronize()
@@ -86,11 +86,12 @@ def main():
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=not a.fp32):
             loss = cmodel(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss_v = loss.item()
         losses.append(loss_v)
+        norms.append(norm.item())
         torch.cuda.synchronize()
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
@@ -103,7 +104,7 @@ def main():
            "seq_len": a.seq_len, "params": n_params, "step_ms": step_s * 1e3, "tokens_per_s": tps,
            "mfu": tps * flops_per_token / 989e12, "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
            "final_loss": loss_v, "steps_run": a.warmup + a.steps,
-           "dtype": "f32" if a.fp32 else "bf16 autocast", "losses": losses}
+           "dtype": "f32" if a.fp32 else "bf16 autocast", "losses": losses, "grad_norms": norms}
     print(json.dumps(res, indent=2))
     json.dump(res, open(a.out, "w"), indent=2)
     if a.profile:

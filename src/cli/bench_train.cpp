@@ -49,7 +49,8 @@ void run_bench_train(const BenchTrainOptions& o) {
   Tensor x = Tensor::randint({B, T}, rng, V, DType::I32).to(dev);
   Tensor y = Tensor::randint({B, T}, rng, V, DType::I32).to(dev);
 
-  std::vector<double> step_ms, losses;  // losses: every step's, to compare the trajectory with the peer's
+  // losses, grad_norms: every step's (the norm before clipping), to compare the trajectory with the peer's
+  std::vector<double> step_ms, losses, grad_norms;
   double loss = 0;
   cuda::reset_peak_memory(0);
   for (int step = 0; step < o.warmup + o.steps; ++step) {
@@ -64,6 +65,7 @@ void run_bench_train(const BenchTrainOptions& o) {
     losses.push_back(loss);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (step >= o.warmup) step_ms.push_back(ms);
+    grad_norms.push_back(gn.norm());  // read back outside the timed step
     if (step == 0 || step + 1 == o.warmup + o.steps) spdlog::info("bench train: step {} loss {:.4f} {:.1f} ms", step, loss, ms);
   }
   // One more step with a sync after each phase: where the step's time goes (the syncs cost a
@@ -104,7 +106,7 @@ void run_bench_train(const BenchTrainOptions& o) {
                      {"attention", cfg.attention.kind}, {"batch", B}, {"seq_len", T},
                      {"params", gpt.num_parameters()}, {"step_ms", med}, {"tokens_per_s", tokens_per_s},
                      {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}, {"dtype", o.dtype}, {"steps_run", o.warmup + o.steps},
-                     {"losses", losses}, {"phases_ms", phases}};
+                     {"losses", losses}, {"grad_norms", grad_norms}, {"phases_ms", phases}};
   std::ofstream f(o.out);
   SK_CHECK(f.good(), "bench train: cannot write ", o.out);
   f << doc.dump(2) << "\n";
