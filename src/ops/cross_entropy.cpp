@@ -17,6 +17,7 @@
 #include "autograd/node.h"
 #include "ops/op_common.h"
 #include "ops/ops.h"
+#include "util/env.h"
 
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
@@ -211,7 +212,9 @@ Tensor cross_entropy(Tensor&& logits, const Tensor& targets, const CrossEntropyO
 #ifdef SPARSEK_HAS_CUDA
   const bool sole_owner = logits.defined() && logits.impl().use_count() == 1 &&
                           logits.impl()->storage.use_count() == 1 && logits.is_contiguous() && logits.offset() == 0;
-  if (sole_owner && opts.reduction == Reduction::Mean && logits.device().is_cuda() && logits.ndim() >= 1 &&
+  // SPARSEK_CE_FUSED=off keeps the separate forward and backward passes (to measure one against the other).
+  static const bool fused_allowed = util::env_choice("SPARSEK_CE_FUSED", {"on", "off"}) == 0;
+  if (fused_allowed && sole_owner && opts.reduction == Reduction::Mean && logits.device().is_cuda() && logits.ndim() >= 1 &&
       logits.numel() > 0 && autograd::needs_grad({&logits})) {
     // The same argument checks as the general path, then the fused pass.
     check_floating("cross_entropy", "logits", logits);
