@@ -90,19 +90,28 @@ __device__ __forceinline__ float ce_row_lse(const T* xr, int64_t V, float* red) 
 }
 
 // Thread 0: lse[row], losses[row] (0 for an ignored row; an out-of-range target raises bad_flag).
-template <typename T>
-__device__ __forceinline__ void ce_row_loss(float* losses, float* lse_out, const T* xr, int64_t row, int64_t t,
-                                            float l, int64_t V, int64_t ignore_index, int* bad_flag) {
+// x_t: the target's logit (read by the caller while t is valid; unused otherwise).
+__device__ __forceinline__ void ce_row_loss(float* losses, float* lse_out, int64_t row, int64_t t, float x_t, float l,
+                                            int64_t V, int64_t ignore_index, int* bad_flag) {
   lse_out[row] = l;
   float loss = 0.f;
   if (t != ignore_index) {
     if (t < 0 || t >= V) {
       if (bad_flag) *bad_flag = 1;
     } else {
-      loss = l - load_f32(xr + t);
+      loss = l - x_t;
     }
   }
   losses[row] = loss;
+}
+
+// Thread 0's target and target logit of a row, read before the row's pass so the loads' latency
+// hides behind it.
+template <typename T, typename TT>
+__device__ __forceinline__ void ce_row_target(const T* xr, const TT* targets, int64_t row, int64_t V, int64_t& t,
+                                              float& x_t) {
+  t = static_cast<int64_t>(targets[row]);
+  x_t = (t >= 0 && t < V) ? load_f32(xr + t) : 0.f;
 }
 
 template <typename T, typename TT>
@@ -113,9 +122,11 @@ __global__ void __launch_bounds__(kCEBlock)
   __shared__ float red[64];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = logits + row * ld;
+    int64_t t = 0;
+    float x_t = 0.f;
+    if (threadIdx.x == 0) ce_row_target(xr, targets, row, V, t, x_t);
     const float l = ce_row_lse<T, true>(xr, V, red);
-    if (threadIdx.x == 0)
-      ce_row_loss(losses, lse_out, xr, row, static_cast<int64_t>(targets[row]), l, V, ignore_index, bad_flag);
+    if (threadIdx.x == 0) ce_row_loss(losses, lse_out, row, t, x_t, l, V, ignore_index, bad_flag);
   }
 }
 
@@ -166,8 +177,13 @@ __device__ __forceinline__ void ce_grad_row(T* dr, const T* xr, int64_t t, bool 
       if (v < nv) {
         const int64_t j0 = head + v * N;
         float f[N];
+        if (j0 + N <= V && (t < j0 || t >= j0 + N)) {  // all valid, not the target's pack: p * g
 #pragma unroll
-        for (int j = 0; j < N; ++j) f[j] = ce_grad<T>(P::get(r[u], j), j0 + j, t, V, l, g);
+          for (int j = 0; j < N; ++j) f[j] = exp2f((P::get(r[u], j) - l) * kLog2e) * g;
+        } else {
+#pragma unroll
+          for (int j = 0; j < N; ++j) f[j] = ce_grad<T>(P::get(r[u], j), j0 + j, t, V, l, g);
+        }
         st_stream(dbody + v * N, P::pack(f));
       }
     }
@@ -208,10 +224,11 @@ __global__ void __launch_bounds__(kCEFusedBlock, 2)
   const float g = *inv_count;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     T* xr = logits + row * ld;
-    const float l = ce_row_lse<T, false>(xr, V, red);
     const int64_t t = static_cast<int64_t>(targets[row]);
-    if (threadIdx.x == 0) ce_row_loss(losses, lse_out, xr, row, t, l, V, ignore_index, bad_flag);
-    __syncthreads();  // thread 0 has read the target's logit before anyone overwrites it
+    float x_t = 0.f;
+    if (threadIdx.x == 0) x_t = (t >= 0 && t < V) ? load_f32(xr + t) : 0.f;  // before the row is overwritten
+    const float l = ce_row_lse<T, false>(xr, V, red);  // ends in block-wide barriers: x_t is read by then
+    if (threadIdx.x == 0) ce_row_loss(losses, lse_out, row, t, x_t, l, V, ignore_index, bad_flag);
     ce_grad_row<T>(xr, xr, t, t == ignore_index || t < 0 || t >= V, l, g, V, ld, true);
   }
 }
