@@ -8,7 +8,8 @@
 //   non-ignored rows (on CUDA counted on the device: kernels/ops/cross_entropy_mean.cu).
 //   CUDA, Mean, logits given up by the caller (the rvalue overload) and needing a gradient: one
 //   fused pass computes the loss and writes the gradient over the logits (for an upstream gradient
-//   of 1; the backward rescales otherwise): the logits are read once instead of three times.
+//   of 1; the backward rescales otherwise, one rounding more than the separate passes): the logits
+//   are read once instead of three times.
 //   CPU reference below (f32/f64, fp64 accumulation for f32); CUDA: kernels/ops/cross_entropy.cu.
 //   Tests: tests/ops/test_cross_entropy.cpp (Gradcheck.cross_entropy, bad target), CUDA parity.
 #include <algorithm>
@@ -206,38 +207,8 @@ Tensor cross_entropy_mean_fused_cuda(const Tensor& logits_in, const Tensor& targ
 }
 #endif
 
-}  // namespace
-
-Tensor cross_entropy(Tensor&& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
-#ifdef SPARSEK_HAS_CUDA
-  const bool sole_owner = logits.defined() && logits.impl().use_count() == 1 &&
-                          logits.impl()->storage.use_count() == 1 && logits.is_contiguous() && logits.offset() == 0;
-  // SPARSEK_CE_FUSED=off keeps the separate forward and backward passes (to measure one against the other).
-  static const bool fused_allowed = util::env_choice("SPARSEK_CE_FUSED", {"on", "off"}) == 0;
-  if (fused_allowed && sole_owner && opts.reduction == Reduction::Mean && logits.device().is_cuda() && logits.ndim() >= 1 &&
-      logits.numel() > 0 && autograd::needs_grad({&logits})) {
-    // The same argument checks as the general path, then the fused pass.
-    check_floating("cross_entropy", "logits", logits);
-    check_cuda_dtype("cross_entropy", logits);
-    check_defined("cross_entropy", "targets", targets);
-    SK_CHECK(targets.dtype() == DType::I32 || targets.dtype() == DType::I64,
-             "cross_entropy: targets must be i32 or i64, got ", dtype_name(targets.dtype()));
-    check_same_device("cross_entropy", "logits", logits, "targets", targets);
-    Shape expect = logits.shape();
-    expect.pop_back();
-    SK_CHECK(targets.shape() == expect, "cross_entropy: targets have shape ", shape_str(targets.shape()),
-             " but logits ", shape_str(logits.shape()), " need ", shape_str(expect));
-    const int64_t Vp = logits.size(-1);
-    const int64_t V = opts.valid_vocab < 0 ? Vp : opts.valid_vocab;
-    SK_CHECK(V >= 1 && V <= Vp, "cross_entropy: valid_vocab ", opts.valid_vocab, " must be in [1, ", Vp, "]");
-    Tensor given = std::move(logits);
-    return cross_entropy_mean_fused_cuda(given, targets, V, opts.ignore_index);
-  }
-#endif
-  return cross_entropy(static_cast<const Tensor&>(logits), targets, opts);
-}
-
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
+// The argument checks of both overloads; returns the valid vocabulary V.
+int64_t check_cross_entropy_args(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
   check_floating("cross_entropy", "logits", logits);
   check_defined("cross_entropy", "targets", targets);
   SK_CHECK(targets.dtype() == DType::I32 || targets.dtype() == DType::I64,
@@ -251,6 +222,32 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
   const int64_t Vp = logits.size(-1);
   const int64_t V = opts.valid_vocab < 0 ? Vp : opts.valid_vocab;
   SK_CHECK(V >= 1 && V <= Vp, "cross_entropy: valid_vocab ", opts.valid_vocab, " must be in [1, ", Vp, "]");
+  return V;
+}
+
+}  // namespace
+
+Tensor cross_entropy(Tensor&& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
+#ifdef SPARSEK_HAS_CUDA
+  const bool sole_owner = logits.defined() && logits.impl().use_count() == 1 &&
+                          logits.impl()->storage.use_count() == 1 && logits.is_contiguous() && logits.offset() == 0;
+  // SPARSEK_CE_FUSED=off keeps the separate forward and backward passes (to measure one against the other).
+  static const bool fused_allowed = util::env_choice("SPARSEK_CE_FUSED", {"on", "off"}) == 0;
+  if (fused_allowed && sole_owner && opts.reduction == Reduction::Mean && logits.device().is_cuda() && logits.ndim() >= 1 &&
+      logits.numel() > 0 && autograd::needs_grad({&logits})) {
+    const int64_t V = check_cross_entropy_args(logits, targets, opts);
+    check_cuda_dtype("cross_entropy", logits);
+    Tensor given = std::move(logits);
+    return cross_entropy_mean_fused_cuda(given, targets, V, opts.ignore_index);
+  }
+#endif
+  return cross_entropy(static_cast<const Tensor&>(logits), targets, opts);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& opts) {
+  const int64_t V = check_cross_entropy_args(logits, targets, opts);
+  Shape expect = logits.shape();
+  expect.pop_back();
 
   Tensor rows = cross_entropy_rows(logits, targets, V, opts.ignore_index);
   if (opts.reduction == Reduction::None) return rows.view(expect);
