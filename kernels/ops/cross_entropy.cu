@@ -105,13 +105,11 @@ __device__ __forceinline__ void ce_row_loss(float* losses, float* lse_out, int64
   losses[row] = loss;
 }
 
-// Thread 0's target and target logit of a row, read before the row's pass so the loads' latency
-// hides behind it.
-template <typename T, typename TT>
-__device__ __forceinline__ void ce_row_target(const T* xr, const TT* targets, int64_t row, int64_t V, int64_t& t,
-                                              float& x_t) {
-  t = static_cast<int64_t>(targets[row]);
-  x_t = (t >= 0 && t < V) ? load_f32(xr + t) : 0.f;
+// The target's logit of a row (0 for a target outside [0, V)); thread 0 reads it before the row's
+// pass, so the load's latency hides behind the pass (and, in place, before the row is overwritten).
+template <typename T>
+__device__ __forceinline__ float ce_target_logit(const T* xr, int64_t t, int64_t V) {
+  return (t >= 0 && t < V) ? load_f32(xr + t) : 0.f;
 }
 
 template <typename T, typename TT>
@@ -124,7 +122,10 @@ __global__ void __launch_bounds__(kCEBlock)
     const T* xr = logits + row * ld;
     int64_t t = 0;
     float x_t = 0.f;
-    if (threadIdx.x == 0) ce_row_target(xr, targets, row, V, t, x_t);
+    if (threadIdx.x == 0) {
+      t = static_cast<int64_t>(targets[row]);
+      x_t = ce_target_logit(xr, t, V);
+    }
     const float l = ce_row_lse<T, true>(xr, V, red);
     if (threadIdx.x == 0) ce_row_loss(losses, lse_out, row, t, x_t, l, V, ignore_index, bad_flag);
   }
@@ -226,7 +227,7 @@ __global__ void __launch_bounds__(kCEFusedBlock, 2)
     T* xr = logits + row * ld;
     const int64_t t = static_cast<int64_t>(targets[row]);
     float x_t = 0.f;
-    if (threadIdx.x == 0) x_t = (t >= 0 && t < V) ? load_f32(xr + t) : 0.f;  // before the row is overwritten
+    if (threadIdx.x == 0) x_t = ce_target_logit(xr, t, V);
     const float l = ce_row_lse<T, false>(xr, V, red);  // ends in block-wide barriers: x_t is read by then
     if (threadIdx.x == 0) ce_row_loss(losses, lse_out, row, t, x_t, l, V, ignore_index, bad_flag);
     ce_grad_row<T>(xr, xr, t, t == ignore_index || t < 0 || t >= V, l, g, V, ld, true);
