@@ -105,17 +105,17 @@ void check_layernorm_args(const char* op, const Tensor& x_in, const Tensor& weig
   SK_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
 }
 
-// y = layernorm(x) for contiguous x (N, C) (x = the rounded sum when `residual` is given: then
-// x is computed here as residual_x + residual, into `x`). Fills y, mean, rstd.
-void layernorm_forward(Tensor& x, const Tensor& residual_x, const Tensor& residual, const Tensor& w, const Tensor& b,
-                       double eps, Tensor& y, Tensor& mean, Tensor& rstd) {
+// y = layernorm(x) for contiguous x (N, C); fills y, mean, rstd. With addends lhs and rhs (N, C)
+// (the fused residual add), x is first filled with lhs + rhs, rounded to the dtype as add rounds it.
+void layernorm_forward(Tensor& x, const Tensor& lhs, const Tensor& rhs, const Tensor& w, const Tensor& b, double eps,
+                       Tensor& y, Tensor& mean, Tensor& rstd) {
   const int64_t N = x.size(0), C = x.size(1);
   const bool has_bias = b.defined();
   if (x.device().is_cpu()) {
     dispatch_cpu_float(x.dtype(), "layernorm", [&]<typename T>() {
-      if (residual.defined()) {  // the sum in T, as add computes it
-        const T* pa = residual_x.data<T>();
-        const T* pr = residual.data<T>();
+      if (rhs.defined()) {  // the sum in T, as add computes it
+        const T* pa = lhs.data<T>();
+        const T* pr = rhs.data<T>();
         T* ps = x.data<T>();
         for (int64_t i = 0; i < N * C; ++i) ps[i] = pa[i] + pr[i];
       }
@@ -141,10 +141,10 @@ void layernorm_forward(Tensor& x, const Tensor& residual_x, const Tensor& residu
 #ifdef SPARSEK_HAS_CUDA
     check_cuda_dtype("layernorm", x);
     cuda::set_device(x.device().index);
-    const bool add = residual.defined();
+    const bool add = rhs.defined();
     SK_KERNEL_CHECK(sk_cuda_add_layernorm_forward(
         y.data_ptr(), mean.data<float>(), rstd.data<float>(), add ? x.data_ptr() : nullptr,
-        add ? residual_x.data_ptr() : x.data_ptr(), add ? residual.data_ptr() : nullptr, w.data_ptr(),
+        add ? lhs.data_ptr() : x.data_ptr(), add ? rhs.data_ptr() : nullptr, w.data_ptr(),
         has_bias ? b.data_ptr() : nullptr, N, C, float(eps), kernel_dtype(x.dtype()), cuda::stream()));
 #endif
   }
