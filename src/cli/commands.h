@@ -60,6 +60,16 @@ struct BenchTrainOptions {
   int steps = 30, warmup = 10;  // as scripts/bench/train_peer.py, so the final losses compare
   std::string dtype = "bf16";    // parameter / activation dtype: bf16 (fp32 AdamW masters) or f32
   std::string out = "bench_train.json";
+  // Diagnosis (slow, off by default): before each listed step, the GPU model's loss and every
+  // parameter gradient on the first diagnose_batch sequences against an f32 CPU copy of its weights.
+  std::vector<int> diagnose_steps;
+  int64_t diagnose_batch = 1;
+  std::vector<int> batch_split_steps;  // full-batch gradient vs the mean of one-sequence gradients
+  std::vector<int> param_norm_steps;  // steps whose per-parameter gradient norms are stored
+  uint64_t seed = 1234;               // initialisation and tokens
+  // Writes the initial weights as a transformers GPT-2 directory plus DIR/tokens.bin (inputs then
+  // targets, int32 (B, T) each), so the peer can start from the same point (--init-from).
+  std::string dump_init;
 };
 void run_bench_train(const BenchTrainOptions& o);
 

@@ -94,6 +94,20 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
   train_bench_cmd->add_option("--out", bench_train.out, "JSON output file")->capture_default_str();
+  train_bench_cmd->add_option("--diagnose-steps", bench_train.diagnose_steps,
+                              "before these steps, compare loss and gradients with an f32 CPU copy (slow)")
+      ->delimiter(',');
+  train_bench_cmd->add_option("--diagnose-batch", bench_train.diagnose_batch, "sequences in each diagnosis")
+      ->capture_default_str();
+  train_bench_cmd->add_option("--param-norm-steps", bench_train.param_norm_steps,
+                              "steps whose per-parameter gradient norms (before clipping) are stored")
+      ->delimiter(',');
+  train_bench_cmd->add_option("--batch-split-steps", bench_train.batch_split_steps,
+                              "before these steps, compare the full batch's gradient with the mean of one-sequence gradients")
+      ->delimiter(',');
+  train_bench_cmd->add_option("--dump-init", bench_train.dump_init,
+                              "write the initial weights (transformers GPT-2 layout) and tokens to this directory");
+  train_bench_cmd->add_option("--seed", bench_train.seed, "initialisation and token seed")->capture_default_str();
   train_bench_cmd->callback([&] { run_bench_train(bench_train); });
   BenchTokenizerOptions bench_tok;
   auto* tok_cmd = bench->add_subcommand("tokenizer", "Single-thread tokenizer throughput on a text sample");
