@@ -241,7 +241,8 @@ __global__ void __launch_bounds__(kCEFusedBlock, 2)
 // Same result as ce_fused_mean_kernel, but each row is read from HBM once into shared memory by the
 // copy engine (cp.async.bulk, kBulkChunks chunks, one mbarrier each, so the lse pass starts on the
 // first chunk while the rest arrive): the lse pass and the gradient pass read shared memory, and
-// the only global traffic is one read and one write per element. Needs 16-byte aligned rows
+// the only global traffic is one read and one write per element. The block's next row is copied
+// chunk by chunk as the gradient pass releases each chunk, so its loads overlap this row's stores. Needs 16-byte aligned rows
 // (logits 16-byte aligned, ld * sizeof(T) a multiple of 16) and a row of at most ~220 KB; 512
 // threads, two blocks per SM when the row fits twice (GPT-2's bf16 rows: 98 KB), so one block's
 // exp and store work overlaps the other's copy.
@@ -294,20 +295,21 @@ __global__ void __launch_bounds__(kCEFusedBlock, 1)
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
+  // Chunk c of a row into shared memory, completing on bars[c] (thread 0 only). Before it, the
+  // block's reads of that chunk (generic proxy) are ordered before the copy engine's writes.
+  auto issue_chunk = [&](int64_t row, int c) {
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    const int64_t p0 = c * chunk, p1 = min(p0 + chunk, nload);
+    const uint32_t bytes = p1 > p0 ? static_cast<uint32_t>((p1 - p0) * 16) : 0u;
+    mbar_expect_tx(&bars[c], bytes);
+    if (bytes) bulk_copy_to_smem(row_smem + p0 * 16, logits + row * ld + p0 * N, bytes, &bars[c]);
+  };
+  if (threadIdx.x == 0 && blockIdx.x < rows)
+    for (int c = 0; c < kBulkChunks; ++c) issue_chunk(blockIdx.x, c);
   uint32_t parity = 0;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x, parity ^= 1u) {
     T* xr = logits + row * ld;
-    if (threadIdx.x == 0) {
-      // Previous row's shared-memory reads (generic proxy) are done (barrier below); order them
-      // before the copy engine's writes.
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      for (int c = 0; c < kBulkChunks; ++c) {
-        const int64_t p0 = c * chunk, p1 = min(p0 + chunk, nload);
-        const uint32_t bytes = p1 > p0 ? static_cast<uint32_t>((p1 - p0) * 16) : 0u;
-        mbar_expect_tx(&bars[c], bytes);
-        if (bytes) bulk_copy_to_smem(row_smem + p0 * 16, xr + p0 * N, bytes, &bars[c]);
-      }
-    }
+    const int64_t next = row + gridDim.x;
     const int64_t t = static_cast<int64_t>(targets[row]);
     // lse pass over shared memory, chunk by chunk as the copies land
     float m = -INFINITY, sum = 0.f;
@@ -337,27 +339,35 @@ __global__ void __launch_bounds__(kCEFusedBlock, 1)
       const float x_t = zero_row ? 0.f : static_cast<float>(reinterpret_cast<const T*>(row_smem)[t]);
       ce_row_loss(losses, lse_out, row, t, x_t, l, V, ignore_index, bad_flag);
     }
-    // gradient pass: shared memory -> the row in global memory (in place), padding columns 0
+    // gradient pass: shared memory -> the row in global memory (in place), chunk by chunk; once
+    // every thread is done with a chunk, the next row's copy of it starts (loads overlap stores).
     uint4* out = reinterpret_cast<uint4*>(xr);
-    for (int64_t q = threadIdx.x; q < nstore; q += blockDim.x) {
-      const int64_t j0 = q * N;
-      float f[N];
-      if (zero_row || j0 >= V) {
+    for (int c = 0; c <= kBulkChunks; ++c) {  // c == kBulkChunks: packs past the copied ones (padding)
+      const int64_t p0 = c < kBulkChunks ? c * chunk : nload;
+      const int64_t p1 = c < kBulkChunks ? min(p0 + chunk, nload) : nstore;
+      for (int64_t q = p0 + threadIdx.x; q < p1; q += blockDim.x) {
+        const int64_t j0 = q * N;
+        float f[N];
+        if (zero_row || j0 >= V) {
 #pragma unroll
-        for (int j = 0; j < N; ++j) f[j] = 0.f;
-      } else {
-        const uint4 r = packs[q];
-        if (j0 + N <= V && (t < j0 || t >= j0 + N)) {
-#pragma unroll
-          for (int j = 0; j < N; ++j) f[j] = exp2f((P::get(r, j) - l) * kLog2e) * g;
+          for (int j = 0; j < N; ++j) f[j] = 0.f;
         } else {
+          const uint4 r = packs[q];
+          if (j0 + N <= V && (t < j0 || t >= j0 + N)) {
 #pragma unroll
-          for (int j = 0; j < N; ++j) f[j] = ce_grad<T>(P::get(r, j), j0 + j, t, V, l, g);
+            for (int j = 0; j < N; ++j) f[j] = exp2f((P::get(r, j) - l) * kLog2e) * g;
+          } else {
+#pragma unroll
+            for (int j = 0; j < N; ++j) f[j] = ce_grad<T>(P::get(r, j), j0 + j, t, V, l, g);
+          }
         }
+        st_stream(out + q, P::pack(f));
       }
-      st_stream(out + q, P::pack(f));
+      if (c < kBulkChunks) {
+        __syncthreads();  // every read of chunk c is done
+        if (threadIdx.x == 0 && next < rows) issue_chunk(next, c);
+      }
     }
-    __syncthreads();  // every read of this row's shared memory is done before the next copy
   }
 }
 
