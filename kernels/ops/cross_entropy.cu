@@ -14,9 +14,6 @@
 //     dlogits = (exp(x - lse) - onehot) * g. In-place safe (dlogits == logits): every element is
 //     read and then written by the same thread, no thread reads another's elements. Vector path
 //     when logits and dlogits have the same 16-byte phase, scalar (coalesced) otherwise.
-//   * fused Mean (loss and gradient in one launch, in place): the row copied once into shared
-//     memory by cp.async.bulk when rows are 16-byte aligned and fit (ce_fused_mean_smem_kernel),
-//     else two passes with the second read from L2 (ce_fused_mean_kernel).
 //   * deterministic: fixed per-thread order and fixed reduction trees.
 //   * backward rows with an out-of-range (non-ignored) target are zeroed like ignored rows,
 //     matching the zero loss the forward reports for them (the host throws on the flag anyway).
@@ -237,149 +234,6 @@ __global__ void __launch_bounds__(kCEFusedBlock, 2)
   }
 }
 
-// ---- the fused Mean kernel with the row resident in shared memory ---------------------------------
-// Same result as ce_fused_mean_kernel, but each row is read from HBM once into shared memory by the
-// copy engine (cp.async.bulk, kBulkChunks chunks, one mbarrier each, so the lse pass starts on the
-// first chunk while the rest arrive): the lse pass and the gradient pass read shared memory, and
-// the only global traffic is one read and one write per element. The block's next row is copied
-// chunk by chunk as the gradient pass releases each chunk, so its loads overlap this row's stores. Needs 16-byte aligned rows
-// (logits 16-byte aligned, ld * sizeof(T) a multiple of 16) and a row of at most ~220 KB; 512
-// threads, two blocks per SM when the row fits twice (GPT-2's bf16 rows: 98 KB), so one block's
-// exp and store work overlaps the other's copy.
-constexpr int kBulkChunks = 4;
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  uint32_t done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(smem_u32(bar)), "r"(parity)
-        : "memory");
-  }
-}
-// bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned); completes on bar.
-__device__ __forceinline__ void bulk_copy_to_smem(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                   smem_u32(dst)),
-               "l"(src), "r"(bytes), "r"(smem_u32(bar))
-               : "memory");
-}
-
-template <typename T, typename TT>
-__global__ void __launch_bounds__(kCEFusedBlock, 1)
-    ce_fused_mean_smem_kernel(float* __restrict__ losses, float* __restrict__ lse_out, T* logits,
-                              const TT* __restrict__ targets, const float* __restrict__ inv_count, int64_t rows,
-                              int64_t V, int64_t ld, int64_t ignore_index, int* bad_flag) {
-  using P = Pack<T>;
-  constexpr int N = P::N;
-  extern __shared__ __align__(16) unsigned char row_smem[];  // the row: ceil(V / N) packs
-  __shared__ __align__(8) uint64_t bars[kBulkChunks];
-  __shared__ float red[64];
-  const uint4* packs = reinterpret_cast<const uint4*>(row_smem);
-  const int64_t nload = (V + N - 1) / N;  // packs copied (the last may hold padding columns)
-  const int64_t nstore = ld / N;          // packs written (ld % N == 0)
-  const int64_t chunk = (nload + kBulkChunks - 1) / kBulkChunks;  // packs per chunk
-  const float g = *inv_count;
-  if (threadIdx.x == 0) {
-    for (int c = 0; c < kBulkChunks; ++c) mbar_init(&bars[c], 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncthreads();
-  // Chunk c of a row into shared memory, completing on bars[c] (thread 0 only). Before it, the
-  // block's reads of that chunk (generic proxy) are ordered before the copy engine's writes.
-  auto issue_chunk = [&](int64_t row, int c) {
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    const int64_t p0 = c * chunk, p1 = min(p0 + chunk, nload);
-    const uint32_t bytes = p1 > p0 ? static_cast<uint32_t>((p1 - p0) * 16) : 0u;
-    mbar_expect_tx(&bars[c], bytes);
-    if (bytes) bulk_copy_to_smem(row_smem + p0 * 16, logits + row * ld + p0 * N, bytes, &bars[c]);
-  };
-  if (threadIdx.x == 0 && blockIdx.x < rows)
-    for (int c = 0; c < kBulkChunks; ++c) issue_chunk(blockIdx.x, c);
-  uint32_t parity = 0;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x, parity ^= 1u) {
-    T* xr = logits + row * ld;
-    const int64_t next = row + gridDim.x;
-    const int64_t t = static_cast<int64_t>(targets[row]);
-    // lse pass over shared memory, chunk by chunk as the copies land
-    float m = -INFINITY, sum = 0.f;
-    for (int c = 0; c < kBulkChunks; ++c) {
-      mbar_wait(&bars[c], parity);
-      const int64_t p1 = min((c + 1) * chunk, nload);
-      for (int64_t q = c * chunk + threadIdx.x; q < p1; q += blockDim.x) {
-        const uint4 r = packs[q];
-        const int64_t j0 = q * N;
-        float pm = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < N; ++j)
-          if (j0 + j < V) pm = fmaxf(pm, P::get(r, j));
-        if (pm > m) {
-          sum *= exp2f((m - pm) * kLog2e);
-          m = pm;
-        }
-#pragma unroll
-        for (int j = 0; j < N; ++j)
-          if (j0 + j < V) sum += exp2f((P::get(r, j) - m) * kLog2e);
-      }
-    }
-    block_ms_merge(m, sum, red);
-    const float l = m + logf(sum);
-    const bool zero_row = t == ignore_index || t < 0 || t >= V;
-    if (threadIdx.x == 0) {
-      const float x_t = zero_row ? 0.f : static_cast<float>(reinterpret_cast<const T*>(row_smem)[t]);
-      ce_row_loss(losses, lse_out, row, t, x_t, l, V, ignore_index, bad_flag);
-    }
-    // gradient pass: shared memory -> the row in global memory (in place), chunk by chunk; once
-    // every thread is done with a chunk, the next row's copy of it starts (loads overlap stores).
-    uint4* out = reinterpret_cast<uint4*>(xr);
-    for (int c = 0; c <= kBulkChunks; ++c) {  // c == kBulkChunks: packs past the copied ones (padding)
-      const int64_t p0 = c < kBulkChunks ? c * chunk : nload;
-      const int64_t p1 = c < kBulkChunks ? min(p0 + chunk, nload) : nstore;
-      for (int64_t q = p0 + threadIdx.x; q < p1; q += blockDim.x) {
-        const int64_t j0 = q * N;
-        float f[N];
-        if (zero_row || j0 >= V) {
-#pragma unroll
-          for (int j = 0; j < N; ++j) f[j] = 0.f;
-        } else {
-          const uint4 r = packs[q];
-          if (j0 + N <= V && (t < j0 || t >= j0 + N)) {
-#pragma unroll
-            for (int j = 0; j < N; ++j) f[j] = exp2f((P::get(r, j) - l) * kLog2e) * g;
-          } else {
-#pragma unroll
-            for (int j = 0; j < N; ++j) f[j] = ce_grad<T>(P::get(r, j), j0 + j, t, V, l, g);
-          }
-        }
-        st_stream(out + q, P::pack(f));
-      }
-      if (c < kBulkChunks) {
-        __syncthreads();  // every read of chunk c is done
-        if (threadIdx.x == 0 && next < rows) issue_chunk(next, c);
-      }
-    }
-  }
-}
-
-// Shared memory for one row on the smem-resident path, or 0 when the path does not apply.
-template <typename T>
-size_t ce_row_smem_bytes(const void* logits, int64_t V, int64_t ld) {
-  constexpr int64_t N = Pack<T>::N;
-  if (!aligned16(logits) || ld % N != 0) return 0;
-  const int64_t bytes = (V + N - 1) / N * 16;
-  return bytes <= 220 * 1024 ? static_cast<size_t>(bytes) : 0;
-}
-
 // d *= *g unless *g == 1 (the usual upstream gradient of a loss: then every block returns at once).
 template <typename T>
 __global__ void ce_rescale_kernel(T* d, int64_t n, const float* __restrict__ g) {
@@ -462,7 +316,7 @@ extern "C" int sk_cuda_cross_entropy_backward(void* dlogits, const void* logits,
 extern "C" int sk_cuda_cross_entropy_mean_fused(float* losses, float* lse, void* logits, const void* targets,
                                                 int target_dtype, const float* inv_count, int64_t N, int64_t V,
                                                 int64_t ld, int ignore_index, int dtype, int* bad_target_flag,
-                                                int row_in_smem, cudaStream_t s) {
+                                                cudaStream_t s) {
   if (!is_float_dtype(dtype)) return SK_KERNEL_UNSUPPORTED_DTYPE;
   if (target_dtype != SK_KDT_I32 && target_dtype != SK_KDT_I64) return SK_KERNEL_UNSUPPORTED_DTYPE;
   if (N < 0 || V < 1 || ld < V) return SK_KERNEL_BAD_ARG;
@@ -470,21 +324,10 @@ extern "C" int sk_cuda_cross_entropy_mean_fused(float* losses, float* lse, void*
   if (!losses || !lse || !logits || !targets || !inv_count) return SK_KERNEL_BAD_ARG;
   const size_t es = float_dtype_size(dtype), ts = target_dtype == SK_KDT_I32 ? 4 : 8;
   if (!aligned_to(logits, es) || !aligned_to(targets, ts)) return SK_KERNEL_MISALIGNED;
+  const int grid = static_cast<int>(N < 2 * sm_count() ? N : 2 * sm_count());
   auto launch = [&](auto tp, auto ttp) {
     using T = std::remove_pointer_t<decltype(tp)>;
     using TT = std::remove_pointer_t<decltype(ttp)>;
-    const size_t smem = row_in_smem ? ce_row_smem_bytes<T>(logits, V, ld) : 0;
-    if (smem > 0) {
-      auto kernel = ce_fused_mean_smem_kernel<T, TT>;
-      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)) !=
-          cudaSuccess)
-        return launch_status();
-      const int grid = persistent_grid(kernel, kCEFusedBlock, smem, N);
-      kernel<<<grid, kCEFusedBlock, smem, s>>>(losses, lse, static_cast<T*>(logits), static_cast<const TT*>(targets),
-                                               inv_count, N, V, ld, ignore_index, bad_target_flag);
-      return launch_status();
-    }
-    const int grid = static_cast<int>(N < 2 * sm_count() ? N : 2 * sm_count());
     ce_fused_mean_kernel<T, TT><<<grid, kCEFusedBlock, 0, s>>>(losses, lse, static_cast<T*>(logits),
                                                                static_cast<const TT*>(targets), inv_count, N, V, ld,
                                                                ignore_index, bad_target_flag);

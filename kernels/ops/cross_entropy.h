@@ -34,12 +34,10 @@ int sk_cuda_cross_entropy_backward(void* dlogits, const void* logits, const floa
 // sk_cuda_cross_entropy_forward, then logits is overwritten by its gradient for an upstream
 // gradient of 1, i.e. (exp(logit - lse) - onehot) * inv_count[0] (inv_count: a device scalar,
 // sk_cuda_cross_entropy_inv_count); padding columns and ignored rows get 0. The row is read
-// from HBM once: with row_in_smem != 0 and 16-byte aligned rows of at most 220 KB it is copied
-// into shared memory (cp.async.bulk) and both passes read it there; otherwise the second pass
-// reads it from L2.
+// from HBM once (its second read comes from L2).
 int sk_cuda_cross_entropy_mean_fused(float* losses, float* lse, void* logits, const void* targets, int target_dtype,
                                      const float* inv_count, int64_t N, int64_t V, int64_t ld, int ignore_index,
-                                     int dtype, int* bad_target_flag, int row_in_smem, cudaStream_t s);
+                                     int dtype, int* bad_target_flag, cudaStream_t s);
 
 // d[i] *= g[0] for n values, unless g[0] == 1 (then nothing is written): the fused gradient above
 // times the actual upstream gradient.

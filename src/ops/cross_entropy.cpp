@@ -173,7 +173,7 @@ Tensor mean_over_targets_cuda(const Tensor& losses, const Tensor& targets, int64
 // else holds: the gradient (for an upstream gradient of 1) replaces the logits during the forward;
 // the backward hands that buffer on, rescaled on the device when the upstream gradient is not 1.
 Tensor cross_entropy_mean_fused_cuda(const Tensor& logits_in, const Tensor& targets_in, int64_t V,
-                                     int64_t ignore_index, bool row_in_smem) {
+                                     int64_t ignore_index) {
   const int64_t Vp = logits_in.size(-1), N = logits_in.numel() / Vp;
   Tensor logits = logits_in.detach().view({N, Vp});
   Tensor targets = targets_in.contiguous().view({N});
@@ -189,7 +189,7 @@ Tensor cross_entropy_mean_fused_cuda(const Tensor& logits_in, const Tensor& targ
   SK_KERNEL_CHECK(sk_cuda_cross_entropy_mean_fused(losses.data<float>(), lse.data<float>(), logits.data_ptr(),
                                                    targets.data_ptr(), tdt, inv_count.data<float>(), N, V, Vp,
                                                    static_cast<int>(ignore_index), kernel_dtype(logits.dtype()),
-                                                   flag.data<int32_t>(), row_in_smem ? 1 : 0, cuda::stream()));
+                                                   flag.data<int32_t>(), cuda::stream()));
   defer_target_check(flag, targets, V, ignore_index);
   SK_KERNEL_CHECK(sk_cuda_cross_entropy_mean_forward(out.data<float>(), inv_count.data<float>(), losses.data<float>(),
                                                      targets.data_ptr(), tdt, N, static_cast<int>(ignore_index),
@@ -231,16 +231,14 @@ Tensor cross_entropy(Tensor&& logits, const Tensor& targets, const CrossEntropyO
 #ifdef SPARSEK_HAS_CUDA
   const bool sole_owner = logits.defined() && logits.impl().use_count() == 1 &&
                           logits.impl()->storage.use_count() == 1 && logits.is_contiguous() && logits.offset() == 0;
-  // SPARSEK_CE_FUSED: on (default; the row held in shared memory where it fits), l2 (the row's
-  // second read from L2), off (separate forward and backward passes): to measure one against another.
-  static const int fused_mode = util::env_choice("SPARSEK_CE_FUSED", {"on", "l2", "off"});
-  const bool fused_allowed = fused_mode != 2;
+  // SPARSEK_CE_FUSED=off keeps the separate forward and backward passes (to measure one against the other).
+  static const bool fused_allowed = util::env_choice("SPARSEK_CE_FUSED", {"on", "off"}) == 0;
   if (fused_allowed && sole_owner && opts.reduction == Reduction::Mean && logits.device().is_cuda() && logits.ndim() >= 1 &&
       logits.numel() > 0 && autograd::needs_grad({&logits})) {
     const int64_t V = check_cross_entropy_args(logits, targets, opts);
     check_cuda_dtype("cross_entropy", logits);
     Tensor given = std::move(logits);
-    return cross_entropy_mean_fused_cuda(given, targets, V, opts.ignore_index, fused_mode == 0);
+    return cross_entropy_mean_fused_cuda(given, targets, V, opts.ignore_index);
   }
 #endif
   return cross_entropy(static_cast<const Tensor&>(logits), targets, opts);
