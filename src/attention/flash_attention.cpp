@@ -39,7 +39,8 @@ int backward_kernel_from_env() {
 
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (wgmma
 // at hd 64 on compute capability 9.0, else mma.sync), "mma", or "wgmma" (flash_forward_sm90.cu: hd
-// 64 on compute capability 9.0 only).
+// 64 on compute capability 9.0 only), or "wgmma_persistent" (the same kernel's tiles in blocks that
+// walk lists of query blocks, prefetching across them; opt-in until measured).
 // A wgmma kernel chosen through `variable` (kernel >= 2) runs at head dim 64 on compute capability
 // 9.0 only: anything else is the user's error, named here (the launcher would only say "bad argument").
 void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int device) {
@@ -49,7 +50,9 @@ void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int 
            head_dim, " on compute capability ", cc, " (use auto or mma)");
 }
 
-int forward_kernel_from_env() { return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma"}); }
+int forward_kernel_from_env() {
+  return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma", "wgmma_persistent"});
+}
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).
 Tensor bthd_as_bhtd(const Tensor& buf) { return buf.transpose(1, 2); }

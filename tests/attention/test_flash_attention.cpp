@@ -140,7 +140,7 @@ std::string lse_error_map(const Tensor& got, const Tensor& ref, int64_t T) {
 }
 
 // Each forward kernel chosen explicitly (SPARSEK_FLASH_FWD): mma.sync on any device, and the wgmma
-// one (kernels/attention/flash_forward_sm90.cu) at hd 64 on compute capability 9.0, against the CPU
+// ones (kernels/attention/flash_forward_sm90.cu, plain and persistent) at hd 64 on compute capability 9.0, against the CPU
 // reference on the same cases. Same tolerances as the default kernel (MatchesCpuReference covers
 // whichever is the default).
 TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
@@ -154,7 +154,10 @@ TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
   auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
   attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
   std::vector<std::string> kernels = {"mma"};
-  if (c.D == 64 && cuda::compute_capability(0) == 90) kernels.push_back("wgmma");
+  if (c.D == 64 && cuda::compute_capability(0) == 90) {
+    kernels.push_back("wgmma");
+    kernels.push_back("wgmma_persistent");
+  }
   for (const std::string& kernel : kernels) {
     sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", kernel.c_str());
     attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
@@ -164,6 +167,47 @@ TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
     EXPECT_FALSE(lse.non_finite) << kernel << " " << lse.str();
     EXPECT_LE(out.rel_l2, 1e-2) << kernel << " out " << out.str();
     EXPECT_LE(lse.max_abs, 1e-2) << kernel << " lse " << lse.str() << "\n" << lse_error_map(fwd.lse.cpu(), ref.lse, c.T);
+  }
+}
+
+// The persistent wgmma forward with more query blocks than resident blocks, so that every block
+// walks several of them and prefetches across their boundaries (including chains of one-tile query
+// blocks at T 17): against the CPU reference (tolerances as above) and bit for bit against the
+// plain wgmma kernel, which computes every tile with the same instructions in the same order.
+TEST(FlashAttentionWgmmaForward, PersistentWalksManyQueryBlocksLikeThePlainKernel) {
+  SK_REQUIRE_CUDA();
+  if (cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forwards run on compute capability 9.0 only";
+  struct PCase {
+    int64_t B, H, T, window;
+  };
+  for (const PCase pc : {PCase{4, 12, 1000, 0}, PCase{4, 12, 1000, 100}, PCase{64, 12, 17, 0}, PCase{16, 12, 130, 1},
+                         PCase{1, 12, 2048, 256}}) {
+    SCOPED_TRACE("B " + std::to_string(pc.B) + " H " + std::to_string(pc.H) + " T " + std::to_string(pc.T) + " window " +
+                 std::to_string(pc.window));
+    Rng rng(4000 + pc.T + pc.window);
+    Tensor qkv = Tensor::randn({pc.B, pc.T, 3, pc.H, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
+    Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+    const CausalWindow mask{pc.window};
+    auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
+    attention::AttentionForward plain, persistent;
+    {
+      sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma");
+      plain = attention::flash_attention_forward(q, k, v, mask);
+    }
+    {
+      sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma_persistent");
+      persistent = attention::flash_attention_forward(q, k, v, mask);
+    }
+    const auto same_out = sk::testing::compare(f64(persistent.out), f64(plain.out));
+    const auto same_lse = sk::testing::compare(f64(persistent.lse), f64(plain.lse));
+    EXPECT_FALSE(same_out.non_finite) << same_out.str();
+    EXPECT_EQ(same_out.max_abs, 0.0) << "out differs from the plain kernel's: " << same_out.str();
+    EXPECT_EQ(same_lse.max_abs, 0.0) << "lse differs from the plain kernel's: " << same_lse.str();
+    attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
+    const auto out = sk::testing::compare(f64(persistent.out), ref.out);
+    const auto lse = sk::testing::compare(f64(persistent.lse), ref.lse.to(DType::F64));
+    EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
+    EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
   }
 }
 
