@@ -13,118 +13,23 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "autograd/node.h"
 #include "backend/cuda_device.h"
+#include "cli/bench_train_diagnostics.h"
 #include "cli/commands.h"
 #include "config/run_config.h"
 #include "model/gpt.h"
 #include "model/hf_import.h"
-#include "ops/ops.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "tensor/random.h"
 #include "util/check.h"
 
 namespace sk::cli {
-namespace {
-
-// Relative L2 distance |a - b| / |b| and the norms, over the values of two same-shape tensors.
-struct GradDiff {
-  double norm_gpu = 0, norm_cpu = 0, rel_l2 = 0;
-};
-GradDiff grad_diff(const Tensor& gpu, const Tensor& cpu) {
-  const std::vector<double> a = gpu.to(Device::cpu()).to_vector(), b = cpu.to_vector();
-  double da = 0, db = 0, dd = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    da += a[i] * a[i];
-    db += b[i] * b[i];
-    dd += (a[i] - b[i]) * (a[i] - b[i]);
-  }
-  return {std::sqrt(da), std::sqrt(db), std::sqrt(dd) / std::max(std::sqrt(db), 1e-30)};
-}
-
-// The L2 norm of a tensor's values, computed on the host in double.
-double host_norm(const Tensor& t) {
-  double s = 0;
-  for (double v : t.to(Device::cpu()).to_vector()) s += v * v;
-  return std::sqrt(s);
-}
-
-// The GPU model's loss and every parameter gradient on x, y (B, T) against an f32 CPU model
-// holding the same (rounded) weights: where a GPU kernel and the reference part ways. Leaves no
-// gradient behind on the GPU model.
-nlohmann::json diagnose_against_cpu(const model::Gpt& gpu, model::Gpt& cpu, const Tensor& x, const Tensor& y) {
-  const auto t0 = std::chrono::steady_clock::now();
-  auto pg = gpu.named_parameters(), pc = cpu.named_parameters();
-  for (size_t i = 0; i < pg.size(); ++i) {
-    pc[i].second.copy_(pg[i].second);
-    pc[i].second.zero_grad();
-    pg[i].second.zero_grad();
-  }
-  Tensor lg = gpu.loss(x, y), lc = cpu.loss(x.to(Device::cpu()), y.to(Device::cpu()));
-  lg.backward();
-  lc.backward();
-  nlohmann::json grads = nlohmann::json::object();
-  double worst = 0;
-  std::string worst_name;
-  for (size_t i = 0; i < pg.size(); ++i) {
-    const GradDiff d = grad_diff(pg[i].second.grad(), pc[i].second.grad());
-    grads[pg[i].first] = {{"gpu", d.norm_gpu}, {"cpu", d.norm_cpu}, {"rel_l2", d.rel_l2}};
-    if (d.rel_l2 > worst) worst = d.rel_l2, worst_name = pg[i].first;
-    pg[i].second.zero_grad();
-    pc[i].second.zero_grad();
-  }
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("bench train: diagnosis: loss gpu {:.5f} cpu {:.5f}; worst gradient {} rel L2 {:.3g} ({:.0f} ms)", lg.item(),
-               lc.item(), worst_name, worst, ms);
-  return {{"loss_gpu", lg.item()}, {"loss_cpu", lc.item()}, {"grads", grads}};
-}
-
-// The full batch's gradient against the mean of the B one-sequence gradients (both on the GPU): the
-// same function, so they differ by rounding only unless a kernel mishandles sequences past the
-// first. Leaves no gradient behind.
-nlohmann::json check_batch_split(const model::Gpt& gpu, const Tensor& x, const Tensor& y) {
-  auto pg = gpu.named_parameters();
-  for (auto& [n, p] : pg) p.zero_grad();
-  const int64_t B = x.size(0);
-  Tensor lf = gpu.loss(x, y);
-  lf.backward();
-  std::vector<Tensor> full, acc(pg.size());
-  for (auto& [n, p] : pg) {
-    full.push_back(p.grad().to(DType::F32));
-    p.zero_grad();
-  }
-  double loss_sum = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    Tensor lb = gpu.loss(x.slice(0, b, b + 1).contiguous(), y.slice(0, b, b + 1).contiguous());
-    lb.backward();
-    loss_sum += lb.item();
-    autograd::NoGradGuard no_grad;
-    for (size_t i = 0; i < pg.size(); ++i) {
-      Tensor g = pg[i].second.grad().to(DType::F32);
-      acc[i] = acc[i].defined() ? ops::add(acc[i], g) : g;
-      pg[i].second.zero_grad();
-    }
-  }
-  nlohmann::json grads = nlohmann::json::object();
-  double worst = 0;
-  std::string worst_name;
-  for (size_t i = 0; i < pg.size(); ++i) {
-    const GradDiff d = grad_diff(full[i], ops::scale(acc[i], 1.0 / double(B)).to(Device::cpu()));
-    grads[pg[i].first] = {{"full", d.norm_gpu}, {"mean_of_sequences", d.norm_cpu}, {"rel_l2", d.rel_l2}};
-    if (d.rel_l2 > worst) worst = d.rel_l2, worst_name = pg[i].first;
-  }
-  spdlog::info("bench train: batch split: loss {:.5f} vs mean of sequences {:.5f}; worst gradient {} rel L2 {:.3g}",
-               lf.item(), loss_sum / double(B), worst_name, worst);
-  return {{"loss_full", lf.item()}, {"loss_mean_of_sequences", loss_sum / double(B)}, {"grads", grads}};
-}
-
-}  // namespace
 
 void run_bench_train(const BenchTrainOptions& o) {
   SK_CHECK(cuda::is_available(), "bench train needs a CUDA device (none found)");
