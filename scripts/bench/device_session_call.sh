@@ -4,13 +4,16 @@
 # cannot hold it:
 #   1. tests: every CUDA test of the carried test binaries (scripts/gpu_tests.sh, filter
 #      'Cuda*:*FlashAttention*:*Cuda*'); the wgmma forward's tests first, alone: when they fail,
-#      the steps below measure with SPARSEK_FLASH_FWD=mma (and its tile-error map is printed);
+#      the steps below measure with SPARSEK_FLASH_FWD=mma (and its tile-error map is printed); the
+#      opt-in persistent forward's tests (*Persistent*) run with the rest and do not gate;
 #   2. attention: `sparsek bench attention` (hd 64 and 128) + attention_peer.py +
 #      report_attention.py -> attention.{md,json};
 #   3. LSH: scripts/bench/bench_lsh.sh --iters 10 (ours, SDPA flash, HF) -> lsh.{md,json};
 #   4. SparseK: the issue-6 shape (k 512, w 0 and 512, T 4k-32k) + SDPA flash -> attention-sparsek.{md,json};
 #   5. train: scripts/bench/bench_train.sh (GPT-2 124M vs the PyTorch peer) -> train.{md,json};
 #   5b. train_f32 (not in the default STEPS): the peer's step in fp32 (its loss trajectory);
+#   5c. fwd_ab (not in the default STEPS): the attention forward kernels A/B (SPARSEK_FLASH_FWD=wgmma
+#      vs wgmma_persistent, hd 64, ours only, twice in alternation) -> fwd-ab-*.json and a table;
 #   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
 #      transformers) -> finetune.{md,json}.
 # STEPS (comma-separated, default tests,attention,lsh,sparsek,train) picks the steps.
@@ -51,6 +54,29 @@ if step attention && [ "$(left)" -gt 160 ]; then
   python3 scripts/bench/report_attention.py "$out/attention-ours.json" "$out/attention-peer.json" \
     --json-out "$out/attention.json" --md-out "$out/attention.md" --commit "$commit (forward: $fwd)" > /dev/null 2>&1
   echo "attention done (left $(left) s)"; grep -E '^\| 64 ' "$out/attention.md" | head -12
+fi
+
+# 2b. The wgmma forward against its persistent variant (ours only; both run twice, alternating).
+if step fwd_ab && [ "$(left)" -gt 120 ]; then
+  for run in 1 2; do
+    for kernel in wgmma wgmma_persistent; do
+      SPARSEK_FLASH_FWD=$kernel timeout 40 "$build/sparsek" bench attention --no-sparsek --head-dims 64 \
+        --out "$out/fwd-ab-$kernel-$run.json" > "$out/fwd-ab-$kernel-$run.log" 2>&1
+    done
+  done
+  python3 - "$out" <<'PY'
+import json, sys, glob, collections
+rows = collections.defaultdict(dict)
+for f in sorted(glob.glob(f"{sys.argv[1]}/fwd-ab-*.json")):
+    kernel_run = f.rsplit("fwd-ab-", 1)[1][:-5]
+    for r in json.load(open(f))["results"]:
+        rows[(r["kind"], r["T"])][kernel_run] = r["fwd_ms"]
+cols = sorted({c for v in rows.values() for c in v})
+print("| kind | T | " + " | ".join(f"{c} fwd ms" for c in cols) + " |")
+for (kind, T), v in sorted(rows.items()):
+    print(f"| {kind} | {T} | " + " | ".join(f"{v.get(c, float('nan')):.3f}" for c in cols) + " |")
+PY
+  echo "fwd_ab done (left $(left) s)"
 fi
 
 # 3. LSH against SDPA flash and the Hugging Face layer.
