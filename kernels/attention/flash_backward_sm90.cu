@@ -27,6 +27,7 @@
 #include "kernels/attention/flash_backward_sm90.h"
 #include "kernels/attention/flash_tile.cuh"
 #include "kernels/attention/wgmma.cuh"
+#include "kernels/common/device_utils.cuh"
 
 namespace sk_flash {
 namespace sm90 {
@@ -270,12 +271,240 @@ int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const fl
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
+
+// ---- persistent variant (SkFlashParams::backward_kernel 6; opt-in: SPARSEK_FLASH_BWD=wgmma_pipelined_persistent)
+// The pipelined, column-split schedule above (backward_tile: a copy of its loop body; the kernels
+// above keep theirs inline, their GPU-tested code unchanged), in blocks that each walk a list of key
+// blocks (item = blockIdx.x + j * gridDim.x over every (key block, batch, head), the keys seeing
+// the most queries first) with K and V double-buffered: a key block's K/V are loaded while the
+// previous one's first query tile runs, and its first query tile with the previous one's last, so
+// the next key block's prologue overlaps this one's work and its dK / dV stores. Grid: one block
+// per SM (~113 KB of shared memory, registers as the kernels above).
+constexpr uint32_t kPOffKV1 = 2 * kKVTile;  // second K/V pair
+constexpr uint32_t kPOffQ = 2 * kPOffKV1, kPOffdO = kPOffQ + 2 * kQTile;
+constexpr uint32_t kPOffdS = kPOffdO + 2 * kQTile, kPOffStats = kPOffdS + BLOCK_N * BR * 2;
+constexpr int kPersistentSmemBytes = static_cast<int>(kPOffStats) + 4 * BR * 4 + 1024;
+
+#if SK_HAS_WGMMA
+// One 64-query tile of a key block, the pipelined column-split schedule of backward_kernel<false,
+// true>: S^T, dP^T, P^T, dV += P^T dO, dS^T (registers and shared memory), dK += dS^T Q, then (after
+// a block barrier) dQ = dS K added into dq_accum with fp32 atomics. sK / sV: the block's K and V;
+// sQb / sdOb / lse_s / delta_s: the tile's buffers; q0 / n0: its first query / the block's first key.
+__device__ __forceinline__ void backward_tile(uint32_t sK, uint32_t sV, uint32_t sQb, uint32_t sdOb, uint32_t sdS,
+                                              const float* lse_s, const float* delta_s, int q0, int n0, int T, int W,
+                                              int H, int b, int h, float scale_log2, float (&st)[32],
+                                              float (&dpt)[32], float (&dk_acc)[32], float (&dv_acc)[32],
+                                              float (&dq)[16], float* __restrict__ dq_accum) {
+  using namespace sk_wgmma;
+  constexpr uint32_t kWgRows = 64 * D * 2;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int wg = tid >> 7, wi = (tid >> 5) & 3;
+  const int lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int key_a = wg * 64 + wi * 16 + g;
+  const bool needs_mask = q0 < n0 + BLOCK_N - 1 || q0 + BR > T || n0 + BLOCK_N > T || (W > 0 && q0 + BR - 1 >= n0 + W);
+  uint32_t pa[BR / 16][4], dsa[BR / 16][4];
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+    wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + wg * kWgRows + kk * 32), desc_k_major(sQb + kk * 32), kk > 0);
+  commit();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+    wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + wg * kWgRows + kk * 32), desc_k_major(sdOb + kk * 32), kk > 0);
+  commit();
+  fence_operand(dpt);
+  wait<1>();  // S^T complete
+  fence_operand(st);
+#pragma unroll
+  for (int j = 0; j < BR / 8; ++j) {  // P^T in fp32 replaces S^T; bf16 A fragments for dV
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int col = j * 8 + 2 * t + (e & 1);
+      const int query = q0 + col, key = n0 + key_a + (e < 2 ? 0 : 8);
+      const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
+      st[4 * j + e] = ok ? exp2f(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
+    }
+    pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(st[4 * j + 0], st[4 * j + 1]);
+    pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(st[4 * j + 2], st[4 * j + 3]);
+  }
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dv_acc, pa[kk], desc_mn_major(sdOb + kk * 2048), 1);
+  commit();
+  fence_operand(dv_acc);
+  wait<1>();  // dP^T complete (dV's group may still run)
+  fence_operand(dpt);
+#pragma unroll
+  for (int j = 0; j < BR / 8; ++j) {  // dS^T = P^T (dP^T - delta): A fragments for dK, and to shared memory
+    float dsv[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dsv[e] = st[4 * j + e] * (dpt[4 * j + e] - delta_s[j * 8 + 2 * t + (e & 1)]);
+    dsa[j / 2][(j & 1) * 2 + 0] = pack_bf16(dsv[0], dsv[1]);
+    dsa[j / 2][(j & 1) * 2 + 1] = pack_bf16(dsv[2], dsv[3]);
+    const int col = j * 8 + 2 * t;
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a, col & ~7) + (col & 7) * 2),
+                 "r"(dsa[j / 2][(j & 1) * 2 + 0]));
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdS + swz<BR>(key_a + 8, col & ~7) + (col & 7) * 2),
+                 "r"(dsa[j / 2][(j & 1) * 2 + 1]));
+  }
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dk_acc, dsa[kk], desc_mn_major(sQb + kk * 2048), 1);
+  commit();
+  fence_operand(dk_acc);
+
+  fence_proxy_async();  // dS^T stores are read by wgmma
+  __syncthreads();
+  // dQ = dS K, columns split between the warpgroups (A = dS read M-major from dS^T, B = K N-major).
+#pragma unroll
+  for (int kk = 0; kk < BLOCK_N / 16; ++kk)
+    wgmma_m64n32k16_ss<1, 1>(dq, desc_mn_major(sdS + kk * 2048), desc_mn_major(sK + kk * 2048 + wg * 64), kk > 0);
+  commit();
+  wait<0>();
+  keep_alive_fragments(pa);
+  keep_alive_fragments(dsa);
+  fence_operand(dv_acc);
+  fence_operand(dk_acc);
+  fence_operand(dq);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int query = q0 + wi * 16 + g + r * 8;
+    if (query >= T) continue;
+    float* row = dq_accum + ((static_cast<int64_t>(b) * T + query) * H + h) * D + wg * 32;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      atomicAdd(reinterpret_cast<float2*>(row + j * 8 + 2 * t), make_float2(dq[4 * j + 2 * r], dq[4 * j + 2 * r + 1]));
+  }
+}
+#endif
+
+// Key block `item` of the persistent list: batch, head and first key (the blocks whose keys see the
+// most queries first: key block 0 of every (batch, head), then key block 1, ...).
+struct KeyBlock {
+  int b, h, n0;
+};
+__device__ __forceinline__ KeyBlock key_block(const SkFlashParams& p, int item) {
+  const int BH = p.batch * p.heads, bh = item % BH;
+  return KeyBlock{bh / p.heads, bh % p.heads, (item / BH) * BLOCK_N};
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    backward_persistent_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
+                               const float* __restrict__ lse, const float* __restrict__ delta,
+                               __nv_bfloat16* __restrict__ dk, __nv_bfloat16* __restrict__ dv,
+                               float* __restrict__ dq_accum) {
+#if SK_HAS_WGMMA
+  using namespace sk_wgmma;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t raw = smem_u32(smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;
+  unsigned char* smem = smem_raw + (base - raw);
+  const uint32_t sQ = base + kPOffQ, sdO = base + kPOffdO, sdS = base + kPOffdS;  // K/V pair i at base + i * kPOffKV1
+  float* s_lse = reinterpret_cast<float*>(smem + kPOffStats);
+  float* s_delta = s_lse + 2 * BR;
+  const int T = p.seq_len, W = p.window, H = p.heads;
+  const int items = (T + BLOCK_N - 1) / BLOCK_N * p.batch * H;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int wg = tid >> 7, wi = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int key_a = wg * 64 + wi * 16 + g;
+  const int stride = static_cast<int>(gridDim.x);
+  int item = static_cast<int>(blockIdx.x);
+  if (item >= items) return;
+
+  auto block_of = [&](const KeyBlock& kb) { return bwd_block<BR>(p, dout, ds, lse, delta, kb.b, kb.h, kb.n0, BLOCK_N); };
+  auto load_kv = [&](const BwdBlock& blk, int n0, int pair) {
+    load_tile<BLOCK_N, D, kThreads>(base + pair * kPOffKV1, blk.k, p.k_stride.row, n0, T);
+    load_tile<BLOCK_N, D, kThreads>(base + pair * kPOffKV1 + kKVTile, blk.v, p.v_stride.row, n0, T);
+  };
+  // Prologue: the first key block's K / V (pair 0) and its first query tile (buffer 0).
+  KeyBlock kb = key_block(p, item);
+  BwdBlock blk = block_of(kb);
+  load_kv(blk, kb.n0, 0);
+  if (blk.m_first < blk.m_end) load_query_tile<BR, D, kThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, blk.m_first, 0);
+  cp_async_commit();
+
+  const float scale_log2 = p.softmax_scale * kLog2e;
+  const int64_t grad_row = p.grad_row_stride ? p.grad_row_stride : static_cast<int64_t>(H) * D;
+  int consumed = 0;  // query tiles consumed so far: the next sits in buffer consumed & 1
+  for (int j = 0; item < items; ++j, item += stride) {
+    const int pair = j & 1;
+    const uint32_t sK = base + pair * kPOffKV1, sV = sK + kKVTile;
+    const bool has_next = item + stride < items;
+    KeyBlock next_kb{};
+    BwdBlock next_blk{};
+    if (has_next) {
+      next_kb = key_block(p, item + stride);
+      next_blk = block_of(next_kb);
+    }
+    float st[32], dpt[32], dk_acc[32], dv_acc[32], dq[16];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) st[i] = dpt[i] = dk_acc[i] = dv_acc[i] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) dq[i] = 0.f;
+    if (blk.m_first >= blk.m_end && has_next) {  // no query sees these keys: start the next block's loads now
+      cp_async_wait<0>();
+      __syncthreads();
+      load_kv(next_blk, next_kb.n0, pair ^ 1);
+      if (next_blk.m_first < next_blk.m_end)
+        load_query_tile<BR, D, kThreads>(next_blk, p, ds, sQ, sdO, s_lse, s_delta, next_blk.m_first, consumed & 1);
+      cp_async_commit();
+    }
+    for (int m = blk.m_first; m < blk.m_end; ++m, ++consumed) {
+      const int buf = consumed & 1;
+      cp_async_wait<0>();
+      fence_proxy_async();  // the cp.async writes are read by wgmma
+      __syncthreads();      // the previous tile (and key block) is done: its buffers may be refilled
+      if (m == blk.m_first && has_next) load_kv(next_blk, next_kb.n0, pair ^ 1);
+      if (m + 1 < blk.m_end)
+        load_query_tile<BR, D, kThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, m + 1, buf ^ 1);
+      else if (has_next && next_blk.m_first < next_blk.m_end)
+        load_query_tile<BR, D, kThreads>(next_blk, p, ds, sQ, sdO, s_lse, s_delta, next_blk.m_first, buf ^ 1);
+      cp_async_commit();
+      backward_tile(sK, sV, sQ + buf * kQTile, sdO + buf * kQTile, sdS, s_lse + buf * BR, s_delta + buf * BR, m * BR,
+                    kb.n0, T, W, H, kb.b, kb.h, scale_log2, st, dpt, dk_acc, dv_acc, dq, dq_accum);
+    }
+    // dK (scaled) and dV for this block's keys, (B, T, H, D) rows grad_row apart.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int key = kb.n0 + key_a + r * 8;
+      if (key >= T) continue;
+      const int64_t off = (static_cast<int64_t>(kb.b) * T + key) * grad_row + static_cast<int64_t>(kb.h) * D;
+#pragma unroll
+      for (int c = 0; c < D / 8; ++c) {
+        *reinterpret_cast<uint32_t*>(dk + off + c * 8 + 2 * t) =
+            pack_bf16(dk_acc[4 * c + 2 * r] * p.softmax_scale, dk_acc[4 * c + 2 * r + 1] * p.softmax_scale);
+        *reinterpret_cast<uint32_t*>(dv + off + c * 8 + 2 * t) = pack_bf16(dv_acc[4 * c + 2 * r], dv_acc[4 * c + 2 * r + 1]);
+      }
+    }
+    kb = next_kb;
+    blk = next_blk;
+  }
+#else
+  (void)p, (void)dout, (void)ds, (void)lse, (void)delta, (void)dk, (void)dv, (void)dq_accum;
+  __trap();  // launched only on compute capability 9.0, which runs the sm_90a code
+#endif
+}
+
+int launch_persistent(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse, const float* delta,
+                      void* dk, void* dv, float* dq_accum, cudaStream_t s) {
+  auto* kernel = backward_persistent_kernel;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kPersistentSmemBytes) != cudaSuccess)
+    return SK_KERNEL_LAUNCH_FAILED;
+  const int64_t items = static_cast<int64_t>((p.seq_len + BLOCK_N - 1) / BLOCK_N) * p.batch * p.heads;
+  const int grid = sk_kern::persistent_grid(kernel, kThreads, kPersistentSmemBytes, items);
+  kernel<<<grid, kThreads, kPersistentSmemBytes, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
+                                                      static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv),
+                                                      dq_accum);
+  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
 }  // namespace sm90
 
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
                               const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,
                               cudaStream_t s) {
   if (p.head_dim != sm90::D) return SK_KERNEL_BAD_ARG;
+  if (p.backward_kernel == 6) return sm90::launch_persistent(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
   if (pipelined)
     return key_split ? sm90::launch<true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
                      : sm90::launch<false, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);

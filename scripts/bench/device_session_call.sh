@@ -12,8 +12,10 @@
 #   4. SparseK: the issue-6 shape (k 512, w 0 and 512, T 4k-32k) + SDPA flash -> attention-sparsek.{md,json};
 #   5. train: scripts/bench/bench_train.sh (GPT-2 124M vs the PyTorch peer) -> train.{md,json};
 #   5b. train_f32 (not in the default STEPS): the peer's step in fp32 (its loss trajectory);
-#   5c. fwd_ab (not in the default STEPS): the attention forward kernels A/B (SPARSEK_FLASH_FWD=wgmma
-#      vs wgmma_persistent, hd 64, ours only, twice in alternation) -> fwd-ab-*.json and a table;
+#   2b. attn_ab (not in the default STEPS): the persistent attention kernels A/B, ours only, twice in
+#      alternation: plain (SPARSEK_FLASH_FWD=wgmma, SPARSEK_FLASH_BWD=wgmma_pipelined) vs persistent
+#      (wgmma_persistent, wgmma_pipelined_persistent): `bench attention` hd 64 (fwd and fwd+bwd ms)
+#      and `bench train` (step ms) -> attn-ab-*.json and a table;
 #   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
 #      transformers) -> finetune.{md,json}.
 # STEPS (comma-separated, default tests,attention,lsh,sparsek,train) picks the steps.
@@ -56,27 +58,36 @@ if step attention && [ "$(left)" -gt 160 ]; then
   echo "attention done (left $(left) s)"; grep -E '^\| 64 ' "$out/attention.md" | head -12
 fi
 
-# 2b. The wgmma forward against its persistent variant (ours only; both run twice, alternating).
-if step fwd_ab && [ "$(left)" -gt 120 ]; then
+# 2b. The plain attention kernels against their persistent variants (ours only; alternating runs).
+if step attn_ab && [ "$(left)" -gt 150 ]; then
   for run in 1 2; do
-    for kernel in wgmma wgmma_persistent; do
-      SPARSEK_FLASH_FWD=$kernel timeout 40 "$build/sparsek" bench attention --no-sparsek --head-dims 64 \
-        --out "$out/fwd-ab-$kernel-$run.json" > "$out/fwd-ab-$kernel-$run.log" 2>&1
+    for variant in plain persistent; do
+      if [ $variant = plain ]; then f=wgmma; b=wgmma_pipelined; else f=wgmma_persistent; b=wgmma_pipelined_persistent; fi
+      SPARSEK_FLASH_FWD=$f SPARSEK_FLASH_BWD=$b timeout 45 "$build/sparsek" bench attention --no-sparsek --head-dims 64 \
+        --out "$out/attn-ab-$variant-$run.json" > "$out/attn-ab-$variant-$run.log" 2>&1
+      SPARSEK_FLASH_FWD=$f SPARSEK_FLASH_BWD=$b timeout 45 "$build/sparsek" bench train \
+        --out "$out/attn-ab-train-$variant-$run.json" > "$out/attn-ab-train-$variant-$run.log" 2>&1
     done
   done
   python3 - "$out" <<'PY'
 import json, sys, glob, collections
+out = sys.argv[1]
 rows = collections.defaultdict(dict)
-for f in sorted(glob.glob(f"{sys.argv[1]}/fwd-ab-*.json")):
-    kernel_run = f.rsplit("fwd-ab-", 1)[1][:-5]
+for f in sorted(glob.glob(f"{out}/attn-ab-p*.json")):
+    name = f.rsplit("attn-ab-", 1)[1][:-5]
     for r in json.load(open(f))["results"]:
-        rows[(r["kind"], r["T"])][kernel_run] = r["fwd_ms"]
+        rows[(r["kind"], r["T"])][name] = (r["fwd_ms"], r["fwd_bwd_ms"])
 cols = sorted({c for v in rows.values() for c in v})
-print("| kind | T | " + " | ".join(f"{c} fwd ms" for c in cols) + " |")
+print("| kind | T | " + " | ".join(f"{c} fwd / fwd+bwd ms" for c in cols) + " |")
 for (kind, T), v in sorted(rows.items()):
-    print(f"| {kind} | {T} | " + " | ".join(f"{v.get(c, float('nan')):.3f}" for c in cols) + " |")
+    print(f"| {kind} | {T} | " + " | ".join("%.3f / %.3f" % v[c] if c in v else "-" for c in cols) + " |")
+for f in sorted(glob.glob(f"{out}/attn-ab-train-*.json")):
+    try:
+        print(f.rsplit("/", 1)[1], "step ms", round(json.load(open(f))["step_ms"], 2))
+    except Exception as e:
+        print(f.rsplit("/", 1)[1], "failed", e)
 PY
-  echo "fwd_ab done (left $(left) s)"
+  echo "attn_ab done (left $(left) s)"
 fi
 
 # 3. LSH against SDPA flash and the Hugging Face layer.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <string>
 
 #include "attention/causal_attention.h"
 #include "attention/flash_attention.h"
@@ -177,6 +178,88 @@ TEST_P(FlashAttention, PersistentForwardMatchesCpuReference) {
   expect_forward_kernel_matches_reference(c, "wgmma_persistent");
 }
 
+// The persistent wgmma backward (opt-in, SPARSEK_FLASH_BWD=wgmma_pipelined_persistent) against the
+// CPU reference on every parity case at hd 64 (tolerances as MatchesCpuReference's); a test of its
+// own so that a failure of the opt-in kernel does not read as one of the default's.
+TEST_P(FlashAttention, PersistentBackwardMatchesCpuReference) {
+  SK_REQUIRE_CUDA();
+  const Case c = GetParam();
+  if (c.D != 64 || cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma kernels run at hd 64 on compute capability 9.0 only";
+  Rng rng(1000 + c.T * 7 + c.D + c.window);
+  const Device gpu = Device::cuda(0);
+  Tensor qkv = Tensor::randn({c.B, c.T, 3, c.H, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor dout = Tensor::randn({c.B, c.H, c.T, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+  const CausalWindow mask{c.window};
+  auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
+  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
+  attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
+  attention::AttentionGrads rg = attention::attention_reference_backward(f64(dout), f64(q), f64(k), f64(v), ref, mask);
+  sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined_persistent");
+  attention::AttentionGrads g = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
+  const auto dq = sk::testing::compare(f64(g.dq), rg.dq), dk = sk::testing::compare(f64(g.dk), rg.dk),
+             dv = sk::testing::compare(f64(g.dv), rg.dv);
+  for (const sk::testing::ParityReport* r : {&dq, &dk, &dv}) EXPECT_FALSE(r->non_finite) << r->str();
+  EXPECT_LE(dq.rel_l2, 2e-2) << "dq " << dq.str();
+  EXPECT_LE(dk.rel_l2, 2e-2) << "dk " << dk.str();
+  EXPECT_LE(dv.rel_l2, 2e-2) << "dv " << dv.str();
+}
+
+// Cases with more query (or key) blocks than resident blocks, so that every block of a persistent
+// kernel walks several and prefetches across their boundaries (T 17: chains of one-tile blocks).
+struct ManyBlocksCase {
+  int64_t B, H, T, window;
+  std::string label() const {
+    return "B " + std::to_string(B) + " H " + std::to_string(H) + " T " + std::to_string(T) + " window " +
+           std::to_string(window);
+  }
+  // Fresh random bf16 (B, T, 3, H, 64) q / k / v on the GPU.
+  Tensor random_qkv(Rng& rng) const {
+    return Tensor::randn({B, T, 3, H, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
+  }
+};
+const ManyBlocksCase kManyBlocksCases[] = {{4, 12, 1000, 0}, {4, 12, 1000, 100}, {64, 12, 17, 0}, {16, 12, 130, 1},
+                                           {1, 12, 2048, 256}};
+
+// The persistent backward against the pipelined kernel it reschedules: dK and dV bit for bit (the same
+// tiles, instructions and order per key block), dQ within 1e-2 relative L2 (fp32 atomics in another
+// order, then bf16), and all three against the CPU reference (2e-2).
+TEST(FlashAttentionPersistentBackward, WalksManyKeyBlocksLikeThePipelinedKernel) {
+  SK_REQUIRE_CUDA();
+  if (cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma kernels run on compute capability 9.0 only";
+  for (const ManyBlocksCase mc : kManyBlocksCases) {
+    SCOPED_TRACE(mc.label());
+    Rng rng(5000 + mc.T + mc.window);
+    Tensor qkv = mc.random_qkv(rng);
+    Tensor dout = Tensor::randn({mc.B, mc.H, mc.T, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
+    Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+    const CausalWindow mask{mc.window};
+    auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
+    attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
+    attention::AttentionGrads plain, persistent;
+    {
+      sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined");
+      plain = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
+    }
+    {
+      sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined_persistent");
+      persistent = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
+    }
+    const auto same_dk = sk::testing::compare(f64(persistent.dk), f64(plain.dk));
+    const auto same_dv = sk::testing::compare(f64(persistent.dv), f64(plain.dv));
+    const auto near_dq = sk::testing::compare(f64(persistent.dq), f64(plain.dq));
+    EXPECT_FALSE(same_dk.non_finite || same_dv.non_finite || near_dq.non_finite);
+    EXPECT_EQ(same_dk.max_abs, 0.0) << "dk differs from the pipelined kernel's: " << same_dk.str();
+    EXPECT_EQ(same_dv.max_abs, 0.0) << "dv differs from the pipelined kernel's: " << same_dv.str();
+    EXPECT_LE(near_dq.rel_l2, 1e-2) << "dq vs the pipelined kernel's: " << near_dq.str();
+    attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
+    attention::AttentionGrads rg = attention::attention_reference_backward(f64(dout), f64(q), f64(k), f64(v), ref, mask);
+    EXPECT_LE(sk::testing::compare(f64(persistent.dq), rg.dq).rel_l2, 2e-2) << "dq";
+    EXPECT_LE(sk::testing::compare(f64(persistent.dk), rg.dk).rel_l2, 2e-2) << "dk";
+    EXPECT_LE(sk::testing::compare(f64(persistent.dv), rg.dv).rel_l2, 2e-2) << "dv";
+  }
+}
+
 // The persistent wgmma forward with more query blocks than resident blocks, so that every block
 // walks several of them and prefetches across their boundaries (including chains of one-tile query
 // blocks at T 17): against the CPU reference (tolerances as above) and bit for bit against the
@@ -184,15 +267,10 @@ TEST_P(FlashAttention, PersistentForwardMatchesCpuReference) {
 TEST(FlashAttentionPersistentForward, WalksManyQueryBlocksLikeThePlainKernel) {
   SK_REQUIRE_CUDA();
   if (cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forwards run on compute capability 9.0 only";
-  struct PCase {
-    int64_t B, H, T, window;
-  };
-  for (const PCase pc : {PCase{4, 12, 1000, 0}, PCase{4, 12, 1000, 100}, PCase{64, 12, 17, 0}, PCase{16, 12, 130, 1},
-                         PCase{1, 12, 2048, 256}}) {
-    SCOPED_TRACE("B " + std::to_string(pc.B) + " H " + std::to_string(pc.H) + " T " + std::to_string(pc.T) + " window " +
-                 std::to_string(pc.window));
+  for (const ManyBlocksCase pc : kManyBlocksCases) {
+    SCOPED_TRACE(pc.label());
     Rng rng(4000 + pc.T + pc.window);
-    Tensor qkv = Tensor::randn({pc.B, pc.T, 3, pc.H, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
+    Tensor qkv = pc.random_qkv(rng);
     Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
     const CausalWindow mask{pc.window};
     auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
