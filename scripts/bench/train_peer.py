@@ -57,7 +57,8 @@ class GPT(nn.Module):
 
 
 def load_sparsek_init(model, d):
-    """Copies a transformers GPT-2 safetensors file (sparsek's export) into the peer's layout."""
+    """Copies a transformers GPT-2 safetensors file (sparsek's export) into the peer's layout; returns
+    the number of real tokens (the exported embedding's rows)."""
     from safetensors.torch import load_file
     w = {k.removeprefix("transformer."): v for k, v in load_file(f"{d}/model.safetensors").items()}
     with torch.no_grad():
@@ -75,7 +76,7 @@ def load_sparsek_init(model, d):
                 mine.copy_(h(theirs).t() if conv else h(theirs))
         model.lnf.weight.copy_(w["ln_f.weight"])
         model.lnf.bias.copy_(w["ln_f.bias"])
-    model.real_vocab = V
+    return V
 
 
 def main():
@@ -102,11 +103,10 @@ def main():
     V, L, C, H = 50304, 12, 768, 12
     model = GPT(V, a.seq_len, C, L, H).cuda()
     n_params = sum(p.numel() for p in model.parameters())
-    # --bf16-params: the optimizer updates fp32 masters, copied (rounded) into the bf16 model after each step.
     if a.init_from:
-        load_sparsek_init(model, a.init_from)
-        if a.padded_vocab_loss:
-            model.real_vocab = V
+        real_tokens = load_sparsek_init(model, a.init_from)
+        model.real_vocab = V if a.padded_vocab_loss else real_tokens
+    # --bf16-params: the optimizer updates fp32 masters, copied (rounded) into the bf16 model after each step.
     masters = {n: p.detach().float().clone() for n, p in model.named_parameters()} if a.bf16_params else {}
     if a.bf16_params:
         model = model.to(torch.bfloat16)

@@ -74,23 +74,20 @@ void run_bench_train(const BenchTrainOptions& o) {
   std::unique_ptr<model::Gpt> cpu_copy;
   cuda::reset_peak_memory(0);
   for (int step = 0; step < o.warmup + o.steps; ++step) {
-    if (std::find(o.diagnose_steps.begin(), o.diagnose_steps.end(), step) != o.diagnose_steps.end()) {
+    auto listed = [step](const std::vector<int>& steps) { return std::find(steps.begin(), steps.end(), step) != steps.end(); };
+    if (listed(o.diagnose_steps)) {
       if (!cpu_copy) cpu_copy = std::make_unique<model::Gpt>(cfg.model, cfg.attention, DType::F32, Device::cpu(), rng);
       const int64_t nb = std::min(o.diagnose_batch, B);
       diagnoses[std::to_string(step)] = diagnose_against_cpu(gpt, *cpu_copy, x.slice(0, 0, nb).contiguous(), y.slice(0, 0, nb).contiguous());
     }
-    if (std::find(o.batch_split_steps.begin(), o.batch_split_steps.end(), step) != o.batch_split_steps.end())
+    if (listed(o.batch_split_steps))
       batch_splits[std::to_string(step)] = check_batch_split(gpt, x, y);
     cuda::synchronize();
     const auto t0 = std::chrono::steady_clock::now();
     Tensor l = gpt.loss(x, y);
     l.backward();
     optim::GradNorm gn = optim::global_grad_norm(params, cfg.optimizer.grad_clip > 0 ? cfg.optimizer.grad_clip : 1e30);
-    if (std::find(o.param_norm_steps.begin(), o.param_norm_steps.end(), step) != o.param_norm_steps.end()) {
-      nlohmann::json norms = nlohmann::json::object();
-      for (const auto& [name, p] : gpt.named_parameters()) norms[name] = host_norm(p.grad());
-      param_norms[std::to_string(step)] = norms;
-    }
+    if (listed(o.param_norm_steps)) param_norms[std::to_string(step)] = grad_norms_by_parameter(gpt);
     opt.step(-1.0, gn.coefficient);
     opt.zero_grad();
     loss = l.item();  // syncs

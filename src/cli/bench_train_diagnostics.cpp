@@ -41,10 +41,14 @@ nlohmann::json grad_table(const std::vector<std::string>& names, const std::vect
 
 }  // namespace
 
-double host_norm(const Tensor& t) {
-  double s = 0;
-  for (double v : t.to(Device::cpu()).to_vector()) s += v * v;
-  return std::sqrt(s);
+nlohmann::json grad_norms_by_parameter(const model::Gpt& gpt) {
+  nlohmann::json norms = nlohmann::json::object();
+  for (const auto& [name, p] : gpt.named_parameters()) {
+    double sum = 0;
+    for (double v : p.grad().to(Device::cpu()).to_vector()) sum += v * v;
+    norms[name] = std::sqrt(sum);
+  }
+  return norms;
 }
 
 nlohmann::json diagnose_against_cpu(const model::Gpt& gpu, model::Gpt& cpu, const Tensor& x, const Tensor& y) {

@@ -9,8 +9,8 @@
 
 namespace sk::cli {
 
-// The L2 norm of a tensor's values, computed on the host in double.
-double host_norm(const Tensor& t);
+// Every parameter's gradient norm (L2, computed on the host in double), keyed by parameter name.
+nlohmann::json grad_norms_by_parameter(const model::Gpt& gpt);
 
 // The GPU model's loss and every parameter gradient on x, y (B, T) against `cpu` (an f32 CPU model
 // of the same config) given the GPU model's (rounded) weights: where a GPU kernel and the reference
