@@ -310,7 +310,7 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
   if (p.backward_kernel >= 2 && !wgmma) return SK_KERNEL_BAD_ARG;  // asked for wgmma where it cannot run
   int status = SK_KERNEL_OK;
   if (wgmma) {
-    const int k = p.backward_kernel == 0 ? 4 : p.backward_kernel;  // default: the pipelined schedule (6: persistent)
+    const int k = p.backward_kernel == 0 ? 4 : p.backward_kernel;  // default: the pipelined schedule
     status = launch_backward_main_sm90(p, dout, ds, lse, delta, dk, dv, dq_accum, k == 3 || k == 5, k == 4 || k == 5, s);
   } else {
     status = launch_backward_main<D>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
@@ -351,7 +351,7 @@ extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, 
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_MISALIGNED;
   if (reinterpret_cast<uintptr_t>(out) % 16 || reinterpret_cast<uintptr_t>(dq_accum) % 16) return SK_KERNEL_MISALIGNED;
-  if (p->backward_kernel < 0 || p->backward_kernel > 6) return SK_KERNEL_BAD_ARG;
+  if (p->backward_kernel < 0 || p->backward_kernel > 5) return SK_KERNEL_BAD_ARG;
   if (p->grad_row_stride < 0 || p->grad_row_stride % 2 ||
       (p->grad_row_stride > 0 && p->grad_row_stride < static_cast<int64_t>(p->heads) * p->head_dim))
     return SK_KERNEL_BAD_ARG;

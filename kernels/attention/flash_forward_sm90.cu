@@ -41,9 +41,10 @@ constexpr int BLOCK_M = 128;   // queries per block, 64 per warpgroup
 constexpr int BLOCK_N = 64;    // keys per tile
 constexpr uint32_t kQBytes = BLOCK_M * D * 2;     // 16 KB
 constexpr uint32_t kKVTile = BLOCK_N * D * 2;     // 8 KB
-constexpr int kStages = 3;
-// Shared memory from a 1024-byte aligned base: Q, K x kStages, V x kStages.
-constexpr int kSmemBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
+constexpr int kStages = 3;         // K/V ring of the plain schedule
+constexpr int kStagesOverlap = 4;  // and of the overlapped one (forward_kernel's kOverlap)
+// Shared memory from a 1024-byte aligned base: Q, K x ring, V x ring (+ alignment slack).
+constexpr int smem_bytes(int ring) { return static_cast<int>(kQBytes + 2 * ring * kKVTile) + 1024; }
 
 #if SK_HAS_WGMMA
 // Reads element (row, col) of a swizzled tile of rows of D bf16 at shared address `tile`.
@@ -67,33 +68,42 @@ __device__ void write_dump(const SkFlashForwardDump& dump, const unsigned char* 
 #endif
 
 #if SK_HAS_WGMMA
-// One K/V tile of a query block's online softmax, for the calling warpgroup's 64 rows (row_a, row_a + 8
-// are this thread's, t its column pair in each group of 8 keys): S = Q K^T from shared memory (sQwg: the warpgroup's Q rows; sKb, sVb: the
-// tile's K and V; n: its index, keys n * BLOCK_N on), on_scores() right after the product (the test dump), the
-// causal / window / end-of-sequence mask where the tile crosses an edge, the running max and sum,
-// O rescaled, O += P V. Used by forward_persistent_kernel; forward_kernel still holds the same
-// steps inline (its GPU-tested machine code changes when it calls this; to switch once both are
-// re-tested on a GPU).
-template <class OnScores>
-__device__ __forceinline__ void attend_tile(uint32_t sQwg, uint32_t sKb, uint32_t sVb, int n, int m0, int m_last,
-                                            int row_a, int t, int T, int W, float scale_log2, float (&s)[32], float (&o)[32],
-                                            uint32_t (&pf)[BLOCK_N / 16][4], float (&row_max)[2],
-                                            float (&row_sum)[2], OnScores&& on_scores) {
-  using namespace sk_wgmma;
+// The three steps of one K/V tile for the calling warpgroup's 64 query rows (this thread's rows
+// row_a and row_a + 8; t its column pair in each group of 8 keys). Both schedules of forward_kernel
+// are made of them.
 
-  // S = Q K^T (k = head dim).
-  fence_operand(s);  // the register writes a product reads come before its wgmma.fence (below too)
+// Issues S = Q K^T (k = head dim; sQwg: the warpgroup's Q rows, sKb: the K tile) as one wgmma group.
+__device__ __forceinline__ void issue_scores(float (&s)[32], uint32_t sQwg, uint32_t sKb) {
+  using namespace sk_wgmma;
+  fence_operand(s);  // the register writes a product reads come before its wgmma.fence
   fence();
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk)
     wgmma_m64n64k16_ss<0, 0>(s, desc_k_major(sQwg + kk * 32), desc_k_major(sKb + kk * 32), kk > 0);
   commit();
-  wait<0>();
-  fence_operand(s);
-  fence_operand(o);
-  on_scores();
+}
 
-  // Mask the tiles that cross the diagonal, the window's lower edge or the end of the sequence.
+// Issues O += P V (k = keys; P in bf16 registers, sVb: the V tile read N-major) as one wgmma group.
+// O's rescale and P's packing must come before wgmma.fence: without these pins the compiler sank
+// the 32 O multiplications below the fence (the PTX of the first GPU run), so the product could
+// read O unscaled.
+__device__ __forceinline__ void issue_pv(float (&o)[32], uint32_t (&pf)[BLOCK_N / 16][4], uint32_t sVb) {
+  using namespace sk_wgmma;
+  fence_operand(o);
+  keep_alive_fragments(pf);
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < BLOCK_N / 16; ++kk) wgmma_m64n64k16_rs<1>(o, pf[kk], desc_mn_major(sVb + kk * 2048), 1);
+  commit();
+}
+
+// The online softmax of tile n (keys n * BLOCK_N on) from its finished S: the causal / window /
+// end-of-sequence mask where the tile crosses an edge, the new running max (row_max), the factor
+// corr that rescales what came before, row_sum rescaled and increased, P = exp2(S * scale - max)
+// packed to bf16 in pf. Reads s, writes pf: O is not touched (a P V product may be in flight).
+__device__ __forceinline__ void softmax_tile(float (&s)[32], int n, int m0, int m_last, int row_a, int t, int T, int W,
+                                             float scale_log2, uint32_t (&pf)[BLOCK_N / 16][4], float (&row_max)[2],
+                                             float (&row_sum)[2], float (&corr)[2]) {
   const int n0 = n * BLOCK_N;
   const bool needs_mask = n0 + BLOCK_N - 1 > m0 || n0 + BLOCK_N > T || (W > 0 && n0 < m_last - W + 1);
   if (needs_mask) {
@@ -107,14 +117,13 @@ __device__ __forceinline__ void attend_tile(uint32_t sQwg, uint32_t sKb, uint32_
         if (!ok) s[4 * j + e] = -INFINITY;
       }
   }
-  // Online softmax (base 2): new running max, rescale O and the running sums.
   float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int j = 0; j < BLOCK_N / 8; ++j) {
     tile_max[0] = fmaxf(tile_max[0], fmaxf(s[4 * j + 0], s[4 * j + 1]));
     tile_max[1] = fmaxf(tile_max[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
   }
-  float corr[2], m_scaled[2];
+  float m_scaled[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 1));
@@ -124,13 +133,6 @@ __device__ __forceinline__ void attend_tile(uint32_t sQwg, uint32_t sKb, uint32_
     corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f(row_max[r] * scale_log2 - m_scaled[r]);
     row_max[r] = new_max;
     row_sum[r] *= corr[r];
-  }
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) {
-    o[4 * i + 0] *= corr[0];
-    o[4 * i + 1] *= corr[0];
-    o[4 * i + 2] *= corr[1];
-    o[4 * i + 3] *= corr[1];
   }
 #pragma unroll
   for (int j = 0; j < BLOCK_N / 8; ++j) {
@@ -143,35 +145,44 @@ __device__ __forceinline__ void attend_tile(uint32_t sQwg, uint32_t sKb, uint32_
     pf[j / 2][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
     pf[j / 2][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
   }
+}
 
-  // O += P V (k = keys). The rescale of O and the packing of P must happen before wgmma.fence:
-  // without these pins the compiler sank the 32 O multiplications below the fence (the PTX of
-  // the first GPU run), so the product could read O unscaled.
-  fence_operand(o);
-  keep_alive_fragments(pf);
-  fence();
+// O *= corr, row by row.
+__device__ __forceinline__ void rescale_output(float (&o)[32], const float (&corr)[2]) {
 #pragma unroll
-  for (int kk = 0; kk < BLOCK_N / 16; ++kk) wgmma_m64n64k16_rs<1>(o, pf[kk], desc_mn_major(sVb + kk * 2048), 1);
-  commit();
-  wait<0>();
-  keep_alive_fragments(pf);
-  fence_operand(o);
+  for (int i = 0; i < D / 8; ++i) {
+    o[4 * i + 0] *= corr[0];
+    o[4 * i + 1] *= corr[0];
+    o[4 * i + 2] *= corr[1];
+    o[4 * i + 3] *= corr[1];
+  }
 }
 #endif
 
-// kDump (test-only, sk_cuda_flash_forward_sm90_dump): block `dump.block` of (batch 0, head 0) also
-// writes its Q tile and each visited K tile as they sit in shared memory, and each S tile as the
-// product left it (before the mask), so a test can tell a wrong operand from a wrong product.
-template <bool kDump>
+// kOverlap picks the schedule of a warpgroup's tiles:
+//   false (forward_kernel 2, "wgmma"): per tile S = Q K^T, wait, softmax, O += P V, wait; the
+//     softmax overlaps other warpgroups' products only;
+//   true (forward_kernel 3, "wgmma_overlap"): tile n's S = Q K^T and tile n - 1's O += P V are
+//     issued together and tile n's softmax runs while P V is still in flight (FlashAttention-3's
+//     intra-warpgroup overlap); O's rescale waits for that product. P V reads a tile one step
+//     later, so the K/V ring has four buffers (the tile of the P V in flight, the tile of S, two
+//     in flight) instead of three. Nothing in flight crosses the loop's back edge (the first
+//     attempt that did made ptxas serialise every wgmma, warning C7515).
+// kDump (test-only, sk_cuda_flash_forward_sm90_dump; plain schedule): block `dump.block` of
+// (batch 0, head 0) also writes its Q tile and each visited K tile as they sit in shared memory,
+// and each S tile as the product left it (before the mask), so a test can tell a wrong operand
+// from a wrong product.
+template <bool kDump, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 2)
     forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse,
                    const SkFlashForwardDump dump) {
 #if SK_HAS_WGMMA
   using namespace sk_wgmma;
+  constexpr int kRing = kOverlap ? kStagesOverlap : kStages;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sQ = (raw + 1023u) & ~1023u;
-  const uint32_t sK = sQ + kQBytes, sV = sK + kStages * kKVTile;  // buffer `buf` at + buf * kKVTile
+  const uint32_t sK = sQ + kQBytes, sV = sK + kRing * kKVTile;  // buffer `buf` at + buf * kKVTile
 
   const int m_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // longest rows first
   const int h = blockIdx.y, b = blockIdx.z;
@@ -207,98 +218,71 @@ __global__ void __launch_bounds__(kThreads, 2)
   float o[32], s[32];
 #pragma unroll
   for (int i = 0; i < 32; ++i) o[i] = s[i] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f}, corr[2];
   uint32_t pf[BLOCK_N / 16][4];
 #pragma unroll
   for (int i = 0; i < BLOCK_N / 16; ++i) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
   const int row_a = m0 + wg * 64 + wi * 16 + g;  // this thread's rows: row_a, row_a + 8
+  const uint32_t sQwg = sQ + wg * 64 * D * 2;
 
-  for (int n = n_first; n < n_end; ++n) {
-    const int buf = (n - n_first) % kStages, ahead = (buf + 2) % kStages;
-    cp_async_wait<1>();   // every group but the newest (tile n + 1's) is complete: tile n is here
+  // Waits for tile n (every cp.async group but the newest, tile n + 1's, is complete) and, once
+  // every warpgroup is past the products that read buffer `ahead`, prefetches tile n + 2 into it.
+  auto next_tile = [&](int n) {
+    const int ahead = (n + 2 - n_first) % kRing;
+    cp_async_wait<1>();
     fence_proxy_async();  // the cp.async writes are read by wgmma
-    __syncthreads();  // every warpgroup is done with tile n - 1 (its products waited for), whose buffer is `ahead`
-    if (n + 2 < n_end) {  // prefetch two tiles ahead
+    __syncthreads();
+    if (n + 2 < n_end) {
       load_tile<BLOCK_N, D, kThreads>(sK + ahead * kKVTile, k, p.k_stride.row, (n + 2) * BLOCK_N, T);
       load_tile<BLOCK_N, D, kThreads>(sV + ahead * kKVTile, v, p.v_stride.row, (n + 2) * BLOCK_N, T);
     }
     cp_async_commit();
-    const uint32_t sKb = sK + buf * kKVTile, sVb = sV + buf * kKVTile;
+  };
+  auto k_tile = [&](int n) { return sK + ((n - n_first) % kRing) * kKVTile; };
+  auto v_tile = [&](int n) { return sV + ((n - n_first) % kRing) * kKVTile; };
 
-    // S = Q K^T (k = head dim).
-    fence_operand(s);  // the register writes a product reads come before its wgmma.fence (below too)
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-      wgmma_m64n64k16_ss<0, 0>(s, desc_k_major(sQ + wg * 64 * D * 2 + kk * 32), desc_k_major(sKb + kk * 32), kk > 0);
-    commit();
+  if constexpr (!kOverlap) {
+    for (int n = n_first; n < n_end; ++n) {
+      next_tile(n);
+      issue_scores(s, sQwg, k_tile(n));
+      wait<0>();
+      fence_operand(s);
+      fence_operand(o);
+      if constexpr (kDump) {
+        if (m_block == dump.block && b == 0 && h == 0) write_dump(dump, smem_raw, raw, sQ, k_tile(n), s, n - n_first, n == n_first);
+      }
+      softmax_tile(s, n, m0, m_last, row_a, t, T, W, scale_log2, pf, row_max, row_sum, corr);
+      rescale_output(o, corr);
+      issue_pv(o, pf, v_tile(n));
+      wait<0>();
+      keep_alive_fragments(pf);
+      fence_operand(o);
+    }
+  } else {
+    // Tile n_first: S and its softmax (O is zero: no product to overlap yet).
+    next_tile(n_first);
+    issue_scores(s, sQwg, k_tile(n_first));
     wait<0>();
     fence_operand(s);
-    fence_operand(o);
-    if constexpr (kDump) {
-      if (m_block == dump.block && b == 0 && h == 0) write_dump(dump, smem_raw, raw, sQ, sKb, s, n - n_first, n == n_first);
+    softmax_tile(s, n_first, m0, m_last, row_a, t, T, W, scale_log2, pf, row_max, row_sum, corr);
+    uint32_t pf_next[BLOCK_N / 16][4];
+    for (int n = n_first + 1; n < n_end; ++n) {
+      next_tile(n);
+      issue_scores(s, sQwg, k_tile(n));  // group 1: S of tile n
+      issue_pv(o, pf, v_tile(n - 1));    // group 2: O += P V of tile n - 1
+      wait<1>();                         // S is done, P V may still run
+      fence_operand(s);
+      softmax_tile(s, n, m0, m_last, row_a, t, T, W, scale_log2, pf_next, row_max, row_sum, corr);
+      wait<0>();
+      keep_alive_fragments(pf);
+      fence_operand(o);
+      rescale_output(o, corr);
+#pragma unroll
+      for (int i = 0; i < BLOCK_N / 16; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) pf[i][e] = pf_next[i][e];
     }
-
-    // Mask the tiles that cross the diagonal, the window's lower edge or the end of the sequence.
-    const int n0 = n * BLOCK_N;
-    const bool needs_mask = n0 + BLOCK_N - 1 > m0 || n0 + BLOCK_N > T || (W > 0 && n0 < m_last - W + 1);
-    if (needs_mask) {
-#pragma unroll
-      for (int j = 0; j < BLOCK_N / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = n0 + j * 8 + 2 * t + (e & 1);
-          const int row = e < 2 ? row_a : row_a + 8;
-          const bool ok = key <= row && key < T && (W == 0 || key > row - W);
-          if (!ok) s[4 * j + e] = -INFINITY;
-        }
-    }
-    // Online softmax (base 2): new running max, rescale O and the running sums.
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
-      tile_max[0] = fmaxf(tile_max[0], fmaxf(s[4 * j + 0], s[4 * j + 1]));
-      tile_max[1] = fmaxf(tile_max[1], fmaxf(s[4 * j + 2], s[4 * j + 3]));
-    }
-    float corr[2], m_scaled[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
-      const float new_max = fmaxf(row_max[r], tile_max[r]);
-      m_scaled[r] = new_max == -INFINITY ? 0.f : new_max * scale_log2;
-      corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f(row_max[r] * scale_log2 - m_scaled[r]);
-      row_max[r] = new_max;
-      row_sum[r] *= corr[r];
-    }
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      o[4 * i + 0] *= corr[0];
-      o[4 * i + 1] *= corr[0];
-      o[4 * i + 2] *= corr[1];
-      o[4 * i + 3] *= corr[1];
-    }
-#pragma unroll
-    for (int j = 0; j < BLOCK_N / 8; ++j) {
-      const float p0 = exp2f(s[4 * j + 0] * scale_log2 - m_scaled[0]);
-      const float p1 = exp2f(s[4 * j + 1] * scale_log2 - m_scaled[0]);
-      const float p2 = exp2f(s[4 * j + 2] * scale_log2 - m_scaled[1]);
-      const float p3 = exp2f(s[4 * j + 3] * scale_log2 - m_scaled[1]);
-      row_sum[0] += p0 + p1;
-      row_sum[1] += p2 + p3;
-      pf[j / 2][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
-      pf[j / 2][(j & 1) * 2 + 1] = pack_bf16(p2, p3);
-    }
-
-    // O += P V (k = keys). The rescale of O and the packing of P must happen before wgmma.fence:
-    // without these pins the compiler sank the 32 O multiplications below the fence (the PTX of
-    // the first GPU run), so the product could read O unscaled.
-    fence_operand(o);
-    keep_alive_fragments(pf);
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < BLOCK_N / 16; ++kk) wgmma_m64n64k16_rs<1>(o, pf[kk], desc_mn_major(sVb + kk * 2048), 1);
-    commit();
+    issue_pv(o, pf, v_tile(n_end - 1));
     wait<0>();
     keep_alive_fragments(pf);
     fence_operand(o);
@@ -328,173 +312,31 @@ __global__ void __launch_bounds__(kThreads, 2)
 #endif
 }
 
-
-// Persistent variant (SkFlashParams::forward_kernel 3; opt-in, SPARSEK_FLASH_FWD=wgmma_persistent):
-// the tiles and arithmetic of forward_kernel (attend_tile), but each block walks a list of query
-// blocks (item = blockIdx.x + j * gridDim.x over every (query block, batch, head), longest rows
-// first) with one K/V prefetch stream that runs two tiles ahead across item boundaries; an item's
-// Q is loaded with its first tile into one of three Q buffers (the cursor is at most two items
-// ahead, so the buffer it fills belongs to an item already finished). The next item's loads are
-// then in flight while this one finishes and writes O, instead of every block waiting out its
-// prologue's memory latency: short loops gain (sliding window: ~18 tiles per block; causal at
-// T 1024: 2-16). Grid: as many blocks as fit at once (two per SM).
-constexpr int kQBuffers = 3;
-constexpr int kPersistentSmemBytes = static_cast<int>(kQBuffers * kQBytes + 2 * kStages * kKVTile) + 1024;
-
-// One query block of the persistent kernel's list: its batch, head, rows and key-tile range.
-struct QueryBlock {
-  int b, h, m0, m_last, n_first, n_end;
-};
-__device__ __forceinline__ QueryBlock query_block(const SkFlashParams& p, int item) {
-  const int T = p.seq_len, BH = p.batch * p.heads, n_blocks = (T + BLOCK_M - 1) / BLOCK_M;
-  QueryBlock qb;
-  const int bh = item % BH;
-  qb.b = bh / p.heads;
-  qb.h = bh % p.heads;
-  qb.m0 = (n_blocks - 1 - item / BH) * BLOCK_M;
-  qb.m_last = min(qb.m0 + BLOCK_M, T) - 1;
-  const int key_lo = p.window > 0 ? max(0, qb.m0 - p.window + 1) : 0;
-  qb.n_first = key_lo / BLOCK_N;
-  qb.n_end = (qb.m_last + 1 + BLOCK_N - 1) / BLOCK_N;
-  return qb;
-}
-
-__global__ void __launch_bounds__(kThreads, 2)
-    forward_persistent_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse) {
-#if SK_HAS_WGMMA
-  extern __shared__ unsigned char smem_raw[];
-  const uint32_t raw = smem_u32(smem_raw);
-  const uint32_t sQ0 = (raw + 1023u) & ~1023u;  // Q buffer i at sQ0 + i * kQBytes
-  const uint32_t sK = sQ0 + kQBuffers * kQBytes, sV = sK + kStages * kKVTile;
-  const int T = p.seq_len, W = p.window, H = p.heads;
-  const int items = (T + BLOCK_M - 1) / BLOCK_M * p.batch * H;
-  const int tid = static_cast<int>(threadIdx.x);
-  const int wg = tid >> 7, wi = (tid >> 5) & 3;
-  const int lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const auto* q_all = static_cast<const __nv_bfloat16*>(p.q);
-  const auto* k_all = static_cast<const __nv_bfloat16*>(p.k);
-  const auto* v_all = static_cast<const __nv_bfloat16*>(p.v);
-
-  // Prefetch cursor: tile pf_n of this block's item number pf_j (pf_qb), pf_issued tiles so far
-  // (tile i sits in K/V stage i % kStages). One cp.async group per call, empty past the list's end.
-  int pf_j = 0, pf_n = 0, pf_issued = 0;
-  bool pf_more = static_cast<int>(blockIdx.x) < items;
-  QueryBlock pf_qb{};
-  if (pf_more) {
-    pf_qb = query_block(p, blockIdx.x);
-    pf_n = pf_qb.n_first;
-  }
-  auto issue_next_tile = [&] {
-    if (pf_more) {
-      if (pf_n == pf_qb.n_first)
-        load_tile<BLOCK_M, D, kThreads>(sQ0 + (pf_j % kQBuffers) * kQBytes,
-                                        q_all + pf_qb.b * p.q_stride.batch + pf_qb.h * p.q_stride.head,
-                                        p.q_stride.row, pf_qb.m0, T);
-      const uint32_t stage = (pf_issued % kStages) * kKVTile;
-      load_tile<BLOCK_N, D, kThreads>(sK + stage, k_all + pf_qb.b * p.k_stride.batch + pf_qb.h * p.k_stride.head,
-                                      p.k_stride.row, pf_n * BLOCK_N, T);
-      load_tile<BLOCK_N, D, kThreads>(sV + stage, v_all + pf_qb.b * p.v_stride.batch + pf_qb.h * p.v_stride.head,
-                                      p.v_stride.row, pf_n * BLOCK_N, T);
-      ++pf_issued;
-      if (++pf_n == pf_qb.n_end) {
-        ++pf_j;
-        const int next = static_cast<int>(blockIdx.x) + pf_j * static_cast<int>(gridDim.x);
-        pf_more = next < items;
-        if (pf_more) {
-          pf_qb = query_block(p, next);
-          pf_n = pf_qb.n_first;
-        }
-      }
-    }
-    cp_async_commit();
-  };
-  issue_next_tile();
-  issue_next_tile();
-
-  const float scale_log2 = p.softmax_scale * kLog2e;
-  int consumed = 0;  // tiles consumed so far (the one being read sits in stage consumed % kStages)
-  for (int j = 0;; ++j) {
-    const int item = static_cast<int>(blockIdx.x) + j * static_cast<int>(gridDim.x);
-    if (item >= items) break;
-    const QueryBlock qb = query_block(p, item);
-    const uint32_t sQ = sQ0 + (j % kQBuffers) * kQBytes;
-    float o[32], s[32];
-#pragma unroll
-    for (int i = 0; i < 32; ++i) o[i] = s[i] = 0.f;
-    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
-    uint32_t pf[BLOCK_N / 16][4];
-#pragma unroll
-    for (int i = 0; i < BLOCK_N / 16; ++i) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
-    const int row_a = qb.m0 + wg * 64 + wi * 16 + g;
-    for (int n = qb.n_first; n < qb.n_end; ++n, ++consumed) {
-      const uint32_t stage = (consumed % kStages) * kKVTile;
-      cp_async_wait<1>();   // every group but the newest is complete: this tile (and its item's Q) is here
-      sk_wgmma::fence_proxy_async();  // the cp.async writes are read by wgmma
-      __syncthreads();      // every warpgroup is done with the previous tile, whose stage the prefetch refills
-      issue_next_tile();    // two tiles ahead, across items
-      attend_tile(sQ + wg * 64 * D * 2, sK + stage, sV + stage, n, qb.m0, qb.m_last, row_a, t, T, W, scale_log2, s,
-                  o, pf, row_max, row_sum, [] {});
-    }
-    // Normalise and write O ((B, T, H, D)) and the natural-log LSE ((B, H, T)), as forward_kernel.
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float sum = row_sum[r];
-      sum += __shfl_xor_sync(0xffffffff, sum, 1);
-      sum += __shfl_xor_sync(0xffffffff, sum, 2);
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
-      const int row = row_a + r * 8;
-      if (row >= T) continue;
-      __nv_bfloat16* orow = out + ((static_cast<int64_t>(qb.b) * T + row) * H + qb.h) * D;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i)
-        *reinterpret_cast<uint32_t*>(orow + i * 8 + 2 * t) =
-            pack_bf16(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
-      if (t == 0) {
-        lse[(static_cast<int64_t>(qb.b) * H + qb.h) * T + row] =
-            sum > 0.f ? (row_max[r] * scale_log2 + log2f(sum)) / kLog2e : -INFINITY;
-      }
-    }
-  }
-#else
-  (void)p, (void)out, (void)lse;
-  __trap();  // launched only on compute capability 9.0, which runs the sm_90a code
-#endif
-}
-
 }  // namespace sm90_fwd
 
 namespace {
-template <bool kDump>
+template <bool kDump, bool kOverlap>
 int launch(const SkFlashParams& p, void* out, float* lse, const SkFlashForwardDump& dump, cudaStream_t s) {
   using namespace sm90_fwd;
   if (p.head_dim != D) return SK_KERNEL_BAD_ARG;
-  auto* kernel = forward_kernel<kDump>;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess ||
+  auto* kernel = forward_kernel<kDump, kOverlap>;
+  const int smem = smem_bytes(kOverlap ? kStagesOverlap : kStages);
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
       cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
           cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + BLOCK_M - 1) / BLOCK_M, p.heads, p.batch);
-  kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<__nv_bfloat16*>(out), lse, dump);
+  kernel<<<grid, kThreads, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse, dump);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 }  // namespace
 
 int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
-  return launch<false>(p, out, lse, SkFlashForwardDump{}, s);
+  return launch<false, false>(p, out, lse, SkFlashForwardDump{}, s);
 }
 
-int launch_forward_sm90_persistent(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
-  using namespace sm90_fwd;
-  if (p.head_dim != D) return SK_KERNEL_BAD_ARG;
-  auto* kernel = forward_persistent_kernel;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kPersistentSmemBytes) != cudaSuccess ||
-      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
-          cudaSuccess)
-    return SK_KERNEL_LAUNCH_FAILED;
-  const int64_t items = static_cast<int64_t>((p.seq_len + BLOCK_M - 1) / BLOCK_M) * p.batch * p.heads;
-  const int grid = sk_kern::persistent_grid(kernel, kThreads, kPersistentSmemBytes, items);
-  kernel<<<grid, kThreads, kPersistentSmemBytes, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
-  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+int launch_forward_sm90_overlap(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
+  return launch<false, true>(p, out, lse, SkFlashForwardDump{}, s);
 }
 
 }  // namespace sk_flash
@@ -503,6 +345,6 @@ extern "C" int sk_cuda_flash_forward_sm90_dump(const SkFlashParams* p, void* out
                                                cudaStream_t s) {
   if (!sk_flash::params_ok(p) || !out || !lse || !dump.s || !dump.k || !dump.q) return SK_KERNEL_BAD_ARG;
   if (p->head_dim != 64 || !sk_flash::device_runs_sm90a()) return SK_KERNEL_BAD_ARG;
-  return sk_flash::launch<true>(*p, out, lse, dump, s);
+  return sk_flash::launch<true, false>(*p, out, lse, dump, s);
 }
 

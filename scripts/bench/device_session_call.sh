@@ -5,20 +5,22 @@
 #   1. tests: every CUDA test of the carried test binaries (scripts/gpu_tests.sh, filter
 #      'Cuda*:*FlashAttention*:*Cuda*'); the wgmma forward's tests first, alone: when they fail,
 #      the steps below measure with SPARSEK_FLASH_FWD=mma (and its tile-error map is printed); the
-#      opt-in persistent forward's tests (*Persistent*) run with the rest and do not gate;
+#      opt-in overlapped forward's tests (*Overlap*) run with the rest and do not gate;
 #   2. attention: `sparsek bench attention` (hd 64 and 128) + attention_peer.py +
 #      report_attention.py -> attention.{md,json};
 #   3. LSH: scripts/bench/bench_lsh.sh --iters 10 (ours, SDPA flash, HF) -> lsh.{md,json};
 #   4. SparseK: the issue-6 shape (k 512, w 0 and 512, T 4k-32k) + SDPA flash -> attention-sparsek.{md,json};
 #   5. train: scripts/bench/bench_train.sh (GPT-2 124M vs the PyTorch peer) -> train.{md,json};
 #   5b. train_f32 (not in the default STEPS): the peer's step in fp32 (its loss trajectory);
-#   2b. attn_ab (not in the default STEPS): the persistent attention kernels A/B, ours only, twice in
-#      alternation: plain (SPARSEK_FLASH_FWD=wgmma, SPARSEK_FLASH_BWD=wgmma_pipelined) vs persistent
-#      (wgmma_persistent, wgmma_pipelined_persistent): `bench attention` hd 64 (fwd and fwd+bwd ms)
-#      and `bench train` (step ms) -> attn-ab-*.json and a table;
+#   2b. attn_ab (not in the default STEPS): an A/B of two attention kernel choices, ours only, twice
+#      in alternation: AB_A and AB_B (environment assignments, default SPARSEK_FLASH_FWD=wgmma vs
+#      SPARSEK_FLASH_FWD=wgmma_overlap): `bench attention` hd 64 (fwd and fwd+bwd ms) and `bench
+#      train` (step ms) -> attn-ab-*.json and a table;
 #   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
 #      transformers) -> finetune.{md,json}.
-# STEPS (comma-separated, default tests,attention,lsh,sparsek,train) picks the steps.
+# STEPS (comma-separated, default tests,attention,lsh,sparsek,train) picks the steps. SESSION_FWD
+# (default auto) is the SPARSEK_FLASH_FWD of the attention and train steps; when the wgmma forward's
+# tests fail they use mma instead.
 # Binaries from $BUILD (default build-gpu; carry sparsek, runtime-libs and tests/test_* packed).
 # Everything lands in ONE archive, $OUT/session.tgz (a device call returns at most 8 files); a
 # summary is printed last. SPARSEK_COMMIT names the commit in the reports.
@@ -34,15 +36,18 @@ unset STEPS
 step() { [[ $selected == *",$1,"* ]]; }
 
 # 1. Tests.
-fwd=auto
+fwd=${SESSION_FWD:-auto}
 if step tests; then
-if timeout 60 "$build/tests/test_attention" --gtest_filter='*WgmmaForward*:*EachForwardKernel*' > "$out/forward-kernel-tests.txt" 2>&1; then
-  :
-else
-  fwd=mma
+wgmma_ok=yes
+if ! timeout 60 "$build/tests/test_attention" --gtest_filter='*WgmmaForward*:*EachForwardKernel*' > "$out/forward-kernel-tests.txt" 2>&1; then
+  wgmma_ok=no; fwd=mma
 fi
-echo "wgmma forward tests: $([ $fwd = auto ] && echo passed || echo FAILED) (left $(left) s)"
-[ $fwd = auto ] || grep -E -A7 'differs from|differ from Q|Trace|T [0-9]+ window' "$out/forward-kernel-tests.txt" | grep -v '^--$' | head -70
+echo "wgmma forward tests: $([ $wgmma_ok = yes ] && echo passed || echo FAILED) (left $(left) s)"
+[ $wgmma_ok = yes ] || grep -E -A7 'differs from|differ from Q|Trace|T [0-9]+ window' "$out/forward-kernel-tests.txt" | grep -v '^--$' | head -70
+if [ "$fwd" = wgmma_overlap ] && ! timeout 60 "$build/tests/test_attention" --gtest_filter='*Overlap*' > "$out/overlap-tests.txt" 2>&1; then
+  echo "overlapped forward tests FAILED: the benches use auto"; fwd=auto
+  grep -E -B2 -A6 'Failure' "$out/overlap-tests.txt" | head -40
+fi
 JOBS=${JOBS:-8} EACH=110 OUT="$out" timeout 130 bash scripts/gpu_tests.sh 'Cuda*:*FlashAttention*:*Cuda*' > "$out/gpu-tests.txt" 2>&1
 echo "gpu tests rc=$? (left $(left) s)"; grep -E 'rc=|failures' "$out/gpu-tests.txt" | head -12
 fi
@@ -58,14 +63,15 @@ if step attention && [ "$(left)" -gt 160 ]; then
   echo "attention done (left $(left) s)"; grep -E '^\| 64 ' "$out/attention.md" | head -12
 fi
 
-# 2b. The plain attention kernels against their persistent variants (ours only; alternating runs).
+# 2b. Two attention kernel choices against each other (ours only; alternating runs).
 if step attn_ab && [ "$(left)" -gt 150 ]; then
+  echo "A: ${AB_A:=SPARSEK_FLASH_FWD=wgmma}  B: ${AB_B:=SPARSEK_FLASH_FWD=wgmma_overlap}"
   for run in 1 2; do
-    for variant in plain persistent; do
-      if [ $variant = plain ]; then f=wgmma; b=wgmma_pipelined; else f=wgmma_persistent; b=wgmma_pipelined_persistent; fi
-      SPARSEK_FLASH_FWD=$f SPARSEK_FLASH_BWD=$b timeout 45 "$build/sparsek" bench attention --no-sparsek --head-dims 64 \
+    for variant in A B; do
+      if [ $variant = A ]; then assign=$AB_A; else assign=$AB_B; fi
+      env $assign timeout 45 "$build/sparsek" bench attention --no-sparsek --head-dims 64 \
         --out "$out/attn-ab-$variant-$run.json" > "$out/attn-ab-$variant-$run.log" 2>&1
-      SPARSEK_FLASH_FWD=$f SPARSEK_FLASH_BWD=$b timeout 45 "$build/sparsek" bench train \
+      env $assign timeout 45 "$build/sparsek" bench train \
         --out "$out/attn-ab-train-$variant-$run.json" > "$out/attn-ab-train-$variant-$run.log" 2>&1
     done
   done
@@ -73,7 +79,7 @@ if step attn_ab && [ "$(left)" -gt 150 ]; then
 import json, sys, glob, collections
 out = sys.argv[1]
 rows = collections.defaultdict(dict)
-for f in sorted(glob.glob(f"{out}/attn-ab-p*.json")):
+for f in sorted(glob.glob(f"{out}/attn-ab-[AB]-*.json")):
     name = f.rsplit("attn-ab-", 1)[1][:-5]
     for r in json.load(open(f))["results"]:
         rows[(r["kind"], r["T"])][name] = (r["fwd_ms"], r["fwd_bwd_ms"])

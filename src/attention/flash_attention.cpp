@@ -31,17 +31,16 @@ SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, Causa
 // SPARSEK_FLASH_BWD picks the backward's main kernel (SkFlashParams::backward_kernel): unset or
 // "auto" (wgmma_pipelined at hd 64 on compute capability 9.0, else mma.sync), "mma", "wgmma" (dQ split by
 // columns), "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit" (the overlapped
-// schedule, flash_backward_sm90.cu), "wgmma_pipelined_persistent" (that schedule in blocks that walk
-// lists of key blocks; opt-in until measured). Read at every call, so a benchmark or a test can switch it.
+// schedule, flash_backward_sm90.cu). Read at every call, so a benchmark or a test can switch it.
 int backward_kernel_from_env() {
   return util::env_choice("SPARSEK_FLASH_BWD", {"auto", "mma", "wgmma", "wgmma_keysplit", "wgmma_pipelined",
-                                               "wgmma_pipelined_keysplit", "wgmma_pipelined_persistent"});
+                                               "wgmma_pipelined_keysplit"});
 }
 
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (wgmma
 // at hd 64 on compute capability 9.0, else mma.sync), "mma", or "wgmma" (flash_forward_sm90.cu: hd
-// 64 on compute capability 9.0 only), or "wgmma_persistent" (the same kernel's tiles in blocks that
-// walk lists of query blocks, prefetching across them; opt-in until measured).
+// 64 on compute capability 9.0 only), or "wgmma_overlap" (the same kernel with tile n's softmax
+// running while tile n - 1's P V product does; opt-in until measured).
 // A wgmma kernel chosen through `variable` (kernel >= 2) runs at head dim 64 on compute capability
 // 9.0 only: anything else is the user's error, named here (the launcher would only say "bad argument").
 void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int device) {
@@ -52,7 +51,7 @@ void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int 
 }
 
 int forward_kernel_from_env() {
-  return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma", "wgmma_persistent"});
+  return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma", "wgmma_overlap"});
 }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).

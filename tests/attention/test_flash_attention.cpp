@@ -169,128 +169,58 @@ TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
   if (c.D == 64 && cuda::compute_capability(0) == 90) expect_forward_kernel_matches_reference(c, "wgmma");
 }
 
-// The persistent wgmma forward (opt-in, SPARSEK_FLASH_FWD=wgmma_persistent) on the same cases; a
-// test of its own so that a failure of the opt-in kernel does not read as one of the default's.
-TEST_P(FlashAttention, PersistentForwardMatchesCpuReference) {
+// The overlapped wgmma forward (opt-in, SPARSEK_FLASH_FWD=wgmma_overlap) on the same cases; a test
+// of its own so that a failure of the opt-in kernel does not read as one of the default's.
+TEST_P(FlashAttention, OverlapForwardMatchesCpuReference) {
   SK_REQUIRE_CUDA();
   const Case c = GetParam();
   if (c.D != 64 || cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forwards run at hd 64 on compute capability 9.0 only";
-  expect_forward_kernel_matches_reference(c, "wgmma_persistent");
+  expect_forward_kernel_matches_reference(c, "wgmma_overlap");
 }
 
-// The persistent wgmma backward (opt-in, SPARSEK_FLASH_BWD=wgmma_pipelined_persistent) against the
-// CPU reference on every parity case at hd 64 (tolerances as MatchesCpuReference's); a test of its
-// own so that a failure of the opt-in kernel does not read as one of the default's.
-TEST_P(FlashAttention, PersistentBackwardMatchesCpuReference) {
-  SK_REQUIRE_CUDA();
-  const Case c = GetParam();
-  if (c.D != 64 || cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma kernels run at hd 64 on compute capability 9.0 only";
-  Rng rng(1000 + c.T * 7 + c.D + c.window);
-  const Device gpu = Device::cuda(0);
-  Tensor qkv = Tensor::randn({c.B, c.T, 3, c.H, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
-  Tensor dout = Tensor::randn({c.B, c.H, c.T, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
-  Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
-  const CausalWindow mask{c.window};
-  auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
-  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
-  attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
-  attention::AttentionGrads rg = attention::attention_reference_backward(f64(dout), f64(q), f64(k), f64(v), ref, mask);
-  sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined_persistent");
-  attention::AttentionGrads g = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
-  const auto dq = sk::testing::compare(f64(g.dq), rg.dq), dk = sk::testing::compare(f64(g.dk), rg.dk),
-             dv = sk::testing::compare(f64(g.dv), rg.dv);
-  for (const sk::testing::ParityReport* r : {&dq, &dk, &dv}) EXPECT_FALSE(r->non_finite) << r->str();
-  EXPECT_LE(dq.rel_l2, 2e-2) << "dq " << dq.str();
-  EXPECT_LE(dk.rel_l2, 2e-2) << "dk " << dk.str();
-  EXPECT_LE(dv.rel_l2, 2e-2) << "dv " << dv.str();
-}
-
-// Cases with more query (or key) blocks than resident blocks, so that every block of a persistent
-// kernel walks several and prefetches across their boundaries (T 17: chains of one-tile blocks).
-struct ManyBlocksCase {
+// Shapes for comparing two schedules of one kernel: long and short key loops (T 17: one tile per
+// block), window edges inside tiles (windows 1, 100, 256) and many blocks per SM.
+struct ScheduleCase {
   int64_t B, H, T, window;
   std::string label() const {
     return "B " + std::to_string(B) + " H " + std::to_string(H) + " T " + std::to_string(T) + " window " +
            std::to_string(window);
   }
-  // Fresh random bf16 (B, T, 3, H, 64) q / k / v on the GPU.
-  Tensor random_qkv(Rng& rng) const {
-    return Tensor::randn({B, T, 3, H, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
-  }
 };
-const ManyBlocksCase kManyBlocksCases[] = {{4, 12, 1000, 0}, {4, 12, 1000, 100}, {64, 12, 17, 0}, {16, 12, 130, 1},
-                                           {1, 12, 2048, 256}};
+const ScheduleCase kScheduleCases[] = {{4, 12, 1000, 0}, {4, 12, 1000, 100}, {64, 12, 17, 0}, {16, 12, 130, 1},
+                                       {1, 12, 2048, 256}};
 
-// The persistent backward against the pipelined kernel it reschedules: dK and dV bit for bit (the same
-// tiles, instructions and order per key block), dQ within 1e-2 relative L2 (fp32 atomics in another
-// order, then bf16), and all three against the CPU reference (2e-2).
-TEST(FlashAttentionPersistentBackward, WalksManyKeyBlocksLikeThePipelinedKernel) {
-  SK_REQUIRE_CUDA();
-  if (cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma kernels run on compute capability 9.0 only";
-  for (const ManyBlocksCase mc : kManyBlocksCases) {
-    SCOPED_TRACE(mc.label());
-    Rng rng(5000 + mc.T + mc.window);
-    Tensor qkv = mc.random_qkv(rng);
-    Tensor dout = Tensor::randn({mc.B, mc.H, mc.T, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
-    Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
-    const CausalWindow mask{mc.window};
-    auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
-    attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
-    attention::AttentionGrads plain, persistent;
-    {
-      sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined");
-      plain = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
-    }
-    {
-      sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined_persistent");
-      persistent = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
-    }
-    const auto same_dk = sk::testing::compare(f64(persistent.dk), f64(plain.dk));
-    const auto same_dv = sk::testing::compare(f64(persistent.dv), f64(plain.dv));
-    const auto near_dq = sk::testing::compare(f64(persistent.dq), f64(plain.dq));
-    EXPECT_FALSE(same_dk.non_finite || same_dv.non_finite || near_dq.non_finite);
-    EXPECT_EQ(same_dk.max_abs, 0.0) << "dk differs from the pipelined kernel's: " << same_dk.str();
-    EXPECT_EQ(same_dv.max_abs, 0.0) << "dv differs from the pipelined kernel's: " << same_dv.str();
-    EXPECT_LE(near_dq.rel_l2, 1e-2) << "dq vs the pipelined kernel's: " << near_dq.str();
-    attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
-    attention::AttentionGrads rg = attention::attention_reference_backward(f64(dout), f64(q), f64(k), f64(v), ref, mask);
-    EXPECT_LE(sk::testing::compare(f64(persistent.dq), rg.dq).rel_l2, 2e-2) << "dq";
-    EXPECT_LE(sk::testing::compare(f64(persistent.dk), rg.dk).rel_l2, 2e-2) << "dk";
-    EXPECT_LE(sk::testing::compare(f64(persistent.dv), rg.dv).rel_l2, 2e-2) << "dv";
-  }
-}
-
-// The persistent wgmma forward with more query blocks than resident blocks, so that every block
-// walks several of them and prefetches across their boundaries (including chains of one-tile query
-// blocks at T 17): against the CPU reference (tolerances as above) and bit for bit against the
-// plain wgmma kernel, which computes every tile with the same instructions in the same order.
-TEST(FlashAttentionPersistentForward, WalksManyQueryBlocksLikeThePlainKernel) {
+// The overlapped forward against the plain wgmma kernel: the same products and the same operations
+// on O in the same order (O * corr + P V per tile), so out within 1e-3 relative L2 (bf16 rounding of
+// a last-bit difference in the row sums, if the compiler contracts them differently) and lse within
+// 1e-5; and both against the CPU reference (tolerances as above).
+TEST(FlashAttentionOverlapForward, MatchesThePlainKernel) {
   SK_REQUIRE_CUDA();
   if (cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forwards run on compute capability 9.0 only";
-  for (const ManyBlocksCase pc : kManyBlocksCases) {
-    SCOPED_TRACE(pc.label());
-    Rng rng(4000 + pc.T + pc.window);
-    Tensor qkv = pc.random_qkv(rng);
+  for (const ScheduleCase sc : kScheduleCases) {
+    SCOPED_TRACE(sc.label());
+    Rng rng(4000 + sc.T + sc.window);
+    Tensor qkv = Tensor::randn({sc.B, sc.T, 3, sc.H, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
     Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
-    const CausalWindow mask{pc.window};
+    const CausalWindow mask{sc.window};
     auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
-    attention::AttentionForward plain, persistent;
+    attention::AttentionForward plain, overlap;
     {
       sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma");
       plain = attention::flash_attention_forward(q, k, v, mask);
     }
     {
-      sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma_persistent");
-      persistent = attention::flash_attention_forward(q, k, v, mask);
+      sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma_overlap");
+      overlap = attention::flash_attention_forward(q, k, v, mask);
     }
-    const auto same_out = sk::testing::compare(f64(persistent.out), f64(plain.out));
-    const auto same_lse = sk::testing::compare(f64(persistent.lse), f64(plain.lse));
-    EXPECT_FALSE(same_out.non_finite) << same_out.str();
-    EXPECT_EQ(same_out.max_abs, 0.0) << "out differs from the plain kernel's: " << same_out.str();
-    EXPECT_EQ(same_lse.max_abs, 0.0) << "lse differs from the plain kernel's: " << same_lse.str();
+    const auto near_out = sk::testing::compare(f64(overlap.out), f64(plain.out));
+    const auto near_lse = sk::testing::compare(f64(overlap.lse), f64(plain.lse));
+    EXPECT_FALSE(near_out.non_finite || near_lse.non_finite) << near_out.str();
+    EXPECT_LE(near_out.rel_l2, 1e-3) << "out vs the plain kernel's: " << near_out.str();
+    EXPECT_LE(near_lse.max_abs, 1e-5) << "lse vs the plain kernel's: " << near_lse.str();
     attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
-    const auto out = sk::testing::compare(f64(persistent.out), ref.out);
-    const auto lse = sk::testing::compare(f64(persistent.lse), ref.lse.to(DType::F64));
+    const auto out = sk::testing::compare(f64(overlap.out), ref.out);
+    const auto lse = sk::testing::compare(f64(overlap.lse), ref.lse.to(DType::F64));
     EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
     EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
   }
