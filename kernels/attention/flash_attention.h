@@ -37,8 +37,7 @@ struct SkFlashParams {
   // 2-5 need hd 64 and a 9.0 device.
   int backward_kernel;
   // Forward only: 0 the default for the device (wgmma at hd 64 on compute capability 9.0, i.e. 2;
-  // else mma.sync), 1 mma.sync (flash_forward.cu), 2 wgmma (flash_forward_sm90.cu; hd 64, a 9.0 device),
-  // 3 wgmma with tile n's softmax overlapping tile n - 1's P V product (the same file; opt-in until measured).
+  // else mma.sync), 1 mma.sync (flash_forward.cu), 2 wgmma (flash_forward_sm90.cu; hd 64, a 9.0 device).
   int forward_kernel;
 };
 

@@ -230,11 +230,10 @@ int launch_forward(const SkFlashParams& p, void* out, float* lse, cudaStream_t s
 }  // namespace sk_flash
 
 extern "C" int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* lse, cudaStream_t s) {
-  if (!sk_flash::params_ok(p) || !out || !lse || p->forward_kernel < 0 || p->forward_kernel > 3) return SK_KERNEL_BAD_ARG;
+  if (!sk_flash::params_ok(p) || !out || !lse || p->forward_kernel < 0 || p->forward_kernel > 2) return SK_KERNEL_BAD_ARG;
   if (p->batch == 0 || p->seq_len == 0) return SK_KERNEL_OK;
   const bool wgmma_runs = p->head_dim == 64 && sk_flash::device_runs_sm90a();
   if (p->forward_kernel >= 2 && !wgmma_runs) return SK_KERNEL_BAD_ARG;  // wgmma: hd 64 on compute capability 9.0 only
-  if (p->forward_kernel == 3) return sk_flash::launch_forward_sm90_overlap(*p, out, lse, s);
   if (p->forward_kernel == 2 || (p->forward_kernel == 0 && wgmma_runs)) return sk_flash::launch_forward_sm90(*p, out, lse, s);
   return p->head_dim == 64 ? sk_flash::launch_forward<64>(*p, out, lse, s)
                            : sk_flash::launch_forward<128>(*p, out, lse, s);

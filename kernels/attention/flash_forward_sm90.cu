@@ -41,10 +41,9 @@ constexpr int BLOCK_M = 128;   // queries per block, 64 per warpgroup
 constexpr int BLOCK_N = 64;    // keys per tile
 constexpr uint32_t kQBytes = BLOCK_M * D * 2;     // 16 KB
 constexpr uint32_t kKVTile = BLOCK_N * D * 2;     // 8 KB
-constexpr int kStages = 3;         // K/V ring of the plain schedule
-constexpr int kStagesOverlap = 4;  // and of the overlapped one (forward_kernel's kOverlap)
-// Shared memory from a 1024-byte aligned base: Q, K x ring, V x ring (+ alignment slack).
-constexpr int smem_bytes(int ring) { return static_cast<int>(kQBytes + 2 * ring * kKVTile) + 1024; }
+constexpr int kStages = 3;
+// Shared memory from a 1024-byte aligned base: Q, K x kStages, V x kStages.
+constexpr int kSmemBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
 
 #if SK_HAS_WGMMA
 // Reads element (row, col) of a swizzled tile of rows of D bf16 at shared address `tile`.
@@ -68,9 +67,8 @@ __device__ void write_dump(const SkFlashForwardDump& dump, const unsigned char* 
 #endif
 
 #if SK_HAS_WGMMA
-// The three steps of one K/V tile for the calling warpgroup's 64 query rows (this thread's rows
-// row_a and row_a + 8; t its column pair in each group of 8 keys). Both schedules of forward_kernel
-// are made of them.
+// The steps of one K/V tile for the calling warpgroup's 64 query rows (this thread's rows row_a
+// and row_a + 8; t its column pair in each group of 8 keys), in forward_kernel's order.
 
 // Issues S = Q K^T (k = head dim; sQwg: the warpgroup's Q rows, sKb: the K tile) as one wgmma group.
 __device__ __forceinline__ void issue_scores(float (&s)[32], uint32_t sQwg, uint32_t sKb) {
@@ -100,7 +98,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[32], uint32_t (&pf)[BLOCK_N 
 // The online softmax of tile n (keys n * BLOCK_N on) from its finished S: the causal / window /
 // end-of-sequence mask where the tile crosses an edge, the new running max (row_max), the factor
 // corr that rescales what came before, row_sum rescaled and increased, P = exp2(S * scale - max)
-// packed to bf16 in pf. Reads s, writes pf: O is not touched (a P V product may be in flight).
+// packed to bf16 in pf. Reads s, writes pf; O is rescaled by the caller (rescale_output).
 __device__ __forceinline__ void softmax_tile(float (&s)[32], int n, int m0, int m_last, int row_a, int t, int T, int W,
                                              float scale_log2, uint32_t (&pf)[BLOCK_N / 16][4], float (&row_max)[2],
                                              float (&row_sum)[2], float (&corr)[2]) {
@@ -159,30 +157,22 @@ __device__ __forceinline__ void rescale_output(float (&o)[32], const float (&cor
 }
 #endif
 
-// kOverlap picks the schedule of a warpgroup's tiles:
-//   false (forward_kernel 2, "wgmma"): per tile S = Q K^T, wait, softmax, O += P V, wait; the
-//     softmax overlaps other warpgroups' products only;
-//   true (forward_kernel 3, "wgmma_overlap"): tile n's S = Q K^T and tile n - 1's O += P V are
-//     issued together and tile n's softmax runs while P V is still in flight (FlashAttention-3's
-//     intra-warpgroup overlap); O's rescale waits for that product. P V reads a tile one step
-//     later, so the K/V ring has four buffers (the tile of the P V in flight, the tile of S, two
-//     in flight) instead of three. Nothing in flight crosses the loop's back edge (the first
-//     attempt that did made ptxas serialise every wgmma, warning C7515).
-// kDump (test-only, sk_cuda_flash_forward_sm90_dump; plain schedule): block `dump.block` of
-// (batch 0, head 0) also writes its Q tile and each visited K tile as they sit in shared memory,
-// and each S tile as the product left it (before the mask), so a test can tell a wrong operand
-// from a wrong product.
-template <bool kDump, bool kOverlap>
+// One block's 128 queries, per tile and warpgroup: S = Q K^T, wait, softmax, O += P V, wait (the
+// softmax overlaps other warpgroups' products only; issuing tile n's S with tile n - 1's P V, so
+// that the softmax runs while a product is in flight, measured 1-3% slower: docs/perf-notes.md).
+// kDump (test-only, sk_cuda_flash_forward_sm90_dump): block `dump.block` of (batch 0, head 0) also
+// writes its Q tile and each visited K tile as they sit in shared memory, and each S tile as the
+// product left it (before the mask), so a test can tell a wrong operand from a wrong product.
+template <bool kDump>
 __global__ void __launch_bounds__(kThreads, 2)
     forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse,
                    const SkFlashForwardDump dump) {
 #if SK_HAS_WGMMA
   using namespace sk_wgmma;
-  constexpr int kRing = kOverlap ? kStagesOverlap : kStages;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sQ = (raw + 1023u) & ~1023u;
-  const uint32_t sK = sQ + kQBytes, sV = sK + kRing * kKVTile;  // buffer `buf` at + buf * kKVTile
+  const uint32_t sK = sQ + kQBytes, sV = sK + kStages * kKVTile;  // buffer `buf` at + buf * kKVTile
 
   const int m_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // longest rows first
   const int h = blockIdx.y, b = blockIdx.z;
@@ -228,7 +218,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Waits for tile n (every cp.async group but the newest, tile n + 1's, is complete) and, once
   // every warpgroup is past the products that read buffer `ahead`, prefetches tile n + 2 into it.
   auto next_tile = [&](int n) {
-    const int ahead = (n + 2 - n_first) % kRing;
+    const int ahead = (n + 2 - n_first) % kStages;
     cp_async_wait<1>();
     fence_proxy_async();  // the cp.async writes are read by wgmma
     __syncthreads();
@@ -238,51 +228,21 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     cp_async_commit();
   };
-  auto k_tile = [&](int n) { return sK + ((n - n_first) % kRing) * kKVTile; };
-  auto v_tile = [&](int n) { return sV + ((n - n_first) % kRing) * kKVTile; };
+  auto k_tile = [&](int n) { return sK + ((n - n_first) % kStages) * kKVTile; };
+  auto v_tile = [&](int n) { return sV + ((n - n_first) % kStages) * kKVTile; };
 
-  if constexpr (!kOverlap) {
-    for (int n = n_first; n < n_end; ++n) {
-      next_tile(n);
-      issue_scores(s, sQwg, k_tile(n));
-      wait<0>();
-      fence_operand(s);
-      fence_operand(o);
-      if constexpr (kDump) {
-        if (m_block == dump.block && b == 0 && h == 0) write_dump(dump, smem_raw, raw, sQ, k_tile(n), s, n - n_first, n == n_first);
-      }
-      softmax_tile(s, n, m0, m_last, row_a, t, T, W, scale_log2, pf, row_max, row_sum, corr);
-      rescale_output(o, corr);
-      issue_pv(o, pf, v_tile(n));
-      wait<0>();
-      keep_alive_fragments(pf);
-      fence_operand(o);
-    }
-  } else {
-    // Tile n_first: S and its softmax (O is zero: no product to overlap yet).
-    next_tile(n_first);
-    issue_scores(s, sQwg, k_tile(n_first));
+  for (int n = n_first; n < n_end; ++n) {
+    next_tile(n);
+    issue_scores(s, sQwg, k_tile(n));
     wait<0>();
     fence_operand(s);
-    softmax_tile(s, n_first, m0, m_last, row_a, t, T, W, scale_log2, pf, row_max, row_sum, corr);
-    uint32_t pf_next[BLOCK_N / 16][4];
-    for (int n = n_first + 1; n < n_end; ++n) {
-      next_tile(n);
-      issue_scores(s, sQwg, k_tile(n));  // group 1: S of tile n
-      issue_pv(o, pf, v_tile(n - 1));    // group 2: O += P V of tile n - 1
-      wait<1>();                         // S is done, P V may still run
-      fence_operand(s);
-      softmax_tile(s, n, m0, m_last, row_a, t, T, W, scale_log2, pf_next, row_max, row_sum, corr);
-      wait<0>();
-      keep_alive_fragments(pf);
-      fence_operand(o);
-      rescale_output(o, corr);
-#pragma unroll
-      for (int i = 0; i < BLOCK_N / 16; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) pf[i][e] = pf_next[i][e];
+    fence_operand(o);
+    if constexpr (kDump) {
+      if (m_block == dump.block && b == 0 && h == 0) write_dump(dump, smem_raw, raw, sQ, k_tile(n), s, n - n_first, n == n_first);
     }
-    issue_pv(o, pf, v_tile(n_end - 1));
+    softmax_tile(s, n, m0, m_last, row_a, t, T, W, scale_log2, pf, row_max, row_sum, corr);
+    rescale_output(o, corr);
+    issue_pv(o, pf, v_tile(n));
     wait<0>();
     keep_alive_fragments(pf);
     fence_operand(o);
@@ -315,28 +275,23 @@ __global__ void __launch_bounds__(kThreads, 2)
 }  // namespace sm90_fwd
 
 namespace {
-template <bool kDump, bool kOverlap>
+template <bool kDump>
 int launch(const SkFlashParams& p, void* out, float* lse, const SkFlashForwardDump& dump, cudaStream_t s) {
   using namespace sm90_fwd;
   if (p.head_dim != D) return SK_KERNEL_BAD_ARG;
-  auto* kernel = forward_kernel<kDump, kOverlap>;
-  const int smem = smem_bytes(kOverlap ? kStagesOverlap : kStages);
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+  auto* kernel = forward_kernel<kDump>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess ||
       cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
           cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + BLOCK_M - 1) / BLOCK_M, p.heads, p.batch);
-  kernel<<<grid, kThreads, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse, dump);
+  kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<__nv_bfloat16*>(out), lse, dump);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 }  // namespace
 
 int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
-  return launch<false, false>(p, out, lse, SkFlashForwardDump{}, s);
-}
-
-int launch_forward_sm90_overlap(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
-  return launch<false, true>(p, out, lse, SkFlashForwardDump{}, s);
+  return launch<false>(p, out, lse, SkFlashForwardDump{}, s);
 }
 
 }  // namespace sk_flash
@@ -345,6 +300,6 @@ extern "C" int sk_cuda_flash_forward_sm90_dump(const SkFlashParams* p, void* out
                                                cudaStream_t s) {
   if (!sk_flash::params_ok(p) || !out || !lse || !dump.s || !dump.k || !dump.q) return SK_KERNEL_BAD_ARG;
   if (p->head_dim != 64 || !sk_flash::device_runs_sm90a()) return SK_KERNEL_BAD_ARG;
-  return sk_flash::launch<true, false>(*p, out, lse, dump, s);
+  return sk_flash::launch<true>(*p, out, lse, dump, s);
 }
 

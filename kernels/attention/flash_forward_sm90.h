@@ -11,7 +11,5 @@ namespace sk_flash {
 
 // out and lse as sk_cuda_flash_forward writes them; head dim 64, compute capability 9.0.
 int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s);
-// The overlapped schedule (forward_kernel 3): tile n's softmax runs while tile n - 1's P V product does.
-int launch_forward_sm90_overlap(const SkFlashParams& p, void* out, float* lse, cudaStream_t s);
 
 }  // namespace sk_flash

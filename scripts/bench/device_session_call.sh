@@ -5,7 +5,7 @@
 #   1. tests: every CUDA test of the carried test binaries (scripts/gpu_tests.sh, filter
 #      'Cuda*:*FlashAttention*:*Cuda*'); the wgmma forward's tests first, alone: when they fail,
 #      the steps below measure with SPARSEK_FLASH_FWD=mma (and its tile-error map is printed); the
-#      opt-in overlapped forward's tests (*Overlap*) run with the rest and do not gate;
+#      other tests run with the rest and do not gate;
 #   2. attention: `sparsek bench attention` (hd 64 and 128) + attention_peer.py +
 #      report_attention.py -> attention.{md,json};
 #   3. LSH: scripts/bench/bench_lsh.sh --iters 10 (ours, SDPA flash, HF) -> lsh.{md,json};
@@ -14,7 +14,7 @@
 #   5b. train_f32 (not in the default STEPS): the peer's step in fp32 (its loss trajectory);
 #   2b. attn_ab (not in the default STEPS): an A/B of two attention kernel choices, ours only, twice
 #      in alternation: AB_A and AB_B (environment assignments, default SPARSEK_FLASH_FWD=wgmma vs
-#      SPARSEK_FLASH_FWD=wgmma_overlap): `bench attention` hd 64 (fwd and fwd+bwd ms) and `bench
+#      SPARSEK_FLASH_FWD=mma): `bench attention` hd 64 (fwd and fwd+bwd ms) and `bench
 #      train` (step ms) -> attn-ab-*.json and a table;
 #   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
 #      transformers) -> finetune.{md,json}.
@@ -44,10 +44,6 @@ if ! timeout 60 "$build/tests/test_attention" --gtest_filter='*WgmmaForward*:*Ea
 fi
 echo "wgmma forward tests: $([ $wgmma_ok = yes ] && echo passed || echo FAILED) (left $(left) s)"
 [ $wgmma_ok = yes ] || grep -E -A7 'differs from|differ from Q|Trace|T [0-9]+ window' "$out/forward-kernel-tests.txt" | grep -v '^--$' | head -70
-if [ "$fwd" = wgmma_overlap ] && ! timeout 60 "$build/tests/test_attention" --gtest_filter='*Overlap*' > "$out/overlap-tests.txt" 2>&1; then
-  echo "overlapped forward tests FAILED: the benches use auto"; fwd=auto
-  grep -E -B2 -A6 'Failure' "$out/overlap-tests.txt" | head -40
-fi
 JOBS=${JOBS:-8} EACH=110 OUT="$out" timeout 130 bash scripts/gpu_tests.sh 'Cuda*:*FlashAttention*:*Cuda*' > "$out/gpu-tests.txt" 2>&1
 echo "gpu tests rc=$? (left $(left) s)"; grep -E 'rc=|failures' "$out/gpu-tests.txt" | head -12
 fi
@@ -65,7 +61,7 @@ fi
 
 # 2b. Two attention kernel choices against each other (ours only; alternating runs).
 if step attn_ab && [ "$(left)" -gt 150 ]; then
-  echo "A: ${AB_A:=SPARSEK_FLASH_FWD=wgmma}  B: ${AB_B:=SPARSEK_FLASH_FWD=wgmma_overlap}"
+  echo "A: ${AB_A:=SPARSEK_FLASH_FWD=wgmma}  B: ${AB_B:=SPARSEK_FLASH_FWD=mma}"
   for run in 1 2; do
     for variant in A B; do
       if [ $variant = A ]; then assign=$AB_A; else assign=$AB_B; fi

@@ -39,8 +39,7 @@ int backward_kernel_from_env() {
 
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (wgmma
 // at hd 64 on compute capability 9.0, else mma.sync), "mma", or "wgmma" (flash_forward_sm90.cu: hd
-// 64 on compute capability 9.0 only), or "wgmma_overlap" (the same kernel with tile n's softmax
-// running while tile n - 1's P V product does; opt-in until measured).
+// 64 on compute capability 9.0 only).
 // A wgmma kernel chosen through `variable` (kernel >= 2) runs at head dim 64 on compute capability
 // 9.0 only: anything else is the user's error, named here (the launcher would only say "bad argument").
 void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int device) {
@@ -51,7 +50,7 @@ void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int 
 }
 
 int forward_kernel_from_env() {
-  return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma", "wgmma_overlap"});
+  return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma"});
 }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).

@@ -67,7 +67,9 @@ void run_bench_train(const BenchTrainOptions& o) {
   }
 
   // losses, grad_norms: every step's (the norm before clipping), to compare the trajectory with the peer's
-  std::vector<double> step_ms, losses, grad_norms;
+  // enqueue_ms: the host's part of each timed step (until every launch of the step is queued, before
+  // the loss is read back): close to step_ms means the GPU waits for the host (launch-bound).
+  std::vector<double> step_ms, enqueue_ms, losses, grad_norms;
   double loss = 0;
   nlohmann::json diagnoses = nlohmann::json::object(), param_norms = nlohmann::json::object(),
                  batch_splits = nlohmann::json::object();
@@ -90,10 +92,14 @@ void run_bench_train(const BenchTrainOptions& o) {
     if (listed(o.param_norm_steps)) param_norms[std::to_string(step)] = grad_norms_by_parameter(gpt);
     opt.step(-1.0, gn.coefficient);
     opt.zero_grad();
+    const auto t_enqueued = std::chrono::steady_clock::now();
     loss = l.item();  // syncs
     losses.push_back(loss);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (step >= o.warmup) step_ms.push_back(ms);
+    if (step >= o.warmup) {
+      step_ms.push_back(ms);
+      enqueue_ms.push_back(std::chrono::duration<double, std::milli>(t_enqueued - t0).count());
+    }
     grad_norms.push_back(gn.norm());  // read back outside the timed step
     if (step == 0 || step + 1 == o.warmup + o.steps) spdlog::info("bench train: step {} loss {:.4f} {:.1f} ms", step, loss, ms);
   }
@@ -123,17 +129,19 @@ void run_bench_train(const BenchTrainOptions& o) {
     spdlog::info("bench train: phases (ms) {}", phases.dump());
   }
   std::sort(step_ms.begin(), step_ms.end());
+  std::sort(enqueue_ms.begin(), enqueue_ms.end());
   const double med = step_ms[step_ms.size() / 2];
+  const double med_enqueue = enqueue_ms[enqueue_ms.size() / 2];
   const double tokens_per_s = double(B * T) / (med / 1e3);
   const int64_t N = gpt.num_parameters() - (cfg.model.learned_positions ? cfg.model.block_size * cfg.model.n_embd : 0);
   const double flops_per_token = 6.0 * double(N) + 12.0 * double(cfg.model.n_layer * cfg.model.n_embd * T);
   const double mfu = tokens_per_s * flops_per_token / 989e12;
   const double peak_gib = double(cuda::memory_stats(0).peak_allocated_bytes) / double(1ull << 30);
-  spdlog::info("bench train: {} params, B={} T={}: {:.1f} ms/step, {:.0f} tokens/s, MFU {:.1f}%, peak {:.2f} GiB",
-               gpt.num_parameters(), B, T, med, tokens_per_s, 100 * mfu, peak_gib);
+  spdlog::info("bench train: {} params, B={} T={}: {:.1f} ms/step ({:.1f} ms to enqueue), {:.0f} tokens/s, MFU {:.1f}%, peak {:.2f} GiB",
+               gpt.num_parameters(), B, T, med, med_enqueue, tokens_per_s, 100 * mfu, peak_gib);
   nlohmann::json doc{{"system", "sparsek"}, {"device", cuda::device_name(0)}, {"config", o.config},
                      {"attention", cfg.attention.kind}, {"batch", B}, {"seq_len", T},
-                     {"params", gpt.num_parameters()}, {"step_ms", med}, {"tokens_per_s", tokens_per_s},
+                     {"params", gpt.num_parameters()}, {"step_ms", med}, {"enqueue_ms", med_enqueue}, {"tokens_per_s", tokens_per_s},
                      {"mfu", mfu}, {"peak_mem_gib", peak_gib}, {"final_loss", loss}, {"dtype", o.dtype}, {"steps_run", o.warmup + o.steps},
                      {"losses", losses}, {"grad_norms", grad_norms}, {"phases_ms", phases}};
   if (!diagnoses.empty()) doc["diagnoses"] = diagnoses;

@@ -169,63 +169,6 @@ TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
   if (c.D == 64 && cuda::compute_capability(0) == 90) expect_forward_kernel_matches_reference(c, "wgmma");
 }
 
-// The overlapped wgmma forward (opt-in, SPARSEK_FLASH_FWD=wgmma_overlap) on the same cases; a test
-// of its own so that a failure of the opt-in kernel does not read as one of the default's.
-TEST_P(FlashAttention, OverlapForwardMatchesCpuReference) {
-  SK_REQUIRE_CUDA();
-  const Case c = GetParam();
-  if (c.D != 64 || cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forwards run at hd 64 on compute capability 9.0 only";
-  expect_forward_kernel_matches_reference(c, "wgmma_overlap");
-}
-
-// Shapes for comparing two schedules of one kernel: long and short key loops (T 17: one tile per
-// block), window edges inside tiles (windows 1, 100, 256) and many blocks per SM.
-struct ScheduleCase {
-  int64_t B, H, T, window;
-  std::string label() const {
-    return "B " + std::to_string(B) + " H " + std::to_string(H) + " T " + std::to_string(T) + " window " +
-           std::to_string(window);
-  }
-};
-const ScheduleCase kScheduleCases[] = {{4, 12, 1000, 0}, {4, 12, 1000, 100}, {64, 12, 17, 0}, {16, 12, 130, 1},
-                                       {1, 12, 2048, 256}};
-
-// The overlapped forward against the plain wgmma kernel: the same products and the same operations
-// on O in the same order (O * corr + P V per tile), so out within 1e-3 relative L2 (bf16 rounding of
-// a last-bit difference in the row sums, if the compiler contracts them differently) and lse within
-// 1e-5; and both against the CPU reference (tolerances as above).
-TEST(FlashAttentionOverlapForward, MatchesThePlainKernel) {
-  SK_REQUIRE_CUDA();
-  if (cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma forwards run on compute capability 9.0 only";
-  for (const ScheduleCase sc : kScheduleCases) {
-    SCOPED_TRACE(sc.label());
-    Rng rng(4000 + sc.T + sc.window);
-    Tensor qkv = Tensor::randn({sc.B, sc.T, 3, sc.H, 64}, rng, DType::F32).to(DType::BF16).to(Device::cuda(0));
-    Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
-    const CausalWindow mask{sc.window};
-    auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
-    attention::AttentionForward plain, overlap;
-    {
-      sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma");
-      plain = attention::flash_attention_forward(q, k, v, mask);
-    }
-    {
-      sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma_overlap");
-      overlap = attention::flash_attention_forward(q, k, v, mask);
-    }
-    const auto near_out = sk::testing::compare(f64(overlap.out), f64(plain.out));
-    const auto near_lse = sk::testing::compare(f64(overlap.lse), f64(plain.lse));
-    EXPECT_FALSE(near_out.non_finite || near_lse.non_finite) << near_out.str();
-    EXPECT_LE(near_out.rel_l2, 1e-3) << "out vs the plain kernel's: " << near_out.str();
-    EXPECT_LE(near_lse.max_abs, 1e-5) << "lse vs the plain kernel's: " << near_lse.str();
-    attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
-    const auto out = sk::testing::compare(f64(overlap.out), ref.out);
-    const auto lse = sk::testing::compare(f64(overlap.lse), ref.lse.to(DType::F64));
-    EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
-    EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
-  }
-}
-
 // The wgmma forward's operands and products, read back from single blocks through the test-only
 // dump (attention::wgmma_forward_dump): the Q tile and every visited K tile as they sit in shared
 // memory equal the bf16 inputs exactly (0 past the end of the sequence), and every raw S tile
