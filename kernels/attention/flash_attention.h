@@ -33,9 +33,8 @@ struct SkFlashParams {
   int64_t grad_row_stride;
   // Backward only: which main kernel. 0: the default for the device (at hd 64 on compute
   // capability 9.0 wgmma with the pipelined schedule, i.e. 4; else mma.sync); 1: mma.sync (flash_backward.cu); 2: wgmma, dQ split by columns;
-  // 3: wgmma, dQ split by keys; 4, 5: as 2, 3 with the pipelined schedule (flash_backward_sm90.cu);
-  // 6, 7: 5 in blocks of one warpgroup and 64 keys, three or two per SM (opt-in until measured).
-  // 2-7 need hd 64 and a 9.0 device.
+  // 3: wgmma, dQ split by keys; 4, 5: as 2, 3 with the pipelined schedule (flash_backward_sm90.cu).
+  // 2-5 need hd 64 and a 9.0 device.
   int backward_kernel;
   // Forward only: 0 the default for the device (wgmma at hd 64 on compute capability 9.0, i.e. 2;
   // else mma.sync), 1 mma.sync (flash_forward.cu), 2 wgmma (flash_forward_sm90.cu; hd 64, a 9.0 device).

@@ -311,8 +311,7 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
   int status = SK_KERNEL_OK;
   if (wgmma) {
     const int k = p.backward_kernel == 0 ? 4 : p.backward_kernel;  // default: the pipelined schedule
-    status = launch_backward_main_sm90(p, dout, ds, lse, delta, dk, dv, dq_accum, k == 3 || k == 5, k == 4 || k == 5,
-                                       k == 6 ? 3 : k == 7 ? 2 : 0, s);
+    status = launch_backward_main_sm90(p, dout, ds, lse, delta, dk, dv, dq_accum, k == 3 || k == 5, k == 4 || k == 5, s);
   } else {
     status = launch_backward_main<D>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
   }
@@ -352,7 +351,7 @@ extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, 
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_MISALIGNED;
   if (reinterpret_cast<uintptr_t>(out) % 16 || reinterpret_cast<uintptr_t>(dq_accum) % 16) return SK_KERNEL_MISALIGNED;
-  if (p->backward_kernel < 0 || p->backward_kernel > 7) return SK_KERNEL_BAD_ARG;
+  if (p->backward_kernel < 0 || p->backward_kernel > 5) return SK_KERNEL_BAD_ARG;
   if (p->grad_row_stride < 0 || p->grad_row_stride % 2 ||
       (p->grad_row_stride > 0 && p->grad_row_stride < static_cast<int64_t>(p->heads) * p->head_dim))
     return SK_KERNEL_BAD_ARG;

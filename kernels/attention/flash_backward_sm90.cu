@@ -33,37 +33,24 @@ namespace sk_flash {
 namespace sm90 {
 
 constexpr int D = 64;
-constexpr int BR = 64;                   // queries per step
-constexpr uint32_t kQTile = BR * D * 2;  // 8 KB
-
-// A block of kWG warpgroups (64 keys each): kWG 2 is the default (128 keys, 256 threads, one block
-// per SM); kWG 1 (64 keys, 128 threads; key split dQ only) lets two or three independent blocks
-// share an SM (kMinBlocks: three cap the registers at 168, with 56 bytes of spill; two leave 198,
-// none). Shared memory from a 1024-byte aligned base: K, V, Q x 2, dO x 2, dS^T (BLOCK_N x BR), then
+constexpr int kThreads = 256;  // two warpgroups
+constexpr int BLOCK_N = 128;   // keys per block, 64 per warpgroup
+constexpr int BR = 64;         // queries per step
+constexpr uint32_t kKVTile = BLOCK_N * D * 2;  // 16 KB
+constexpr uint32_t kQTile = BR * D * 2;        // 8 KB
+// Shared memory from a 1024-byte aligned base: K, V, Q x 2, dO x 2, dS^T (BLOCK_N x BR), then
 // lse and delta (two buffers of BR floats each).
-template <int kWG>
-struct BlockShape {
-  static constexpr int kThreads = 128 * kWG;
-  static constexpr int BLOCK_N = 64 * kWG;                    // keys per block
-  static constexpr uint32_t kKVTile = BLOCK_N * D * 2;        // 16 KB at kWG 2
-  static constexpr uint32_t kOffQ = 2 * kKVTile, kOffdO = kOffQ + 2 * kQTile;  // K at 0, V at kKVTile
-  static constexpr uint32_t kOffdS = kOffdO + 2 * kQTile, kOffStats = kOffdS + BLOCK_N * BR * 2;
-  static constexpr int kSmemBytes = static_cast<int>(kOffStats) + 4 * BR * 4 + 1024;  // + alignment slack
-};
+constexpr uint32_t kOffQ = 2 * kKVTile, kOffdO = kOffQ + 2 * kQTile;  // K at 0, V at kKVTile
+constexpr uint32_t kOffdS = kOffdO + 2 * kQTile, kOffStats = kOffdS + BLOCK_N * BR * 2;
+constexpr int kSmemBytes = static_cast<int>(kOffStats) + 4 * BR * 4 + 1024;  // + alignment slack
 
-// kMinBlocks: resident blocks per SM asked of the compiler (1 at kWG 2).
-template <bool kKeySplit, bool kPipelined, int kWG, int kMinBlocks>
-__global__ void __launch_bounds__(BlockShape<kWG>::kThreads, kMinBlocks)
+template <bool kKeySplit, bool kPipelined>
+__global__ void __launch_bounds__(kThreads, 1)
     backward_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
                     const float* __restrict__ lse, const float* __restrict__ delta, __nv_bfloat16* __restrict__ dk,
                     __nv_bfloat16* __restrict__ dv, float* __restrict__ dq_accum) {
 #if SK_HAS_WGMMA
   using namespace sk_wgmma;
-  using Shape = BlockShape<kWG>;
-  constexpr int kThreads = Shape::kThreads, BLOCK_N = Shape::BLOCK_N;
-  constexpr uint32_t kKVTile = Shape::kKVTile, kOffQ = Shape::kOffQ, kOffdO = Shape::kOffdO, kOffdS = Shape::kOffdS,
-                     kOffStats = Shape::kOffStats;
-  static_assert(kWG == 2 || kKeySplit, "one warpgroup computes all of its block's dQ columns (key split)");
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t base = (raw + 1023u) & ~1023u;
@@ -272,19 +259,14 @@ __global__ void __launch_bounds__(BlockShape<kWG>::kThreads, kMinBlocks)
 #endif
 }
 
-template <bool kKeySplit, bool kPipelined, int kWG = 2, int kMinBlocks = 1>
+template <bool kKeySplit, bool kPipelined>
 int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse, const float* delta, void* dk,
            void* dv, float* dq_accum, cudaStream_t s) {
-  using Shape = BlockShape<kWG>;
-  auto* kernel = backward_kernel<kKeySplit, kPipelined, kWG, kMinBlocks>;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes) != cudaSuccess)
+  auto* kernel = backward_kernel<kKeySplit, kPipelined>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  // Narrow blocks: room for kMinBlocks of them (~58 KB each) in the SM's shared memory.
-  if (kWG == 1 && cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                       cudaSharedmemCarveoutMaxShared) != cudaSuccess)
-    return SK_KERNEL_LAUNCH_FAILED;
-  dim3 grid((p.seq_len + Shape::BLOCK_N - 1) / Shape::BLOCK_N, p.heads, p.batch);
-  kernel<<<grid, Shape::kThreads, Shape::kSmemBytes, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
+  dim3 grid((p.seq_len + BLOCK_N - 1) / BLOCK_N, p.heads, p.batch);
+  kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
                                             static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv), dq_accum);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
@@ -294,10 +276,8 @@ int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const fl
 
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
                               const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,
-                              int narrow_blocks_per_sm, cudaStream_t s) {
+                              cudaStream_t s) {
   if (p.head_dim != sm90::D) return SK_KERNEL_BAD_ARG;
-  if (narrow_blocks_per_sm == 3) return sm90::launch<true, true, 1, 3>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
-  if (narrow_blocks_per_sm == 2) return sm90::launch<true, true, 1, 2>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
   if (pipelined)
     return key_split ? sm90::launch<true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
                      : sm90::launch<false, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);

@@ -10,12 +10,10 @@
 namespace sk_flash {
 
 // dK, dV and dq_accum (atomically added) for head dim 64; key_split selects the dQ partition,
-// pipelined the overlapped schedule; narrow_blocks_per_sm 2 or 3 picks blocks of one warpgroup and
-// 64 keys (pipelined, key split; the two flags are then ignored) compiled for that many blocks per
-// SM, 0 the default blocks of 128 keys (flash_backward_sm90.cu). delta and dq_accum come from the
+// pipelined the overlapped schedule (flash_backward_sm90.cu). delta and dq_accum come from the
 // prepare kernel.
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
                               const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,
-                              int narrow_blocks_per_sm, cudaStream_t s);
+                              cudaStream_t s);
 
 }  // namespace sk_flash

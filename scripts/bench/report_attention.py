@@ -60,7 +60,8 @@ def main():
     ours, peer = json.load(open(a.ours)), json.load(open(a.peer))
     date = datetime.date.today().isoformat()
     key = lambda r: (r["head_dim"], r["T"], r["window"])
-    mine = {key(r): r for r in ours["results"] if r.get("kind") != "sparsek"}
+    failed = [r for r in ours["results"] if "error" in r]  # cases `bench attention` could not run
+    mine = {key(r): r for r in ours["results"] if r.get("kind") != "sparsek" and "error" not in r}
     sparsek_rows = [r for r in ours["results"] if r.get("kind") == "sparsek"]
     peers = {}
     for r in peer["results"]:
@@ -105,8 +106,11 @@ def main():
         sk_lines, sk_merged = sparsek_section(sparsek_rows, peers)
         lines += sk_lines
         merged += sk_merged
+    if failed:
+        lines += ["## cases that did not run", ""] + [
+            f"- D {r['head_dim']} T {r['T']} window {r['window']}: {r['error']}" for r in failed] + [""]
     json.dump({"date": date, "commit": a.commit, "device": ours["device"], "torch": peer.get("torch"),
-               "results": merged}, open(a.json_out, "w"), indent=2)
+               "results": merged, "failed": failed}, open(a.json_out, "w"), indent=2)
     open(a.md_out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -31,13 +31,10 @@ SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, Causa
 // SPARSEK_FLASH_BWD picks the backward's main kernel (SkFlashParams::backward_kernel): unset or
 // "auto" (wgmma_pipelined at hd 64 on compute capability 9.0, else mma.sync), "mma", "wgmma" (dQ split by
 // columns), "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit" (the overlapped
-// schedule, flash_backward_sm90.cu), "wgmma_pipelined_narrow" / "wgmma_pipelined_narrow2" (that
-// schedule with dQ split by keys in blocks of one warpgroup and 64 keys, compiled for three / two
-// blocks per SM; opt-in until measured). Read at every call, so a benchmark or a test can switch it.
+// schedule, flash_backward_sm90.cu). Read at every call, so a benchmark or a test can switch it.
 int backward_kernel_from_env() {
   return util::env_choice("SPARSEK_FLASH_BWD", {"auto", "mma", "wgmma", "wgmma_keysplit", "wgmma_pipelined",
-                                               "wgmma_pipelined_keysplit", "wgmma_pipelined_narrow",
-                                               "wgmma_pipelined_narrow2"});
+                                               "wgmma_pipelined_keysplit"});
 }
 
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (wgmma
