@@ -44,7 +44,8 @@ constexpr uint32_t kOffQ = 2 * kKVTile, kOffdO = kOffQ + 2 * kQTile;  // K at 0,
 constexpr uint32_t kOffdS = kOffdO + 2 * kQTile, kOffStats = kOffdS + BLOCK_N * BR * 2;
 constexpr int kSmemBytes = static_cast<int>(kOffStats) + 4 * BR * 4 + 1024;  // + alignment slack
 
-template <bool kKeySplit, bool kPipelined>
+// kFtz: the softmax's exp2 without denormal handling (SkFlashParams::exp2_ftz; flash_tile.cuh).
+template <bool kKeySplit, bool kPipelined, bool kFtz>
 __global__ void __launch_bounds__(kThreads, 1)
     backward_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
                     const float* __restrict__ lse, const float* __restrict__ delta, __nv_bfloat16* __restrict__ dk,
@@ -121,7 +122,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int col = j * 8 + 2 * t + (e & 1);
           const int query = q0 + col, key = n0 + key_a + (e < 2 ? 0 : 8);
           const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
-          st[4 * j + e] = ok ? exp2f(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
+          st[4 * j + e] = ok ? softmax_exp2<kFtz>(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
         }
         pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(st[4 * j + 0], st[4 * j + 1]);
         pa[j / 2][(j & 1) * 2 + 1] = pack_bf16(st[4 * j + 2], st[4 * j + 3]);
@@ -174,7 +175,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int col = j * 8 + 2 * t + (e & 1);  // query within the tile
           const int query = q0 + col, key = n0 + key_a + (e < 2 ? 0 : 8);
           const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
-          pv[e] = ok ? exp2f(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
+          pv[e] = ok ? softmax_exp2<kFtz>(st[4 * j + e] * scale_log2 - lse_s[col]) : 0.f;
           dsv[e] = pv[e] * (dpt[4 * j + e] - delta_s[col]);
         }
         pa[j / 2][(j & 1) * 2 + 0] = pack_bf16(pv[0], pv[1]);
@@ -259,10 +260,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <bool kKeySplit, bool kPipelined>
+template <bool kKeySplit, bool kPipelined, bool kFtz = false>
 int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse, const float* delta, void* dk,
            void* dv, float* dq_accum, cudaStream_t s) {
-  auto* kernel = backward_kernel<kKeySplit, kPipelined>;
+  auto* kernel = backward_kernel<kKeySplit, kPipelined, kFtz>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + BLOCK_N - 1) / BLOCK_N, p.heads, p.batch);
@@ -271,13 +272,14 @@ int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const fl
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
-
 }  // namespace sm90
 
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
                               const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,
                               cudaStream_t s) {
   if (p.head_dim != sm90::D) return SK_KERNEL_BAD_ARG;
+  if (pipelined && !key_split && p.exp2_ftz)
+    return sm90::launch<false, true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
   if (pipelined)
     return key_split ? sm90::launch<true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
                      : sm90::launch<false, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);

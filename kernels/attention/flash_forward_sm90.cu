@@ -99,6 +99,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[32], uint32_t (&pf)[BLOCK_N 
 // end-of-sequence mask where the tile crosses an edge, the new running max (row_max), the factor
 // corr that rescales what came before, row_sum rescaled and increased, P = exp2(S * scale - max)
 // packed to bf16 in pf. Reads s, writes pf; O is rescaled by the caller (rescale_output).
+template <bool kFtz>
 __device__ __forceinline__ void softmax_tile(float (&s)[32], int n, int m0, int m_last, int row_a, int t, int T, int W,
                                              float scale_log2, uint32_t (&pf)[BLOCK_N / 16][4], float (&row_max)[2],
                                              float (&row_sum)[2], float (&corr)[2]) {
@@ -128,16 +129,16 @@ __device__ __forceinline__ void softmax_tile(float (&s)[32], int n, int m0, int 
     tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
     const float new_max = fmaxf(row_max[r], tile_max[r]);
     m_scaled[r] = new_max == -INFINITY ? 0.f : new_max * scale_log2;
-    corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f(row_max[r] * scale_log2 - m_scaled[r]);
+    corr[r] = row_max[r] == -INFINITY ? 0.f : softmax_exp2<kFtz>(row_max[r] * scale_log2 - m_scaled[r]);
     row_max[r] = new_max;
     row_sum[r] *= corr[r];
   }
 #pragma unroll
   for (int j = 0; j < BLOCK_N / 8; ++j) {
-    const float p0 = exp2f(s[4 * j + 0] * scale_log2 - m_scaled[0]);
-    const float p1 = exp2f(s[4 * j + 1] * scale_log2 - m_scaled[0]);
-    const float p2 = exp2f(s[4 * j + 2] * scale_log2 - m_scaled[1]);
-    const float p3 = exp2f(s[4 * j + 3] * scale_log2 - m_scaled[1]);
+    const float p0 = softmax_exp2<kFtz>(s[4 * j + 0] * scale_log2 - m_scaled[0]);
+    const float p1 = softmax_exp2<kFtz>(s[4 * j + 1] * scale_log2 - m_scaled[0]);
+    const float p2 = softmax_exp2<kFtz>(s[4 * j + 2] * scale_log2 - m_scaled[1]);
+    const float p3 = softmax_exp2<kFtz>(s[4 * j + 3] * scale_log2 - m_scaled[1]);
     row_sum[0] += p0 + p1;
     row_sum[1] += p2 + p3;
     pf[j / 2][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
@@ -160,10 +161,11 @@ __device__ __forceinline__ void rescale_output(float (&o)[32], const float (&cor
 // One block's 128 queries, per tile and warpgroup: S = Q K^T, wait, softmax, O += P V, wait (the
 // softmax overlaps other warpgroups' products only; issuing tile n's S with tile n - 1's P V, so
 // that the softmax runs while a product is in flight, measured 1-3% slower: docs/perf-notes.md).
+// kFtz: the softmax's exp2 without denormal handling (SkFlashParams::exp2_ftz; flash_tile.cuh).
 // kDump (test-only, sk_cuda_flash_forward_sm90_dump): block `dump.block` of (batch 0, head 0) also
 // writes its Q tile and each visited K tile as they sit in shared memory, and each S tile as the
 // product left it (before the mask), so a test can tell a wrong operand from a wrong product.
-template <bool kDump>
+template <bool kDump, bool kFtz>
 __global__ void __launch_bounds__(kThreads, 2)
     forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse,
                    const SkFlashForwardDump dump) {
@@ -240,7 +242,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     if constexpr (kDump) {
       if (m_block == dump.block && b == 0 && h == 0) write_dump(dump, smem_raw, raw, sQ, k_tile(n), s, n - n_first, n == n_first);
     }
-    softmax_tile(s, n, m0, m_last, row_a, t, T, W, scale_log2, pf, row_max, row_sum, corr);
+    softmax_tile<kFtz>(s, n, m0, m_last, row_a, t, T, W, scale_log2, pf, row_max, row_sum, corr);
     rescale_output(o, corr);
     issue_pv(o, pf, v_tile(n));
     wait<0>();
@@ -275,11 +277,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 }  // namespace sm90_fwd
 
 namespace {
-template <bool kDump>
+template <bool kDump, bool kFtz>
 int launch(const SkFlashParams& p, void* out, float* lse, const SkFlashForwardDump& dump, cudaStream_t s) {
   using namespace sm90_fwd;
   if (p.head_dim != D) return SK_KERNEL_BAD_ARG;
-  auto* kernel = forward_kernel<kDump>;
+  auto* kernel = forward_kernel<kDump, kFtz>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess ||
       cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
           cudaSuccess)
@@ -291,7 +293,8 @@ int launch(const SkFlashParams& p, void* out, float* lse, const SkFlashForwardDu
 }  // namespace
 
 int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
-  return launch<false>(p, out, lse, SkFlashForwardDump{}, s);
+  return p.exp2_ftz ? launch<false, true>(p, out, lse, SkFlashForwardDump{}, s)
+                    : launch<false, false>(p, out, lse, SkFlashForwardDump{}, s);
 }
 
 }  // namespace sk_flash
@@ -300,6 +303,6 @@ extern "C" int sk_cuda_flash_forward_sm90_dump(const SkFlashParams* p, void* out
                                                cudaStream_t s) {
   if (!sk_flash::params_ok(p) || !out || !lse || !dump.s || !dump.k || !dump.q) return SK_KERNEL_BAD_ARG;
   if (p->head_dim != 64 || !sk_flash::device_runs_sm90a()) return SK_KERNEL_BAD_ARG;
-  return sk_flash::launch<true>(*p, out, lse, dump, s);
+  return sk_flash::launch<true, false>(*p, out, lse, dump, s);
 }
 

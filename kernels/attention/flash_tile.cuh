@@ -20,6 +20,19 @@ namespace sk_flash {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
+// 2^x for the online softmax: exp2f, or with kFtz one ex2.approx.ftz.f32 (no denormal handling:
+// a result below 2^-126 is 0, an input denormal counts as 0). SkFlashParams::exp2_ftz picks.
+template <bool kFtz>
+__device__ __forceinline__ float softmax_exp2(float x) {
+  if constexpr (kFtz) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+  } else {
+    return exp2f(x);
+  }
+}
+
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -13,8 +13,8 @@
 #   5. train: scripts/bench/bench_train.sh (GPT-2 124M vs the PyTorch peer) -> train.{md,json};
 #   5b. train_f32 (not in the default STEPS): the peer's step in fp32 (its loss trajectory);
 #   2b. attn_ab (not in the default STEPS): an A/B of two attention kernel choices, ours only, twice
-#      in alternation: AB_A and AB_B (environment assignments, default SPARSEK_FLASH_FWD=wgmma vs
-#      SPARSEK_FLASH_FWD=mma): `bench attention` hd 64 (fwd and fwd+bwd ms) and `bench
+#      in alternation: AB_A and AB_B (environment assignments, default SPARSEK_FLASH_EXP2=accurate vs
+#      SPARSEK_FLASH_EXP2=ftz): `bench attention` hd 64 (fwd and fwd+bwd ms) and `bench
 #      train` (step ms) -> attn-ab-*.json and a table;
 #   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
 #      transformers) -> finetune.{md,json}.
@@ -61,7 +61,7 @@ fi
 
 # 2b. Two attention kernel choices against each other (ours only; alternating runs).
 if step attn_ab && [ "$(left)" -gt 150 ]; then
-  echo "A: ${AB_A:=SPARSEK_FLASH_FWD=wgmma}  B: ${AB_B:=SPARSEK_FLASH_FWD=mma}"
+  echo "A: ${AB_A:=SPARSEK_FLASH_EXP2=accurate}  B: ${AB_B:=SPARSEK_FLASH_EXP2=ftz}"
   for run in 1 2; do
     for variant in A B; do
       if [ $variant = A ]; then assign=$AB_A; else assign=$AB_B; fi

@@ -53,6 +53,11 @@ int forward_kernel_from_env() {
   return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma"});
 }
 
+// SPARSEK_FLASH_EXP2 picks the wgmma kernels' softmax exp2 (SkFlashParams::exp2_ftz): unset or
+// "accurate" (exp2f), "ftz" (one ex2.approx.ftz instruction: no denormal range check; opt-in until
+// measured). The mma.sync kernels and the backward's other wgmma schedules ignore it.
+int exp2_ftz_from_env() { return util::env_choice("SPARSEK_FLASH_EXP2", {"accurate", "ftz"}); }
+
 // A (B, T, H, D) buffer seen as (B, H, T, D).
 Tensor bthd_as_bhtd(const Tensor& buf) { return buf.transpose(1, 2); }
 
@@ -63,6 +68,7 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
 #ifdef SPARSEK_HAS_CUDA
   SkFlashParams p = params_of(q, k, v, mask);
   p.forward_kernel = forward_kernel_from_env();
+  p.exp2_ftz = exp2_ftz_from_env();
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   check_wgmma_choice("SPARSEK_FLASH_FWD", p.forward_kernel, D, q.device().index);
   cuda::set_device(q.device().index);
@@ -112,6 +118,7 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
   SkFlashParams p = params_of(q, k, v, mask);
   p.grad_row_stride = grad_row_stride;
   p.backward_kernel = backward_kernel_from_env();
+  p.exp2_ftz = exp2_ftz_from_env();
   check_attention_input(dout, q, kOp, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   check_wgmma_choice("SPARSEK_FLASH_BWD", p.backward_kernel, D, q.device().index);

@@ -124,6 +124,38 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   }
 }
 
+// The wgmma kernels with the one-instruction softmax exp2 (opt-in, SPARSEK_FLASH_EXP2=ftz: the
+// forward and the backward's default schedule) against the CPU reference on every parity case at
+// hd 64, tolerances as above; a test of its own so that a failure of the opt-in path does not read
+// as one of the default's.
+TEST_P(FlashAttention, FtzExp2MatchesCpuReference) {
+  SK_REQUIRE_CUDA();
+  const Case c = GetParam();
+  if (c.D != 64 || cuda::compute_capability(0) != 90) GTEST_SKIP() << "the wgmma kernels run at hd 64 on compute capability 9.0 only";
+  Rng rng(1000 + c.T * 7 + c.D + c.window);
+  const Device gpu = Device::cuda(0);
+  Tensor qkv = Tensor::randn({c.B, c.T, 3, c.H, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor dout = Tensor::randn({c.B, c.H, c.T, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
+  Tensor q = head_view(qkv, 0), k = head_view(qkv, 1), v = head_view(qkv, 2);
+  const CausalWindow mask{c.window};
+  auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
+  sk::testing::ScopedEnv env("SPARSEK_FLASH_EXP2", "ftz");
+  attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
+  attention::AttentionGrads g = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
+  attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
+  attention::AttentionGrads rg = attention::attention_reference_backward(f64(dout), f64(q), f64(k), f64(v), ref, mask);
+  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
+  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
+  const auto dq = sk::testing::compare(f64(g.dq), rg.dq), dk = sk::testing::compare(f64(g.dk), rg.dk),
+             dv = sk::testing::compare(f64(g.dv), rg.dv);
+  for (const sk::testing::ParityReport* r : {&out, &lse, &dq, &dk, &dv}) EXPECT_FALSE(r->non_finite) << r->str();
+  EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
+  EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
+  EXPECT_LE(dq.rel_l2, 2e-2) << "dq " << dq.str();
+  EXPECT_LE(dk.rel_l2, 2e-2) << "dk " << dk.str();
+  EXPECT_LE(dv.rel_l2, 2e-2) << "dv " << dv.str();
+}
+
 // Where a forward's LSE is wrong, by 16-row group (one warp's rows in both forward kernels) of the
 // first (batch, head): a line "block B wg W: e0 e1 e2 e3" per 64 rows gives each group's max |error|
 // (128-row blocks of two 64-row warpgroups). Printed only when the LSE check fails, to localise a fault in one run.
