@@ -74,6 +74,19 @@ void expect_grads_match(const attention::AttentionGrads& g, const attention::Att
   EXPECT_LE(dv.rel_l2, 2e-2) << label << " dv " << dv.str();
 }
 
+std::string lse_error_map(const Tensor& got, const Tensor& ref, int64_t T);
+
+// out and lse of a CUDA forward against the f64 reference's: finite, out relative L2 <= 1e-2, lse
+// max abs error <= 1e-2 (a failure also prints where, per 16 rows: lse_error_map).
+void expect_forward_matches(const attention::AttentionForward& fwd, const attention::AttentionForward& ref, int64_t T,
+                            const std::string& label) {
+  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
+  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
+  for (const sk::testing::ParityReport* r : {&out, &lse}) EXPECT_FALSE(r->non_finite) << label << " " << r->str();
+  EXPECT_LE(out.rel_l2, 1e-2) << label << " out " << out.str();
+  EXPECT_LE(lse.max_abs, 1e-2) << label << " lse " << lse.str() << "\n" << lse_error_map(fwd.lse.cpu(), ref.lse, T);
+}
+
 class FlashAttention : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override { cuda::set_poison_on_alloc(true); }
@@ -93,11 +106,7 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   attention::AttentionForward ref = attention::attention_reference_forward(rq, rk, rv, mask);
   attention::AttentionGrads rg = attention::attention_reference_backward(rdout, rq, rk, rv, ref, mask);
 
-  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
-  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
-  for (const sk::testing::ParityReport* r : {&out, &lse}) EXPECT_FALSE(r->non_finite) << r->str();
-  EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
-  EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
+  expect_forward_matches(fwd, ref, c.T, "default");
   expect_grads_match(grads, rg, "default");
 
   // The packed path (causal_attention_packed, as the model calls it): one autograd node whose
@@ -148,11 +157,7 @@ TEST_P(FlashAttention, FtzExp2MatchesCpuReference) {
   attention::AttentionGrads g = attention::flash_attention_backward(dout, q, k, v, fwd, mask);
   attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
   attention::AttentionGrads rg = attention::attention_reference_backward(f64(dout), f64(q), f64(k), f64(v), ref, mask);
-  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
-  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
-  for (const sk::testing::ParityReport* r : {&out, &lse}) EXPECT_FALSE(r->non_finite) << r->str();
-  EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
-  EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
+  expect_forward_matches(fwd, ref, c.T, "ftz");
   expect_grads_match(g, rg, "ftz");
 }
 
@@ -180,12 +185,7 @@ void expect_forward_kernel_matches_reference(const Case& c, const std::string& k
   attention::AttentionForward ref = attention::attention_reference_forward(f64(q), f64(k), f64(v), mask);
   sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", kernel.c_str());
   attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, mask);
-  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
-  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse.to(DType::F64));
-  EXPECT_FALSE(out.non_finite) << kernel << " " << out.str();
-  EXPECT_FALSE(lse.non_finite) << kernel << " " << lse.str();
-  EXPECT_LE(out.rel_l2, 1e-2) << kernel << " out " << out.str();
-  EXPECT_LE(lse.max_abs, 1e-2) << kernel << " lse " << lse.str() << "\n" << lse_error_map(fwd.lse.cpu(), ref.lse, c.T);
+  expect_forward_matches(fwd, ref, c.T, kernel);
 }
 
 // Each forward kernel chosen explicitly: mma.sync on any device, and the wgmma one
