@@ -39,10 +39,11 @@ struct SkFlashParams {
   // Forward only: 0 the default for the device (wgmma at hd 64 on compute capability 9.0, i.e. 2;
   // else mma.sync), 1 mma.sync (flash_forward.cu), 2 wgmma (flash_forward_sm90.cu; hd 64, a 9.0 device).
   int forward_kernel;
-  // The softmax's exp2 in the wgmma kernels (the forward, and the backward's default pipelined
-  // column-split schedule; the other kernels ignore it): 0 exp2f (PTX ex2.approx.f32, which ptxas
-  // wraps in a denormal range check: four instructions), 1 ex2.approx.ftz.f32 (one instruction;
-  // results below 2^-126 become 0). Opt-in (SPARSEK_FLASH_EXP2=ftz) until measured on a GPU.
+  // The softmax's exp2 in the flash kernels (mma.sync forward and backward, the wgmma forward and
+  // the wgmma backward's default pipelined column-split schedule; its other schedules use exp2f):
+  // 0 exp2f (PTX ex2.approx.f32, which ptxas wraps in a denormal range check: four instructions),
+  // 1 ex2.approx.ftz.f32 (one instruction; results below 2^-126 become 0). Default 1 (host side:
+  // SPARSEK_FLASH_EXP2=accurate gives 0); measured on an H200 in docs/perf-notes.md.
   int exp2_ftz;
 };
 

@@ -106,7 +106,8 @@ __global__ void flash_backward_finish_dq_kernel(const float* __restrict__ dq_acc
   }
 }
 
-template <int D>
+// kFtz: the softmax's exp2 as one ex2.approx.ftz (SkFlashParams::exp2_ftz; flash_tile.cuh).
+template <int D, bool kFtz>
 __global__ void __launch_bounds__(kBwdThreads, 1)
     flash_backward_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
                           const float* __restrict__ lse, const float* __restrict__ delta,
@@ -211,7 +212,7 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
           const int col = j * 8 + 2 * t + (e & 1);  // query within the tile
           const int query = q0 + col, key = n0 + (e < 2 ? ra : rb);
           const bool ok = !needs_mask || (key <= query && query < T && key < T && (W == 0 || key > query - W));
-          pv[e] = ok ? exp2f(st[mt][j][e] * scale_log2 - lse_s[col]) : 0.f;
+          pv[e] = ok ? softmax_exp2<kFtz>(st[mt][j][e] * scale_log2 - lse_s[col]) : 0.f;
           dsv[e] = pv[e] * (dpt[mt][j][e] - delta_s[col]);
         }
         pa[mt][j / 2][(j & 1) * 2 + 0] = pack_bf16(pv[0], pv[1]);
@@ -328,16 +329,16 @@ template <int D>
 int launch_backward_main(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
                          const float* delta, void* dk, void* dv, float* dq_accum, cudaStream_t s) {
   constexpr int smem = bwd_smem_bytes<D>();
+  auto* kernel = p.exp2_ftz ? flash_backward_kernel<D, true> : flash_backward_kernel<D, false>;
   // Opt in to more than 48 KB of shared memory and ask for the largest shared-memory carveout, so
   // that as many blocks fit on an SM as registers allow.
-  if (cudaFuncSetAttribute(flash_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
-      cudaFuncSetAttribute(flash_backward_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                            cudaSharedmemCarveoutMaxShared) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + BwdTile<D>::BLOCK_N - 1) / BwdTile<D>::BLOCK_N, p.heads, p.batch);
-  flash_backward_kernel<D><<<grid, kBwdThreads, smem, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
-                                                           static_cast<__nv_bfloat16*>(dk),
-                                                           static_cast<__nv_bfloat16*>(dv), dq_accum);
+  kernel<<<grid, kBwdThreads, smem, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
+                                         static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv), dq_accum);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 

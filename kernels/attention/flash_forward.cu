@@ -35,7 +35,8 @@ constexpr int fwd_smem_bytes() {
   return (kFwdBlockM + 4 * kFwdBlockN) * D * 2;  // Q + 2 x (K, V)
 }
 
-template <int D>
+// kFtz: the softmax's exp2 as one ex2.approx.ftz (SkFlashParams::exp2_ftz; flash_tile.cuh).
+template <int D, bool kFtz>
 __global__ void __launch_bounds__(FwdTile<D>::THREADS, D == 64 ? 2 : 1)
     flash_forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse) {
   constexpr int MT = FwdTile<D>::MT, THREADS = FwdTile<D>::THREADS;
@@ -150,7 +151,7 @@ __global__ void __launch_bounds__(FwdTile<D>::THREADS, D == 64 ? 2 : 1)
         tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
         const float new_max = fmaxf(row_max[mt][r], tile_max[r]);
         m_scaled[r] = new_max == -INFINITY ? 0.f : new_max * scale_log2;
-        corr[r] = row_max[mt][r] == -INFINITY ? 0.f : exp2f(row_max[mt][r] * scale_log2 - m_scaled[r]);
+        corr[r] = row_max[mt][r] == -INFINITY ? 0.f : softmax_exp2<kFtz>(row_max[mt][r] * scale_log2 - m_scaled[r]);
         row_max[mt][r] = new_max;
         row_sum[mt][r] *= corr[r];
       }
@@ -163,10 +164,10 @@ __global__ void __launch_bounds__(FwdTile<D>::THREADS, D == 64 ? 2 : 1)
       }
 #pragma unroll
       for (int j = 0; j < kFwdBlockN / 8; ++j) {
-        const float p0 = exp2f(s[mt][j][0] * scale_log2 - m_scaled[0]);
-        const float p1 = exp2f(s[mt][j][1] * scale_log2 - m_scaled[0]);
-        const float p2 = exp2f(s[mt][j][2] * scale_log2 - m_scaled[1]);
-        const float p3 = exp2f(s[mt][j][3] * scale_log2 - m_scaled[1]);
+        const float p0 = softmax_exp2<kFtz>(s[mt][j][0] * scale_log2 - m_scaled[0]);
+        const float p1 = softmax_exp2<kFtz>(s[mt][j][1] * scale_log2 - m_scaled[0]);
+        const float p2 = softmax_exp2<kFtz>(s[mt][j][2] * scale_log2 - m_scaled[1]);
+        const float p3 = softmax_exp2<kFtz>(s[mt][j][3] * scale_log2 - m_scaled[1]);
         row_sum[mt][0] += p0 + p1;
         row_sum[mt][1] += p2 + p3;
         pf[mt][j / 2][(j & 1) * 2 + 0] = pack_bf16(p0, p1);
@@ -213,17 +214,18 @@ __global__ void __launch_bounds__(FwdTile<D>::THREADS, D == 64 ? 2 : 1)
   }
 }
 
-template <int D>
+template <int D, bool kFtz>
 int launch_forward(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
   constexpr int smem = fwd_smem_bytes<D>();
+  auto* kernel = flash_forward_kernel<D, kFtz>;
   // Opt in to more than 48 KB of shared memory and ask for the largest shared-memory carveout, so
   // that as many blocks fit on an SM as registers allow.
-  if (cudaFuncSetAttribute(flash_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
-      cudaFuncSetAttribute(flash_forward_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                            cudaSharedmemCarveoutMaxShared) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + kFwdBlockM - 1) / kFwdBlockM, p.heads, p.batch);
-  flash_forward_kernel<D><<<grid, FwdTile<D>::THREADS, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
+  kernel<<<grid, FwdTile<D>::THREADS, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -235,6 +237,9 @@ extern "C" int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* l
   const bool wgmma_runs = p->head_dim == 64 && sk_flash::device_runs_sm90a();
   if (p->forward_kernel >= 2 && !wgmma_runs) return SK_KERNEL_BAD_ARG;  // wgmma: hd 64 on compute capability 9.0 only
   if (p->forward_kernel == 2 || (p->forward_kernel == 0 && wgmma_runs)) return sk_flash::launch_forward_sm90(*p, out, lse, s);
-  return p->head_dim == 64 ? sk_flash::launch_forward<64>(*p, out, lse, s)
-                           : sk_flash::launch_forward<128>(*p, out, lse, s);
+  if (p->exp2_ftz)
+    return p->head_dim == 64 ? sk_flash::launch_forward<64, true>(*p, out, lse, s)
+                             : sk_flash::launch_forward<128, true>(*p, out, lse, s);
+  return p->head_dim == 64 ? sk_flash::launch_forward<64, false>(*p, out, lse, s)
+                           : sk_flash::launch_forward<128, false>(*p, out, lse, s);
 }

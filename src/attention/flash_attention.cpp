@@ -53,10 +53,11 @@ int forward_kernel_from_env() {
   return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma"});
 }
 
-// SPARSEK_FLASH_EXP2 picks the wgmma kernels' softmax exp2 (SkFlashParams::exp2_ftz): unset or
-// "accurate" (exp2f), "ftz" (one ex2.approx.ftz instruction: no denormal range check; opt-in until
-// measured). The mma.sync kernels and the backward's other wgmma schedules ignore it.
-int exp2_ftz_from_env() { return util::env_choice("SPARSEK_FLASH_EXP2", {"accurate", "ftz"}); }
+// SPARSEK_FLASH_EXP2 picks the flash kernels' softmax exp2 (SkFlashParams::exp2_ftz): unset or
+// "ftz" (one ex2.approx.ftz instruction, no denormal range check: the default since measured on an
+// H200, 2026-12-03, docs/perf-notes.md), "accurate" (exp2f). The wgmma backward's non-default
+// schedules ignore it (exp2f).
+int exp2_ftz_from_env() { return util::env_choice("SPARSEK_FLASH_EXP2", {"ftz", "accurate"}) == 0 ? 1 : 0; }
 
 // A (B, T, H, D) buffer seen as (B, H, T, D).
 Tensor bthd_as_bhtd(const Tensor& buf) { return buf.transpose(1, 2); }
