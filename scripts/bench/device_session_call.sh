@@ -14,8 +14,8 @@
 #   5b. train_f32 (not in the default STEPS): the peer's step in fp32 (its loss trajectory);
 #   2b. attn_ab (not in the default STEPS): an A/B of two attention kernel choices, ours only, twice
 #      in alternation: AB_A and AB_B (environment assignments, default SPARSEK_FLASH_EXP2=accurate vs
-#      SPARSEK_FLASH_EXP2=ftz): `bench attention` hd 64 (fwd and fwd+bwd ms) and `bench
-#      train` (step ms) -> attn-ab-*.json and a table;
+#      SPARSEK_FLASH_EXP2=ftz): `bench attention` at AB_HEAD_DIMS (default 64; fwd and fwd+bwd ms)
+#      and, unless AB_TRAIN=0, `bench train` (step ms) -> attn-ab-*.json and a table;
 #   6. finetune (not in the default STEPS): scripts/bench/bench_finetune.sh (Pythia-160m shapes vs
 #      transformers) -> finetune.{md,json}.
 # STEPS (comma-separated, default tests,attention,lsh,sparsek,train) picks the steps. SESSION_FWD
@@ -65,9 +65,9 @@ if step attn_ab && [ "$(left)" -gt 150 ]; then
   for run in 1 2; do
     for variant in A B; do
       if [ $variant = A ]; then assign=$AB_A; else assign=$AB_B; fi
-      env $assign timeout 45 "$build/sparsek" bench attention --no-sparsek --head-dims 64 \
+      env $assign timeout 45 "$build/sparsek" bench attention --no-sparsek --head-dims "${AB_HEAD_DIMS:-64}" \
         --out "$out/attn-ab-$variant-$run.json" > "$out/attn-ab-$variant-$run.log" 2>&1
-      env $assign timeout 45 "$build/sparsek" bench train \
+      [ "${AB_TRAIN:-1}" = 0 ] || env $assign timeout 45 "$build/sparsek" bench train \
         --out "$out/attn-ab-train-$variant-$run.json" > "$out/attn-ab-train-$variant-$run.log" 2>&1
     done
   done
@@ -78,11 +78,11 @@ rows = collections.defaultdict(dict)
 for f in sorted(glob.glob(f"{out}/attn-ab-[AB]-*.json")):
     name = f.rsplit("attn-ab-", 1)[1][:-5]
     for r in json.load(open(f))["results"]:
-        rows[(r["kind"], r["T"])][name] = (r["fwd_ms"], r["fwd_bwd_ms"])
+        rows[(r["kind"], r["head_dim"], r["T"])][name] = (r["fwd_ms"], r["fwd_bwd_ms"])
 cols = sorted({c for v in rows.values() for c in v})
-print("| kind | T | " + " | ".join(f"{c} fwd / fwd+bwd ms" for c in cols) + " |")
-for (kind, T), v in sorted(rows.items()):
-    print(f"| {kind} | {T} | " + " | ".join("%.3f / %.3f" % v[c] if c in v else "-" for c in cols) + " |")
+print("| kind | D | T | " + " | ".join(f"{c} fwd / fwd+bwd ms" for c in cols) + " |")
+for (kind, D, T), v in sorted(rows.items()):
+    print(f"| {kind} | {D} | {T} | " + " | ".join("%.3f / %.3f" % v[c] if c in v else "-" for c in cols) + " |")
 for f in sorted(glob.glob(f"{out}/attn-ab-train-*.json")):
     try:
         print(f.rsplit("/", 1)[1], "step ms", round(json.load(open(f))["step_ms"], 2))

@@ -8,7 +8,7 @@
 //   forward:        rows = query entries, streamed = the key slots of the previous chunk (cyclic)
 //                   and of its own; S = Q Q_k^T then x kscale_j per column (k = q kscale is never
 //                   rounded: q is bf16 exactly), masks by original position, online softmax
-//                   (fp32), O += P V with P in bf16.
+//                   (fp32; exp2 as one ex2.approx.ftz, as the flash kernels), O += P V with P in bf16.
 //   backward (q):   rows = query entries; P = exp(S - lse), dP = dO V^T, dS = P w (dP - gout) on
 //                   unmasked keys, dq += (dS kscale_j) Q_k.
 //   backward (k):   rows = key slots, streamed = the queries of its own chunk and of the next one
@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kThr) forward_mma_kernel(const SkLshParams p, 
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
       const float new_max = fmaxf(row_max[r], tile_max[r]);
       m_use[r] = new_max == -INFINITY ? 0.f : new_max;
-      corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f((row_max[r] - m_use[r]) * kLog2e);
+      corr[r] = row_max[r] == -INFINITY ? 0.f : softmax_exp2<true>((row_max[r] - m_use[r]) * kLog2e);
       row_max[r] = new_max;
       row_sum[r] *= corr[r];
     }
@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(kThr) forward_mma_kernel(const SkLshParams p, 
     for (int j = 0; j < kN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        s[j][e] = exp2f((s[j][e] - m_use[e >> 1]) * kLog2e);
+        s[j][e] = softmax_exp2<true>((s[j][e] - m_use[e >> 1]) * kLog2e);
         row_sum[e >> 1] += s[j][e];
       }
     }
@@ -848,7 +848,7 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
       const float new_max = fmaxf(row_max[r], tile_max[r]);
       m_use[r] = new_max == -INFINITY ? 0.f : new_max;
-      corr[r] = row_max[r] == -INFINITY ? 0.f : exp2f((row_max[r] - m_use[r]) * kLog2e);
+      corr[r] = row_max[r] == -INFINITY ? 0.f : softmax_exp2<true>((row_max[r] - m_use[r]) * kLog2e);
       row_max[r] = new_max;
       row_sum[r] *= corr[r];
     }
@@ -864,7 +864,7 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     for (int j = 0; j < kN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        s[j][e] = exp2f((s[j][e] - m_use[e >> 1]) * kLog2e);
+        s[j][e] = softmax_exp2<true>((s[j][e] - m_use[e >> 1]) * kLog2e);
         row_sum[e >> 1] += s[j][e];
       }
     }
@@ -1044,46 +1044,51 @@ constexpr int hash_v2_smem() {
 }
 static_assert(hash_v2_smem<128>() + 1024 <= 227 * 1024, "hash v2 shared memory (D 128)");
 
+// Block (128 positions, bh): both rounds' products from one gather of the q rows (the rounds'
+// rotation tiles stream through the same double buffer, round after round); two blocks per SM at
+// D 64 (<= 128 registers: the three parts' fragment loads are not hoisted across parts).
 template <int D>
-__global__ void __launch_bounds__(kHThr) hash_v2_kernel(const SkLshParams p, const bf16* __restrict__ split, int halfp,
-                                                        int32_t* __restrict__ buckets, uint32_t* __restrict__ keys,
-                                                        int32_t* __restrict__ vals) {
+__global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
+    hash_v2_kernel(const SkLshParams p, const bf16* __restrict__ split, int halfp, int32_t* __restrict__ buckets,
+                   uint32_t* __restrict__ keys, int32_t* __restrict__ vals) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int pos_s[kHBM];
-  const int bh = blockIdx.y, r = blockIdx.z, T = p.T, tid = threadIdx.x;
+  const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
   const int R = p.rounds, half = p.n_buckets / 2, h = bh % p.H, j0 = blockIdx.x * kHBM;
   constexpr int kRotTile = D * kHashCols * 2;
   const uint32_t sQ = smem_u32(smem), sR0 = sQ + kHBM * D * 2, sR1 = sR0 + 3 * kRotTile;
-  const bf16* rs = split + (int64_t(h) * R + r) * 3 * D * halfp;
+  // Round r's split rotations: (3, D, halfp) bf16.
+  auto rot_of = [&](int r) { return split + (int64_t(h) * R + r) * 3 * D * halfp; };
   const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
   if (tid < kHBM) pos_s[tid] = j0 + tid < T ? j0 + tid : -1;
   __syncthreads();
   gather_rows<kHBM, D, kHThr>(sQ, q_base(p, bh), p.q_st, pos_s);
-  load_rot_tiles<D>(sR0, rs, halfp, 0);
+  load_rot_tiles<D>(sR0, rot_of(0), halfp, 0);
   cp_async_commit();
   uint32_t qf[D / 16][4];
   float best_v[2] = {-INFINITY, -INFINITY};
   int best_i[2] = {0x7fffffff, 0x7fffffff};
-  const int ntiles = halfp / kHashCols;
-  for (int it = 0; it < ntiles; ++it) {
-    const int c0 = it * kHashCols;
-    const uint32_t sR = (it & 1) ? sR1 : sR0;
-    if (it + 1 < ntiles) {
-      load_rot_tiles<D>((it & 1) ? sR0 : sR1, rs, halfp, c0 + kHashCols);
+  const int ntiles = halfp / kHashCols, steps = R * ntiles;
+  for (int step = 0; step < steps; ++step) {
+    const int r = step / ntiles, c0 = (step - r * ntiles) * kHashCols;
+    const uint32_t sR = (step & 1) ? sR1 : sR0;
+    if (step + 1 < steps) {
+      const int rn = (step + 1) / ntiles;
+      load_rot_tiles<D>((step & 1) ? sR0 : sR1, rot_of(rn), halfp, (step + 1 - rn * ntiles) * kHashCols);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
     }
     __syncthreads();
-    if (it == 0) {
+    if (step == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
     }
     float y[kHashCols / 8][4];
 #pragma unroll
     for (int j = 0; j < kHashCols / 8; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
-#pragma unroll
+#pragma unroll 1
     for (int part = 0; part < 3; ++part) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
@@ -1107,23 +1112,27 @@ __global__ void __launch_bounds__(kHThr) hash_v2_kernel(const SkLshParams p, con
         }
       }
     }
-    __syncthreads();  // this tile's buffer is refilled by the next iteration's prefetch
-  }
+    if (c0 + kHashCols == ntiles * kHashCols) {  // round r's last tile: reduce over the quad, write, reset
 #pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
+      for (int rr = 0; rr < 2; ++rr) {
 #pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-      const float v2 = __shfl_xor_sync(0xffffffffu, best_v[rr], off);
-      const int i2 = __shfl_xor_sync(0xffffffffu, best_i[rr], off);
-      if (better(v2, i2, best_v[rr], best_i[rr])) best_v[rr] = v2, best_i[rr] = i2;
+        for (int off = 1; off <= 2; off <<= 1) {
+          const float v2 = __shfl_xor_sync(0xffffffffu, best_v[rr], off);
+          const int i2 = __shfl_xor_sync(0xffffffffu, best_i[rr], off);
+          if (better(v2, i2, best_v[rr], best_i[rr])) best_v[rr] = v2, best_i[rr] = i2;
+        }
+        const int j = j0 + r0 + g + 8 * rr;
+        if (t == 0 && j < T) {
+          const int64_t ent = (int64_t(bh) * R + r) * T + j;
+          buckets[ent] = best_i[rr];
+          keys[ent] = uint32_t((int64_t(bh) * R + r) * p.n_buckets + best_i[rr]);
+          vals[ent] = r * T + j;
+        }
+        best_v[rr] = -INFINITY;
+        best_i[rr] = 0x7fffffff;
+      }
     }
-    const int j = j0 + r0 + g + 8 * rr;
-    if (t == 0 && j < T) {
-      const int64_t ent = (int64_t(bh) * R + r) * T + j;
-      buckets[ent] = best_i[rr];
-      keys[ent] = uint32_t((int64_t(bh) * R + r) * p.n_buckets + best_i[rr]);
-      vals[ent] = r * T + j;
-    }
+    __syncthreads();  // this tile's buffer is refilled by the next step's prefetch
   }
 }
 
@@ -1203,7 +1212,7 @@ int hash_v2_launch(const SkLshParams* p, void* scratch, int32_t* buckets, uint32
   const int64_t total = int64_t(p->H) * p->rounds * D * halfp;
   const int64_t blocks = (total + 255) / 256;
   split_rotations_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, s>>>(*p, split, halfp);
-  const dim3 grid(unsigned((p->T + kHBM - 1) / kHBM), unsigned(int64_t(p->B) * p->H), unsigned(p->rounds));
+  const dim3 grid(unsigned((p->T + kHBM - 1) / kHBM), unsigned(int64_t(p->B) * p->H));
   hash_v2_kernel<D><<<grid, kHThr, smem, s>>>(*p, split, halfp, buckets, keys, vals);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }

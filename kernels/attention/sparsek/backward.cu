@@ -223,15 +223,15 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
             const float m = static_cast<float>(mm);
             float dm;
             if (!log_mask) {
-              const float P = exp2f(x - lse_r[r]);
+              const float P = softmax_exp2<true>(x - lse_r[r]);
               pv = P * m;
               da = P * (m * dp[j][e] - delta_r[r]);
               dm = P * dp[j][e];
             } else {
-              const float P = m > 0.f ? exp2f(x + log2f(m) - lse_r[r]) : 0.f;
+              const float P = m > 0.f ? softmax_exp2<true>(x + log2f(m) - lse_r[r]) : 0.f;
               pv = P;
               da = P * (dp[j][e] - delta_r[r]);
-              dm = exp2f(x - lse_r[r]) * (dp[j][e] - delta_r[r]);
+              dm = softmax_exp2<true>(x - lse_r[r]) * (dp[j][e] - delta_r[r]);
             }
             if (frac) {
               grow[r] += dm;

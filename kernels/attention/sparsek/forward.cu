@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
       const float new_max = fmaxf(row_max[r], tile_max[r]);
       m_use[r] = new_max == -INFINITY ? 0.f : new_max;
-      corr[r] = exp2f(row_max[r] - m_use[r]);  // 0 while row_max = -inf
+      corr[r] = softmax_exp2<true>(row_max[r] - m_use[r]);  // 0 while row_max = -inf
       row_max[r] = new_max;
       row_sum[r] *= corr[r];
     }
@@ -199,8 +199,8 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
     uint32_t pf[kBN / 16][4];
 #pragma unroll
     for (int j = 0; j < kBN / 8; ++j) {
-      const float p0 = exp2f(s[j][0] - m_use[0]), p1 = exp2f(s[j][1] - m_use[0]);
-      const float p2 = exp2f(s[j][2] - m_use[1]), p3 = exp2f(s[j][3] - m_use[1]);
+      const float p0 = softmax_exp2<true>(s[j][0] - m_use[0]), p1 = softmax_exp2<true>(s[j][1] - m_use[0]);
+      const float p2 = softmax_exp2<true>(s[j][2] - m_use[1]), p3 = softmax_exp2<true>(s[j][3] - m_use[1]);
       row_sum[0] += p0 + p1;
       row_sum[1] += p2 + p3;
       pf[j / 2][(j & 1) * 2 + 0] = pack_bf16(p0 * gate[j][0], p1 * gate[j][1]);
