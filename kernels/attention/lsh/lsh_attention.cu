@@ -517,6 +517,23 @@ __device__ __forceinline__ float4 fma4(float w, float4 o, float4 acc) {
 __device__ __forceinline__ float4 add4(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
 constexpr int kVecThreads = 256;
 
+// Key scales, D / 4 threads per (bh, j) row (four consecutive elements each, the products summed as
+// in backward_final_rows_kernel): ~4x the loads in flight of key_scale_kernel's warp per row, which
+// ran latency-bound (0.19 ms for 786k rows of 64 on an H200).
+template <class TIn, int D>
+__global__ void __launch_bounds__(kVecThreads) key_scale_rows_kernel(SkLshParams p, float* kscale) {
+  constexpr int G = D / 4, kRowsPerBlock = kVecThreads / G;
+  const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
+  const int n_rows = p.B * p.H * p.T;
+  const bool valid = row < n_rows;  // a tail group recomputes the last row (every lane stays for the shuffles)
+  const int r = valid ? row : n_rows - 1, bh = r / p.T, j = r % p.T;
+  const TIn* q = q_row_base<TIn>(p, bh) + int64_t(j) * p.q_st + 4 * c;  // strided rows: scalar loads
+  const float4 qv = make_float4(ld(q), ld(q + 1), ld(q + 2), ld(q + 3));
+  float ms = fmaf(qv.x, qv.x, fmaf(qv.y, qv.y, fmaf(qv.z, qv.z, qv.w * qv.w)));
+  ms = group_sum<G>(ms);
+  if (valid && c == 0) kscale[row] = 1.0f / sqrtf(ms / float(D) + kEps) / sqrtf(float(D));
+}
+
 template <class TOut, int D>
 __global__ void __launch_bounds__(kVecThreads) merge_rows_kernel(SkLshParams p, const float* o_rounds, const float* lse,
                                                                  TOut* out) {
@@ -567,10 +584,11 @@ __global__ void __launch_bounds__(kVecThreads) backward_prep_rows_kernel(SkLshPa
   for (int r = c; r < R; r += G) w[bh * E + int64_t(r) * T + t] = expf(L[int64_t(r) * T] - m) / sum;
 }
 
-template <class TIn, int D>
-__global__ void __launch_bounds__(kVecThreads) backward_final_rows_kernel(SkLshParams p, const float* dq_e,
-                                                                          const float* dk_e, const float* dv_e,
-                                                                          const float* dk2_e, const float* dv2_e,
+// TP: the partials' type (float, or bf16 from the fused tensor-core backward).
+template <class TIn, class TP, int D>
+__global__ void __launch_bounds__(kVecThreads) backward_final_rows_kernel(SkLshParams p, const TP* dq_e,
+                                                                          const TP* dk_e, const TP* dv_e,
+                                                                          const TP* dk2_e, const TP* dv2_e,
                                                                           TIn* dq, TIn* dv) {
   constexpr int G = D / 4, kRowsPerBlock = kVecThreads / G;
   const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
@@ -613,6 +631,22 @@ unsigned vec_blocks(const SkLshParams* p) {
 }
 
 int launch_status() { return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED; }
+
+// The key scales of every (bh, j) row: the row-vectorised kernel at D 64 and 128, else one warp per row.
+void launch_key_scale(const SkLshParams* p, float* kscale, cudaStream_t s) {
+  const bool bf16 = p->dtype == SK_KDT_BF16;
+  if (p->D == 64) {
+    if (bf16) key_scale_rows_kernel<__nv_bfloat16, 64><<<vec_blocks<64>(p), kVecThreads, 0, s>>>(*p, kscale);
+    else key_scale_rows_kernel<float, 64><<<vec_blocks<64>(p), kVecThreads, 0, s>>>(*p, kscale);
+  } else if (p->D == 128) {
+    if (bf16) key_scale_rows_kernel<__nv_bfloat16, 128><<<vec_blocks<128>(p), kVecThreads, 0, s>>>(*p, kscale);
+    else key_scale_rows_kernel<float, 128><<<vec_blocks<128>(p), kVecThreads, 0, s>>>(*p, kscale);
+  } else {
+    const unsigned warp_blocks = unsigned((int64_t(p->B) * p->H * p->T * 32 + 255) / 256);
+    if (bf16) key_scale_kernel<__nv_bfloat16><<<warp_blocks, 256, 0, s>>>(*p, kscale);
+    else key_scale_kernel<float><<<warp_blocks, 256, 0, s>>>(*p, kscale);
+  }
+}
 
 // Per-phase timing (sk_lsh_phase_timing): an event recorded on the stream after each phase while
 // enabled; a phase's time runs from the latest earlier mark to its own (host gaps included).
@@ -681,8 +715,8 @@ int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order
 
 template <class TIn, int D>
 int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, const float* o_rounds,
-                  const float* lse, const void* dout, float* w, float* gout, float* dq_e, float* dk_e, float* dv_e,
-                  float* dk2_e, float* dv2_e, void* dq, void* dv, cudaStream_t s) {
+                  const float* lse, const void* dout, float* w, float* gout, void* dq_e, void* dk_e, void* dv_e,
+                  void* dk2_e, void* dv2_e, void* dq, void* dv, cudaStream_t s) {
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const unsigned warp_blocks = unsigned((rows(p) * p->T * 32 + 255) / 256);
   const TIn* g = static_cast<const TIn*>(dout);
@@ -696,25 +730,36 @@ int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* orde
   const bool fused = impl == 2 && sk_lsh_mma_fused_backward_ok(p);
   const bool second = fused && p->look_back && n_chunks(p) > 1;  // keys get a partial from the next chunk
   if (fused && second && (!dk2_e || !dv2_e)) return SK_KERNEL_BAD_ARG;
-  if (fused) {
-    if (int st = sk_lsh_mma_backward_fused(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s))
-      return st;
-  } else if (impl >= 2) {
-    if (int st = sk_lsh_mma_backward_chunks(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, s)) return st;
-  } else {
-    backward_query_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dq_e);
-    backward_key_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dk_e, dv_e);
-  }
-  mark(6, s);
   const bool vec = aligned16(dq_e) && aligned16(dk_e) && aligned16(dv_e) && aligned16(dq) && aligned16(dv) &&
                    (!second || (aligned16(dk2_e) && aligned16(dv2_e)));
+  if (fused) {  // bf16 partials: only the row-vectorised final pass reads them
+    if (!vec) return SK_KERNEL_MISALIGNED;
+    if (int st = sk_lsh_mma_backward_fused(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s))
+      return st;
+    mark(6, s);
+    using P = __nv_bfloat16;
+    backward_final_rows_kernel<TIn, P, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(
+        *p, static_cast<const P*>(dq_e), static_cast<const P*>(dk_e), static_cast<const P*>(dv_e),
+        second ? static_cast<const P*>(dk2_e) : nullptr, second ? static_cast<const P*>(dv2_e) : nullptr,
+        static_cast<TIn*>(dq), static_cast<TIn*>(dv));
+    mark(7, s);
+    return launch_status();
+  }
+  float* dqf = static_cast<float*>(dq_e);
+  float* dkf = static_cast<float*>(dk_e);
+  float* dvf = static_cast<float*>(dv_e);
+  if (impl >= 2) {
+    if (int st = sk_lsh_mma_backward_chunks(p, kscale, order, lse, dout, w, gout, dqf, dkf, dvf, s)) return st;
+  } else {
+    backward_query_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dqf);
+    backward_key_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, lse, g, w, gout, dkf, dvf);
+  }
+  mark(6, s);
   if (vec)
-    backward_final_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(
-        *p, dq_e, dk_e, dv_e, second ? dk2_e : nullptr, second ? dv2_e : nullptr, static_cast<TIn*>(dq),
-        static_cast<TIn*>(dv));
+    backward_final_rows_kernel<TIn, float, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(
+        *p, dqf, dkf, dvf, nullptr, nullptr, static_cast<TIn*>(dq), static_cast<TIn*>(dv));
   else
-    backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dq_e, dk_e, dv_e, second ? dk2_e : nullptr,
-                                                            second ? dv2_e : nullptr, static_cast<TIn*>(dq),
+    backward_final_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, dqf, dkf, dvf, nullptr, nullptr, static_cast<TIn*>(dq),
                                                             static_cast<TIn*>(dv));
   mark(7, s);
   return launch_status();
@@ -768,15 +813,10 @@ extern "C" int sk_cuda_lsh_hash_rows(const SkLshParams* p, float* kscale, int32_
   if (int st = check(p, true)) return st;
   const int64_t n_pos = rows(p) * p->T;
   if (n_pos == 0) return SK_KERNEL_OK;
-  const unsigned warp_blocks = unsigned((n_pos * 32 + 255) / 256);
   const dim3 grid(unsigned((p->T + kHashPos - 1) / kHashPos), unsigned(rows(p)), unsigned(p->rounds));
-  if (p->dtype == SK_KDT_BF16) {
-    key_scale_kernel<__nv_bfloat16><<<warp_blocks, 256, 0, s>>>(*p, kscale);
-    hash_kernel<__nv_bfloat16><<<grid, kHashThreads, 0, s>>>(*p, buckets, keys, vals);
-  } else {
-    key_scale_kernel<float><<<warp_blocks, 256, 0, s>>>(*p, kscale);
-    hash_kernel<float><<<grid, kHashThreads, 0, s>>>(*p, buckets, keys, vals);
-  }
+  launch_key_scale(p, kscale, s);
+  if (p->dtype == SK_KDT_BF16) hash_kernel<__nv_bfloat16><<<grid, kHashThreads, 0, s>>>(*p, buckets, keys, vals);
+  else hash_kernel<float><<<grid, kHashThreads, 0, s>>>(*p, buckets, keys, vals);
   return launch_status();
 }
 
@@ -792,9 +832,7 @@ extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* 
     if (temp_bytes < sk_lsh_sort_temp_bytes(p) || p->rounds > 65535) return SK_KERNEL_BAD_ARG;
   }
   mark(0, s);
-  const unsigned warp_blocks = unsigned((n_pos * 32 + 255) / 256);
-  if (p->dtype == SK_KDT_BF16) key_scale_kernel<__nv_bfloat16><<<warp_blocks, 256, 0, s>>>(*p, kscale);
-  else key_scale_kernel<float><<<warp_blocks, 256, 0, s>>>(*p, kscale);
+  launch_key_scale(p, kscale, s);
   if (!hashed(p)) {
     iota_kernel<<<unsigned((n_pos + 255) / 256), 256, 0, s>>>(rows(p), p->T, order);
     mark(1, s);
@@ -834,7 +872,7 @@ extern "C" int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, co
 
 extern "C" int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order,
                                     const float* o_rounds, const float* lse, const void* dout, float* w, float* gout,
-                                    float* dq_e, float* dk_e, float* dv_e, float* dk2_e, float* dv2_e, void* dq,
+                                    void* dq_e, void* dk_e, void* dv_e, void* dk2_e, void* dv2_e, void* dq,
                                     void* dv, cudaStream_t s) {
   if (int st = check(p, false)) return st;
   if (!kscale || !order || !o_rounds || !lse || !dout || !w || !gout || !dq_e || !dk_e || !dv_e || !dq || !dv)
@@ -847,6 +885,11 @@ extern "C" int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, c
 extern "C" int sk_lsh_backward_partials(const SkLshParams* p) {
   if (check(p, false) != SK_KERNEL_OK) return 1;
   return sk_lsh_chunk_impl(p) == 2 && sk_lsh_mma_fused_backward_ok(p) && p->look_back && n_chunks(p) > 1 ? 2 : 1;
+}
+
+extern "C" int sk_lsh_backward_partials_bf16(const SkLshParams* p) {
+  if (check(p, false) != SK_KERNEL_OK) return 0;
+  return sk_lsh_chunk_impl(p) == 2 && sk_lsh_mma_fused_backward_ok(p) ? 1 : 0;
 }
 
 extern "C" int sk_lsh_phase_timing(int on) {

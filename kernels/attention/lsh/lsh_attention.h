@@ -15,7 +15,7 @@
 //   lse:       (BH, E) f32 each entry's log-sum-exp (natural log).
 //   out:       (B, H, T, D) contiguous, q's dtype.
 // Backward scratch: w (BH, E) f32 the merge weights, gout (BH, T) f32 dout_i . out_i,
-// dq_e, dk_e, dv_e (BH, E, D) f32 per-entry partial gradients (each written exactly once: no
+// dq_e, dk_e, dv_e (BH, E, D) f32 or bf16 per-entry partial gradients (each written exactly once: no
 // atomics, so the backward is bitwise deterministic); dq, dv (B, H, T, D) contiguous, q's dtype.
 // Returns an SkKernelStatus (0 = ok).
 #pragma once
@@ -78,12 +78,17 @@ int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t
 // tensor-core backward with look-back) or 1.
 int sk_lsh_backward_partials(const SkLshParams* p);
 
+// 1 when the backward's per-entry partials (dq_e, dk_e, dv_e, dk2_e, dv2_e) are bf16 (the fused
+// tensor-core backward), 0 when they are f32.
+int sk_lsh_backward_partials_bf16(const SkLshParams* p);
+
 // Gradients of q and v from dout (B, H, T, D) contiguous in q's dtype, recomputing the softmax
-// from (o_rounds, lse). Scratch and outputs as in the legend; dk2_e, dv2_e (BH, E, D) f32 the
-// second per-key partials (may be null when sk_lsh_backward_partials(p) == 1).
+// from (o_rounds, lse). Scratch and outputs as in the legend, except that the partials dq_e, dk_e,
+// dv_e and dk2_e, dv2_e (the second per-key partials; may be null when
+// sk_lsh_backward_partials(p) == 1) are (BH, E, D) in bf16 or f32 as sk_lsh_backward_partials_bf16 says.
 int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order, const float* o_rounds,
-                         const float* lse, const void* dout, float* w, float* gout, float* dq_e, float* dk_e,
-                         float* dv_e, float* dk2_e, float* dv2_e, void* dq, void* dv, cudaStream_t s);
+                         const float* lse, const void* dout, float* w, float* gout, void* dq_e, void* dk_e,
+                         void* dv_e, void* dk2_e, void* dv2_e, void* dq, void* dv, cudaStream_t s);
 
 // Per-phase timing for benchmarks (not thread-safe; one stream): while enabled, the launchers
 // record a CUDA event after each phase; sk_lsh_phase_read waits for them and writes

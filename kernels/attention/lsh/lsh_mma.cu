@@ -514,8 +514,8 @@ __global__ void __launch_bounds__(kThr) backward_key_mma_kernel(const SkLshParam
 // <= 256 key slots of chunk c-1 (cyclic) and c, streamed in 64-slot tiles (double-buffered
 // cp.async gathers). Per tile: S = Q K^T (x kscale_j), dP = dO V^T, PW = P w, dS = PW (dP - gout)
 // on unmasked pairs; dq += (dS kscale_j) K in registers; PW and dS go to shared memory (bf16) and
-// the tile's dv = PW^T dO, dk = dS^T Q (complete over this block's queries) are written as this
-// block's partial for those key entries: keys of chunk c into the "own" buffers, keys of chunk
+// the tile's dv = PW^T dO, dk = dS^T Q (complete over this block's queries) are written (bf16:
+// half the traffic of fp32 in this kernel and the final pass) as this block's partial for those key entries: keys of chunk c into the "own" buffers, keys of chunk
 // c-1 into the "next" ones (each key entry gets exactly one of each, from blocks c and c+1; no
 // atomics, summed in a fixed order by the final pass). One recomputation of P instead of two.
 constexpr int kBM = 128;             // query rows per fused block (a whole chunk)
@@ -548,9 +548,9 @@ template <int D>
 __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     backward_fused_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
                               const float* __restrict__ lse, const bf16* __restrict__ dout,
-                              const float* __restrict__ w, const float* __restrict__ gout, float* __restrict__ dq_e,
-                              float* __restrict__ dk_own, float* __restrict__ dv_own, float* __restrict__ dk_next,
-                              float* __restrict__ dv_next) {
+                              const float* __restrict__ w, const float* __restrict__ gout, bf16* __restrict__ dq_e,
+                              bf16* __restrict__ dk_own, bf16* __restrict__ dv_own, bf16* __restrict__ dk_next,
+                              bf16* __restrict__ dv_next) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int qpos_s[kBM], qent_s[kBM], kpos_s[kBCols], kent_s[kBCols];
   __shared__ float qlse_s[kBM], qw_s[kBM], qgo_s[kBM], kscl_s[kBCols];
@@ -719,11 +719,11 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
         const int x = x0 + m0 + g + 8 * r;
         const int e = kent_s[x];
         if (e < 0) continue;
-        float* base = x < nprev ? (is_dk ? dk_next : dv_next) : (is_dk ? dk_own : dv_own);
-        float* row = base + (int64_t(bh) * E + e) * D;
+        bf16* base = x < nprev ? (is_dk ? dk_next : dv_next) : (is_dk ? dk_own : dv_own);
+        bf16* row = base + (int64_t(bh) * E + e) * D;
 #pragma unroll
         for (int i = 0; i < D / 8; ++i)
-          *reinterpret_cast<float2*>(row + i * 8 + 2 * t) = make_float2(acc[i][2 * r], acc[i][2 * r + 1]);
+          *reinterpret_cast<uint32_t*>(row + i * 8 + 2 * t) = pack_bf16(acc[i][2 * r], acc[i][2 * r + 1]);
       }
     }
   }
@@ -731,10 +731,10 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
   for (int r = 0; r < 2; ++r) {
     const int e = qent_s[r0 + g + 8 * r];
     if (e < 0) continue;
-    float* row = dq_e + (int64_t(bh) * E + e) * D;
+    bf16* row = dq_e + (int64_t(bh) * E + e) * D;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<float2*>(row + i * 8 + 2 * t) = make_float2(dq[i][2 * r], dq[i][2 * r + 1]);
+      *reinterpret_cast<uint32_t*>(row + i * 8 + 2 * t) = pack_bf16(dq[i][2 * r], dq[i][2 * r + 1]);
   }
 }
 
@@ -1171,14 +1171,15 @@ int backward_launch(const SkLshParams* p, const float* kscale, const int32_t* or
 
 template <int D>
 int backward_fused_launch(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
-                          const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e, float* dv_e,
-                          float* dk2_e, float* dv2_e, cudaStream_t s) {
+                          const void* dout, const float* w, const float* gout, void* dq_e, void* dk_e, void* dv_e,
+                          void* dk2_e, void* dv2_e, cudaStream_t s) {
   constexpr int smem = fused_smem_bytes<D>();
   if (!set_smem(backward_fused_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
   const int64_t E = int64_t(p->rounds) * p->T, nch = (E + p->chunk - 1) / p->chunk;
   const dim3 grid(unsigned(nch), unsigned(int64_t(p->B) * p->H));
-  backward_fused_mma_kernel<D><<<grid, kBThr, smem, s>>>(*p, kscale, order, lse, static_cast<const bf16*>(dout), w,
-                                                          gout, dq_e, dk_e, dv_e, dk2_e, dv2_e);
+  backward_fused_mma_kernel<D><<<grid, kBThr, smem, s>>>(
+      *p, kscale, order, lse, static_cast<const bf16*>(dout), w, gout, static_cast<bf16*>(dq_e),
+      static_cast<bf16*>(dk_e), static_cast<bf16*>(dv_e), static_cast<bf16*>(dk2_e), static_cast<bf16*>(dv2_e));
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -1252,8 +1253,8 @@ int sk_lsh_mma_fused_backward_ok(const SkLshParams* p) {
 }
 
 int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
-                              const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
-                              float* dv_e, float* dk2_e, float* dv2_e, cudaStream_t s) {
+                              const void* dout, const float* w, const float* gout, void* dq_e, void* dk_e,
+                              void* dv_e, void* dk2_e, void* dv2_e, cudaStream_t s) {
   if (!sk_lsh_mma_fused_backward_ok(p) || reinterpret_cast<uintptr_t>(dout) % 16) return SK_KERNEL_BAD_ARG;
   return p->D == 64 ? backward_fused_launch<64>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s)
                     : backward_fused_launch<128>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e,

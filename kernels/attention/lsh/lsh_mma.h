@@ -31,10 +31,10 @@ int sk_lsh_mma_fused_backward_ok(const SkLshParams* p);
 // Fused backward (v2, one kernel per chunk): dq_e (query side, complete) and two partials per key
 // entry: dk_e, dv_e from the block of the entry's own chunk, dk2_e, dv2_e from the block of the
 // next chunk (cyclic; written only with look-back and >= 2 chunks). The final pass sums
-// dk_e + dk2_e (fixed order).
+// dk_e + dk2_e (fixed order). The five partials are bf16 (BH, E, D) rows (fp32 sums rounded once).
 int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
-                              const void* dout, const float* w, const float* gout, float* dq_e, float* dk_e,
-                              float* dv_e, float* dk2_e, float* dv2_e, cudaStream_t s);
+                              const void* dout, const float* w, const float* gout, void* dq_e, void* dk_e,
+                              void* dv_e, void* dk2_e, void* dv2_e, cudaStream_t s);
 
 // Bytes of device scratch sk_lsh_mma_hash_v2 needs (the rotations split into three bf16 terms,
 // (H, R, 3, D, NB/2 rounded up to 64)); 0 when the tensor-core kernels do not take p.

@@ -245,20 +245,22 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
   const Device dev = q.device();
   Tensor w = Tensor::empty({B * H, E}, DType::F32, dev);
   Tensor gout = Tensor::empty({B * H, T}, DType::F32, dev);
-  Tensor dq_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
-  Tensor dk_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
-  Tensor dv_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+  // Per-entry partial gradients: bf16 from the fused tensor-core backward, else f32.
+  const DType partial = sk_lsh_backward_partials_bf16(&p) ? DType::BF16 : DType::F32;
+  Tensor dq_e = Tensor::empty({B * H, E, D}, partial, dev);
+  Tensor dk_e = Tensor::empty({B * H, E, D}, partial, dev);
+  Tensor dv_e = Tensor::empty({B * H, E, D}, partial, dev);
   Tensor dk2_e, dv2_e;  // the fused tensor-core backward's second per-key partials
   if (sk_lsh_backward_partials(&p) == 2) {
-    dk2_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
-    dv2_e = Tensor::empty({B * H, E, D}, DType::F32, dev);
+    dk2_e = Tensor::empty({B * H, E, D}, partial, dev);
+    dv2_e = Tensor::empty({B * H, E, D}, partial, dev);
   }
   LshGrads g{Tensor::empty({B, H, T, D}, q.dtype(), dev), Tensor::empty({B, H, T, D}, q.dtype(), dev)};
   SK_KERNEL_CHECK(sk_cuda_lsh_backward(&p, fwd.kscale.data<float>(), fwd.order.data<int32_t>(), fwd.o_rounds.data<float>(),
                                        fwd.lse.data<float>(), dout.data_ptr(), w.data<float>(), gout.data<float>(),
-                                       dq_e.data<float>(), dk_e.data<float>(), dv_e.data<float>(),
-                                       dk2_e.defined() ? dk2_e.data<float>() : nullptr,
-                                       dv2_e.defined() ? dv2_e.data<float>() : nullptr, g.dq.data_ptr(),
+                                       dq_e.data_ptr(), dk_e.data_ptr(), dv_e.data_ptr(),
+                                       dk2_e.defined() ? dk2_e.data_ptr() : nullptr,
+                                       dv2_e.defined() ? dv2_e.data_ptr() : nullptr, g.dq.data_ptr(),
                                        g.dv.data_ptr(), cuda::stream()));
   return g;
 #else
