@@ -514,10 +514,11 @@ __global__ void __launch_bounds__(kThr) backward_key_mma_kernel(const SkLshParam
 // <= 256 key slots of chunk c-1 (cyclic) and c, streamed in 64-slot tiles (double-buffered
 // cp.async gathers). Per tile: S = Q K^T (x kscale_j), dP = dO V^T, PW = P w, dS = PW (dP - gout)
 // on unmasked pairs; dq += (dS kscale_j) K in registers; PW and dS go to shared memory (bf16) and
-// the tile's dv = PW^T dO, dk = dS^T Q (complete over this block's queries) are written (bf16:
-// half the traffic of fp32 in this kernel and the final pass) as this block's partial for those key entries: keys of chunk c into the "own" buffers, keys of chunk
-// c-1 into the "next" ones (each key entry gets exactly one of each, from blocks c and c+1; no
-// atomics, summed in a fixed order by the final pass). One recomputation of P instead of two.
+// the tile's dv = PW^T dO, dk = dS^T Q (complete over this block's queries) are written as this
+// block's partial for those key entries (bf16: half the traffic of fp32 here and in the final
+// pass): keys of chunk c into the "own" buffers, keys of chunk c-1 into the "next" ones (each key
+// entry gets exactly one of each, from blocks c and c+1; no atomics, summed in a fixed order by
+// the final pass). One recomputation of P instead of two.
 constexpr int kBM = 128;             // query rows per fused block (a whole chunk)
 constexpr int kBThr = (kBM / 16) * 32;  // 256
 constexpr int kBCols = 2 * kBM;       // key slots per block at most
