@@ -229,8 +229,8 @@ __global__ __launch_bounds__(kThreads) void forward_chunk_kernel(SkLshParams p, 
 }
 
 // out_i = sum_r softmax_r(lse_i^r) o_i^r: one thread per output element.
-template <class TOut>
-__global__ void merge_kernel(SkLshParams p, const float* o_rounds, const float* lse, TOut* out) {
+template <class TOut, class TO>
+__global__ void merge_kernel(SkLshParams p, const TO* o_rounds, const float* lse, TOut* out) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t total = int64_t(p.B) * p.H * p.T * p.D;
   if (idx >= total) return;
@@ -245,17 +245,18 @@ __global__ void merge_kernel(SkLshParams p, const float* o_rounds, const float* 
   for (int r = 0; r < R; ++r) {
     const float w = expf(L[int64_t(r) * T + t] - m);
     sum += w;
-    acc = fmaf(w, o_rounds[(bh * E + int64_t(r) * T + t) * D + d], acc);
+    acc = fmaf(w, ld(o_rounds + (bh * E + int64_t(r) * T + t) * D + d), acc);
   }
   st(out + idx, acc / sum);
 }
 
 // ---- backward ---------------------------------------------------------------------------------
-// Per (bh, i), one warp: the merge weights w_ir and gout_i = dout_i . out_i (out recomputed in fp32).
-// With dO_ir = w_ir g_i and dlse_ir = w_ir (g_i . o_ir - gout_i), the softmax backward of entry e
-// = (r, i) reduces to dv_j += P_ej w_e g_i and da_ej = P_ej w_e (g_i . v_j - gout_i).
+// Per (bh, i), one warp: the merge weights w_ir (from the R lse values) and gout_i = dout_i . out_i
+// (the merged output as stored, q's dtype; FlashAttention's D_i = dO_i . O_i). With dO_ir = w_ir g_i
+// and dlse_ir = w_ir (g_i . o_ir - gout_i), the softmax backward of entry e = (r, i) reduces to
+// dv_j += P_ej w_e g_i and da_ej = P_ej w_e (g_i . v_j - gout_i).
 template <class TIn>
-__global__ void backward_prep_kernel(SkLshParams p, const float* o_rounds, const float* lse, const TIn* dout, float* w,
+__global__ void backward_prep_kernel(SkLshParams p, const TIn* out, const float* lse, const TIn* dout, float* w,
                                      float* gout) {
   const int64_t wid = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
@@ -269,12 +270,7 @@ __global__ void backward_prep_kernel(SkLshParams p, const float* o_rounds, const
   float sum = 0.0f;
   for (int r = 0; r < R; ++r) sum += expf(L[int64_t(r) * T + t] - m);
   float go = 0.0f;
-  for (int d = lane; d < D; d += 32) {
-    float o = 0.0f;
-    for (int r = 0; r < R; ++r)
-      o = fmaf(expf(L[int64_t(r) * T + t] - m) / sum, o_rounds[(bh * E + int64_t(r) * T + t) * D + d], o);
-    go = fmaf(ld(dout + wid * D + d), o, go);
-  }
+  for (int d = lane; d < D; d += 32) go = fmaf(ld(dout + wid * D + d), ld(out + wid * D + d), go);
   go = warp_sum(go);
   if (lane == 0) gout[wid] = go;
   for (int r = lane; r < R; r += 32) w[bh * E + int64_t(r) * T + t] = expf(L[int64_t(r) * T + t] - m) / sum;
@@ -534,8 +530,9 @@ __global__ void __launch_bounds__(kVecThreads) key_scale_rows_kernel(SkLshParams
   if (valid && c == 0) kscale[row] = 1.0f / sqrtf(ms / float(D) + kEps) / sqrtf(float(D));
 }
 
-template <class TOut, int D>
-__global__ void __launch_bounds__(kVecThreads) merge_rows_kernel(SkLshParams p, const float* o_rounds, const float* lse,
+// TO: o_rounds' type (f32, or bf16 from the forward v2).
+template <class TOut, class TO, int D>
+__global__ void __launch_bounds__(kVecThreads) merge_rows_kernel(SkLshParams p, const TO* o_rounds, const float* lse,
                                                                  TOut* out) {
   constexpr int G = D / 4, kRowsPerBlock = kVecThreads / G;
   const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
@@ -557,7 +554,7 @@ __global__ void __launch_bounds__(kVecThreads) merge_rows_kernel(SkLshParams p, 
 }
 
 template <class TIn, int D>
-__global__ void __launch_bounds__(kVecThreads) backward_prep_rows_kernel(SkLshParams p, const float* o_rounds,
+__global__ void __launch_bounds__(kVecThreads) backward_prep_rows_kernel(SkLshParams p, const TIn* out,
                                                                          const float* lse, const TIn* dout, float* w,
                                                                          float* gout) {
   constexpr int G = D / 4, kRowsPerBlock = kVecThreads / G;
@@ -566,22 +563,22 @@ __global__ void __launch_bounds__(kVecThreads) backward_prep_rows_kernel(SkLshPa
   // Past the last row the group computes row n_rows - 1 again and writes nothing: every lane of
   // the warp stays for the shuffles (two rows share a warp at D 64).
   const bool valid = row < n_rows;
-  const int bh = (valid ? row : n_rows - 1) / T, t = (valid ? row : n_rows - 1) % T;
+  const int rr = valid ? row : n_rows - 1, bh = rr / T, t = rr % T;
   const int64_t E = int64_t(R) * T;
-  const float* L = lse + bh * E + t;
-  float m = -INFINITY;
-  for (int r = 0; r < R; ++r) m = fmaxf(m, L[int64_t(r) * T]);
-  float sum = 0.0f;
-  for (int r = 0; r < R; ++r) sum += expf(L[int64_t(r) * T] - m);
-  float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  for (int r = 0; r < R; ++r)
-    o = fma4(expf(L[int64_t(r) * T] - m) / sum, ld4(o_rounds + (bh * E + int64_t(r) * T + t) * D + 4 * c), o);
-  const float4 g = ld4(dout + (int64_t(bh) * T + t) * D + 4 * c);
+  const float4 o = ld4(out + int64_t(rr) * D + 4 * c);
+  const float4 g = ld4(dout + int64_t(rr) * D + 4 * c);
   float go = fmaf(g.x, o.x, fmaf(g.y, o.y, fmaf(g.z, o.z, g.w * o.w)));
   go = group_sum<G>(go);
   if (!valid) return;
   if (c == 0) gout[row] = go;
-  for (int r = c; r < R; r += G) w[bh * E + int64_t(r) * T + t] = expf(L[int64_t(r) * T] - m) / sum;
+  if (c < R) {  // the merge weights: one thread per round (R <= G checked by the launcher)
+    const float* L = lse + bh * E + t;
+    float m = -INFINITY;
+    for (int r = 0; r < R; ++r) m = fmaxf(m, L[int64_t(r) * T]);
+    float sum = 0.0f;
+    for (int r = 0; r < R; ++r) sum += expf(L[int64_t(r) * T] - m);
+    w[bh * E + int64_t(c) * T + t] = expf(L[int64_t(c) * T] - m) / sum;
+  }
 }
 
 // TP: the partials' type (float, or bf16 from the fused tensor-core backward).
@@ -689,41 +686,51 @@ int check(const SkLshParams* p, bool need_rot) {
   return SK_KERNEL_OK;
 }
 
+// The merge over rounds of o_rounds (TO) into out.
+template <class TIn, class TO, int D>
+void launch_merge(const SkLshParams* p, const TO* o_rounds, const float* lse, void* out, cudaStream_t s) {
+  if (aligned16(o_rounds) && aligned16(out)) {
+    merge_rows_kernel<TIn, TO, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+  } else {
+    const int64_t total = rows(p) * p->T * p->D;
+    merge_kernel<TIn, TO><<<unsigned((total + 255) / 256), 256, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+  }
+}
+
 template <class TIn, int D>
-int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
+int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds, float* lse,
                  void* out, cudaStream_t s) {
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
-  if (impl == 2 && sk_lsh_mma_forward_v2_ok(p)) {
+  const bool o_bf16 = sk_lsh_o_rounds_bf16(p) != 0;
+  float* of = static_cast<float*>(o_rounds);
+  if (o_bf16) {
     if (int st = sk_lsh_mma_forward_chunks_v2(p, kscale, order, o_rounds, lse, s)) return st;
   } else if (impl >= 2) {
-    if (int st = sk_lsh_mma_forward_chunks(p, kscale, order, o_rounds, lse, s)) return st;
+    if (int st = sk_lsh_mma_forward_chunks(p, kscale, order, of, lse, s)) return st;
   } else {
-    forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, o_rounds, lse);
+    forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, of, lse);
   }
   mark(3, s);
-  if (aligned16(o_rounds) && aligned16(out)) {
-    merge_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
-  } else {
-    const int64_t total = rows(p) * p->T * p->D;
-    merge_kernel<TIn><<<unsigned((total + 255) / 256), 256, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
-  }
+  if (o_bf16) launch_merge<TIn, __nv_bfloat16, D>(p, static_cast<const __nv_bfloat16*>(o_rounds), lse, out, s);
+  else launch_merge<TIn, float, D>(p, of, lse, out, s);
   mark(4, s);
   return launch_status();
 }
 
 template <class TIn, int D>
-int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, const float* o_rounds,
+int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, const void* out,
                   const float* lse, const void* dout, float* w, float* gout, void* dq_e, void* dk_e, void* dv_e,
                   void* dk2_e, void* dv2_e, void* dq, void* dv, cudaStream_t s) {
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const unsigned warp_blocks = unsigned((rows(p) * p->T * 32 + 255) / 256);
   const TIn* g = static_cast<const TIn*>(dout);
-  if (aligned16(o_rounds) && aligned16(dout))
-    backward_prep_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o_rounds, lse, g, w, gout);
+  const TIn* o = static_cast<const TIn*>(out);
+  if (aligned16(out) && aligned16(dout) && p->rounds <= D / 4)
+    backward_prep_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o, lse, g, w, gout);
   else
-    backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o_rounds, lse, g, w, gout);
+    backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o, lse, g, w, gout);
   mark(5, s);
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
@@ -862,7 +869,12 @@ extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* 
   return launch_status();
 }
 
-extern "C" int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
+extern "C" int sk_lsh_o_rounds_bf16(const SkLshParams* p) {
+  if (check(p, false) != SK_KERNEL_OK) return 0;
+  return sk_lsh_chunk_impl(p) == 2 && sk_lsh_mma_forward_v2_ok(p) ? 1 : 0;
+}
+
+extern "C" int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds,
                                    float* lse, void* out, cudaStream_t s) {
   if (int st = check(p, false)) return st;
   if (!kscale || !order || !o_rounds || !lse || !out) return SK_KERNEL_BAD_ARG;
@@ -871,14 +883,14 @@ extern "C" int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, co
 }
 
 extern "C" int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order,
-                                    const float* o_rounds, const float* lse, const void* dout, float* w, float* gout,
+                                    const void* out, const float* lse, const void* dout, float* w, float* gout,
                                     void* dq_e, void* dk_e, void* dv_e, void* dk2_e, void* dv2_e, void* dq,
                                     void* dv, cudaStream_t s) {
   if (int st = check(p, false)) return st;
-  if (!kscale || !order || !o_rounds || !lse || !dout || !w || !gout || !dq_e || !dk_e || !dv_e || !dq || !dv)
+  if (!kscale || !order || !out || !lse || !dout || !w || !gout || !dq_e || !dk_e || !dv_e || !dq || !dv)
     return SK_KERNEL_BAD_ARG;
   if (rows(p) * p->T == 0) return SK_KERNEL_OK;
-  SK_LSH_DISPATCH(p, backward_impl, p, kscale, order, o_rounds, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, dq,
+  SK_LSH_DISPATCH(p, backward_impl, p, kscale, order, out, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, dq,
                   dv, s);
 }
 

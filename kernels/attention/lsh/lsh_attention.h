@@ -11,7 +11,8 @@
 //   buckets:   (BH, R, T) int32 in [0, NB) (when T > chunk; not written otherwise).
 //   order:     (BH, E) int32 entry ids in sorted order (stable by r * NB + bucket; the identity when
 //              T <= chunk).
-//   o_rounds:  (BH, E, D) f32 each entry's softmax output, indexed by entry id.
+//   o_rounds:  (BH, E, D) f32 or bf16 (sk_lsh_o_rounds_bf16) each entry's softmax output, indexed
+//              by entry id (forward scratch).
 //   lse:       (BH, E) f32 each entry's log-sum-exp (natural log).
 //   out:       (B, H, T, D) contiguous, q's dtype.
 // Backward scratch: w (BH, E) f32 the merge weights, gout (BH, T) f32 dout_i . out_i,
@@ -70,8 +71,12 @@ int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* buckets, ui
 int sk_cuda_lsh_hash_rows(const SkLshParams* p, float* kscale, int32_t* buckets, uint32_t* keys, int32_t* vals,
                           cudaStream_t s);
 
-// Chunked attention of every entry (o_rounds, lse) and the merge over rounds (out).
-int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
+// 1 when the forward writes o_rounds in bf16 (the tensor-core forward v2), 0 when in f32.
+int sk_lsh_o_rounds_bf16(const SkLshParams* p);
+
+// Chunked attention of every entry (o_rounds in bf16 or f32 as sk_lsh_o_rounds_bf16 says, lse) and
+// the merge over rounds (out). o_rounds is scratch: the backward does not read it.
+int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds, float* lse,
                         void* out, cudaStream_t s);
 
 // Partial gradients per key entry the backward writes: 2 (dk2_e, dv2_e needed: the fused
@@ -83,10 +88,11 @@ int sk_lsh_backward_partials(const SkLshParams* p);
 int sk_lsh_backward_partials_bf16(const SkLshParams* p);
 
 // Gradients of q and v from dout (B, H, T, D) contiguous in q's dtype, recomputing the softmax
-// from (o_rounds, lse). Scratch and outputs as in the legend, except that the partials dq_e, dk_e,
+// from lse; out is the forward's merged output (B, H, T, D) in q's dtype (gout_i = dout_i . out_i;
+// o_rounds is not needed after the forward). Scratch and outputs as in the legend, except that the partials dq_e, dk_e,
 // dv_e and dk2_e, dv2_e (the second per-key partials; may be null when
 // sk_lsh_backward_partials(p) == 1) are (BH, E, D) in bf16 or f32 as sk_lsh_backward_partials_bf16 says.
-int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order, const float* o_rounds,
+int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order, const void* out,
                          const float* lse, const void* dout, float* w, float* gout, void* dq_e, void* dk_e,
                          void* dv_e, void* dk2_e, void* dv2_e, void* dq, void* dv, cudaStream_t s);
 

@@ -753,7 +753,7 @@ static_assert(forward_v2_smem<128>() + 4096 <= 227 * 1024, "forward v2 shared me
 template <int D>
 __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     forward_v2_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
-                          float* __restrict__ o_rounds, float* __restrict__ lse_out) {
+                          bf16* __restrict__ o_rounds, float* __restrict__ lse_out) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int qpos_s[kBM], qent_s[kBM], kpos_s[kBCols];
   __shared__ float kscl_s[kBCols];
@@ -891,10 +891,10 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     const int e = qent_s[r0 + g + 8 * r];
     if (e < 0) continue;
     const float inv = 1.f / sum;
-    float* orow = o_rounds + (int64_t(bh) * E + e) * D;
+    bf16* orow = o_rounds + (int64_t(bh) * E + e) * D;  // bf16: the merge's fp32 sum rounds once more
 #pragma unroll
     for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<float2*>(orow + i * 8 + 2 * t) = make_float2(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+      *reinterpret_cast<uint32_t*>(orow + i * 8 + 2 * t) = pack_bf16(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
     if (t == 0) lse_out[int64_t(bh) * E + e] = row_max[r] + logf(sum);
   }
 }
@@ -1185,7 +1185,7 @@ int backward_fused_launch(const SkLshParams* p, const float* kscale, const int32
 }
 
 template <int D>
-int forward_v2_launch(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds, float* lse,
+int forward_v2_launch(const SkLshParams* p, const float* kscale, const int32_t* order, bf16* o_rounds, float* lse,
                       cudaStream_t s) {
   constexpr int smem = forward_v2_smem<D>();
   if (!set_smem(forward_v2_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
@@ -1280,9 +1280,10 @@ int sk_lsh_mma_forward_v2_ok(const SkLshParams* p) {
   return sk_lsh_mma_fused_backward_ok(p) && p->chunk > kM ? 1 : 0;
 }
 
-int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
+int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds,
                                  float* lse, cudaStream_t s) {
   if (!sk_lsh_mma_forward_v2_ok(p)) return SK_KERNEL_BAD_ARG;
-  return p->D == 64 ? forward_v2_launch<64>(p, kscale, order, o_rounds, lse, s)
-                    : forward_v2_launch<128>(p, kscale, order, o_rounds, lse, s);
+  bf16* o = static_cast<bf16*>(o_rounds);
+  return p->D == 64 ? forward_v2_launch<64>(p, kscale, order, o, lse, s)
+                    : forward_v2_launch<128>(p, kscale, order, o, lse, s);
 }

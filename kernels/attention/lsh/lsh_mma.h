@@ -51,6 +51,7 @@ int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, int32_t* buckets, ui
 int sk_lsh_mma_forward_v2_ok(const SkLshParams* p);
 
 // As sk_lsh_mma_forward_chunks with one 128-row block per chunk (sk_lsh_mma_forward_v2_ok: 64 <
-// chunk <= 128) and double-buffered key/value gathers.
-int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, float* o_rounds,
+// chunk <= 128) and double-buffered key/value gathers; o_rounds (BH, E, D) in bf16 (each entry's
+// fp32 output rounded once: half the bytes written here and read by the merge).
+int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds,
                                  float* lse, cudaStream_t s);

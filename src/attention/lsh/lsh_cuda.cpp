@@ -212,10 +212,12 @@ LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& 
   f.kscale = L.kscale, f.order = L.order, f.buckets = L.buckets;
   f.rounds = L.rounds, f.n_buckets = L.n_buckets, f.chunk = L.chunk, f.look_back = L.look_back;
   const Device dev = q.device();
-  f.o_rounds = Tensor::empty({B, H, R, T, D}, DType::F32, dev);
+  // Each entry's output, read by the merge only (the backward takes gout from the merged output):
+  // freed on return (the caching allocator reuses it once the stream has run the merge).
+  Tensor o_rounds = Tensor::empty({B, H, R, T, D}, sk_lsh_o_rounds_bf16(&p) ? DType::BF16 : DType::F32, dev);
   f.lse = Tensor::empty({B, H, R, T}, DType::F32, dev);
   f.out = Tensor::empty({B, H, T, D}, q.dtype(), dev);
-  SK_KERNEL_CHECK(sk_cuda_lsh_forward(&p, f.kscale.data<float>(), f.order.data<int32_t>(), f.o_rounds.data<float>(),
+  SK_KERNEL_CHECK(sk_cuda_lsh_forward(&p, f.kscale.data<float>(), f.order.data<int32_t>(), o_rounds.data_ptr(),
                                       f.lse.data<float>(), f.out.data_ptr(), cuda::stream()));
   return f;
 #else
@@ -229,8 +231,9 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
   SK_CHECK(dout_in.defined() && dout_in.shape() == q.shape() && dout_in.device() == q.device(), kOp,
            ": dout must be shaped like q ", q.str(), ", got ", dout_in.defined() ? dout_in.str() : std::string("undefined"));
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), R = fwd.rounds, E = R * T;
-  SK_CHECK(fwd.o_rounds.defined() && fwd.o_rounds.shape() == Shape({B, H, R, T, D}) && fwd.order.defined() &&
-               fwd.order.shape() == Shape({B * H, E}) && fwd.o_rounds.device() == q.device(),
+  SK_CHECK(fwd.out.defined() && fwd.out.shape() == q.shape() && fwd.out.dtype() == q.dtype() &&
+               fwd.out.is_contiguous() && fwd.out.device() == q.device() && fwd.lse.defined() &&
+               fwd.lse.shape() == Shape({B, H, R, T}) && fwd.order.defined() && fwd.order.shape() == Shape({B * H, E}),
            kOp, ": the forward state does not match q ", q.str());
   cuda::set_device(q.device().index);
   // The rotations are not read by the backward.
@@ -256,7 +259,7 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
     dv2_e = Tensor::empty({B * H, E, D}, partial, dev);
   }
   LshGrads g{Tensor::empty({B, H, T, D}, q.dtype(), dev), Tensor::empty({B, H, T, D}, q.dtype(), dev)};
-  SK_KERNEL_CHECK(sk_cuda_lsh_backward(&p, fwd.kscale.data<float>(), fwd.order.data<int32_t>(), fwd.o_rounds.data<float>(),
+  SK_KERNEL_CHECK(sk_cuda_lsh_backward(&p, fwd.kscale.data<float>(), fwd.order.data<int32_t>(), fwd.out.data_ptr(),
                                        fwd.lse.data<float>(), dout.data_ptr(), w.data<float>(), gout.data<float>(),
                                        dq_e.data_ptr(), dk_e.data_ptr(), dv_e.data_ptr(),
                                        dk2_e.defined() ? dk2_e.data_ptr() : nullptr,

@@ -8,8 +8,9 @@
 //   out:        (B, H, T, D) contiguous, q's dtype.
 // Forward state kept for the backward (rows = B * H, R = rounds, 1 when T <= chunk):
 //   kscale (B, H, T) f32 key scales, order (B * H, R * T) int32 sorted entry ids (r * T + j),
-//   buckets (B, H, R, T) int32 (T > chunk only), o_rounds (B, H, R, T, D) f32 each entry's softmax
-//   output, lse (B, H, R, T) f32.
+//   buckets (B, H, R, T) int32 (T > chunk only), lse (B, H, R, T) f32, and out itself (the
+//   backward's gout_i = dout_i . out_i). Each entry's softmax output (B, H, R, T, D) f32 lives only
+//   inside the forward (the merge reads it).
 // Pipeline: key scales + hashing (lsh_cuda_layout), a stable radix sort of (row, round, bucket)
 // keys (cub), the chunked attention (tensor cores for bf16, else SIMT fp32; LshCudaKernels), the
 // merge over rounds. The backward recomputes each chunk's softmax twice (query side: dq; key side: dk, dv), writes per-entry partial gradients
@@ -49,7 +50,7 @@ LshCudaLayout lsh_cuda_layout(const Tensor& q, const Tensor& rotations, int64_t 
                               LshCudaKernels kernels = LshCudaKernels::Auto);
 
 struct LshCudaForward {
-  Tensor out, o_rounds, lse, order, kscale, buckets;
+  Tensor out, lse, order, kscale, buckets;
   int64_t rounds = 1, n_buckets = 0, chunk = 0;  // chunk: entries per chunk (T when T <= chunk)
   bool look_back = false;
   LshCudaKernels kernels = LshCudaKernels::Auto;  // as asked; the backward uses the same
