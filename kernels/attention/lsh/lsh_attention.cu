@@ -24,6 +24,7 @@
 #include <climits>
 #include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
+#include <type_traits>
 
 namespace {
 
@@ -553,6 +554,45 @@ __global__ void __launch_bounds__(kVecThreads) merge_rows_kernel(SkLshParams p, 
   st4(out + int64_t(row) * D + 4 * c, make_float4(acc.x / sum, acc.y / sum, acc.z / sum, acc.w / sum));
 }
 
+// The merge of bf16 o_rounds (the forward v2's) with D / 8 threads per row, one 16-byte load of
+// each round's 8 elements per thread, every round's load issued before the first use (R <= 4,
+// checked by the launcher): twice the bytes in flight per thread of merge_rows_kernel, which ran at
+// ~2.2 TB/s. Same arithmetic per element as merge_rows_kernel (bit for bit).
+constexpr int kMerge8MaxRounds = 4;
+template <class TOut, int D>
+__global__ void __launch_bounds__(kVecThreads) merge_rows8_kernel(SkLshParams p, const __nv_bfloat16* o_rounds,
+                                                                  const float* lse, TOut* out) {
+  constexpr int G = D / 8, kRowsPerBlock = kVecThreads / G;
+  const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
+  const int T = p.T, R = p.rounds;
+  if (row >= p.B * p.H * T) return;
+  const int bh = row / T, t = row % T;
+  const int64_t E = int64_t(R) * T;
+  const float* L = lse + bh * E + t;
+  uint4 o[kMerge8MaxRounds];
+#pragma unroll
+  for (int r = 0; r < kMerge8MaxRounds; ++r)
+    if (r < R) o[r] = *reinterpret_cast<const uint4*>(o_rounds + (bh * E + int64_t(r) * T + t) * D + 8 * c);
+  float m = -INFINITY;
+  for (int r = 0; r < R; ++r) m = fmaxf(m, L[int64_t(r) * T]);
+  float sum = 0.0f, acc[8] = {};
+#pragma unroll
+  for (int r = 0; r < kMerge8MaxRounds; ++r) {
+    if (r >= R) break;
+    const float w = expf(L[int64_t(r) * T] - m);
+    sum += w;
+    const __nv_bfloat162* o2 = reinterpret_cast<const __nv_bfloat162*>(&o[r]);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      acc[2 * i] = fmaf(w, __low2float(o2[i]), acc[2 * i]);
+      acc[2 * i + 1] = fmaf(w, __high2float(o2[i]), acc[2 * i + 1]);
+    }
+  }
+  TOut* dst = out + int64_t(row) * D + 8 * c;
+  st4(dst, make_float4(acc[0] / sum, acc[1] / sum, acc[2] / sum, acc[3] / sum));
+  st4(dst + 4, make_float4(acc[4] / sum, acc[5] / sum, acc[6] / sum, acc[7] / sum));
+}
+
 template <class TIn, int D>
 __global__ void __launch_bounds__(kVecThreads) backward_prep_rows_kernel(SkLshParams p, const TIn* out,
                                                                          const float* lse, const TIn* dout, float* w,
@@ -689,6 +729,14 @@ int check(const SkLshParams* p, bool need_rot) {
 // The merge over rounds of o_rounds (TO) into out.
 template <class TIn, class TO, int D>
 void launch_merge(const SkLshParams* p, const TO* o_rounds, const float* lse, void* out, cudaStream_t s) {
+  if constexpr (std::is_same_v<TO, __nv_bfloat16>) {
+    if (aligned16(o_rounds) && aligned16(out) && p->rounds <= kMerge8MaxRounds) {
+      constexpr int kRowsPerBlock = kVecThreads / (D / 8);
+      const unsigned blocks = unsigned((int64_t(p->B) * p->H * p->T + kRowsPerBlock - 1) / kRowsPerBlock);
+      merge_rows8_kernel<TIn, D><<<blocks, kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+      return;
+    }
+  }
   if (aligned16(o_rounds) && aligned16(out)) {
     merge_rows_kernel<TIn, TO, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
   } else {
@@ -727,21 +775,23 @@ int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* orde
   const unsigned warp_blocks = unsigned((rows(p) * p->T * 32 + 255) / 256);
   const TIn* g = static_cast<const TIn*>(dout);
   const TIn* o = static_cast<const TIn*>(out);
-  if (aligned16(out) && aligned16(dout) && p->rounds <= D / 4)
-    backward_prep_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o, lse, g, w, gout);
-  else
-    backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o, lse, g, w, gout);
-  mark(5, s);
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
   const bool fused = impl == 2 && sk_lsh_mma_fused_backward_ok(p);
+  if (!fused) {  // (the fused kernel computes w and gout of its query entries itself)
+    if (aligned16(out) && aligned16(dout) && p->rounds <= D / 4)
+      backward_prep_rows_kernel<TIn, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(*p, o, lse, g, w, gout);
+    else
+      backward_prep_kernel<TIn><<<warp_blocks, 256, 0, s>>>(*p, o, lse, g, w, gout);
+  }
+  mark(5, s);
   const bool second = fused && p->look_back && n_chunks(p) > 1;  // keys get a partial from the next chunk
   if (fused && second && (!dk2_e || !dv2_e)) return SK_KERNEL_BAD_ARG;
   const bool vec = aligned16(dq_e) && aligned16(dk_e) && aligned16(dv_e) && aligned16(dq) && aligned16(dv) &&
                    (!second || (aligned16(dk2_e) && aligned16(dv2_e)));
   if (fused) {  // bf16 partials: only the row-vectorised final pass reads them
-    if (!vec) return SK_KERNEL_MISALIGNED;
-    if (int st = sk_lsh_mma_backward_fused(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s))
+    if (!vec || !aligned16(out) || !aligned16(dout)) return SK_KERNEL_MISALIGNED;
+    if (int st = sk_lsh_mma_backward_fused(p, kscale, order, lse, dout, out, dq_e, dk_e, dv_e, dk2_e, dv2_e, s))
       return st;
     mark(6, s);
     using P = __nv_bfloat16;
@@ -839,8 +889,8 @@ extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* 
     if (temp_bytes < sk_lsh_sort_temp_bytes(p) || p->rounds > 65535) return SK_KERNEL_BAD_ARG;
   }
   mark(0, s);
-  launch_key_scale(p, kscale, s);
   if (!hashed(p)) {
+    launch_key_scale(p, kscale, s);
     iota_kernel<<<unsigned((n_pos + 255) / 256), 256, 0, s>>>(rows(p), p->T, order);
     mark(1, s);
     return launch_status();
@@ -849,8 +899,10 @@ extern "C" int sk_cuda_lsh_layout(const SkLshParams* p, float* kscale, int32_t* 
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
   const int64_t hash_scratch = hash_scratch_bytes(p), cub_bytes = cub_sort_bytes(p);
+  if (hash_scratch == 0) launch_key_scale(p, kscale, s);  // (hash v2 writes the key scales itself)
   if (hash_scratch > 0) {
-    if (int st = sk_lsh_mma_hash_v2(p, static_cast<char*>(temp) + cub_bytes, buckets, sort_keys, sort_vals, s))
+    if (int st = sk_lsh_mma_hash_v2(p, static_cast<char*>(temp) + cub_bytes, kscale, buckets, sort_keys, sort_vals,
+                                    s))
       return st;
   } else if (impl >= 2) {
     if (int st = sk_lsh_mma_hash(p, buckets, sort_keys, sort_vals, s)) return st;

@@ -15,7 +15,8 @@
 //              by entry id (forward scratch).
 //   lse:       (BH, E) f32 each entry's log-sum-exp (natural log).
 //   out:       (B, H, T, D) contiguous, q's dtype.
-// Backward scratch: w (BH, E) f32 the merge weights, gout (BH, T) f32 dout_i . out_i,
+// Backward scratch: w (BH, E) f32 the merge weights, gout (BH, T) f32 dout_i . out_i (written by the
+// prep pass; unused by the fused tensor-core backward, which computes both per block),
 // dq_e, dk_e, dv_e (BH, E, D) f32 or bf16 per-entry partial gradients (each written exactly once: no
 // atomics, so the backward is bitwise deterministic); dq, dv (B, H, T, D) contiguous, q's dtype.
 // Returns an SkKernelStatus (0 = ok).
@@ -100,7 +101,7 @@ int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_
 // record a CUDA event after each phase; sk_lsh_phase_read waits for them and writes
 // SK_LSH_PHASES times in ms (0 for phases not run since the last read or enable), each from the
 // previous recorded mark: [0] key scales + hash (or the identity order), [1] sort, [2] forward
-// chunk kernel(s), [3] merge, [4] backward prep (w, gout), [5] backward chunk kernel(s),
+// chunk kernel(s), [3] merge, [4] backward prep (w, gout; empty with the fused backward), [5] backward chunk kernel(s),
 // [6] backward final (sum of partials, key-normalisation backward). Host time between phases
 // (allocations) lands in the next phase.
 #define SK_LSH_PHASES 7

@@ -549,7 +549,7 @@ template <int D>
 __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     backward_fused_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
                               const float* __restrict__ lse, const bf16* __restrict__ dout,
-                              const float* __restrict__ w, const float* __restrict__ gout, bf16* __restrict__ dq_e,
+                              const bf16* __restrict__ out, bf16* __restrict__ dq_e,
                               bf16* __restrict__ dk_own, bf16* __restrict__ dv_own, bf16* __restrict__ dk_next,
                               bf16* __restrict__ dv_next) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -579,9 +579,18 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     const int pos = e >= 0 ? e % T : -1;
     qent_s[tid] = e;
     qpos_s[tid] = pos;
-    qlse_s[tid] = e >= 0 ? lse[int64_t(bh) * E + e] : 0.f;
-    qw_s[tid] = e >= 0 ? w[int64_t(bh) * E + e] : 0.f;
-    qgo_s[tid] = e >= 0 ? gout[int64_t(bh) * T + pos] : 0.f;
+    float le = 0.f, we = 0.f;
+    if (e >= 0) {  // the merge weight of the entry's round: exp(lse_e) / sum over the position's rounds
+      const float* L = lse + int64_t(bh) * E + pos;
+      le = L[e - pos];
+      float m = -INFINITY;
+      for (int r = 0; r < p.rounds; ++r) m = fmaxf(m, L[int64_t(r) * T]);
+      float sum = 0.f;
+      for (int r = 0; r < p.rounds; ++r) sum += expf(L[int64_t(r) * T] - m);
+      we = expf(le - m) / sum;
+    }
+    qlse_s[tid] = le;
+    qw_s[tid] = we;
   }
   {
     const int x = tid;  // kBThr == kBCols
@@ -597,6 +606,30 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
   gather_rows<kN, D, kBThr>(sK0, qb, p.q_st, kpos_s);
   gather_rows<kN, D, kBThr>(sV0, vb, p.v_st, kpos_s);
   cp_async_commit();
+  {  // gout = dO . out of each query row's position (two threads per row, D / 2 elements each; the
+     // rows' loads overlap the gathers in flight)
+    constexpr int kHalf = D / 2;
+    const int row = tid >> 1, half = tid & 1, pos = qpos_s[row];
+    float go = 0.f;
+    if (pos >= 0) {
+      const bf16* gr = gb + int64_t(pos) * D + half * kHalf;
+      const bf16* orow = out + (int64_t(bh) * T + pos) * D + half * kHalf;
+#pragma unroll
+      for (int i = 0; i < kHalf / 8; ++i) {
+        const uint4 gv = *reinterpret_cast<const uint4*>(gr + i * 8), ov = *reinterpret_cast<const uint4*>(orow + i * 8);
+        const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
+        const __nv_bfloat162* o2 = reinterpret_cast<const __nv_bfloat162*>(&ov);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float2 a = __bfloat1622float2(g2[j]), b = __bfloat1622float2(o2[j]);
+          go = fmaf(a.x, b.x, fmaf(a.y, b.y, go));
+        }
+      }
+    }
+    go += __shfl_xor_sync(0xffffffffu, go, 1);
+    if (half == 0) qgo_s[row] = go;
+  }
+  __syncthreads();  // qgo_s
   int qp[2];
   float ql[2], qw[2], qg[2];
 #pragma unroll
@@ -999,7 +1032,9 @@ __global__ void __launch_bounds__(kThr) hash_mma_kernel(const SkLshParams p, int
 // The rotations are split into their three bf16 terms once per call (split_rotations_kernel, into
 // (H, R, 3, D, halfp) with halfp = NB/2 rounded up to 64, zero-padded), instead of once per
 // 64-position block; blocks of 128 positions (8 warps) stream the split tiles with double-buffered
-// cp.async. Same products in the same accumulation order as hash_mma_kernel: identical buckets.
+// cp.async. Same products in the same accumulation order as hash_mma_kernel: identical buckets
+// (the argmax is tracked as a first maximum and a first minimum of y, which selects the same
+// index as hash_mma_kernel's scan of [y, -y]).
 constexpr int kHBM = 128;
 constexpr int kHThr = (kHBM / 16) * 32;
 
@@ -1050,8 +1085,8 @@ static_assert(hash_v2_smem<128>() + 1024 <= 227 * 1024, "hash v2 shared memory (
 // D 64 (<= 128 registers: the three parts' fragment loads are not hoisted across parts).
 template <int D>
 __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
-    hash_v2_kernel(const SkLshParams p, const bf16* __restrict__ split, int halfp, int32_t* __restrict__ buckets,
-                   uint32_t* __restrict__ keys, int32_t* __restrict__ vals) {
+    hash_v2_kernel(const SkLshParams p, const bf16* __restrict__ split, int halfp, float* __restrict__ kscale,
+                   int32_t* __restrict__ buckets, uint32_t* __restrict__ keys, int32_t* __restrict__ vals) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int pos_s[kHBM];
   const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
@@ -1067,8 +1102,13 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
   load_rot_tiles<D>(sR0, rot_of(0), halfp, 0);
   cp_async_commit();
   uint32_t qf[D / 16][4];
-  float best_v[2] = {-INFINITY, -INFINITY};
-  int best_i[2] = {0x7fffffff, 0x7fffffff};
+  // Per row of the thread's two: the first maximum of y (hi_v at column hi_i) and the first minimum
+  // (lo_v at lo_i) over the columns seen, which a thread visits in increasing order (tiles, then
+  // j, then e & 1), so strict comparisons keep the first one. The argmax over [y, -y] is then hi_i
+  // when hi_v >= -lo_v, else half + lo_i: the first maximum over the concatenation, as better()
+  // over both halves did (three instructions per candidate instead of ~7).
+  float hi_v[2] = {-INFINITY, -INFINITY}, lo_v[2] = {INFINITY, INFINITY};
+  int hi_i[2] = {0x7fffffff, 0x7fffffff}, lo_i[2] = {0x7fffffff, 0x7fffffff};
   const int ntiles = halfp / kHashCols, steps = R * ntiles;
   for (int step = 0; step < steps; ++step) {
     const int r = step / ntiles, c0 = (step - r * ntiles) * kHashCols;
@@ -1085,6 +1125,23 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
     if (step == 0) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+      // The key scales of the block's positions from the gathered rows (two threads per row, D / 2
+      // elements each): 1 / sqrt(mean(q^2) + eps) / sqrt(D), as key_scale_rows_kernel.
+      const int row = tid >> 1, half = tid & 1;
+      float ms = 0.f;
+#pragma unroll
+      for (int cc = half * (D / 16); cc < (half + 1) * (D / 16); ++cc) {
+        const uint4 v = *reinterpret_cast<const uint4*>(smem + swz<D>(row, cc * 8));
+        const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(v2[i]);
+          ms = fmaf(f.x, f.x, fmaf(f.y, f.y, ms));
+        }
+      }
+      ms += __shfl_xor_sync(0xffffffffu, ms, 1);
+      if (half == 0 && pos_s[row] >= 0)
+        kscale[int64_t(bh) * T + pos_s[row]] = 1.0f / sqrtf(ms / float(D) + 1e-6f) / sqrtf(float(D));
     }
     float y[kHashCols / 8][4];
 #pragma unroll
@@ -1102,35 +1159,44 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
         }
       }
     }
+    auto track = [&](float v, int col, int rr) {
+      if (v > hi_v[rr]) hi_v[rr] = v, hi_i[rr] = col;
+      if (v < lo_v[rr]) lo_v[rr] = v, lo_i[rr] = col;
+    };
+    if (c0 + kHashCols <= half) {  // a full tile: no padded columns
 #pragma unroll
-    for (int j = 0; j < kHashCols / 8; ++j) {
+      for (int j = 0; j < kHashCols / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = c0 + j * 8 + 2 * t + (e & 1), rr = e >> 1;
-        if (col < half) {
-          if (better(y[j][e], col, best_v[rr], best_i[rr])) best_v[rr] = y[j][e], best_i[rr] = col;
-          if (better(-y[j][e], half + col, best_v[rr], best_i[rr])) best_v[rr] = -y[j][e], best_i[rr] = half + col;
+        for (int e = 0; e < 4; ++e) track(y[j][e], c0 + j * 8 + 2 * t + (e & 1), e >> 1);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kHashCols / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = c0 + j * 8 + 2 * t + (e & 1);
+          if (col < half) track(y[j][e], col, e >> 1);
         }
-      }
     }
     if (c0 + kHashCols == ntiles * kHashCols) {  // round r's last tile: reduce over the quad, write, reset
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
 #pragma unroll
         for (int off = 1; off <= 2; off <<= 1) {
-          const float v2 = __shfl_xor_sync(0xffffffffu, best_v[rr], off);
-          const int i2 = __shfl_xor_sync(0xffffffffu, best_i[rr], off);
-          if (better(v2, i2, best_v[rr], best_i[rr])) best_v[rr] = v2, best_i[rr] = i2;
+          const float hv = __shfl_xor_sync(0xffffffffu, hi_v[rr], off), lv = __shfl_xor_sync(0xffffffffu, lo_v[rr], off);
+          const int hk = __shfl_xor_sync(0xffffffffu, hi_i[rr], off), lk = __shfl_xor_sync(0xffffffffu, lo_i[rr], off);
+          if (better(hv, hk, hi_v[rr], hi_i[rr])) hi_v[rr] = hv, hi_i[rr] = hk;
+          if (better(-lv, lk, -lo_v[rr], lo_i[rr])) lo_v[rr] = lv, lo_i[rr] = lk;
         }
+        const int best = hi_v[rr] >= -lo_v[rr] ? hi_i[rr] : half + lo_i[rr];
         const int j = j0 + r0 + g + 8 * rr;
         if (t == 0 && j < T) {
           const int64_t ent = (int64_t(bh) * R + r) * T + j;
-          buckets[ent] = best_i[rr];
-          keys[ent] = uint32_t((int64_t(bh) * R + r) * p.n_buckets + best_i[rr]);
+          buckets[ent] = best;
+          keys[ent] = uint32_t((int64_t(bh) * R + r) * p.n_buckets + best);
           vals[ent] = r * T + j;
         }
-        best_v[rr] = -INFINITY;
-        best_i[rr] = 0x7fffffff;
+        hi_v[rr] = -INFINITY, lo_v[rr] = INFINITY;
+        hi_i[rr] = lo_i[rr] = 0x7fffffff;
       }
     }
     __syncthreads();  // this tile's buffer is refilled by the next step's prefetch
@@ -1172,14 +1238,14 @@ int backward_launch(const SkLshParams* p, const float* kscale, const int32_t* or
 
 template <int D>
 int backward_fused_launch(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
-                          const void* dout, const float* w, const float* gout, void* dq_e, void* dk_e, void* dv_e,
-                          void* dk2_e, void* dv2_e, cudaStream_t s) {
+                          const void* dout, const void* out, void* dq_e, void* dk_e, void* dv_e, void* dk2_e,
+                          void* dv2_e, cudaStream_t s) {
   constexpr int smem = fused_smem_bytes<D>();
   if (!set_smem(backward_fused_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
   const int64_t E = int64_t(p->rounds) * p->T, nch = (E + p->chunk - 1) / p->chunk;
   const dim3 grid(unsigned(nch), unsigned(int64_t(p->B) * p->H));
   backward_fused_mma_kernel<D><<<grid, kBThr, smem, s>>>(
-      *p, kscale, order, lse, static_cast<const bf16*>(dout), w, gout, static_cast<bf16*>(dq_e),
+      *p, kscale, order, lse, static_cast<const bf16*>(dout), static_cast<const bf16*>(out), static_cast<bf16*>(dq_e),
       static_cast<bf16*>(dk_e), static_cast<bf16*>(dv_e), static_cast<bf16*>(dk2_e), static_cast<bf16*>(dv2_e));
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
@@ -1205,8 +1271,8 @@ int hash_launch(const SkLshParams* p, int32_t* buckets, uint32_t* keys, int32_t*
 }
 
 template <int D>
-int hash_v2_launch(const SkLshParams* p, void* scratch, int32_t* buckets, uint32_t* keys, int32_t* vals,
-                   cudaStream_t s) {
+int hash_v2_launch(const SkLshParams* p, void* scratch, float* kscale, int32_t* buckets, uint32_t* keys,
+                   int32_t* vals, cudaStream_t s) {
   constexpr int smem = hash_v2_smem<D>();
   if (!set_smem(hash_v2_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
   const int halfp = hash_halfp(p->n_buckets / 2);
@@ -1215,7 +1281,7 @@ int hash_v2_launch(const SkLshParams* p, void* scratch, int32_t* buckets, uint32
   const int64_t blocks = (total + 255) / 256;
   split_rotations_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, s>>>(*p, split, halfp);
   const dim3 grid(unsigned((p->T + kHBM - 1) / kHBM), unsigned(int64_t(p->B) * p->H));
-  hash_v2_kernel<D><<<grid, kHThr, smem, s>>>(*p, split, halfp, buckets, keys, vals);
+  hash_v2_kernel<D><<<grid, kHThr, smem, s>>>(*p, split, halfp, kscale, buckets, keys, vals);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -1254,12 +1320,13 @@ int sk_lsh_mma_fused_backward_ok(const SkLshParams* p) {
 }
 
 int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
-                              const void* dout, const float* w, const float* gout, void* dq_e, void* dk_e,
-                              void* dv_e, void* dk2_e, void* dv2_e, cudaStream_t s) {
-  if (!sk_lsh_mma_fused_backward_ok(p) || reinterpret_cast<uintptr_t>(dout) % 16) return SK_KERNEL_BAD_ARG;
-  return p->D == 64 ? backward_fused_launch<64>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, s)
-                    : backward_fused_launch<128>(p, kscale, order, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e,
-                                                 s);
+                              const void* dout, const void* out, void* dq_e, void* dk_e, void* dv_e, void* dk2_e,
+                              void* dv2_e, cudaStream_t s) {
+  if (!sk_lsh_mma_fused_backward_ok(p) || reinterpret_cast<uintptr_t>(dout) % 16 ||
+      reinterpret_cast<uintptr_t>(out) % 16)
+    return SK_KERNEL_BAD_ARG;
+  return p->D == 64 ? backward_fused_launch<64>(p, kscale, order, lse, dout, out, dq_e, dk_e, dv_e, dk2_e, dv2_e, s)
+                    : backward_fused_launch<128>(p, kscale, order, lse, dout, out, dq_e, dk_e, dv_e, dk2_e, dv2_e, s);
 }
 
 int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p) {
@@ -1267,13 +1334,13 @@ int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p) {
   return int64_t(p->H) * p->rounds * 3 * p->D * hash_halfp(p->n_buckets / 2) * 2;
 }
 
-int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, int32_t* buckets, uint32_t* keys, int32_t* vals,
-                       cudaStream_t s) {
-  if (!sk_lsh_mma_supported(p) || !p->rot || p->n_buckets < 2 || !scratch ||
+int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, float* kscale, int32_t* buckets, uint32_t* keys,
+                       int32_t* vals, cudaStream_t s) {
+  if (!sk_lsh_mma_supported(p) || !p->rot || p->n_buckets < 2 || !scratch || !kscale ||
       reinterpret_cast<uintptr_t>(scratch) % 16)
     return SK_KERNEL_BAD_ARG;
-  return p->D == 64 ? hash_v2_launch<64>(p, scratch, buckets, keys, vals, s)
-                    : hash_v2_launch<128>(p, scratch, buckets, keys, vals, s);
+  return p->D == 64 ? hash_v2_launch<64>(p, scratch, kscale, buckets, keys, vals, s)
+                    : hash_v2_launch<128>(p, scratch, kscale, buckets, keys, vals, s);
 }
 
 int sk_lsh_mma_forward_v2_ok(const SkLshParams* p) {

@@ -32,9 +32,11 @@ int sk_lsh_mma_fused_backward_ok(const SkLshParams* p);
 // entry: dk_e, dv_e from the block of the entry's own chunk, dk2_e, dv2_e from the block of the
 // next chunk (cyclic; written only with look-back and >= 2 chunks). The final pass sums
 // dk_e + dk2_e (fixed order). The five partials are bf16 (BH, E, D) rows (fp32 sums rounded once).
+// The prep pass is folded in: each block takes its query entries' merge weights from lse and
+// gout = dO . out from the merged output out (contiguous bf16 (BH, T, D), 16-byte aligned, as dout).
 int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const int32_t* order, const float* lse,
-                              const void* dout, const float* w, const float* gout, void* dq_e, void* dk_e,
-                              void* dv_e, void* dk2_e, void* dv2_e, cudaStream_t s);
+                              const void* dout, const void* out, void* dq_e, void* dk_e, void* dv_e, void* dk2_e,
+                              void* dv2_e, cudaStream_t s);
 
 // Bytes of device scratch sk_lsh_mma_hash_v2 needs (the rotations split into three bf16 terms,
 // (H, R, 3, D, NB/2 rounded up to 64)); 0 when the tensor-core kernels do not take p.
@@ -42,9 +44,10 @@ int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p);
 
 // As sk_lsh_mma_hash (same buckets bit for bit: same products, same accumulation order), with the
 // rotations split once per call into scratch (16-byte aligned, sk_lsh_mma_hash_scratch_bytes) and
-// 128-position blocks streaming them.
-int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, int32_t* buckets, uint32_t* keys, int32_t* vals,
-                       cudaStream_t s);
+// 128-position blocks streaming them. Also writes the key scales kscale (BH, T) of every position
+// from the gathered q rows (the separate key-scale pass is then not run).
+int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, float* kscale, int32_t* buckets, uint32_t* keys,
+                       int32_t* vals, cudaStream_t s);
 
 // 1 when the forward v2 takes p: sk_lsh_mma_fused_backward_ok and chunk > 64 (for chunk <= 64 v1
 // already runs one 64-row block per chunk, and a 128-row block would idle half its warps).

@@ -25,7 +25,8 @@
 //      cancel: relative errors grow a few times over the output's, as in the flash tests);
 //      f32: out, dq, dv relative L2 <= 1e-3 (fp32 sums against f64; the -1e5 self-mask value
 //      has an fp32 ulp of 0.0078, docs/LSH.md's precision note).
-//      lse (every entry): max |lse - lse_ref| / (1 + |lse_ref|) <= 1e-4.
+//      lse (every entry): max |lse - lse_ref| / (1 + |lse_ref|) <= 1e-4; key scales (every
+//      position) within 1e-5 relative of the f64 formula.
 //  - The autograd op (one node of q, v) returns the same gradients as lsh_cuda_backward, and the
 //    backward is bitwise deterministic (no atomics: two runs equal exactly; default kernels, i.e.
 //    the fused tensor-core backward with its two per-key partials summed in a fixed order).
@@ -191,6 +192,19 @@ TEST_P(CudaLshAttention, MatchesCpuReference) {
   EXPECT_LE(dq.rel_l2, bf16 ? 2e-2 : 1e-3) << name << " dq " << dq.str();
   EXPECT_LE(dv.rel_l2, bf16 ? 2e-2 : 1e-3) << name << " dv " << dv.str();
   EXPECT_LE(lse_err, 1e-4) << name << " lse worst entry " << lse_at;
+
+  // Key scales (written by the hash v2 kernel on the tensor-core path, by the key-scale pass
+  // otherwise): 1 / sqrt(mean(q^2) + 1e-6) / sqrt(D) per position, fp32 sums vs f64: 1e-5 relative.
+  const std::vector<double> ks = fwd.kscale.cpu().to_vector(), qh = rq.to_vector();
+  ASSERT_EQ(int64_t(ks.size()), c.B * c.H * T) << name;
+  double ks_err = 0;
+  for (int64_t row = 0; row < c.B * c.H * T; ++row) {
+    double ms = 0;
+    for (int64_t d = 0; d < c.D; ++d) ms += qh[size_t(row * c.D + d)] * qh[size_t(row * c.D + d)];
+    const double want = 1.0 / std::sqrt(ms / double(c.D) + 1e-6) / std::sqrt(double(c.D));
+    ks_err = std::max(ks_err, std::isfinite(ks[size_t(row)]) ? std::abs(ks[size_t(row)] - want) / want : INFINITY);
+  }
+  EXPECT_LE(ks_err, 1e-5) << name << " key scales";
 }
 
 std::vector<LshCase> cases() {
