@@ -559,7 +559,9 @@ __global__ void __launch_bounds__(kVecThreads) merge_rows_kernel(SkLshParams p, 
 // checked by the launcher): twice the bytes in flight per thread of merge_rows_kernel, which ran at
 // ~2.2 TB/s. Same arithmetic per element as merge_rows_kernel (bit for bit).
 constexpr int kMerge8MaxRounds = 4;
-template <class TOut, int D>
+// RMAX: rounds held in registers (2 or 4; p.rounds <= RMAX): at RMAX 2 the kernel needs fewer
+// registers, so more warps (loads) are in flight.
+template <class TOut, int D, int RMAX>
 __global__ void __launch_bounds__(kVecThreads) merge_rows8_kernel(SkLshParams p, const __nv_bfloat16* o_rounds,
                                                                   const float* lse, TOut* out) {
   constexpr int G = D / 8, kRowsPerBlock = kVecThreads / G;
@@ -569,15 +571,15 @@ __global__ void __launch_bounds__(kVecThreads) merge_rows8_kernel(SkLshParams p,
   const int bh = row / T, t = row % T;
   const int64_t E = int64_t(R) * T;
   const float* L = lse + bh * E + t;
-  uint4 o[kMerge8MaxRounds];
+  uint4 o[RMAX];
 #pragma unroll
-  for (int r = 0; r < kMerge8MaxRounds; ++r)
+  for (int r = 0; r < RMAX; ++r)
     if (r < R) o[r] = *reinterpret_cast<const uint4*>(o_rounds + (bh * E + int64_t(r) * T + t) * D + 8 * c);
   float m = -INFINITY;
   for (int r = 0; r < R; ++r) m = fmaxf(m, L[int64_t(r) * T]);
   float sum = 0.0f, acc[8] = {};
 #pragma unroll
-  for (int r = 0; r < kMerge8MaxRounds; ++r) {
+  for (int r = 0; r < RMAX; ++r) {
     if (r >= R) break;
     const float w = expf(L[int64_t(r) * T] - m);
     sum += w;
@@ -733,7 +735,11 @@ void launch_merge(const SkLshParams* p, const TO* o_rounds, const float* lse, vo
     if (aligned16(o_rounds) && aligned16(out) && p->rounds <= kMerge8MaxRounds) {
       constexpr int kRowsPerBlock = kVecThreads / (D / 8);
       const unsigned blocks = unsigned((int64_t(p->B) * p->H * p->T + kRowsPerBlock - 1) / kRowsPerBlock);
-      merge_rows8_kernel<TIn, D><<<blocks, kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+      if (p->rounds <= 2)
+        merge_rows8_kernel<TIn, D, 2><<<blocks, kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
+      else
+        merge_rows8_kernel<TIn, D, kMerge8MaxRounds>
+            <<<blocks, kVecThreads, 0, s>>>(*p, o_rounds, lse, static_cast<TIn*>(out));
       return;
     }
   }

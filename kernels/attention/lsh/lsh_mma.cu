@@ -553,8 +553,10 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
                               bf16* __restrict__ dk_own, bf16* __restrict__ dv_own, bf16* __restrict__ dk_next,
                               bf16* __restrict__ dv_next) {
   extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ int qpos_s[kBM], qent_s[kBM], kpos_s[kBCols], kent_s[kBCols];
-  __shared__ float qlse_s[kBM], qw_s[kBM], qgo_s[kBM], kscl_s[kBCols];
+  __shared__ int qpos_s[kBM], qent_s[kBM], kent_s[kBCols];
+  __shared__ float qlse_s[kBM], qw_s[kBM], qgo_s[kBM];
+  __shared__ __align__(8) int kpos_s[kBCols];  // read as pairs (int2, float2) per thread
+  __shared__ __align__(8) float kscl_s[kBCols];
   const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
   const int64_t E = int64_t(p.rounds) * T, nch = (E + p.chunk - 1) / p.chunk;
   const int64_t c = blockIdx.x, ca = c * p.chunk, cb = ca + p.chunk < E ? ca + p.chunk : E;
@@ -680,21 +682,24 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
         }
       }
       // PW = P w on every real (query, key) pair (masked logits are constants, so they feed dv
-      // only); dS = PW (dP - gout) on unmasked pairs (key position < query position).
+      // only); dS = PW (dP - gout) on unmasked pairs (key position < query position). Branch-free,
+      // the column pair's positions and scales read once (8-byte loads), exp as one
+      // ex2.approx.ftz (as the forward; P below 2^-126 becomes 0).
 #pragma unroll
       for (int j = 0; j < kH / 8; ++j) {
+        const int x = x0 + hc + j * 8 + 2 * t;  // even: the pair (x, x + 1) is 8-byte aligned
+        const int2 kp2 = *reinterpret_cast<const int2*>(&kpos_s[x]);
+        const float2 ksc = *reinterpret_cast<const float2*>(&kscl_s[x]);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int x = x0 + hc + j * 8 + 2 * t + (e & 1), r = e >> 1;
-          const int kp = kpos_s[x];
-          float pw = 0.f, ds = 0.f;
-          if (kp >= 0 && qp[r] >= 0) {
-            const float a = kp > qp[r] ? kCausalM : (kp == qp[r] ? kSelfM : s[j][e] * kscl_s[x]);
-            pw = __expf(a - ql[r]) * qw[r];
-            if (kp < qp[r]) ds = pw * (dp[j][e] - qg[r]);
-          }
+          const int r = e >> 1, kp = (e & 1) ? kp2.y : kp2.x;
+          float a = s[j][e] * ((e & 1) ? ksc.y : ksc.x);
+          a = kp == qp[r] ? kSelfM : a;
+          a = kp > qp[r] ? kCausalM : a;
+          float pw = softmax_exp2<true>((a - ql[r]) * kLog2e) * qw[r];
+          pw = kp >= 0 && qp[r] >= 0 ? pw : 0.f;
+          dp[j][e] = kp < qp[r] ? pw * (dp[j][e] - qg[r]) : 0.f;
           s[j][e] = pw;
-          dp[j][e] = ds;
         }
       }
 #pragma unroll
@@ -709,9 +714,8 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
       // dq += (dS kscale_j) K.
 #pragma unroll
       for (int j = 0; j < kH / 8; ++j) {
-        const int x = x0 + hc + j * 8 + 2 * t;
-        const float sc0 = kscl_s[x], sc1 = kscl_s[x + 1];
-        dp[j][0] *= sc0, dp[j][1] *= sc1, dp[j][2] *= sc0, dp[j][3] *= sc1;
+        const float2 sc = *reinterpret_cast<const float2*>(&kscl_s[x0 + hc + j * 8 + 2 * t]);
+        dp[j][0] *= sc.x, dp[j][1] *= sc.y, dp[j][2] *= sc.x, dp[j][3] *= sc.y;
       }
       uint32_t dsf[kH / 16][4];
 #pragma unroll
