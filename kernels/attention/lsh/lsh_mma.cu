@@ -18,6 +18,7 @@
 #include "kernels/attention/lsh/lsh_mma.h"
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -792,8 +793,9 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     forward_v2_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
                           bf16* __restrict__ o_rounds, float* __restrict__ lse_out) {
   extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ int qpos_s[kBM], qent_s[kBM], kpos_s[kBCols];
-  __shared__ float kscl_s[kBCols];
+  __shared__ int qpos_s[kBM], qent_s[kBM];
+  __shared__ __align__(8) int kpos_s[kBCols];  // read as pairs (int2, float2) per thread
+  __shared__ __align__(8) float kscl_s[kBCols];
   const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
   const int64_t E = int64_t(p.rounds) * T, nch = (E + p.chunk - 1) / p.chunk;
   const int64_t c = blockIdx.x, ca = c * p.chunk, cb = ca + p.chunk < E ? ca + p.chunk : E;
@@ -867,11 +869,13 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int j = 0; j < kN / 8; ++j) {
+      const int x = x0 + j * 8 + 2 * t;  // even: the pair (x, x + 1) is 8-byte aligned
+      const int2 kp2 = *reinterpret_cast<const int2*>(&kpos_s[x]);
+      const float2 ks2 = *reinterpret_cast<const float2*>(&kscl_s[x]);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int x = x0 + j * 8 + 2 * t + (e & 1);
-        const int kp = kpos_s[x], q_pos = qp[e >> 1];
-        float a = s[j][e] * kscl_s[x];
+        const int kp = (e & 1) ? kp2.y : kp2.x, q_pos = qp[e >> 1];
+        float a = s[j][e] * ((e & 1) ? ks2.y : ks2.x);
         if (kp < 0) a = -INFINITY;
         else if (kp > q_pos) a = kCausalM;
         else if (kp == q_pos) a = kSelfM;
@@ -1033,18 +1037,54 @@ __global__ void __launch_bounds__(kThr) hash_mma_kernel(const SkLshParams p, int
 }
 
 // ---- hashing v2 --------------------------------------------------------------------------------------
-// The rotations are split into their three bf16 terms once per call (split_rotations_kernel, into
-// (H, R, 3, D, halfp) with halfp = NB/2 rounded up to 64, zero-padded), instead of once per
-// 64-position block; blocks of 128 positions (8 warps) stream the split tiles with double-buffered
-// cp.async. Same products in the same accumulation order as hash_mma_kernel: identical buckets
-// (the argmax is tracked as a first maximum and a first minimum of y, which selects the same
-// index as hash_mma_kernel's scan of [y, -y]).
+// q R on fp16 tensor cores with R split into TWO fp16 terms (hi + lo: 22 significant bits) instead
+// of v1's three bf16 terms (24 bits): two thirds of the MMAs and of the rotation tiles. Exactness
+// comes from power-of-two scales, which leave every row's argmax unchanged: each round's rotations
+// are scaled by 2^k (max |R| in [2^14, 2^15): rot_exponent_kernel) before the split, and each q row
+// by 2^s (max |q| in [2^14, 2^15)), so q (bf16: 8 significant bits) is exact in fp16 except for
+// components below ~2^-38 of the row's largest, and every product is exact in fp32; only the fp32
+// accumulation order and R's bits past the 22nd differ from the CPU's lsh_hash (the argmax can
+// differ only at near ties, as with v1). The split is done once per call (split_rotations_kernel,
+// into (H, R, 2, D, halfp) with halfp = NB/2 rounded up to 64, zero-padded); blocks of 128
+// positions (8 warps) stream the split tiles with double-buffered cp.async. The argmax is tracked
+// as a first maximum and a first minimum of y (the same index as a scan of [y, -y]).
 constexpr int kHBM = 128;
 constexpr int kHThr = (kHBM / 16) * 32;
+constexpr int kRotParts = 2;
+// Bytes of the per-(h, r) exponents ahead of the split in the scratch (keeps the split 256-byte aligned).
+__host__ __device__ inline int64_t rot_exp_bytes(const SkLshParams& p) {
+  return (int64_t(p.H) * p.rounds * 4 + 255) / 256 * 256;
+}
 
 __host__ __device__ inline int hash_halfp(int half) { return (half + kHashCols - 1) / kHashCols * kHashCols; }
 
-__global__ void split_rotations_kernel(const SkLshParams p, bf16* __restrict__ split, int halfp) {
+__device__ __forceinline__ float pow2f(int k) { return __int_as_float((127 + k) << 23); }  // k in [-126, 127]
+
+// k of each (h, r) (block hr = h R + r): the power of two that brings max |R| into [2^14, 2^15);
+// 0 for an all-zero or non-finite round.
+__global__ void __launch_bounds__(256) rot_exponent_kernel(const SkLshParams p, int* __restrict__ rexp) {
+  const int half = p.n_buckets / 2, R = p.rounds, D = p.D, hr = blockIdx.x, h = hr / R, r = hr % R;
+  float m = 0.f;
+  for (int i = threadIdx.x; i < D * half; i += blockDim.x) {
+    const int d = i / half, col = i % half;
+    m = fmaxf(m, fabsf(p.rot[((int64_t(h) * D + d) * R + r) * half + col]));
+  }
+  for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  __shared__ float wm[8];
+  if ((threadIdx.x & 31) == 0) wm[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < int(blockDim.x >> 5); ++w) m = fmaxf(m, wm[w]);
+    m = fmaxf(m, wm[0]);
+    int e = 0;
+    const bool ok = m > 0.f && isfinite(m);
+    if (ok) frexpf(m, &e);  // m = f 2^e, f in [0.5, 1)
+    rexp[hr] = ok ? min(127, max(-126, 15 - e)) : 0;
+  }
+}
+
+__global__ void split_rotations_kernel(const SkLshParams p, const int* __restrict__ rexp, __half* __restrict__ split,
+                                       int halfp) {
   const int half = p.n_buckets / 2, R = p.rounds, D = p.D;
   const int64_t total = int64_t(p.H) * R * D * halfp;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -1052,21 +1092,33 @@ __global__ void split_rotations_kernel(const SkLshParams p, bf16* __restrict__ s
     const int col = int(idx % halfp), d = int((idx / halfp) % D);
     const int64_t hr = idx / (int64_t(halfp) * D);
     const int h = int(hr / R), r = int(hr % R);
-    const float x = col < half ? p.rot[((int64_t(h) * D + d) * R + r) * half + col] : 0.f;
-    const bf16 hi = __float2bfloat16_rn(x);
-    const float rest = x - __bfloat162float(hi);
-    const bf16 mid = __float2bfloat16_rn(rest);
-    const bf16 lo = __float2bfloat16_rn(rest - __bfloat162float(mid));
-    bf16* o = split + (hr * 3 * D + d) * halfp + col;  // part stride D * halfp
+    const float x = col < half ? p.rot[((int64_t(h) * D + d) * R + r) * half + col] * pow2f(rexp[hr]) : 0.f;
+    const __half hi = __float2half_rn(x);
+    const __half lo = __float2half_rn(x - __half2float(hi));  // x - hi is exact in fp32
+    __half* o = split + (hr * kRotParts * D + d) * halfp + col;  // part stride D * halfp
     o[0] = hi;
-    o[int64_t(D) * halfp] = mid;
-    o[2 * int64_t(D) * halfp] = lo;
+    o[int64_t(D) * halfp] = lo;
   }
 }
 
+__device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two bf16 of q (one 32-bit A-fragment register) times 2^s as two fp16 (exact: see above).
+__device__ __forceinline__ uint32_t bf16x2_to_scaled_f16x2(uint32_t v, float scale) {
+  const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
+  const __half2 h = __floats2half2_rn(f.x * scale, f.y * scale);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
 template <int D>
-__device__ __forceinline__ void load_rot_tiles(uint32_t tile, const bf16* rs, int halfp, int c0) {
-  constexpr int kRotTile = D * kHashCols * 2, kChunks = 3 * D * (kHashCols / 8);
+__device__ __forceinline__ void load_rot_tiles(uint32_t tile, const __half* rs, int halfp, int c0) {
+  constexpr int kRotTile = D * kHashCols * 2, kChunks = kRotParts * D * (kHashCols / 8);
   static_assert(kChunks % kHThr == 0, "rotation tile chunks divide evenly among threads");
 #pragma unroll
   for (int i = 0; i < kChunks / kHThr; ++i) {
@@ -1080,25 +1132,25 @@ __device__ __forceinline__ void load_rot_tiles(uint32_t tile, const bf16* rs, in
 
 template <int D>
 constexpr int hash_v2_smem() {
-  return kHBM * D * 2 + 2 * 3 * D * kHashCols * 2;
+  return kHBM * D * 2 + 2 * kRotParts * D * kHashCols * 2;
 }
 static_assert(hash_v2_smem<128>() + 1024 <= 227 * 1024, "hash v2 shared memory (D 128)");
 
 // Block (128 positions, bh): both rounds' products from one gather of the q rows (the rounds'
 // rotation tiles stream through the same double buffer, round after round); two blocks per SM at
-// D 64 (<= 128 registers: the three parts' fragment loads are not hoisted across parts).
+// D 64 (127 registers with the two parts unrolled, no spills).
 template <int D>
 __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
-    hash_v2_kernel(const SkLshParams p, const bf16* __restrict__ split, int halfp, float* __restrict__ kscale,
+    hash_v2_kernel(const SkLshParams p, const __half* __restrict__ split, int halfp, float* __restrict__ kscale,
                    int32_t* __restrict__ buckets, uint32_t* __restrict__ keys, int32_t* __restrict__ vals) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int pos_s[kHBM];
   const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
   const int R = p.rounds, half = p.n_buckets / 2, h = bh % p.H, j0 = blockIdx.x * kHBM;
   constexpr int kRotTile = D * kHashCols * 2;
-  const uint32_t sQ = smem_u32(smem), sR0 = sQ + kHBM * D * 2, sR1 = sR0 + 3 * kRotTile;
-  // Round r's split rotations: (3, D, halfp) bf16.
-  auto rot_of = [&](int r) { return split + (int64_t(h) * R + r) * 3 * D * halfp; };
+  const uint32_t sQ = smem_u32(smem), sR0 = sQ + kHBM * D * 2, sR1 = sR0 + kRotParts * kRotTile;
+  // Round r's split rotations: (2, D, halfp) fp16.
+  auto rot_of = [&](int r) { return split + (int64_t(h) * R + r) * kRotParts * D * halfp; };
   const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
   if (tid < kHBM) pos_s[tid] = j0 + tid < T ? j0 + tid : -1;
   __syncthreads();
@@ -1127,39 +1179,54 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
     }
     __syncthreads();
     if (step == 0) {
+      // Per gathered row (two threads per row, D / 2 elements each; row = tid / 2 lies in this
+      // warp's 16 rows): the key scale 1 / sqrt(mean(q^2) + eps) / sqrt(D) (as key_scale_rows_kernel)
+      // and the power of two 2^s that brings max |q| into [2^14, 2^15) for the fp16 products.
+      const int row = tid >> 1, hf = tid & 1;
+      float ms = 0.f, mx = 0.f;
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
-      // The key scales of the block's positions from the gathered rows (two threads per row, D / 2
-      // elements each): 1 / sqrt(mean(q^2) + eps) / sqrt(D), as key_scale_rows_kernel.
-      const int row = tid >> 1, half = tid & 1;
-      float ms = 0.f;
-#pragma unroll
-      for (int cc = half * (D / 16); cc < (half + 1) * (D / 16); ++cc) {
+      for (int cc = hf * (D / 16); cc < (hf + 1) * (D / 16); ++cc) {
         const uint4 v = *reinterpret_cast<const uint4*>(smem + swz<D>(row, cc * 8));
         const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&v);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const float2 f = __bfloat1622float2(v2[i]);
           ms = fmaf(f.x, f.x, fmaf(f.y, f.y, ms));
+          mx = fmaxf(mx, fmaxf(fabsf(f.x), fabsf(f.y)));
         }
       }
       ms += __shfl_xor_sync(0xffffffffu, ms, 1);
-      if (half == 0 && pos_s[row] >= 0)
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      if (hf == 0 && pos_s[row] >= 0)
         kscale[int64_t(bh) * T + pos_s[row]] = 1.0f / sqrtf(ms / float(D) + 1e-6f) / sqrtf(float(D));
+      int e = 0;
+      if (mx > 0.f && isfinite(mx)) frexpf(mx, &e);
+      const float my_scale = pow2f(min(127, max(-126, 15 - e)));
+      // A fragments: registers 0, 2 hold row g of the warp's 16, registers 1, 3 row g + 8 (owned by
+      // lanes 2 g and 2 (g + 8)).
+      const float sc_lo = __shfl_sync(0xffffffffu, my_scale, 2 * g), sc_hi = __shfl_sync(0xffffffffu, my_scale, 2 * g + 16);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+        qf[kk][0] = bf16x2_to_scaled_f16x2(qf[kk][0], sc_lo);
+        qf[kk][1] = bf16x2_to_scaled_f16x2(qf[kk][1], sc_hi);
+        qf[kk][2] = bf16x2_to_scaled_f16x2(qf[kk][2], sc_lo);
+        qf[kk][3] = bf16x2_to_scaled_f16x2(qf[kk][3], sc_hi);
+      }
     }
     float y[kHashCols / 8][4];
 #pragma unroll
     for (int j = 0; j < kHashCols / 8; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
-#pragma unroll 1
-    for (int part = 0; part < 3; ++part) {
+#pragma unroll
+    for (int part = 0; part < kRotParts; ++part) {
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
         for (int j = 0; j < kHashCols / 16; ++j) {
           uint32_t bf[4];
           load_b_trans<kHashCols>(bf, sR + part * kRotTile, kk * 16, j * 16, lane);
-          mma_bf16(y[2 * j], qf[kk], bf[0], bf[1]);
-          mma_bf16(y[2 * j + 1], qf[kk], bf[2], bf[3]);
+          mma_f16(y[2 * j], qf[kk], bf[0], bf[1]);
+          mma_f16(y[2 * j + 1], qf[kk], bf[2], bf[3]);
         }
       }
     }
@@ -1280,10 +1347,12 @@ int hash_v2_launch(const SkLshParams* p, void* scratch, float* kscale, int32_t* 
   constexpr int smem = hash_v2_smem<D>();
   if (!set_smem(hash_v2_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
   const int halfp = hash_halfp(p->n_buckets / 2);
-  bf16* split = static_cast<bf16*>(scratch);
+  int* rexp = static_cast<int*>(scratch);
+  __half* split = reinterpret_cast<__half*>(static_cast<char*>(scratch) + rot_exp_bytes(*p));
+  rot_exponent_kernel<<<unsigned(p->H * p->rounds), 256, 0, s>>>(*p, rexp);
   const int64_t total = int64_t(p->H) * p->rounds * D * halfp;
   const int64_t blocks = (total + 255) / 256;
-  split_rotations_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, s>>>(*p, split, halfp);
+  split_rotations_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, s>>>(*p, rexp, split, halfp);
   const dim3 grid(unsigned((p->T + kHBM - 1) / kHBM), unsigned(int64_t(p->B) * p->H));
   hash_v2_kernel<D><<<grid, kHThr, smem, s>>>(*p, split, halfp, kscale, buckets, keys, vals);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
@@ -1335,7 +1404,7 @@ int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const i
 
 int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p) {
   if (!sk_lsh_mma_supported(p) || p->n_buckets < 2) return 0;
-  return int64_t(p->H) * p->rounds * 3 * p->D * hash_halfp(p->n_buckets / 2) * 2;
+  return rot_exp_bytes(*p) + int64_t(p->H) * p->rounds * kRotParts * p->D * hash_halfp(p->n_buckets / 2) * 2;
 }
 
 int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, float* kscale, int32_t* buckets, uint32_t* keys,

@@ -38,14 +38,18 @@ int sk_lsh_mma_backward_fused(const SkLshParams* p, const float* kscale, const i
                               const void* dout, const void* out, void* dq_e, void* dk_e, void* dv_e, void* dk2_e,
                               void* dv2_e, cudaStream_t s);
 
-// Bytes of device scratch sk_lsh_mma_hash_v2 needs (the rotations split into three bf16 terms,
-// (H, R, 3, D, NB/2 rounded up to 64)); 0 when the tensor-core kernels do not take p.
+// Bytes of device scratch sk_lsh_mma_hash_v2 needs (a power-of-two exponent per (h, r), then the
+// scaled rotations split into two fp16 terms, (H, R, 2, D, NB/2 rounded up to 64)); 0 when the
+// tensor-core kernels do not take p.
 int64_t sk_lsh_mma_hash_scratch_bytes(const SkLshParams* p);
 
-// As sk_lsh_mma_hash (same buckets bit for bit: same products, same accumulation order), with the
-// rotations split once per call into scratch (16-byte aligned, sk_lsh_mma_hash_scratch_bytes) and
-// 128-position blocks streaming them. Also writes the key scales kscale (BH, T) of every position
-// from the gathered q rows (the separate key-scale pass is then not run).
+// Buckets as sk_lsh_mma_hash, on fp16 tensor cores: each round's rotations and each q row scaled by
+// a power of two (which leaves every row's argmax unchanged) so that q is exact in fp16 and R is
+// carried by two fp16 terms (22 significant bits; v1: three bf16 terms, 24). The argmax can
+// differ from the CPU's fp32 lsh_hash only at near ties, as v1's. The rotations are split once per
+// call into scratch (16-byte aligned, sk_lsh_mma_hash_scratch_bytes) and 128-position blocks
+// stream them. Also writes the key scales kscale (BH, T) of every position from the gathered q
+// rows (the separate key-scale pass is then not run).
 int sk_lsh_mma_hash_v2(const SkLshParams* p, void* scratch, float* kscale, int32_t* buckets, uint32_t* keys,
                        int32_t* vals, cudaStream_t s);
 

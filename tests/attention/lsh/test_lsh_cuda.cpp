@@ -3,11 +3,12 @@
 // saying so, without a CUDA device (the CPU-only CI).
 //  - Buckets vs lsh_hash on the same values in f32 (q rounded to bf16, then f32). SIMT kernels:
 //    EXACTLY equal (the same fp32 operations in the same order: unfused multiply and add,
-//    d = 0 .. D-1; first maximum). Tensor-core hash (rotations split into 3 bf16 terms, exact
-//    products, fp32 accumulation in the MMA's order; v1 splits per block, v2 once per call, same
-//    products in the same order): equal except at near ties, at most
-//    max(3, 1e-4 of all) differences, each within 1e-5 of the largest |q R| of its row (f64).
-//    Mismatches are printed.
+//    d = 0 .. D-1; first maximum). Tensor-core hash (v1: rotations split into 3 bf16 terms per
+//    block; v2: rows of q and each round's rotations scaled by powers of two, R split into 2 fp16
+//    terms once per call; exact products, fp32 accumulation in the MMA's order): equal except at
+//    near ties, at most max(3, 1e-4 of all) differences, each within 1e-5 of the largest |q R| of
+//    its row (f64); also for rows of q from 1e-4 to 3e4 and rotations scaled by 1e6 and 1e-6
+//    (CudaLshHash). Mismatches are printed.
 //  - Sorted order: equal to lsh_layout's stable sort of those buckets, exactly.
 //  - Forward and backward vs the reference in f64 on the same bf16-rounded q, v, dout and the GPU's
 //    buckets (lsh_attention_forward_buckets, so the layouts are the same by construction), at
@@ -101,6 +102,44 @@ std::pair<double, int64_t> lse_error(const std::vector<double>& got, const std::
   return {worst, at};
 }
 
+// GPU buckets (B, H, R, T) vs lsh_hash on the same f32 values of q (B, H, T, D): exactly equal
+// (exact), else equal except at near ties (each difference within 1e-5 of the row's largest |q R|
+// in f64; at most max(3, 1e-4 of all)). Mismatches are printed.
+void check_buckets_against_cpu(const std::vector<int64_t>& buckets, const Tensor& q, const Tensor& rot,
+                               const std::string& name, bool exact) {
+  const Tensor q32 = q.cpu().to(DType::F32).contiguous();
+  const std::vector<int64_t> cpu = lsh_hash(q32, rot);
+  ASSERT_EQ(buckets.size(), cpu.size()) << name;
+  const int64_t H = q.size(1), T = q.size(2), D = q.size(3), R = rot.size(2), half = rot.size(3);
+  const std::vector<double> qh = q32.to_vector(), rh = rot.to_vector();
+  int64_t bad = 0, not_tie = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    if (buckets[i] == cpu[i]) continue;
+    const int64_t bh = int64_t(i) / (R * T), r = (int64_t(i) / T) % R, j = int64_t(i) % T, h = bh % H;
+    auto proj = [&](int64_t k) {  // [qR, -qR]_k in f64
+      double y = 0;
+      for (int64_t d = 0; d < D; ++d)
+        y += qh[size_t((bh * T + j) * D + d)] * rh[size_t(((h * D + d) * R + r) * half + (k % half))];
+      return k < half ? y : -y;
+    };
+    double ymax = 0;
+    for (int64_t k = 0; k < half; ++k) ymax = std::max(ymax, std::abs(proj(k)));
+    const double gap = std::abs(proj(cpu[i]) - proj(buckets[i]));
+    const bool tie = gap <= 1e-5 * ymax;
+    not_tie += tie ? 0 : 1;
+    if (bad++ < 5 || !tie)
+      std::cout << name << ": bucket " << i << " (bh " << bh << ", round " << r << ", pos " << j << ") GPU "
+                << buckets[i] << ", CPU f32 " << cpu[i] << ", f64 gap " << gap << " (max |qR| " << ymax << ")\n";
+  }
+  if (exact) {
+    EXPECT_EQ(bad, 0) << name << ": " << bad << " of " << cpu.size() << " buckets differ from lsh_hash";
+  } else {
+    EXPECT_EQ(not_tie, 0) << name << ": " << not_tie << " bucket differences are not near ties";
+    EXPECT_LE(bad, std::max<int64_t>(3, int64_t(cpu.size()) / 10000)) << name << ": " << bad << " of " << cpu.size()
+                                                                        << " buckets differ from lsh_hash";
+  }
+}
+
 class CudaLshAttention : public ::testing::TestWithParam<LshCase> {
  protected:
   void SetUp() override { cuda::set_poison_on_alloc(true); }
@@ -135,38 +174,7 @@ TEST_P(CudaLshAttention, MatchesCpuReference) {
     // near ties (fp32 accumulation order), at most max(3, 1e-4 of all), each a tie within 1e-5 of
     // the row's largest |q R| (checked in f64).
     buckets = to_i64(fwd.buckets);
-    const Tensor q32 = q.cpu().to(DType::F32).contiguous();
-    const std::vector<int64_t> cpu = lsh_hash(q32, rot);
-    ASSERT_EQ(buckets.size(), cpu.size()) << name;
-    const bool exact = c.kernels == LshCudaKernels::Simt;
-    const std::vector<double> qh = q32.to_vector(), rh = rot.to_vector();
-    const int64_t half = NB / 2;
-    int64_t bad = 0, not_tie = 0;
-    for (size_t i = 0; i < cpu.size(); ++i) {
-      if (buckets[i] == cpu[i]) continue;
-      const int64_t bh = int64_t(i) / (R * T), r = (int64_t(i) / T) % R, j = int64_t(i) % T, h = bh % c.H;
-      auto proj = [&](int64_t k) {  // [qR, -qR]_k in f64
-        double y = 0;
-        for (int64_t d = 0; d < c.D; ++d)
-          y += qh[size_t((bh * T + j) * c.D + d)] * rh[size_t(((h * c.D + d) * R + r) * half + (k % half))];
-        return k < half ? y : -y;
-      };
-      double ymax = 0;
-      for (int64_t k = 0; k < half; ++k) ymax = std::max(ymax, std::abs(proj(k)));
-      const double gap = std::abs(proj(cpu[i]) - proj(buckets[i]));
-      const bool tie = gap <= 1e-5 * ymax;
-      not_tie += tie ? 0 : 1;
-      if (bad++ < 5 || !tie)
-        std::cout << name << ": bucket " << i << " (bh " << bh << ", round " << r << ", pos " << j << ") GPU "
-                  << buckets[i] << ", CPU f32 " << cpu[i] << ", f64 gap " << gap << " (max |qR| " << ymax << ")\n";
-    }
-    if (exact) {
-      EXPECT_EQ(bad, 0) << name << ": " << bad << " of " << cpu.size() << " buckets differ from lsh_hash";
-    } else {
-      EXPECT_EQ(not_tie, 0) << name << ": " << not_tie << " bucket differences are not near ties";
-      EXPECT_LE(bad, std::max<int64_t>(3, int64_t(cpu.size()) / 10000)) << name << ": " << bad << " of " << cpu.size()
-                                                                          << " buckets differ from lsh_hash";
-    }
+    check_buckets_against_cpu(buckets, q, rot, name, c.kernels == LshCudaKernels::Simt);
     for (int64_t b : buckets) ASSERT_TRUE(b >= 0 && b < NB) << name << ": bucket " << b << " outside [0, " << NB << ")";
   }
   LshForward ref = lsh_attention_forward_buckets(rq, rv, buckets, c.R, NB, c.chunk);
@@ -239,6 +247,31 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaLshAttention, ::testing::ValuesIn(cases()),
 
 // The differentiable op returns lsh_cuda_backward's gradients, and two backward runs are equal
 // bit for bit (per-entry partial gradients, fixed summation order).
+// The fp16 hash scales each round's rotations and each q row by powers of two: rows of very
+// different magnitudes (1e-4 .. 3e4, beyond fp16's range unscaled) and rotations scaled by 1e6 and
+// 1e-6 still give the CPU's buckets (up to near ties), as do the SIMT kernels exactly.
+TEST(CudaLshHash, buckets_follow_the_cpu_hash_at_any_scale_of_q_and_rotations) {
+  SK_REQUIRE_CUDA();
+  const int64_t B = 2, H = 3, T = 1000, D = 64, R = 2, chunk = 64, NB = lsh_default_buckets(T, chunk);
+  Rng rng(4242);
+  Tensor base = Tensor::randn({B, H, T, D}, rng, DType::F32);
+  std::vector<double> vals = base.to_vector();
+  const double row_scale[] = {1e-4, 1.0, 3e4, 0.07};
+  for (size_t i = 0; i < vals.size(); ++i) vals[i] *= row_scale[(i / size_t(D)) % 4];
+  const Tensor q = Tensor::from_vector(vals, {B, H, T, D}).to(DType::BF16).to(Device::cuda(0));
+  for (double rs : {1e6, 1e-6, 1.0}) {
+    Tensor rot = lsh_random_rotations(H, D, R, NB, 77, DType::F32);
+    std::vector<double> rv = rot.to_vector();
+    for (double& x : rv) x *= rs;
+    rot = Tensor::from_vector(rv, rot.shape());
+    for (LshCudaKernels k : {LshCudaKernels::TensorCores, LshCudaKernels::Simt}) {
+      const LshCudaLayout L = lsh_cuda_layout(q, rot, chunk, k);
+      const std::string name = std::string(k == LshCudaKernels::Simt ? "simt" : "mma") + " rot x " + std::to_string(rs);
+      check_buckets_against_cpu(to_i64(L.buckets), q, rot, name, k == LshCudaKernels::Simt);
+    }
+  }
+}
+
 TEST(CudaLshAutograd, op_gradients_equal_the_backward_and_are_deterministic) {
   SK_REQUIRE_CUDA();
   Rng rng(91);
