@@ -902,11 +902,15 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
       o[i][3] *= corr[1];
     }
     uint32_t pf[kN / 16][4];
+    // exp(s - m) as 2^(s log2e - m log2e), one FFMA (as FlashAttention's scaled softmax; m log2e
+    // rounded once per row: a relative error of ~1e-7 |m| in the exponent, which cancels in o's
+    // normalisation and is far inside lse's tolerance even at the self-mask value).
+    const float m2[2] = {m_use[0] * kLog2e, m_use[1] * kLog2e};
 #pragma unroll
     for (int j = 0; j < kN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        s[j][e] = softmax_exp2<true>((s[j][e] - m_use[e >> 1]) * kLog2e);
+        s[j][e] = softmax_exp2<true>(fmaf(s[j][e], kLog2e, -m2[e >> 1]));
         row_sum[e >> 1] += s[j][e];
       }
     }
@@ -1040,18 +1044,18 @@ __global__ void __launch_bounds__(kThr) hash_mma_kernel(const SkLshParams p, int
 // q R on fp16 tensor cores with R split into TWO fp16 terms (hi + lo: 22 significant bits) instead
 // of v1's three bf16 terms (24 bits): two thirds of the MMAs and of the rotation tiles. Exactness
 // comes from power-of-two scales, which leave every row's argmax unchanged: each round's rotations
-// are scaled by 2^k (max |R| in [2^14, 2^15): rot_exponent_kernel) before the split, and each q row
+// are scaled by 2^k (max |R| in [2^14, 2^15): rot_max_kernel, rot_exponent) before the split, and each q row
 // by 2^s (max |q| in [2^14, 2^15)), so q (bf16: 8 significant bits) is exact in fp16 except for
 // components below ~2^-38 of the row's largest, and every product is exact in fp32; only the fp32
 // accumulation order and R's bits past the 22nd differ from the CPU's lsh_hash (the argmax can
 // differ only at near ties, as with v1). The split is done once per call (split_rotations_kernel,
 // into (H, R, 2, D, halfp) with halfp = NB/2 rounded up to 64, zero-padded); blocks of 128
-// positions (8 warps) stream the split tiles with double-buffered cp.async. The argmax is tracked
+// positions (8 warps) stream the split tiles with three-stage cp.async. The argmax is tracked
 // as a first maximum and a first minimum of y (the same index as a scan of [y, -y]).
 constexpr int kHBM = 128;
 constexpr int kHThr = (kHBM / 16) * 32;
 constexpr int kRotParts = 2;
-// Bytes of the per-(h, r) exponents ahead of the split in the scratch (keeps the split 256-byte aligned).
+// Bytes of the per-(h, r) maxima ahead of the split in the scratch (keeps the split 256-byte aligned).
 __host__ __device__ inline int64_t rot_exp_bytes(const SkLshParams& p) {
   return (int64_t(p.H) * p.rounds * 4 + 255) / 256 * 256;
 }
@@ -1060,30 +1064,39 @@ __host__ __device__ inline int hash_halfp(int half) { return (half + kHashCols -
 
 __device__ __forceinline__ float pow2f(int k) { return __int_as_float((127 + k) << 23); }  // k in [-126, 127]
 
-// k of each (h, r) (block hr = h R + r): the power of two that brings max |R| into [2^14, 2^15);
-// 0 for an all-zero or non-finite round.
-__global__ void __launch_bounds__(256) rot_exponent_kernel(const SkLshParams p, int* __restrict__ rexp) {
+// max |R| of each (h, r) as float bits (non-negative floats order as their int bits, so atomicMax
+// on the bits is the float max, independent of the order: deterministic). Grid (H R, kRotMaxSlices);
+// rmax zeroed before. Eight independent loads in flight per thread.
+constexpr int kRotMaxSlices = 16;
+__global__ void __launch_bounds__(256) rot_max_kernel(const SkLshParams p, int* __restrict__ rmax) {
   const int half = p.n_buckets / 2, R = p.rounds, D = p.D, hr = blockIdx.x, h = hr / R, r = hr % R;
+  const int n = D * half, stride = int(gridDim.y * blockDim.x);
   float m = 0.f;
-  for (int i = threadIdx.x; i < D * half; i += blockDim.x) {
-    const int d = i / half, col = i % half;
-    m = fmaxf(m, fabsf(p.rot[((int64_t(h) * D + d) * R + r) * half + col]));
+  for (int i0 = int(blockIdx.y * blockDim.x + threadIdx.x); i0 < n; i0 += 8 * stride) {
+    float v[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      const int i = i0 + u * stride;
+      v[u] = i < n ? fabsf(p.rot[((int64_t(h) * D + i / half) * R + r) * half + i % half]) : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < 8; ++u) m = fmaxf(m, v[u]);
   }
   for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-  __shared__ float wm[8];
-  if ((threadIdx.x & 31) == 0) wm[threadIdx.x >> 5] = m;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < int(blockDim.x >> 5); ++w) m = fmaxf(m, wm[w]);
-    m = fmaxf(m, wm[0]);
-    int e = 0;
-    const bool ok = m > 0.f && isfinite(m);
-    if (ok) frexpf(m, &e);  // m = f 2^e, f in [0.5, 1)
-    rexp[hr] = ok ? min(127, max(-126, 15 - e)) : 0;
-  }
+  if ((threadIdx.x & 31) == 0 && m > 0.f) atomicMax(rmax + hr, __float_as_int(m));  // (NaN bits > inf: k 0)
 }
 
-__global__ void split_rotations_kernel(const SkLshParams p, const int* __restrict__ rexp, __half* __restrict__ split,
+// The power of two k that brings a round's max |R| into [2^14, 2^15); 0 for an all-zero or
+// non-finite round.
+__device__ __forceinline__ int rot_exponent(int max_bits) {
+  const float m = __int_as_float(max_bits);
+  int e = 0;
+  if (!(m > 0.f && isfinite(m))) return 0;
+  frexpf(m, &e);  // m = f 2^e, f in [0.5, 1)
+  return min(127, max(-126, 15 - e));
+}
+
+__global__ void split_rotations_kernel(const SkLshParams p, const int* __restrict__ rmax, __half* __restrict__ split,
                                        int halfp) {
   const int half = p.n_buckets / 2, R = p.rounds, D = p.D;
   const int64_t total = int64_t(p.H) * R * D * halfp;
@@ -1092,7 +1105,7 @@ __global__ void split_rotations_kernel(const SkLshParams p, const int* __restric
     const int col = int(idx % halfp), d = int((idx / halfp) % D);
     const int64_t hr = idx / (int64_t(halfp) * D);
     const int h = int(hr / R), r = int(hr % R);
-    const float x = col < half ? p.rot[((int64_t(h) * D + d) * R + r) * half + col] * pow2f(rexp[hr]) : 0.f;
+    const float x = col < half ? p.rot[((int64_t(h) * D + d) * R + r) * half + col] * pow2f(rot_exponent(rmax[hr])) : 0.f;
     const __half hi = __float2half_rn(x);
     const __half lo = __float2half_rn(x - __half2float(hi));  // x - hi is exact in fp32
     __half* o = split + (hr * kRotParts * D + d) * halfp + col;  // part stride D * halfp
@@ -1130,9 +1143,10 @@ __device__ __forceinline__ void load_rot_tiles(uint32_t tile, const __half* rs, 
   }
 }
 
+constexpr int kHashStages = 3;  // rotation tiles in flight: the tile of step i + 2 loads during step i
 template <int D>
 constexpr int hash_v2_smem() {
-  return kHBM * D * 2 + 2 * kRotParts * D * kHashCols * 2;
+  return kHBM * D * 2 + kHashStages * kRotParts * D * kHashCols * 2;
 }
 static_assert(hash_v2_smem<128>() + 1024 <= 227 * 1024, "hash v2 shared memory (D 128)");
 
@@ -1148,15 +1162,25 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
   const int bh = blockIdx.y, T = p.T, tid = threadIdx.x;
   const int R = p.rounds, half = p.n_buckets / 2, h = bh % p.H, j0 = blockIdx.x * kHBM;
   constexpr int kRotTile = D * kHashCols * 2;
-  const uint32_t sQ = smem_u32(smem), sR0 = sQ + kHBM * D * 2, sR1 = sR0 + kRotParts * kRotTile;
+  const uint32_t sQ = smem_u32(smem), sR0 = sQ + kHBM * D * 2;  // kHashStages rotation buffers follow
   // Round r's split rotations: (2, D, halfp) fp16.
   auto rot_of = [&](int r) { return split + (int64_t(h) * R + r) * kRotParts * D * halfp; };
   const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3, r0 = warp * 16;
   if (tid < kHBM) pos_s[tid] = j0 + tid < T ? j0 + tid : -1;
   __syncthreads();
+  const int ntiles = halfp / kHashCols, steps = R * ntiles;
+  // Step i's tiles: round i / ntiles, columns (i % ntiles) * 64 .., into buffer i % kHashStages.
+  auto load_step = [&](int i) {
+    const int ri = i / ntiles;
+    load_rot_tiles<D>(sR0 + (i % kHashStages) * kRotParts * kRotTile, rot_of(ri), halfp, (i - ri * ntiles) * kHashCols);
+  };
   gather_rows<kHBM, D, kHThr>(sQ, q_base(p, bh), p.q_st, pos_s);
-  load_rot_tiles<D>(sR0, rot_of(0), halfp, 0);
+  load_step(0);
   cp_async_commit();
+  if (steps > 1) {
+    load_step(1);
+    cp_async_commit();
+  }
   uint32_t qf[D / 16][4];
   // Per row of the thread's two: the first maximum of y (hi_v at column hi_i) and the first minimum
   // (lo_v at lo_i) over the columns seen, which a thread visits in increasing order (tiles, then
@@ -1165,14 +1189,14 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
   // over both halves did (three instructions per candidate instead of ~7).
   float hi_v[2] = {-INFINITY, -INFINITY}, lo_v[2] = {INFINITY, INFINITY};
   int hi_i[2] = {0x7fffffff, 0x7fffffff}, lo_i[2] = {0x7fffffff, 0x7fffffff};
-  const int ntiles = halfp / kHashCols, steps = R * ntiles;
   for (int step = 0; step < steps; ++step) {
     const int r = step / ntiles, c0 = (step - r * ntiles) * kHashCols;
-    const uint32_t sR = (step & 1) ? sR1 : sR0;
-    if (step + 1 < steps) {
-      const int rn = (step + 1) / ntiles;
-      load_rot_tiles<D>((step & 1) ? sR0 : sR1, rot_of(rn), halfp, (step + 1 - rn * ntiles) * kHashCols);
+    const uint32_t sR = sR0 + (step % kHashStages) * kRotParts * kRotTile;
+    if (step + 2 < steps) {  // (its buffer was last read in step - 1, before that step's final barrier)
+      load_step(step + 2);
       cp_async_commit();
+      cp_async_wait<2>();
+    } else if (step + 1 < steps) {
       cp_async_wait<1>();
     } else {
       cp_async_wait<0>();
@@ -1347,12 +1371,13 @@ int hash_v2_launch(const SkLshParams* p, void* scratch, float* kscale, int32_t* 
   constexpr int smem = hash_v2_smem<D>();
   if (!set_smem(hash_v2_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
   const int halfp = hash_halfp(p->n_buckets / 2);
-  int* rexp = static_cast<int*>(scratch);
+  int* rmax = static_cast<int*>(scratch);
   __half* split = reinterpret_cast<__half*>(static_cast<char*>(scratch) + rot_exp_bytes(*p));
-  rot_exponent_kernel<<<unsigned(p->H * p->rounds), 256, 0, s>>>(*p, rexp);
+  if (cudaMemsetAsync(rmax, 0, size_t(p->H) * p->rounds * sizeof(int), s) != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
+  rot_max_kernel<<<dim3(unsigned(p->H * p->rounds), kRotMaxSlices), 256, 0, s>>>(*p, rmax);
   const int64_t total = int64_t(p->H) * p->rounds * D * halfp;
   const int64_t blocks = (total + 255) / 256;
-  split_rotations_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, s>>>(*p, rexp, split, halfp);
+  split_rotations_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, s>>>(*p, rmax, split, halfp);
   const dim3 grid(unsigned((p->T + kHBM - 1) / kHBM), unsigned(int64_t(p->B) * p->H));
   hash_v2_kernel<D><<<grid, kHThr, smem, s>>>(*p, split, halfp, kscale, buckets, keys, vals);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
