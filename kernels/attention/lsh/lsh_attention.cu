@@ -753,30 +753,22 @@ void launch_merge(const SkLshParams* p, const TO* o_rounds, const float* lse, vo
 
 template <class TIn, int D>
 int forward_impl(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds, float* lse,
-                 int32_t* merge_count, void* out, cudaStream_t s) {
+                 void* out, cudaStream_t s) {
   const dim3 grid(unsigned(n_chunks(p)), unsigned(rows(p)));
   const int impl = sk_lsh_chunk_impl(p);
   if (impl < 0) return SK_KERNEL_BAD_ARG;
   const bool o_bf16 = sk_lsh_o_rounds_bf16(p) != 0;
   float* of = static_cast<float*>(o_rounds);
-  // The forward v2 merges the rounds itself when given the counters (bf16 out: TIn is bf16 there).
-  const bool merged = o_bf16 && merge_count && std::is_same_v<TIn, __nv_bfloat16>;
   if (o_bf16) {
-    if (int st = sk_lsh_mma_forward_chunks_v2(p, kscale, order, o_rounds, lse, merged ? merge_count : nullptr,
-                                              merged ? out : nullptr, s))
-      return st;
+    if (int st = sk_lsh_mma_forward_chunks_v2(p, kscale, order, o_rounds, lse, s)) return st;
   } else if (impl >= 2) {
     if (int st = sk_lsh_mma_forward_chunks(p, kscale, order, of, lse, s)) return st;
   } else {
     forward_chunk_kernel<TIn, D><<<grid, kThreads, 0, s>>>(*p, kscale, order, of, lse);
   }
   mark(3, s);
-  if (merged) {
-  } else if (o_bf16) {
-    launch_merge<TIn, __nv_bfloat16, D>(p, static_cast<const __nv_bfloat16*>(o_rounds), lse, out, s);
-  } else {
-    launch_merge<TIn, float, D>(p, of, lse, out, s);
-  }
+  if (o_bf16) launch_merge<TIn, __nv_bfloat16, D>(p, static_cast<const __nv_bfloat16*>(o_rounds), lse, out, s);
+  else launch_merge<TIn, float, D>(p, of, lse, out, s);
   mark(4, s);
   return launch_status();
 }
@@ -941,11 +933,11 @@ extern "C" int sk_lsh_o_rounds_bf16(const SkLshParams* p) {
 }
 
 extern "C" int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds,
-                                   float* lse, int32_t* merge_count, void* out, cudaStream_t s) {
+                                   float* lse, void* out, cudaStream_t s) {
   if (int st = check(p, false)) return st;
   if (!kscale || !order || !o_rounds || !lse || !out) return SK_KERNEL_BAD_ARG;
   if (rows(p) * p->T == 0) return SK_KERNEL_OK;
-  SK_LSH_DISPATCH(p, forward_impl, p, kscale, order, o_rounds, lse, merge_count, out, s);
+  SK_LSH_DISPATCH(p, forward_impl, p, kscale, order, o_rounds, lse, out, s);
 }
 
 extern "C" int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, const int32_t* order,

@@ -76,12 +76,9 @@ int sk_cuda_lsh_hash_rows(const SkLshParams* p, float* kscale, int32_t* buckets,
 int sk_lsh_o_rounds_bf16(const SkLshParams* p);
 
 // Chunked attention of every entry (o_rounds in bf16 or f32 as sk_lsh_o_rounds_bf16 says, lse) and
-// the merge over rounds (out). o_rounds is scratch: the backward does not read it. merge_count
-// ((BH, T) int32 scratch, may be null): with it and bf16 o_rounds the forward v2 kernel merges the
-// rounds itself (the block writing a position's last round; bit for bit the merge pass's result)
-// and the separate merge pass is not run.
+// the merge over rounds (out). o_rounds is scratch: the backward does not read it.
 int sk_cuda_lsh_forward(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds, float* lse,
-                        int32_t* merge_count, void* out, cudaStream_t s);
+                        void* out, cudaStream_t s);
 
 // Partial gradients per key entry the backward writes: 2 (dk2_e, dv2_e needed: the fused
 // tensor-core backward with look-back) or 1.

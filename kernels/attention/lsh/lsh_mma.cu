@@ -791,8 +791,7 @@ static_assert(forward_v2_smem<128>() + 4096 <= 227 * 1024, "forward v2 shared me
 template <int D>
 __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     forward_v2_mma_kernel(const SkLshParams p, const float* __restrict__ kscale, const int32_t* __restrict__ order,
-                          bf16* __restrict__ o_rounds, float* __restrict__ lse_out, int* __restrict__ merge_count,
-                          bf16* __restrict__ out) {
+                          bf16* __restrict__ o_rounds, float* __restrict__ lse_out) {
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int qpos_s[kBM], qent_s[kBM];
   __shared__ __align__(8) int kpos_s[kBCols];  // read as pairs (int2, float2) per thread
@@ -935,50 +934,13 @@ __global__ void __launch_bounds__(kBThr, D == 64 ? 2 : 1)
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
     const int e = qent_s[r0 + g + 8 * r];
-    if (e < 0) continue;  // (the row's four lanes alike)
-    const float inv = 1.f / sum, lse_e = row_max[r] + logf(sum);
+    if (e < 0) continue;
+    const float inv = 1.f / sum;
     bf16* orow = o_rounds + (int64_t(bh) * E + e) * D;  // bf16: the merge's fp32 sum rounds once more
-    uint32_t own[D / 8];
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      own[i] = pack_bf16(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
-      *reinterpret_cast<uint32_t*>(orow + i * 8 + 2 * t) = own[i];
-    }
-    if (t == 0) lse_out[int64_t(bh) * E + e] = lse_e;
-    if (!merge_count) continue;
-    // The merge over rounds, by the block that writes a position's last round: each writer fences
-    // its row and lse, then counts the position; the one that sees R - 1 earlier rounds reads the
-    // others' rows (through L2) and writes out. Same arithmetic, in round order, as merge_rows8_kernel
-    // (bit for bit), whichever block arrives last.
-    const int pos = e % T, own_r = e / T, R = p.rounds;
-    const unsigned quad = 0xfu << (lane & ~3);
-    __threadfence();
-    __syncwarp(quad);
-    int seen = 0;
-    if (t == 0) seen = atomicAdd(merge_count + int64_t(bh) * T + pos, 1);
-    seen = __shfl_sync(quad, seen, lane & ~3);
-    if (seen != R - 1) continue;
-    __threadfence();
-    const float* L = lse_out + int64_t(bh) * E + pos;
-    float m = -INFINITY;
-    for (int rr = 0; rr < R; ++rr) m = fmaxf(m, rr == own_r ? lse_e : __ldcg(L + int64_t(rr) * T));
-    float wsum = 0.f, acc[D / 4] = {};
-    for (int rr = 0; rr < R; ++rr) {
-      const float w = expf((rr == own_r ? lse_e : __ldcg(L + int64_t(rr) * T)) - m);
-      wsum += w;
-      const bf16* orr = o_rounds + (int64_t(bh) * E + int64_t(rr) * T + pos) * D + 2 * t;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        const uint32_t u = rr == own_r ? own[i] : __ldcg(reinterpret_cast<const unsigned int*>(orr + i * 8));
-        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u));
-        acc[2 * i] = fmaf(w, f.x, acc[2 * i]);
-        acc[2 * i + 1] = fmaf(w, f.y, acc[2 * i + 1]);
-      }
-    }
-    bf16* out_row = out + (int64_t(bh) * T + pos) * D + 2 * t;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<uint32_t*>(out_row + i * 8) = pack_bf16(acc[2 * i] / wsum, acc[2 * i + 1] / wsum);
+      *reinterpret_cast<uint32_t*>(orow + i * 8 + 2 * t) = pack_bf16(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+    if (t == 0) lse_out[int64_t(bh) * E + e] = row_max[r] + logf(sum);
   }
 }
 
@@ -1385,15 +1347,12 @@ int backward_fused_launch(const SkLshParams* p, const float* kscale, const int32
 
 template <int D>
 int forward_v2_launch(const SkLshParams* p, const float* kscale, const int32_t* order, bf16* o_rounds, float* lse,
-                      int* merge_count, bf16* out, cudaStream_t s) {
+                      cudaStream_t s) {
   constexpr int smem = forward_v2_smem<D>();
   if (!set_smem(forward_v2_mma_kernel<D>, smem)) return SK_KERNEL_LAUNCH_FAILED;
   const int64_t E = int64_t(p->rounds) * p->T, nch = (E + p->chunk - 1) / p->chunk;
   const dim3 grid(unsigned(nch), unsigned(int64_t(p->B) * p->H));
-  if (merge_count &&
-      cudaMemsetAsync(merge_count, 0, size_t(p->B) * p->H * p->T * sizeof(int), s) != cudaSuccess)
-    return SK_KERNEL_LAUNCH_FAILED;
-  forward_v2_mma_kernel<D><<<grid, kBThr, smem, s>>>(*p, kscale, order, o_rounds, lse, merge_count, out);
+  forward_v2_mma_kernel<D><<<grid, kBThr, smem, s>>>(*p, kscale, order, o_rounds, lse);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -1487,11 +1446,9 @@ int sk_lsh_mma_forward_v2_ok(const SkLshParams* p) {
 }
 
 int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds,
-                                 float* lse, int32_t* merge_count, void* out, cudaStream_t s) {
-  if (!sk_lsh_mma_forward_v2_ok(p) || (merge_count && (!out || reinterpret_cast<uintptr_t>(out) % 4)))
-    return SK_KERNEL_BAD_ARG;
+                                 float* lse, cudaStream_t s) {
+  if (!sk_lsh_mma_forward_v2_ok(p)) return SK_KERNEL_BAD_ARG;
   bf16* o = static_cast<bf16*>(o_rounds);
-  bf16* ob = static_cast<bf16*>(out);
-  return p->D == 64 ? forward_v2_launch<64>(p, kscale, order, o, lse, merge_count, ob, s)
-                    : forward_v2_launch<128>(p, kscale, order, o, lse, merge_count, ob, s);
+  return p->D == 64 ? forward_v2_launch<64>(p, kscale, order, o, lse, s)
+                    : forward_v2_launch<128>(p, kscale, order, o, lse, s);
 }

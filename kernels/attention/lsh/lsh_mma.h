@@ -60,8 +60,5 @@ int sk_lsh_mma_forward_v2_ok(const SkLshParams* p);
 // As sk_lsh_mma_forward_chunks with one 128-row block per chunk (sk_lsh_mma_forward_v2_ok: 64 <
 // chunk <= 128) and double-buffered key/value gathers; o_rounds (BH, E, D) in bf16 (each entry's
 // fp32 output rounded once: half the bytes written here and read by the merge).
-// With merge_count ((BH, T) int32 scratch, zeroed here) the merge over rounds is done in the same
-// kernel, by the block that writes each position's last round, into out ((BH, T, D) bf16, the
-// merged output; bit for bit the separate merge pass's result); null: o_rounds and lse only.
 int sk_lsh_mma_forward_chunks_v2(const SkLshParams* p, const float* kscale, const int32_t* order, void* o_rounds,
-                                 float* lse, int32_t* merge_count, void* out, cudaStream_t s);
+                                 float* lse, cudaStream_t s);

@@ -217,15 +217,8 @@ LshCudaForward lsh_cuda_forward(const Tensor& q, const Tensor& v, const Tensor& 
   Tensor o_rounds = Tensor::empty({B, H, R, T, D}, sk_lsh_o_rounds_bf16(&p) ? DType::BF16 : DType::F32, dev);
   f.lse = Tensor::empty({B, H, R, T}, DType::F32, dev);
   f.out = Tensor::empty({B, H, T, D}, q.dtype(), dev);
-  // Per-position counters for the forward v2's in-kernel merge over rounds (bf16 o_rounds), unless
-  // SPARSEK_LSH_MERGE=pass asks for the separate merge pass (same result bit for bit; for tests).
-  Tensor merge_count;
-  if (sk_lsh_o_rounds_bf16(&p) && util::env_choice("SPARSEK_LSH_MERGE", {"kernel", "pass"}) == 0)
-    merge_count = Tensor::empty({B * H * T}, DType::I32, dev);
   SK_KERNEL_CHECK(sk_cuda_lsh_forward(&p, f.kscale.data<float>(), f.order.data<int32_t>(), o_rounds.data_ptr(),
-                                      f.lse.data<float>(),
-                                      merge_count.defined() ? merge_count.data<int32_t>() : nullptr,
-                                      f.out.data_ptr(), cuda::stream()));
+                                      f.lse.data<float>(), f.out.data_ptr(), cuda::stream()));
   return f;
 #else
   (void)q, (void)v, (void)rotations, (void)chunk, (void)kernels;

@@ -272,39 +272,6 @@ TEST(CudaLshHash, buckets_follow_the_cpu_hash_at_any_scale_of_q_and_rotations) {
   }
 }
 
-// The forward v2 merges the rounds in its own epilogue (the block writing a position's last round);
-// SPARSEK_LSH_MERGE=pass runs the separate merge pass instead: out and lse equal bit for bit
-// (same arithmetic in round order, whichever block arrives last), over repeated runs too.
-TEST(CudaLshForward, in_kernel_merge_equals_the_merge_pass_bit_for_bit) {
-  SK_REQUIRE_CUDA();
-  Rng rng(5150);
-  const Device gpu = Device::cuda(0);
-  for (int64_t R : {2, 4}) {
-    for (int64_t D : {64, 128}) {
-      const int64_t B = 2, H = 3, T = 1000, chunk = 128;
-      Tensor q = Tensor::randn({B, H, T, D}, rng, DType::F32).to(DType::BF16).to(gpu);
-      Tensor v = Tensor::randn({B, H, T, D}, rng, DType::F32).to(DType::BF16).to(gpu);
-      Tensor rot = lsh_random_rotations(H, D, R, lsh_default_buckets(T, chunk), 99 + R, DType::F32);
-      LshCudaForward pass;
-      {
-        sk::testing::ScopedEnv merge("SPARSEK_LSH_MERGE", "pass");
-        pass = lsh_cuda_forward(q, v, rot, chunk, LshCudaKernels::TensorCores);
-      }
-      for (int run = 0; run < 3; ++run) {
-        const LshCudaForward kern = lsh_cuda_forward(q, v, rot, chunk, LshCudaKernels::TensorCores);
-        const std::string name = "R " + std::to_string(R) + " D " + std::to_string(D) + " run " + std::to_string(run);
-        const std::vector<double> a = kern.out.cpu().to_vector(), b = pass.out.cpu().to_vector();
-        ASSERT_EQ(a.size(), b.size()) << name;
-        int64_t differ = 0;
-        for (size_t i = 0; i < a.size(); ++i) differ += (a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]))) ? 0 : 1;
-        EXPECT_EQ(differ, 0) << name << ": out elements differing from the merge pass";
-        for (double x : a) ASSERT_TRUE(std::isfinite(x)) << name << ": non-finite out";
-        EXPECT_EQ(kern.lse.cpu().to_vector(), pass.lse.cpu().to_vector()) << name << ": lse";
-      }
-    }
-  }
-}
-
 TEST(CudaLshAutograd, op_gradients_equal_the_backward_and_are_deterministic) {
   SK_REQUIRE_CUDA();
   Rng rng(91);
