@@ -1151,11 +1151,10 @@ constexpr int hash_v2_smem() {
 static_assert(hash_v2_smem<128>() + 1024 <= 227 * 1024, "hash v2 shared memory (D 128)");
 
 // Block (128 positions, bh): both rounds' products from one gather of the q rows (the rounds'
-// rotation tiles stream through the same three buffers, round after round); three blocks per SM
-// at D 64 (__launch_bounds__(256, 3): 80 registers, 16 bytes of spills; the q rows are rewritten
-// in place as scaled fp16 and their fragments reloaded per k-step instead of held in registers).
+// rotation tiles stream through the same double buffer, round after round); two blocks per SM at
+// D 64 (127 registers with the two parts unrolled, no spills).
 template <int D>
-__global__ void __launch_bounds__(kHThr, D == 64 ? 3 : 1)
+__global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
     hash_v2_kernel(const SkLshParams p, const __half* __restrict__ split, int halfp, float* __restrict__ kscale,
                    int32_t* __restrict__ buckets, uint32_t* __restrict__ keys, int32_t* __restrict__ vals) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -1182,6 +1181,7 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 3 : 1)
     load_step(1);
     cp_async_commit();
   }
+  uint32_t qf[D / 16][4];
   // Per row of the thread's two: the first maximum of y (hi_v at column hi_i) and the first minimum
   // (lo_v at lo_i) over the columns seen, which a thread visits in increasing order (tiles, then
   // j, then e & 1), so strict comparisons keep the first one. The argmax over [y, -y] is then hi_i
@@ -1225,33 +1225,32 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 3 : 1)
         kscale[int64_t(bh) * T + pos_s[row]] = 1.0f / sqrtf(ms / float(D) + 1e-6f) / sqrtf(float(D));
       int e = 0;
       if (mx > 0.f && isfinite(mx)) frexpf(mx, &e);
-      const float scale = pow2f(min(127, max(-126, 15 - e)));
-      // The row, scaled by 2^s, rewritten in place as fp16 (exact: see above); the warp's own rows.
+      const float my_scale = pow2f(min(127, max(-126, 15 - e)));
+      // A fragments: registers 0, 2 hold row g of the warp's 16, registers 1, 3 row g + 8 (owned by
+      // lanes 2 g and 2 (g + 8)).
+      const float sc_lo = __shfl_sync(0xffffffffu, my_scale, 2 * g), sc_hi = __shfl_sync(0xffffffffu, my_scale, 2 * g + 16);
 #pragma unroll
-      for (int cc = hf * (D / 16); cc < (hf + 1) * (D / 16); ++cc) {
-        uint4* p16 = reinterpret_cast<uint4*>(smem + swz<D>(row, cc * 8));
-        uint4 v = *p16;
-        v.x = bf16x2_to_scaled_f16x2(v.x, scale), v.y = bf16x2_to_scaled_f16x2(v.y, scale);
-        v.z = bf16x2_to_scaled_f16x2(v.z, scale), v.w = bf16x2_to_scaled_f16x2(v.w, scale);
-        *p16 = v;
+      for (int kk = 0; kk < D / 16; ++kk) {
+        load_a<D>(qf[kk], sQ, r0, kk * 16, lane);
+        qf[kk][0] = bf16x2_to_scaled_f16x2(qf[kk][0], sc_lo);
+        qf[kk][1] = bf16x2_to_scaled_f16x2(qf[kk][1], sc_hi);
+        qf[kk][2] = bf16x2_to_scaled_f16x2(qf[kk][2], sc_lo);
+        qf[kk][3] = bf16x2_to_scaled_f16x2(qf[kk][3], sc_hi);
       }
-      __syncwarp();
     }
     float y[kHashCols / 8][4];
 #pragma unroll
     for (int j = 0; j < kHashCols / 8; ++j) y[j][0] = y[j][1] = y[j][2] = y[j][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t qa[4];  // the scaled fp16 q rows (step 0), reloaded per k-step: fewer live registers
-      load_a<D>(qa, sQ, r0, kk * 16, lane);
-#pragma unroll 1
-      for (int part = 0; part < kRotParts; ++part) {
+    for (int part = 0; part < kRotParts; ++part) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
         for (int j = 0; j < kHashCols / 16; ++j) {
           uint32_t bf[4];
           load_b_trans<kHashCols>(bf, sR + part * kRotTile, kk * 16, j * 16, lane);
-          mma_f16(y[2 * j], qa, bf[0], bf[1]);
-          mma_f16(y[2 * j + 1], qa, bf[2], bf[3]);
+          mma_f16(y[2 * j], qf[kk], bf[0], bf[1]);
+          mma_f16(y[2 * j + 1], qf[kk], bf[2], bf[3]);
         }
       }
     }
