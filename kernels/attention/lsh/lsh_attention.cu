@@ -945,8 +945,9 @@ extern "C" int sk_cuda_lsh_backward(const SkLshParams* p, const float* kscale, c
                                     void* dq_e, void* dk_e, void* dv_e, void* dk2_e, void* dv2_e, void* dq,
                                     void* dv, cudaStream_t s) {
   if (int st = check(p, false)) return st;
-  if (!kscale || !order || !out || !lse || !dout || !w || !gout || !dq_e || !dk_e || !dv_e || !dq || !dv)
-    return SK_KERNEL_BAD_ARG;
+  if (!kscale || !order || !out || !lse || !dout || !dq_e || !dk_e || !dv_e || !dq || !dv) return SK_KERNEL_BAD_ARG;
+  // w and gout: scratch of the prep pass, which the fused tensor-core backward does not run.
+  if ((!w || !gout) && !sk_lsh_backward_partials_bf16(p)) return SK_KERNEL_BAD_ARG;
   if (rows(p) * p->T == 0) return SK_KERNEL_OK;
   SK_LSH_DISPATCH(p, backward_impl, p, kscale, order, out, lse, dout, w, gout, dq_e, dk_e, dv_e, dk2_e, dv2_e, dq,
                   dv, s);

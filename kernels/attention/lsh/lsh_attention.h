@@ -16,7 +16,8 @@
 //   lse:       (BH, E) f32 each entry's log-sum-exp (natural log).
 //   out:       (B, H, T, D) contiguous, q's dtype.
 // Backward scratch: w (BH, E) f32 the merge weights, gout (BH, T) f32 dout_i . out_i (written by the
-// prep pass; unused by the fused tensor-core backward, which computes both per block),
+// prep pass; unused by the fused tensor-core backward, which computes both per block: may be null
+// when sk_lsh_backward_partials_bf16(p)),
 // dq_e, dk_e, dv_e (BH, E, D) f32 or bf16 per-entry partial gradients (each written exactly once: no
 // atomics, so the backward is bitwise deterministic); dq, dv (B, H, T, D) contiguous, q's dtype.
 // Returns an SkKernelStatus (0 = ok).

@@ -246,10 +246,15 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
     dout = aligned;
   }
   const Device dev = q.device();
-  Tensor w = Tensor::empty({B * H, E}, DType::F32, dev);
-  Tensor gout = Tensor::empty({B * H, T}, DType::F32, dev);
-  // Per-entry partial gradients: bf16 from the fused tensor-core backward, else f32.
-  const DType partial = sk_lsh_backward_partials_bf16(&p) ? DType::BF16 : DType::F32;
+  // Per-entry partial gradients: bf16 from the fused tensor-core backward, else f32. The merge
+  // weights w and gout = dout . out: scratch of the prep pass (the fused backward computes its own).
+  const bool fused = sk_lsh_backward_partials_bf16(&p) != 0;
+  const DType partial = fused ? DType::BF16 : DType::F32;
+  Tensor w, gout;
+  if (!fused) {
+    w = Tensor::empty({B * H, E}, DType::F32, dev);
+    gout = Tensor::empty({B * H, T}, DType::F32, dev);
+  }
   Tensor dq_e = Tensor::empty({B * H, E, D}, partial, dev);
   Tensor dk_e = Tensor::empty({B * H, E, D}, partial, dev);
   Tensor dv_e = Tensor::empty({B * H, E, D}, partial, dev);
@@ -260,7 +265,8 @@ LshGrads lsh_cuda_backward(const Tensor& dout_in, const Tensor& q, const Tensor&
   }
   LshGrads g{Tensor::empty({B, H, T, D}, q.dtype(), dev), Tensor::empty({B, H, T, D}, q.dtype(), dev)};
   SK_KERNEL_CHECK(sk_cuda_lsh_backward(&p, fwd.kscale.data<float>(), fwd.order.data<int32_t>(), fwd.out.data_ptr(),
-                                       fwd.lse.data<float>(), dout.data_ptr(), w.data<float>(), gout.data<float>(),
+                                       fwd.lse.data<float>(), dout.data_ptr(), w.defined() ? w.data<float>() : nullptr,
+                                       gout.defined() ? gout.data<float>() : nullptr,
                                        dq_e.data_ptr(), dk_e.data_ptr(), dv_e.data_ptr(),
                                        dk2_e.defined() ? dk2_e.data_ptr() : nullptr,
                                        dv2_e.defined() ? dv2_e.data_ptr() : nullptr, g.dq.data_ptr(),
