@@ -661,6 +661,74 @@ __global__ void __launch_bounds__(kVecThreads) backward_final_rows_kernel(SkLshP
   st4(dv + int64_t(row) * D + 4 * c, gv);
 }
 
+// The final pass of the fused backward's bf16 partials with D / 8 threads per (bh, j) row, 16-byte
+// loads of every buffer, all RMAX rounds' loads issued before the first use (R <= RMAX, checked by
+// the launcher; q's rows 16-byte aligned: the tensor-core path's inputs are). Same per-element sums
+// in the same order as backward_final_rows_kernel (the dot products of the key-normalisation
+// backward are summed in another order). dk2_e, dv2_e may be null (no look-back partials).
+template <int D, int RMAX>
+__global__ void __launch_bounds__(kVecThreads) backward_final_rows8_kernel(
+    SkLshParams p, const __nv_bfloat16* dq_e, const __nv_bfloat16* dk_e, const __nv_bfloat16* dv_e,
+    const __nv_bfloat16* dk2_e, const __nv_bfloat16* dv2_e, __nv_bfloat16* dq, __nv_bfloat16* dv) {
+  constexpr int G = D / 8, kRowsPerBlock = kVecThreads / G;
+  const int row = int(blockIdx.x) * kRowsPerBlock + int(threadIdx.x) / G, c = int(threadIdx.x) % G;
+  const int T = p.T, R = p.rounds, n_rows = p.B * p.H * T;
+  const bool valid = row < n_rows;  // a tail group recomputes the last row (every lane stays for the shuffles)
+  const int bh = (valid ? row : n_rows - 1) / T, j = (valid ? row : n_rows - 1) % T;
+  const int64_t E = int64_t(R) * T;
+  const uint4 qraw = *reinterpret_cast<const uint4*>(q_row_base<__nv_bfloat16>(p, bh) + int64_t(j) * p.q_st + 8 * c);
+  uint4 raw[RMAX][5];
+#pragma unroll
+  for (int r = 0; r < RMAX; ++r) {
+    if (r >= R) break;
+    const int64_t off = (int64_t(bh) * E + int64_t(r) * T + j) * D + 8 * c;
+    raw[r][0] = *reinterpret_cast<const uint4*>(dq_e + off);
+    raw[r][1] = *reinterpret_cast<const uint4*>(dk_e + off);
+    raw[r][2] = *reinterpret_cast<const uint4*>(dv_e + off);
+    if (dk2_e) {
+      raw[r][3] = *reinterpret_cast<const uint4*>(dk2_e + off);
+      raw[r][4] = *reinterpret_cast<const uint4*>(dv2_e + off);
+    }
+  }
+  auto elem = [](const uint4& u, int i) {  // element i (0..7) of 8 bf16
+    const uint32_t w = i < 4 ? (i < 2 ? u.x : u.y) : (i < 6 ? u.z : u.w);
+    const __nv_bfloat162 b = *reinterpret_cast<const __nv_bfloat162*>(&w);
+    return (i & 1) ? __high2float(b) : __low2float(b);
+  };
+  float qv[8], gq[8] = {}, gk[8] = {}, gv[8] = {};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) qv[i] = elem(qraw, i);
+#pragma unroll
+  for (int r = 0; r < RMAX; ++r) {
+    if (r >= R) break;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      gq[i] += elem(raw[r][0], i);
+      gk[i] += elem(raw[r][1], i);
+      gv[i] += elem(raw[r][2], i);
+      if (dk2_e) {
+        gk[i] += elem(raw[r][3], i);
+        gv[i] += elem(raw[r][4], i);
+      }
+    }
+  }
+  float ms = 0.f, qdk = 0.f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) ms = fmaf(qv[i], qv[i], ms), qdk = fmaf(qv[i], gk[i], qdk);
+  ms = group_sum<G>(ms);
+  qdk = group_sum<G>(qdk);
+  const float s = 1.0f / sqrtf(ms / float(D) + kEps), cnorm = 1.0f / sqrtf(float(D));
+  const float s3 = s * s * s / float(D);
+  float oq[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) oq[i] = gq[i] + cnorm * (s * gk[i] - s3 * qv[i] * qdk);
+  if (!valid) return;
+  st4(dq + int64_t(row) * D + 8 * c, make_float4(oq[0], oq[1], oq[2], oq[3]));
+  st4(dq + int64_t(row) * D + 8 * c + 4, make_float4(oq[4], oq[5], oq[6], oq[7]));
+  st4(dv + int64_t(row) * D + 8 * c, make_float4(gv[0], gv[1], gv[2], gv[3]));
+  st4(dv + int64_t(row) * D + 8 * c + 4, make_float4(gv[4], gv[5], gv[6], gv[7]));
+}
+
 bool aligned16(const void* ptr) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 // Blocks of the row-vectorised passes for p's B * H * T rows.
 template <int D>
@@ -801,10 +869,24 @@ int backward_impl(const SkLshParams* p, const float* kscale, const int32_t* orde
       return st;
     mark(6, s);
     using P = __nv_bfloat16;
+    const P *pq = static_cast<const P*>(dq_e), *pk = static_cast<const P*>(dk_e), *pv = static_cast<const P*>(dv_e);
+    const P* pk2 = second ? static_cast<const P*>(dk2_e) : nullptr;
+    const P* pv2 = second ? static_cast<const P*>(dv2_e) : nullptr;
+    if constexpr (std::is_same_v<TIn, P>) {
+      if (p->rounds <= 4) {  // (the fused path's q rows are 16-byte aligned: sk_lsh_mma_supported)
+        constexpr int kRowsPerBlock = kVecThreads / (D / 8);
+        const unsigned blocks = unsigned((int64_t(p->B) * p->H * p->T + kRowsPerBlock - 1) / kRowsPerBlock);
+        TIn *oq = static_cast<TIn*>(dq), *ov = static_cast<TIn*>(dv);
+        if (p->rounds <= 2)
+          backward_final_rows8_kernel<D, 2><<<blocks, kVecThreads, 0, s>>>(*p, pq, pk, pv, pk2, pv2, oq, ov);
+        else
+          backward_final_rows8_kernel<D, 4><<<blocks, kVecThreads, 0, s>>>(*p, pq, pk, pv, pk2, pv2, oq, ov);
+        mark(7, s);
+        return launch_status();
+      }
+    }
     backward_final_rows_kernel<TIn, P, D><<<vec_blocks<D>(p), kVecThreads, 0, s>>>(
-        *p, static_cast<const P*>(dq_e), static_cast<const P*>(dk_e), static_cast<const P*>(dv_e),
-        second ? static_cast<const P*>(dk2_e) : nullptr, second ? static_cast<const P*>(dv2_e) : nullptr,
-        static_cast<TIn*>(dq), static_cast<TIn*>(dv));
+        *p, pq, pk, pv, pk2, pv2, static_cast<TIn*>(dq), static_cast<TIn*>(dv));
     mark(7, s);
     return launch_status();
   }
