@@ -1050,7 +1050,7 @@ __global__ void __launch_bounds__(kThr) hash_mma_kernel(const SkLshParams p, int
 // accumulation order and R's bits past the 22nd differ from the CPU's lsh_hash (the argmax can
 // differ only at near ties, as with v1). The split is done once per call (split_rotations_kernel,
 // into (H, R, 2, D, halfp) with halfp = NB/2 rounded up to 64, zero-padded); blocks of 128
-// positions (8 warps) stream the split tiles with four-stage cp.async. The argmax is tracked
+// positions (8 warps) stream the split tiles with three-stage cp.async. The argmax is tracked
 // as a first maximum and a first minimum of y (the same index as a scan of [y, -y]).
 constexpr int kHBM = 128;
 constexpr int kHThr = (kHBM / 16) * 32;
@@ -1143,9 +1143,7 @@ __device__ __forceinline__ void load_rot_tiles(uint32_t tile, const __half* rs, 
   }
 }
 
-// Rotation-tile buffers: the tile of step i + 3 is loaded during step i (after step i's barrier),
-// into the buffer step i - 1 read, so one barrier per step suffices.
-constexpr int kHashStages = 4;
+constexpr int kHashStages = 3;  // rotation tiles in flight: the tile of step i + 2 loads during step i
 template <int D>
 constexpr int hash_v2_smem() {
   return kHBM * D * 2 + kHashStages * kRotParts * D * kHashCols * 2;
@@ -1153,8 +1151,8 @@ constexpr int hash_v2_smem() {
 static_assert(hash_v2_smem<128>() + 1024 <= 227 * 1024, "hash v2 shared memory (D 128)");
 
 // Block (128 positions, bh): both rounds' products from one gather of the q rows (the rounds'
-// rotation tiles stream through the same four buffers, round after round); two blocks per SM at
-// D 64 (128 registers with the two parts unrolled, no spills).
+// rotation tiles stream through the same double buffer, round after round); two blocks per SM at
+// D 64 (127 registers with the two parts unrolled, no spills).
 template <int D>
 __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
     hash_v2_kernel(const SkLshParams p, const __half* __restrict__ split, int halfp, float* __restrict__ kscale,
@@ -1179,8 +1177,8 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
   gather_rows<kHBM, D, kHThr>(sQ, q_base(p, bh), p.q_st, pos_s);
   load_step(0);
   cp_async_commit();
-  for (int i = 1; i < kHashStages - 1 && i < steps; ++i) {
-    load_step(i);
+  if (steps > 1) {
+    load_step(1);
     cp_async_commit();
   }
   uint32_t qf[D / 16][4];
@@ -1194,15 +1192,16 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
   for (int step = 0; step < steps; ++step) {
     const int r = step / ntiles, c0 = (step - r * ntiles) * kHashCols;
     const uint32_t sR = sR0 + (step % kHashStages) * kRotParts * kRotTile;
-    // Tile `step` landed: the groups of steps step + 1, step + 2 may still be in flight.
-    if (step + 2 < steps) cp_async_wait<2>();
-    else if (step + 1 < steps) cp_async_wait<1>();
-    else cp_async_wait<0>();
-    __syncthreads();  // tile `step` visible to all; every warp is past step - 1, whose buffer is refilled now
-    if (step + kHashStages - 1 < steps) {
-      load_step(step + kHashStages - 1);
+    if (step + 2 < steps) {  // (its buffer was last read in step - 1, before that step's final barrier)
+      load_step(step + 2);
       cp_async_commit();
+      cp_async_wait<2>();
+    } else if (step + 1 < steps) {
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
+    __syncthreads();
     if (step == 0) {
       // Per gathered row (two threads per row, D / 2 elements each; row = tid / 2 lies in this
       // warp's 16 rows): the key scale 1 / sqrt(mean(q^2) + eps) / sqrt(D) (as key_scale_rows_kernel)
@@ -1295,6 +1294,7 @@ __global__ void __launch_bounds__(kHThr, D == 64 ? 2 : 1)
         hi_i[rr] = lo_i[rr] = 0x7fffffff;
       }
     }
+    __syncthreads();  // this tile's buffer is refilled by the next step's prefetch
   }
 }
 
