@@ -8,7 +8,7 @@
 //      (dS^T) and fp32 atomics into dq_accum (so dQ's summation order is not deterministic);
 //   3. dq = bf16(scale * dq_accum).
 // Q/dO tiles are double-buffered with cp.async; all products on mma.sync m16n8k16. On compute
-// capability 9.0 at hd 64, step 2 is flash_backward_sm90.cu's wgmma kernel instead
+// capability 9.0, step 2 is flash_backward_sm90.cu's wgmma kernel instead
 // (SkFlashParams::backward_kernel chooses).
 // Declared in flash_attention.h; tested in tests/attention/test_flash_attention.cpp.
 #include <cuda_runtime.h>
@@ -305,9 +305,10 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
   flash_backward_prepare_kernel<D><<<static_cast<unsigned>((rows + prep_rows - 1) / prep_rows), kPrepareThreads, 0, s>>>(
       static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), delta, dq_accum, p.batch,
       p.heads, p.seq_len);
-  // Hopper at hd 64: the wgmma main kernel (flash_backward_sm90.cu; by default its pipelined
-  // schedule, measured fastest at every T on H200 on 2026-12-03) unless mma.sync is asked for.
-  const bool wgmma = D == 64 && p.backward_kernel != 1 && device_runs_sm90a();
+  // Hopper: the wgmma main kernel (flash_backward_sm90.cu; by default its pipelined schedule,
+  // measured fastest at every T on H200 on 2026-12-03, the only one at hd 128) unless mma.sync is
+  // asked for.
+  const bool wgmma = p.backward_kernel != 1 && device_runs_sm90a() && (D == 64 || p.backward_kernel == 0 || p.backward_kernel == 4);
   if (p.backward_kernel >= 2 && !wgmma) return SK_KERNEL_BAD_ARG;  // asked for wgmma where it cannot run
   int status = SK_KERNEL_OK;
   if (wgmma) {

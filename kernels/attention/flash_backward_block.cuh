@@ -43,15 +43,16 @@ __device__ __forceinline__ BwdBlock bwd_block(const SkFlashParams& p, const __nv
 // cp.async loads of query tile m (rows m * BR ...) of Q and dO into buffer `buf` of the swizzled
 // tiles at sQ / sdO (BR x D each, buffer at + buf * BR * D * 2 bytes), and its lse (in log2 units;
 // +inf past the end) and delta into s_lse / s_delta (BR floats per buffer). All THREADS take part.
-template <int BR, int D, int THREADS>
+// kPanels: the tiles in the wgmma kernels' swz_panel layout (flash_tile.cuh).
+template <int BR, int D, int THREADS, bool kPanels = false>
 __device__ __forceinline__ void load_query_tile(const BwdBlock& blk, const SkFlashParams& p, SkFlashStrides ds,
                                                 uint32_t sQ, uint32_t sdO, float* s_lse, float* s_delta, int m,
                                                 int buf) {
   static_assert(THREADS >= 2 * BR, "one thread per row statistic");
   const int T = p.seq_len;
   constexpr uint32_t kTile = BR * D * 2;
-  load_tile<BR, D, THREADS>(sQ + buf * kTile, blk.q, p.q_stride.row, m * BR, T);
-  load_tile<BR, D, THREADS>(sdO + buf * kTile, blk.dO, ds.row, m * BR, T);
+  load_tile<BR, D, THREADS, kPanels>(sQ + buf * kTile, blk.q, p.q_stride.row, m * BR, T);
+  load_tile<BR, D, THREADS, kPanels>(sdO + buf * kTile, blk.dO, ds.row, m * BR, T);
   const int tid = static_cast<int>(threadIdx.x);
   if (tid < BR) {
     const int row = m * BR + tid;

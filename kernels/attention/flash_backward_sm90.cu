@@ -1,23 +1,26 @@
-// Fused causal attention backward on Hopper's warpgroup tensor cores (wgmma, sm_90a), head dim 64:
-// the main kernel of flash_backward.cu's three launches (its prepare and finish-dQ kernels are
+// Fused causal attention backward on Hopper's warpgroup tensor cores (wgmma, sm_90a), head dims 64
+// and 128: the main kernel of flash_backward.cu's three launches (its prepare and finish-dQ kernels are
 // shared); flash_backward.cu picks it on compute capability 9.0 (flash_backward_sm90.h).
 //
 // One block = 128 keys of one (batch, head): two warpgroups of 64 keys, walking the 64-query tiles
 // that see those keys. Per tile, each warpgroup:
-//   S^T = K Q^T and dP^T = V dO^T        wgmma 64 x 64 x 64, both operands from shared memory;
+//   S^T = K Q^T and dP^T = V dO^T        wgmma 64 x 64 x D, both operands from shared memory;
 //   P^T = exp(scale S^T - lse), dS^T = P^T (dP^T - delta)     in registers (fp32);
 //   dV += P^T dO, dK += dS^T Q           wgmma with A (P^T, dS^T as bf16) from registers and B read
 //                                         N-major from the Q / dO tiles;
 //   dS^T also to shared memory; after a block barrier, dQ = dS K:
-//     column split (default): each warpgroup makes 32 of the 64 dQ columns for all 64 queries over
-//       all 128 keys (wgmma 64 x 32 x 128), one fp32 atomic per (query, column, block);
+//     column split (default): each warpgroup makes D / 2 of the D dQ columns for all 64 queries
+//       over all 128 keys (wgmma 64 x D/2 x 128), one fp32 atomic per (query, column, block);
 //     key split (kKeySplit): each warpgroup makes all 64 columns over its own 64 keys (64 x 64 x
 //       64), two atomics per (query, column, block): the fallback if the column split's operand
 //       (B starting half-way into a 128-byte swizzle row) were not accepted by the hardware.
 // Q, dO and the row statistics are double-buffered with cp.async as in the mma.sync kernel; the
 // wgmma products of a tile complete (wait 0) before the tile's buffers are reused.
-// Shared-memory tiles use flash_tile.cuh's swizzle, which is the hardware's 128-byte swizzle
-// (wgmma.cuh). Tested by tests/attention/test_flash_attention.cpp (every variant at hd 64).
+// Shared-memory tiles use flash_tile.cuh's swz_panel layout: 64-column panels of 128-byte rows in
+// the hardware's 128-byte swizzle (wgmma.cuh), so a product over D = 128 reads panel kk / 4 and
+// dV, dK (64 x 128 per warpgroup) are two 64-column products, one per panel of dO / Q.
+// Head dim 128 runs the pipelined column split only (dK, dV: 128 accumulator registers per thread).
+// Tested by tests/attention/test_flash_attention.cpp (every variant at hd 64, the default at 128).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -32,20 +35,23 @@
 namespace sk_flash {
 namespace sm90 {
 
-constexpr int D = 64;
 constexpr int kThreads = 256;  // two warpgroups
 constexpr int BLOCK_N = 128;   // keys per block, 64 per warpgroup
 constexpr int BR = 64;         // queries per step
-constexpr uint32_t kKVTile = BLOCK_N * D * 2;  // 16 KB
-constexpr uint32_t kQTile = BR * D * 2;        // 8 KB
-// Shared memory from a 1024-byte aligned base: K, V, Q x 2, dO x 2, dS^T (BLOCK_N x BR), then
-// lse and delta (two buffers of BR floats each).
-constexpr uint32_t kOffQ = 2 * kKVTile, kOffdO = kOffQ + 2 * kQTile;  // K at 0, V at kKVTile
-constexpr uint32_t kOffdS = kOffdO + 2 * kQTile, kOffStats = kOffdS + BLOCK_N * BR * 2;
-constexpr int kSmemBytes = static_cast<int>(kOffStats) + 4 * BR * 4 + 1024;  // + alignment slack
+// Shared-memory layout per head dim, from a 1024-byte aligned base: K, V, Q x 2, dO x 2, dS^T
+// (BLOCK_N x BR), then lse and delta (two buffers of BR floats each). A panel is 64 columns.
+template <int D>
+struct Smem {
+  static constexpr uint32_t kKVPanel = BLOCK_N * 128, kQPanel = BR * 128;  // bytes per 64-column panel
+  static constexpr uint32_t kKVTile = BLOCK_N * D * 2;                     // 16 KB (hd 64), 32 KB (hd 128)
+  static constexpr uint32_t kQTile = BR * D * 2;                           // 8 KB, 16 KB
+  static constexpr uint32_t kOffQ = 2 * kKVTile, kOffdO = kOffQ + 2 * kQTile;  // K at 0, V at kKVTile
+  static constexpr uint32_t kOffdS = kOffdO + 2 * kQTile, kOffStats = kOffdS + BLOCK_N * BR * 2;
+  static constexpr int kBytes = static_cast<int>(kOffStats) + 4 * BR * 4 + 1024;  // + alignment slack
+};
 
 // kFtz: the softmax's exp2 without denormal handling (SkFlashParams::exp2_ftz; flash_tile.cuh).
-template <bool kKeySplit, bool kPipelined, bool kFtz>
+template <int D, bool kKeySplit, bool kPipelined, bool kFtz>
 __global__ void __launch_bounds__(kThreads, 1)
     backward_kernel(const SkFlashParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides ds,
                     const float* __restrict__ lse, const float* __restrict__ delta, __nv_bfloat16* __restrict__ dk,
@@ -56,9 +62,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t base = (raw + 1023u) & ~1023u;
   unsigned char* smem = smem_raw + (base - raw);
-  constexpr uint32_t kWgRows = 64 * D * 2;  // one warpgroup's 64 rows of K / V / dS^T
-  const uint32_t sK = base, sV = base + kKVTile, sQ = base + kOffQ, sdO = base + kOffdO, sdS = base + kOffdS;
-  float* s_lse = reinterpret_cast<float*>(smem + kOffStats);
+  static_assert(D == 64 || (D == 128 && !kKeySplit), "head dim 128: the column split only");
+  using L = Smem<D>;
+  constexpr uint32_t kKVPanel = L::kKVPanel, kQPanel = L::kQPanel, kQTile = L::kQTile;
+  constexpr uint32_t kWgRows = 64 * 128;  // one warpgroup's 64 rows of a K / V panel or of dS^T
+  const uint32_t sK = base, sV = base + L::kKVTile, sQ = base + L::kOffQ, sdO = base + L::kOffdO,
+                 sdS = base + L::kOffdS;
+  float* s_lse = reinterpret_cast<float*>(smem + L::kOffStats);
   float* s_delta = s_lse + 2 * BR;
 
   const int n_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // keys near the start see most queries
@@ -71,16 +81,22 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const BwdBlock blk = bwd_block<BR>(p, dout, ds, lse, delta, b, h, n0, BLOCK_N);
   const int m_first = blk.m_first, m_end = blk.m_end;
-  load_tile<BLOCK_N, D, kThreads>(sK, blk.k, p.k_stride.row, n0, T);
-  load_tile<BLOCK_N, D, kThreads>(sV, blk.v, p.v_stride.row, n0, T);
-  if (m_first < m_end) load_query_tile<BR, D, kThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, m_first, 0);
+  load_tile<BLOCK_N, D, kThreads, true>(sK, blk.k, p.k_stride.row, n0, T);
+  load_tile<BLOCK_N, D, kThreads, true>(sV, blk.v, p.v_stride.row, n0, T);
+  if (m_first < m_end) load_query_tile<BR, D, kThreads, true>(blk, p, ds, sQ, sdO, s_lse, s_delta, m_first, 0);
   cp_async_commit();
 
   const float scale_log2 = p.softmax_scale * kLog2e;
-  constexpr int kDqCols = kKeySplit ? 64 : 32;  // dQ columns per warpgroup
-  float st[32], dpt[32], dk_acc[32], dv_acc[32], dq[kDqCols / 2];
+  constexpr int kPanels = D / 64;
+  constexpr int kDqCols = kKeySplit ? D : D / 2;  // dQ columns per warpgroup
+  // dK, dV: one 64 x 64 accumulator per 64-column panel.
+  float st[32], dpt[32], dk_acc[kPanels][32], dv_acc[kPanels][32], dq[kDqCols / 2];
 #pragma unroll
-  for (int i = 0; i < 32; ++i) st[i] = dpt[i] = dk_acc[i] = dv_acc[i] = 0.f;
+  for (int i = 0; i < 32; ++i) st[i] = dpt[i] = 0.f;
+#pragma unroll
+  for (int pp = 0; pp < kPanels; ++pp)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) dk_acc[pp][i] = dv_acc[pp][i] = 0.f;
 #pragma unroll
   for (int i = 0; i < kDqCols / 2; ++i) dq[i] = 0.f;
   const int key_a = wg * 64 + wi * 16 + g;  // key row (in the block) of accumulator elements 0, 1; +8: 2, 3
@@ -90,7 +106,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     cp_async_wait<0>();
     fence_proxy_async();  // the cp.async writes are read by wgmma
     __syncthreads();
-    if (m + 1 < m_end) load_query_tile<BR, D, kThreads>(blk, p, ds, sQ, sdO, s_lse, s_delta, m + 1, buf ^ 1);
+    if (m + 1 < m_end) load_query_tile<BR, D, kThreads, true>(blk, p, ds, sQ, sdO, s_lse, s_delta, m + 1, buf ^ 1);
     cp_async_commit();
     const int q0 = m * BR;
     const uint32_t sQb = sQ + buf * kQTile, sdOb = sdO + buf * kQTile;
@@ -106,11 +122,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + wg * kWgRows + kk * 32), desc_k_major(sQb + kk * 32), kk > 0);
+        wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + (kk / 4) * kKVPanel + wg * kWgRows + (kk % 4) * 32),
+                                 desc_k_major(sQb + (kk / 4) * kQPanel + (kk % 4) * 32), kk > 0);
       commit();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + wg * kWgRows + kk * 32), desc_k_major(sdOb + kk * 32), kk > 0);
+        wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + (kk / 4) * kKVPanel + wg * kWgRows + (kk % 4) * 32),
+                                 desc_k_major(sdOb + (kk / 4) * kQPanel + (kk % 4) * 32), kk > 0);
       commit();
       fence_operand(dpt);
       wait<1>();  // S^T complete
@@ -129,9 +147,12 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       fence();
 #pragma unroll
-      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dv_acc, pa[kk], desc_mn_major(sdOb + kk * 2048), 1);
+      for (int pp = 0; pp < kPanels; ++pp)
+#pragma unroll
+        for (int kk = 0; kk < BR / 16; ++kk)
+          wgmma_m64n64k16_rs<1>(dv_acc[pp], pa[kk], desc_mn_major(sdOb + pp * kQPanel + kk * 2048), 1);
       commit();
-      fence_operand(dv_acc);
+      fence_accumulators(dv_acc);
       wait<1>();  // dP^T complete (dV's group may still run)
       fence_operand(dpt);
 #pragma unroll
@@ -149,18 +170,23 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       fence();
 #pragma unroll
-      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dk_acc, dsa[kk], desc_mn_major(sQb + kk * 2048), 1);
+      for (int pp = 0; pp < kPanels; ++pp)
+#pragma unroll
+        for (int kk = 0; kk < BR / 16; ++kk)
+          wgmma_m64n64k16_rs<1>(dk_acc[pp], dsa[kk], desc_mn_major(sQb + pp * kQPanel + kk * 2048), 1);
       commit();
-      fence_operand(dk_acc);
+      fence_accumulators(dk_acc);
     } else {
       // S^T = K Q^T, dP^T = V dO^T (k = head dim, 4 steps of 16).
       fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + wg * kWgRows + kk * 32), desc_k_major(sQb + kk * 32), kk > 0);
+        wgmma_m64n64k16_ss<0, 0>(st, desc_k_major(sK + (kk / 4) * kKVPanel + wg * kWgRows + (kk % 4) * 32),
+                                 desc_k_major(sQb + (kk / 4) * kQPanel + (kk % 4) * 32), kk > 0);
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
-        wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + wg * kWgRows + kk * 32), desc_k_major(sdOb + kk * 32), kk > 0);
+        wgmma_m64n64k16_ss<0, 0>(dpt, desc_k_major(sV + (kk / 4) * kKVPanel + wg * kWgRows + (kk % 4) * 32),
+                                 desc_k_major(sdOb + (kk / 4) * kQPanel + (kk % 4) * 32), kk > 0);
       commit();
       wait<0>();
       fence_operand(st);
@@ -192,9 +218,15 @@ __global__ void __launch_bounds__(kThreads, 1)
       // dV += P^T dO, dK += dS^T Q (k = queries, 4 steps of 16 rows of the Q / dO tiles).
       fence();
 #pragma unroll
-      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dv_acc, pa[kk], desc_mn_major(sdOb + kk * 2048), 1);
+      for (int pp = 0; pp < kPanels; ++pp)
 #pragma unroll
-      for (int kk = 0; kk < BR / 16; ++kk) wgmma_m64n64k16_rs<1>(dk_acc, dsa[kk], desc_mn_major(sQb + kk * 2048), 1);
+        for (int kk = 0; kk < BR / 16; ++kk)
+          wgmma_m64n64k16_rs<1>(dv_acc[pp], pa[kk], desc_mn_major(sdOb + pp * kQPanel + kk * 2048), 1);
+#pragma unroll
+      for (int pp = 0; pp < kPanels; ++pp)
+#pragma unroll
+        for (int kk = 0; kk < BR / 16; ++kk)
+          wgmma_m64n64k16_rs<1>(dk_acc[pp], dsa[kk], desc_mn_major(sQb + pp * kQPanel + kk * 2048), 1);
       commit();
 
     }
@@ -210,11 +242,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     // dQ = dS K (A = dS read M-major from the dS^T tile, B = K read N-major; k = keys).
-    if constexpr (kKeySplit) {
+    if constexpr (kKeySplit) {  // (hd 64)
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
         wgmma_m64n64k16_ss<1, 1>(dq, desc_mn_major(sdS + wg * kWgRows + kk * 2048),
                                  desc_mn_major(sK + wg * kWgRows + kk * 2048), kk > 0);
+    } else if constexpr (D == 128) {  // the warpgroup's columns are panel wg of K
+#pragma unroll
+      for (int kk = 0; kk < BLOCK_N / 16; ++kk)
+        wgmma_m64n64k16_ss<1, 1>(dq, desc_mn_major(sdS + kk * 2048), desc_mn_major(sK + wg * kKVPanel + kk * 2048), kk > 0);
     } else {
 #pragma unroll
       for (int kk = 0; kk < BLOCK_N / 16; ++kk)
@@ -224,11 +260,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     wait<0>();
     keep_alive_fragments(pa);
     keep_alive_fragments(dsa);
-    fence_operand(dv_acc);
-    fence_operand(dk_acc);
+    fence_accumulators(dv_acc);
+    fence_accumulators(dk_acc);
     fence_operand(dq);
 
-    const int dq_col0 = kKeySplit ? 0 : wg * 32;
+    const int dq_col0 = kKeySplit ? 0 : wg * kDqCols;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int query = q0 + wi * 16 + g + r * 8;
@@ -248,11 +284,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (key >= T) continue;
     const int64_t off = (static_cast<int64_t>(b) * T + key) * grad_row + static_cast<int64_t>(h) * D;
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      *reinterpret_cast<uint32_t*>(dk + off + j * 8 + 2 * t) =
-          pack_bf16(dk_acc[4 * j + 2 * r] * p.softmax_scale, dk_acc[4 * j + 2 * r + 1] * p.softmax_scale);
-      *reinterpret_cast<uint32_t*>(dv + off + j * 8 + 2 * t) = pack_bf16(dv_acc[4 * j + 2 * r], dv_acc[4 * j + 2 * r + 1]);
-    }
+    for (int pp = 0; pp < kPanels; ++pp)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int col = pp * 64 + j * 8 + 2 * t;
+        *reinterpret_cast<uint32_t*>(dk + off + col) =
+            pack_bf16(dk_acc[pp][4 * j + 2 * r] * p.softmax_scale, dk_acc[pp][4 * j + 2 * r + 1] * p.softmax_scale);
+        *reinterpret_cast<uint32_t*>(dv + off + col) = pack_bf16(dv_acc[pp][4 * j + 2 * r], dv_acc[pp][4 * j + 2 * r + 1]);
+      }
   }
 #else
   (void)p, (void)dout, (void)ds, (void)lse, (void)delta, (void)dk, (void)dv, (void)dq_accum;
@@ -260,14 +299,15 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <bool kKeySplit, bool kPipelined, bool kFtz = false>
+template <int D, bool kKeySplit, bool kPipelined, bool kFtz = false>
 int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse, const float* delta, void* dk,
            void* dv, float* dq_accum, cudaStream_t s) {
-  auto* kernel = backward_kernel<kKeySplit, kPipelined, kFtz>;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess)
+  auto* kernel = backward_kernel<D, kKeySplit, kPipelined, kFtz>;
+  constexpr int smem = Smem<D>::kBytes;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.seq_len + BLOCK_N - 1) / BLOCK_N, p.heads, p.batch);
-  kernel<<<grid, kThreads, kSmemBytes, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
+  kernel<<<grid, kThreads, smem, s>>>(p, static_cast<const __nv_bfloat16*>(dout), ds, lse, delta,
                                             static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv), dq_accum);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
@@ -277,14 +317,19 @@ int launch(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const fl
 int launch_backward_main_sm90(const SkFlashParams& p, const void* dout, SkFlashStrides ds, const float* lse,
                               const float* delta, void* dk, void* dv, float* dq_accum, bool key_split, bool pipelined,
                               cudaStream_t s) {
-  if (p.head_dim != sm90::D) return SK_KERNEL_BAD_ARG;
+  if (p.head_dim == 128) {
+    if (!pipelined || key_split) return SK_KERNEL_BAD_ARG;  // hd 128: the pipelined column split only
+    return p.exp2_ftz ? sm90::launch<128, false, true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
+                      : sm90::launch<128, false, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+  }
+  if (p.head_dim != 64) return SK_KERNEL_BAD_ARG;
   if (pipelined && !key_split && p.exp2_ftz)
-    return sm90::launch<false, true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+    return sm90::launch<64, false, true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
   if (pipelined)
-    return key_split ? sm90::launch<true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
-                     : sm90::launch<false, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
-  return key_split ? sm90::launch<true, false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
-                   : sm90::launch<false, false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+    return key_split ? sm90::launch<64, true, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
+                     : sm90::launch<64, false, true>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
+  return key_split ? sm90::launch<64, true, false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s)
+                   : sm90::launch<64, false, false>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
 }
 
 }  // namespace sk_flash

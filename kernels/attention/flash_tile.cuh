@@ -47,6 +47,15 @@ __device__ __forceinline__ uint32_t swz(int row, int col) {
   return static_cast<uint32_t>(row * D * 2 + ((((col >> 3) ^ sw)) << 4));
 }
 
+// Byte offset of (row, col) in a tile of ROWS rows x D bf16 kept as D / 64 panels of ROWS x 64
+// (128-byte rows, swz<64> inside each panel, panel p at p * ROWS * 128 bytes): the layout the
+// wgmma kernels read at any head dim (wgmma.cuh: one 128-byte swizzle row per 64 columns); for
+// D = 64 it is swz<64>. col is a multiple of 8.
+template <int ROWS>
+__device__ __forceinline__ uint32_t swz_panel(int row, int col) {
+  return static_cast<uint32_t>((col >> 6) * ROWS * 128) + swz<64>(row, col & 63);
+}
+
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool valid) {
   const int n = valid ? 16 : 0;  // 0: zero-fill (rows past the end of the sequence)
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
@@ -56,8 +65,9 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 // Copies rows [row0, row0 + ROWS) of a (T, D) bf16 matrix (row stride `stride` elements) into a
-// swizzled tile; rows >= T are zero-filled. All THREADS threads of the block take part.
-template <int ROWS, int D, int THREADS>
+// swizzled tile (kPanels: the swz_panel layout of the wgmma kernels); rows >= T are zero-filled.
+// All THREADS threads of the block take part.
+template <int ROWS, int D, int THREADS, bool kPanels = false>
 __device__ __forceinline__ void load_tile(uint32_t tile, const __nv_bfloat16* base, int64_t stride, int row0, int T) {
   constexpr int kChunks = D / 8;
   constexpr int kTotal = ROWS * kChunks;
@@ -69,7 +79,7 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const __nv_bfloat16* ba
     const int gr = row0 + r;
     const bool valid = gr < T;
     const __nv_bfloat16* src = base + (valid ? static_cast<int64_t>(gr) * stride : 0) + cc * 8;
-    cp_async_16(tile + swz<D>(r, cc * 8), src, valid);
+    cp_async_16(tile + (kPanels ? swz_panel<ROWS>(r, cc * 8) : swz<D>(r, cc * 8)), src, valid);
   }
 }
 

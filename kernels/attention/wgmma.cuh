@@ -71,6 +71,13 @@ __device__ __forceinline__ void fence_operand(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// fence_operand over each of P accumulators (the per-panel dK / dV of the hd-128 backward).
+template <int P, int N>
+__device__ __forceinline__ void fence_accumulators(float (&d)[P][N]) {
+#pragma unroll
+  for (int i = 0; i < P; ++i) fence_operand(d[i]);
+}
+
 // Keeps A fragments in their registers until after the wait() that retires the products reading
 // them (the compiler sees the wgmma asm consume them at issue and could reuse the registers).
 template <int N>

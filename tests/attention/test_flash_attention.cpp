@@ -6,14 +6,16 @@
 //   out <= 1e-2 and lse max abs error <= 1e-2 (P is rounded to bf16 before P V, as in
 //   FlashAttention; outputs are bf16); dq, dk, dv <= 2e-2 (bf16 P and dS in the products).
 // The packed entry point (causal_attention_packed: one (B, T, 3, H, D) gradient) is checked the
-// same way in the same test, and at hd 64 every backward kernel (mma.sync; on compute capability
-// 9.0 the four wgmma variants: column / key-split dQ, plain / pipelined schedule); each forward
+// same way in the same test, and every backward kernel (mma.sync; on compute capability 9.0 at hd
+// 64 the four wgmma variants: column / key-split dQ, plain / pipelined schedule, at hd 128 the
+// pipelined column split); each forward
 // kernel is checked explicitly too (mma.sync; the wgmma one, the default there, on 9.0). Outputs come from a
 // poisoned (NaN-filled) allocator, so an unwritten element fails the test. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -127,18 +129,20 @@ TEST_P(FlashAttention, MatchesCpuReference) {
   EXPECT_LE(p_dk.rel_l2, 2e-2) << "packed dk " << p_dk.str();
   EXPECT_LE(p_dv.rel_l2, 2e-2) << "packed dv " << p_dv.str();
 
-  // Every main kernel of the backward at hd 64, chosen through SPARSEK_FLASH_BWD (the default above
-  // is wgmma on compute capability 9.0): mma.sync on any device, the two wgmma dQ partitions with
-  // the plain and the pipelined schedule on 9.0 (kernels/attention/flash_backward_sm90.cu). Same
-  // inputs, same tolerances.
-  if (c.D == 64) {
-    std::vector<const char*> kernels = {"mma"};
-    if (cuda::compute_capability(0) == 90)
+  // Every main kernel of the backward, chosen through SPARSEK_FLASH_BWD (the default above is
+  // wgmma_pipelined on compute capability 9.0): mma.sync on any device; on 9.0 at hd 64 the two
+  // wgmma dQ partitions with the plain and the pipelined schedule, at hd 128 the pipelined column
+  // split, the only one there (kernels/attention/flash_backward_sm90.cu). Same inputs, same tolerances.
+  std::vector<const char*> kernels = {"mma"};
+  if (cuda::compute_capability(0) == 90) {
+    if (c.D == 64)
       kernels.insert(kernels.end(), {"wgmma", "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit"});
-    for (const char* kernel : kernels) {
-      sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", kernel);
-      expect_grads_match(attention::flash_attention_backward(dout, q, k, v, fwd, mask), rg, kernel);
-    }
+    else
+      kernels.push_back("wgmma_pipelined");
+  }
+  for (const char* kernel : kernels) {
+    sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", kernel);
+    expect_grads_match(attention::flash_attention_backward(dout, q, k, v, fwd, mask), rg, kernel);
   }
 }
 
@@ -282,32 +286,32 @@ TEST(FlashAttentionArgs, RejectsAnUnknownBackwardKernel) {
   }
 }
 
-// Asking for a wgmma kernel where it cannot run (head dim 128 here; any head dim on a GPU other
-// than compute capability 9.0) is an error naming the variable and the head dim, not a bare
-// "bad argument" from the launcher.
+// Asking for a wgmma kernel where it cannot run (head dim 128 here, where only the backward's
+// wgmma_pipelined runs; any head dim on a GPU other than compute capability 9.0) is an error naming
+// the variable and the head dim (or the device), not a bare "bad argument" from the launcher.
 TEST(FlashAttentionArgs, RejectsWgmmaWhereItCannotRun) {
   SK_REQUIRE_CUDA();
   const auto [q, k, v, dout] = tiny_inputs(128, 6);
-  {
-    sk::testing::ScopedEnv env("SPARSEK_FLASH_FWD", "wgmma");
+  const bool hopper = cuda::compute_capability(0) == 90;
+  auto expect_error = [&](const char* variable, const char* kernel, const std::function<void()>& call,
+                          const std::string& hopper_text) {
+    sk::testing::ScopedEnv env(variable, kernel);
     try {
-      attention::flash_attention_forward(q, k, v, CausalWindow{0});
-      FAIL() << "expected an error";
+      call();
+      FAIL() << "expected an error for " << variable << "=" << kernel;
     } catch (const sk::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_FWD: the wgmma kernels need head dim 64"), std::string::npos)
-          << e.what();
-      EXPECT_NE(std::string(e.what()).find("got head dim 128"), std::string::npos) << e.what();
+      const std::string text = std::string(variable) + (hopper ? hopper_text : ": the wgmma kernels need compute capability 9.0");
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+      if (hopper) EXPECT_NE(std::string(e.what()).find("got head dim 128"), std::string::npos) << e.what();
     }
-  }
+  };
+  expect_error("SPARSEK_FLASH_FWD", "wgmma", [&] { attention::flash_attention_forward(q, k, v, CausalWindow{0}); },
+               ": the wgmma kernels need head dim 64");
   attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, CausalWindow{0});
-  sk::testing::ScopedEnv env("SPARSEK_FLASH_BWD", "wgmma_pipelined");
-  try {
-    attention::flash_attention_backward(dout, q, k, v, fwd, CausalWindow{0});
-    FAIL() << "expected an error";
-  } catch (const sk::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("SPARSEK_FLASH_BWD: the wgmma kernels need head dim 64"), std::string::npos)
-        << e.what();
-  }
+  for (const char* kernel : {"wgmma", "wgmma_keysplit", "wgmma_pipelined_keysplit"})
+    expect_error("SPARSEK_FLASH_BWD", kernel,
+                 [&] { attention::flash_attention_backward(dout, q, k, v, fwd, CausalWindow{0}); },
+                 ": this wgmma kernel needs head dim 64 (at 128 only wgmma_pipelined runs)");
 }
 
 std::vector<Case> cases() {
