@@ -4,7 +4,7 @@
 // fp32 accumulate) with an online softmax in registers (base-2 exponentials, scale folded in).
 // Only key tiles inside the causal band (and, for a sliding window, inside the window) are
 // visited; element masks are applied only on the tiles that cross a band edge.
-// On compute capability 9.0 at hd 64 flash_forward_sm90.cu's wgmma kernel runs instead (the default
+// On compute capability 9.0 flash_forward_sm90.cu's wgmma kernel runs instead (the default
 // there, SkFlashParams::forward_kernel 0 or 2; 1 keeps this one). Declared in flash_attention.h; tested in tests/attention/test_flash_attention.cpp.
 #include <cuda_runtime.h>
 
@@ -234,8 +234,8 @@ int launch_forward(const SkFlashParams& p, void* out, float* lse, cudaStream_t s
 extern "C" int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* lse, cudaStream_t s) {
   if (!sk_flash::params_ok(p) || !out || !lse || p->forward_kernel < 0 || p->forward_kernel > 2) return SK_KERNEL_BAD_ARG;
   if (p->batch == 0 || p->seq_len == 0) return SK_KERNEL_OK;
-  const bool wgmma_runs = p->head_dim == 64 && sk_flash::device_runs_sm90a();
-  if (p->forward_kernel >= 2 && !wgmma_runs) return SK_KERNEL_BAD_ARG;  // wgmma: hd 64 on compute capability 9.0 only
+  const bool wgmma_runs = sk_flash::device_runs_sm90a();
+  if (p->forward_kernel >= 2 && !wgmma_runs) return SK_KERNEL_BAD_ARG;  // wgmma: compute capability 9.0 only
   if (p->forward_kernel == 2 || (p->forward_kernel == 0 && wgmma_runs)) return sk_flash::launch_forward_sm90(*p, out, lse, s);
   if (p->exp2_ftz)
     return p->head_dim == 64 ? sk_flash::launch_forward<64, true>(*p, out, lse, s)

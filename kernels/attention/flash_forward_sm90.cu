@@ -1,22 +1,26 @@
-// Fused causal attention forward on Hopper's warpgroup tensor cores (wgmma, sm_90a), head dim 64:
+// Fused causal attention forward on Hopper's warpgroup tensor cores (wgmma, sm_90a), head dims 64
+// and 128:
 // the same function as flash_forward.cu's kernel (out and the natural-log LSE, causal with an
 // optional window), chosen by sk_cuda_flash_forward through SkFlashParams::forward_kernel.
 //
 // One block = 128 queries of one (batch, head): two warpgroups of 64 query rows; K/V tiles of 64
-// keys stream through three shared-memory buffers (cp.async, flash_tile.cuh's swizzle, which is
-// the hardware's 128-byte swizzle: wgmma.cuh). Per tile and warpgroup:
-//   S = Q K^T    wgmma 64 x 64 x 64, A = the warpgroup's 64 Q rows and B = the K tile, both
+// keys stream through shared-memory buffers (cp.async, flash_tile.cuh's swz_panel layout: 64-column
+// panels in the hardware's 128-byte swizzle, wgmma.cuh). Per tile and warpgroup:
+//   S = Q K^T    wgmma 64 x 64 x D, A = the warpgroup's 64 Q rows and B = the K tile, both
 //                K-major from shared memory (as the backward's S^T; FlashAttention-3's choice too);
+//                at hd 128 k-steps 4-7 read the second panel;
 //   online softmax in registers (base 2, scale folded in), O rescaled;
-//   O += P V     wgmma 64 x 64 x 64, A = P (bf16, registers), B = the V tile read N-major.
+//   O += P V     wgmma 64 x 64 x 64 per 64-column panel of V (one at hd 64, two at 128), A = P
+//                (bf16, registers), B = the V tile read N-major.
 // Each tile's products complete before the next tile (leaving P V running into the next tile made
 // ptxas serialise every wgmma of the kernel, warning C7515: the loop's register copies of the
 // accumulators count as plain writes while the product is in flight); the overlap comes from two
 // blocks (four warpgroups) per SM instead. Three K/V buffers: the tile read now and two in flight
-// (each prefetched two tiles ahead, into the buffer the tile before last has just freed). Only key tiles inside the causal band (and the
-// window) are visited; element masks only on tiles that cross a band edge.
-// The default forward at hd 64 on compute capability 9.0 (SPARSEK_FLASH_FWD=mma keeps the mma.sync
-// kernel). Tested by tests/attention/test_flash_attention.cpp: parity with the CPU reference, and
+// (each prefetched two tiles ahead, into the buffer the tile before last has just freed); at hd
+// 128 two buffers (each prefetched one tile ahead), so that two blocks fit in shared memory. Only
+// key tiles inside the causal band (and the window) are visited; element masks only on tiles that
+// cross a band edge.
+// The default forward on compute capability 9.0 (SPARSEK_FLASH_FWD=mma keeps the mma.sync kernel). Tested by tests/attention/test_flash_attention.cpp: parity with the CPU reference, and
 // the test-only dump (forward_kernel<true>) of one block's operands and raw S tiles. Its first
 // version failed on an H200: the compiler sank O's rescale below wgmma.fence (docs/perf-notes.md,
 // "The wgmma forward, first GPU run"); this one (operands pinned before each fence, S as an SS
@@ -35,17 +39,29 @@
 namespace sk_flash {
 namespace sm90_fwd {
 
-constexpr int D = 64;
+#ifndef SK_FWD_HD128_MIN_BLOCKS
+#define SK_FWD_HD128_MIN_BLOCKS 2
+#endif
 constexpr int kThreads = 256;  // two warpgroups
 constexpr int BLOCK_M = 128;   // queries per block, 64 per warpgroup
 constexpr int BLOCK_N = 64;    // keys per tile
-constexpr uint32_t kQBytes = BLOCK_M * D * 2;     // 16 KB
-constexpr uint32_t kKVTile = BLOCK_N * D * 2;     // 8 KB
-constexpr int kStages = 3;
-// Shared memory from a 1024-byte aligned base: Q, K x kStages, V x kStages.
-constexpr int kSmemBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
+// Shared memory per head dim, from a 1024-byte aligned base: Q, K x kStages, V x kStages.
+template <int D>
+struct Smem {
+  static constexpr uint32_t kQPanel = BLOCK_M * 128, kKVPanel = BLOCK_N * 128;  // bytes per 64-column panel
+  static constexpr uint32_t kQBytes = BLOCK_M * D * 2;                         // 16 KB (hd 64), 32 KB (hd 128)
+  static constexpr uint32_t kKVTile = BLOCK_N * D * 2;                         // 8 KB, 16 KB
+  // Blocks per SM: two at hd 64 (122 registers); at hd 128 two need the 128-register cap (ptxas
+  // spills 72 bytes) or one block without spills: SK_FWD_HD128_MIN_BLOCKS picks at build time
+  // while both are measured (docs/perf-notes.md). Three K/V buffers where they fit, else two.
+  static constexpr int kMinBlocks = D == 64 ? 2 : SK_FWD_HD128_MIN_BLOCKS;
+  static constexpr int kStages = D == 64 || kMinBlocks == 1 ? 3 : 2;  // 2 x 98 KB, 1 x 129 KB or 2 x 97 KB
+  static constexpr int kBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
+};
 
 #if SK_HAS_WGMMA
+constexpr int D = 64;  // the head dim of the test-only dump
+
 // Reads element (row, col) of a swizzled tile of rows of D bf16 at shared address `tile`.
 __device__ __forceinline__ float tile_element(const unsigned char* smem_raw, uint32_t raw, uint32_t tile, int row, int col) {
   const unsigned char* at = smem_raw + (tile - raw) + swz<D>(row, col & ~7) + (col & 7) * 2;
@@ -70,14 +86,18 @@ __device__ void write_dump(const SkFlashForwardDump& dump, const unsigned char* 
 // The steps of one K/V tile for the calling warpgroup's 64 query rows (this thread's rows row_a
 // and row_a + 8; t its column pair in each group of 8 keys), in forward_kernel's order.
 
-// Issues S = Q K^T (k = head dim; sQwg: the warpgroup's Q rows, sKb: the K tile) as one wgmma group.
+// Issues S = Q K^T (k = head dim; sQwg: the warpgroup's Q rows in panel 0, sKb: the K tile) as one
+// wgmma group.
+template <int HD>
 __device__ __forceinline__ void issue_scores(float (&s)[32], uint32_t sQwg, uint32_t sKb) {
   using namespace sk_wgmma;
+  using L = Smem<HD>;
   fence_operand(s);  // the register writes a product reads come before its wgmma.fence
   fence();
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk)
-    wgmma_m64n64k16_ss<0, 0>(s, desc_k_major(sQwg + kk * 32), desc_k_major(sKb + kk * 32), kk > 0);
+  for (int kk = 0; kk < HD / 16; ++kk)
+    wgmma_m64n64k16_ss<0, 0>(s, desc_k_major(sQwg + (kk / 4) * L::kQPanel + (kk % 4) * 32),
+                             desc_k_major(sKb + (kk / 4) * L::kKVPanel + (kk % 4) * 32), kk > 0);
   commit();
 }
 
@@ -85,13 +105,17 @@ __device__ __forceinline__ void issue_scores(float (&s)[32], uint32_t sQwg, uint
 // O's rescale and P's packing must come before wgmma.fence: without these pins the compiler sank
 // the 32 O multiplications below the fence (the PTX of the first GPU run), so the product could
 // read O unscaled.
-__device__ __forceinline__ void issue_pv(float (&o)[32], uint32_t (&pf)[BLOCK_N / 16][4], uint32_t sVb) {
+template <int P>
+__device__ __forceinline__ void issue_pv(float (&o)[P][32], uint32_t (&pf)[BLOCK_N / 16][4], uint32_t sVb) {
   using namespace sk_wgmma;
-  fence_operand(o);
+  fence_accumulators(o);
   keep_alive_fragments(pf);
   fence();
 #pragma unroll
-  for (int kk = 0; kk < BLOCK_N / 16; ++kk) wgmma_m64n64k16_rs<1>(o, pf[kk], desc_mn_major(sVb + kk * 2048), 1);
+  for (int pp = 0; pp < P; ++pp)
+#pragma unroll
+    for (int kk = 0; kk < BLOCK_N / 16; ++kk)
+      wgmma_m64n64k16_rs<1>(o[pp], pf[kk], desc_mn_major(sVb + pp * BLOCK_N * 128 + kk * 2048), 1);
   commit();
 }
 
@@ -147,14 +171,17 @@ __device__ __forceinline__ void softmax_tile(float (&s)[32], int n, int m0, int 
 }
 
 // O *= corr, row by row.
-__device__ __forceinline__ void rescale_output(float (&o)[32], const float (&corr)[2]) {
+template <int P>
+__device__ __forceinline__ void rescale_output(float (&o)[P][32], const float (&corr)[2]) {
 #pragma unroll
-  for (int i = 0; i < D / 8; ++i) {
-    o[4 * i + 0] *= corr[0];
-    o[4 * i + 1] *= corr[0];
-    o[4 * i + 2] *= corr[1];
-    o[4 * i + 3] *= corr[1];
-  }
+  for (int pp = 0; pp < P; ++pp)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      o[pp][4 * i + 0] *= corr[0];
+      o[pp][4 * i + 1] *= corr[0];
+      o[pp][4 * i + 2] *= corr[1];
+      o[pp][4 * i + 3] *= corr[1];
+    }
 }
 #endif
 
@@ -165,16 +192,20 @@ __device__ __forceinline__ void rescale_output(float (&o)[32], const float (&cor
 // kDump (test-only, sk_cuda_flash_forward_sm90_dump): block `dump.block` of (batch 0, head 0) also
 // writes its Q tile and each visited K tile as they sit in shared memory, and each S tile as the
 // product left it (before the mask), so a test can tell a wrong operand from a wrong product.
-template <bool kDump, bool kFtz>
-__global__ void __launch_bounds__(kThreads, 2)
+template <int HD, bool kDump, bool kFtz>
+__global__ void __launch_bounds__(kThreads, Smem<HD>::kMinBlocks)
     forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse,
                    const SkFlashForwardDump dump) {
 #if SK_HAS_WGMMA
   using namespace sk_wgmma;
+  static_assert(!kDump || HD == D, "the test-only dump is written at hd 64");
+  using L = Smem<HD>;
+  constexpr int kStages = L::kStages, kPanels = HD / 64;
+  constexpr uint32_t kKVTile = L::kKVTile;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t raw = smem_u32(smem_raw);
   const uint32_t sQ = (raw + 1023u) & ~1023u;
-  const uint32_t sK = sQ + kQBytes, sV = sK + kStages * kKVTile;  // buffer `buf` at + buf * kKVTile
+  const uint32_t sK = sQ + L::kQBytes, sV = sK + kStages * kKVTile;  // buffer `buf` at + buf * kKVTile
 
   const int m_block = static_cast<int>(gridDim.x - 1 - blockIdx.x);  // longest rows first
   const int h = blockIdx.y, b = blockIdx.z;
@@ -194,39 +225,45 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int key_hi = m_last + 1;
   const int n_first = key_lo / BLOCK_N, n_end = (key_hi + BLOCK_N - 1) / BLOCK_N;
 
-  // Two tiles in flight ahead of the one being read: Q and the first K/V tile (one cp.async group),
-  // the second K/V tile (the next group; empty when there is none).
-  load_tile<BLOCK_M, D, kThreads>(sQ, q, p.q_stride.row, m0, T);
-  load_tile<BLOCK_N, D, kThreads>(sK, k, p.k_stride.row, n_first * BLOCK_N, T);
-  load_tile<BLOCK_N, D, kThreads>(sV, v, p.v_stride.row, n_first * BLOCK_N, T);
+  // kStages - 1 tiles in flight ahead of the one being read: Q and the first K/V tile (one
+  // cp.async group), with three stages the second K/V tile (the next group; empty when there is none).
+  load_tile<BLOCK_M, HD, kThreads, true>(sQ, q, p.q_stride.row, m0, T);
+  load_tile<BLOCK_N, HD, kThreads, true>(sK, k, p.k_stride.row, n_first * BLOCK_N, T);
+  load_tile<BLOCK_N, HD, kThreads, true>(sV, v, p.v_stride.row, n_first * BLOCK_N, T);
   cp_async_commit();
-  if (n_first + 1 < n_end) {
-    load_tile<BLOCK_N, D, kThreads>(sK + kKVTile, k, p.k_stride.row, (n_first + 1) * BLOCK_N, T);
-    load_tile<BLOCK_N, D, kThreads>(sV + kKVTile, v, p.v_stride.row, (n_first + 1) * BLOCK_N, T);
+  if constexpr (kStages == 3) {
+    if (n_first + 1 < n_end) {
+      load_tile<BLOCK_N, HD, kThreads, true>(sK + kKVTile, k, p.k_stride.row, (n_first + 1) * BLOCK_N, T);
+      load_tile<BLOCK_N, HD, kThreads, true>(sV + kKVTile, v, p.v_stride.row, (n_first + 1) * BLOCK_N, T);
+    }
+    cp_async_commit();
   }
-  cp_async_commit();
 
   const float scale_log2 = p.softmax_scale * kLog2e;
-  float o[32], s[32];
+  float o[kPanels][32], s[32];
 #pragma unroll
-  for (int i = 0; i < 32; ++i) o[i] = s[i] = 0.f;
+  for (int i = 0; i < 32; ++i) s[i] = 0.f;
+#pragma unroll
+  for (int pp = 0; pp < kPanels; ++pp)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) o[pp][i] = 0.f;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f}, corr[2];
   uint32_t pf[BLOCK_N / 16][4];
 #pragma unroll
   for (int i = 0; i < BLOCK_N / 16; ++i) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
   const int row_a = m0 + wg * 64 + wi * 16 + g;  // this thread's rows: row_a, row_a + 8
-  const uint32_t sQwg = sQ + wg * 64 * D * 2;
+  const uint32_t sQwg = sQ + wg * 64 * 128;  // the warpgroup's rows in Q's first panel
 
-  // Waits for tile n (every cp.async group but the newest, tile n + 1's, is complete) and, once
-  // every warpgroup is past the products that read buffer `ahead`, prefetches tile n + 2 into it.
+  // Waits for tile n (every cp.async group but the kStages - 2 newest is complete) and, once every
+  // warpgroup is past the products that read buffer `ahead`, prefetches tile n + kStages - 1 into it.
   auto next_tile = [&](int n) {
-    const int ahead = (n + 2 - n_first) % kStages;
-    cp_async_wait<1>();
+    const int ahead_n = n + kStages - 1, ahead = (ahead_n - n_first) % kStages;
+    cp_async_wait<kStages - 2>();
     fence_proxy_async();  // the cp.async writes are read by wgmma
     __syncthreads();
-    if (n + 2 < n_end) {
-      load_tile<BLOCK_N, D, kThreads>(sK + ahead * kKVTile, k, p.k_stride.row, (n + 2) * BLOCK_N, T);
-      load_tile<BLOCK_N, D, kThreads>(sV + ahead * kKVTile, v, p.v_stride.row, (n + 2) * BLOCK_N, T);
+    if (ahead_n < n_end) {
+      load_tile<BLOCK_N, HD, kThreads, true>(sK + ahead * kKVTile, k, p.k_stride.row, ahead_n * BLOCK_N, T);
+      load_tile<BLOCK_N, HD, kThreads, true>(sV + ahead * kKVTile, v, p.v_stride.row, ahead_n * BLOCK_N, T);
     }
     cp_async_commit();
   };
@@ -235,10 +272,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   for (int n = n_first; n < n_end; ++n) {
     next_tile(n);
-    issue_scores(s, sQwg, k_tile(n));
+    issue_scores<HD>(s, sQwg, k_tile(n));
     wait<0>();
     fence_operand(s);
-    fence_operand(o);
+    fence_accumulators(o);
     if constexpr (kDump) {
       if (m_block == dump.block && b == 0 && h == 0) write_dump(dump, smem_raw, raw, sQ, k_tile(n), s, n - n_first, n == n_first);
     }
@@ -247,7 +284,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     issue_pv(o, pf, v_tile(n));
     wait<0>();
     keep_alive_fragments(pf);
-    fence_operand(o);
+    fence_accumulators(o);
   }
 
   // Normalise and write O ((B, T, H, D)) and the natural-log LSE ((B, H, T)).
@@ -259,10 +296,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     const float inv = sum > 0.f ? 1.f / sum : 0.f;
     const int row = row_a + r * 8;
     if (row >= T) continue;
-    __nv_bfloat16* orow = out + ((static_cast<int64_t>(b) * T + row) * H + h) * D;
+    __nv_bfloat16* orow = out + ((static_cast<int64_t>(b) * T + row) * H + h) * HD;
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-      *reinterpret_cast<uint32_t*>(orow + i * 8 + 2 * t) = pack_bf16(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
+    for (int pp = 0; pp < kPanels; ++pp)
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        *reinterpret_cast<uint32_t*>(orow + pp * 64 + i * 8 + 2 * t) =
+            pack_bf16(o[pp][4 * i + 2 * r] * inv, o[pp][4 * i + 2 * r + 1] * inv);
     if (t == 0) {
       lse[(static_cast<int64_t>(b) * H + h) * T + row] =
           sum > 0.f ? (row_max[r] * scale_log2 + log2f(sum)) / kLog2e : -INFINITY;
@@ -277,11 +317,12 @@ __global__ void __launch_bounds__(kThreads, 2)
 }  // namespace sm90_fwd
 
 namespace {
-template <bool kDump, bool kFtz>
+template <int HD, bool kDump, bool kFtz>
 int launch(const SkFlashParams& p, void* out, float* lse, const SkFlashForwardDump& dump, cudaStream_t s) {
   using namespace sm90_fwd;
-  if (p.head_dim != D) return SK_KERNEL_BAD_ARG;
-  auto* kernel = forward_kernel<kDump, kFtz>;
+  if (p.head_dim != HD) return SK_KERNEL_BAD_ARG;
+  auto* kernel = forward_kernel<HD, kDump, kFtz>;
+  constexpr int kSmemBytes = Smem<HD>::kBytes;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) != cudaSuccess ||
       cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
           cudaSuccess)
@@ -293,8 +334,11 @@ int launch(const SkFlashParams& p, void* out, float* lse, const SkFlashForwardDu
 }  // namespace
 
 int launch_forward_sm90(const SkFlashParams& p, void* out, float* lse, cudaStream_t s) {
-  return p.exp2_ftz ? launch<false, true>(p, out, lse, SkFlashForwardDump{}, s)
-                    : launch<false, false>(p, out, lse, SkFlashForwardDump{}, s);
+  if (p.head_dim == 128)
+    return p.exp2_ftz ? launch<128, false, true>(p, out, lse, SkFlashForwardDump{}, s)
+                      : launch<128, false, false>(p, out, lse, SkFlashForwardDump{}, s);
+  return p.exp2_ftz ? launch<64, false, true>(p, out, lse, SkFlashForwardDump{}, s)
+                    : launch<64, false, false>(p, out, lse, SkFlashForwardDump{}, s);
 }
 
 }  // namespace sk_flash
@@ -303,6 +347,6 @@ extern "C" int sk_cuda_flash_forward_sm90_dump(const SkFlashParams* p, void* out
                                                cudaStream_t s) {
   if (!sk_flash::params_ok(p) || !out || !lse || !dump.s || !dump.k || !dump.q) return SK_KERNEL_BAD_ARG;
   if (p->head_dim != 64 || !sk_flash::device_runs_sm90a()) return SK_KERNEL_BAD_ARG;
-  return sk_flash::launch<true, false>(*p, out, lse, dump, s);
+  return sk_flash::launch<64, true, false>(*p, out, lse, dump, s);
 }
 

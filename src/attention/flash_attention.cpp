@@ -38,8 +38,8 @@ int backward_kernel_from_env() {
 }
 
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (wgmma
-// at hd 64 on compute capability 9.0, else mma.sync), "mma", or "wgmma" (flash_forward_sm90.cu: hd
-// 64 on compute capability 9.0 only).
+// on compute capability 9.0, else mma.sync), "mma", or "wgmma" (flash_forward_sm90.cu: compute
+// capability 9.0 only).
 // A wgmma kernel chosen through `variable` (kernel >= 2) runs on compute capability 9.0 only, at
 // head dim 64, or also at 128 when it is `hd128_kernel` (the backward's wgmma_pipelined): anything
 // else is the user's error, named here (the launcher would only say "bad argument").
@@ -75,7 +75,7 @@ AttentionForward flash_attention_forward(const Tensor& q, const Tensor& k, const
   p.forward_kernel = forward_kernel_from_env();
   p.exp2_ftz = exp2_ftz_from_env();
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
-  check_wgmma_choice("SPARSEK_FLASH_FWD", p.forward_kernel, D, q.device().index);
+  check_wgmma_choice("SPARSEK_FLASH_FWD", p.forward_kernel, D, q.device().index, /*wgmma*/ 2);
   cuda::set_device(q.device().index);
   Tensor out = Tensor::empty({B, T, H, D}, DType::BF16, q.device());
   Tensor lse = Tensor::empty({B, H, T}, DType::F32, q.device());

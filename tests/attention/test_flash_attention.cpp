@@ -148,7 +148,7 @@ TEST_P(FlashAttention, MatchesCpuReference) {
 
 // The kernels with exp2f in the softmax (SPARSEK_FLASH_EXP2=accurate; the default is one
 // ex2.approx.ftz instruction, tested by the cases above) against the CPU reference on every parity
-// case: the device's default kernels (wgmma at hd 64 on compute capability 9.0, else mma.sync),
+// case: the device's default kernels (wgmma on compute capability 9.0, else mma.sync),
 // tolerances as above; a test of its own so that a failure of the opt-out path does not read as
 // one of the default's.
 TEST_P(FlashAttention, AccurateExp2MatchesCpuReference) {
@@ -193,12 +193,12 @@ void expect_forward_kernel_matches_reference(const Case& c, const std::string& k
 }
 
 // Each forward kernel chosen explicitly: mma.sync on any device, and the wgmma one
-// (kernels/attention/flash_forward_sm90.cu) at hd 64 on compute capability 9.0.
+// (kernels/attention/flash_forward_sm90.cu, hd 64 and 128) on compute capability 9.0.
 TEST_P(FlashAttention, EachForwardKernelMatchesCpuReference) {
   SK_REQUIRE_CUDA();
   const Case c = GetParam();
   expect_forward_kernel_matches_reference(c, "mma");
-  if (c.D == 64 && cuda::compute_capability(0) == 90) expect_forward_kernel_matches_reference(c, "wgmma");
+  if (cuda::compute_capability(0) == 90) expect_forward_kernel_matches_reference(c, "wgmma");
 }
 
 // The wgmma forward's operands and products, read back from single blocks through the test-only
@@ -286,9 +286,9 @@ TEST(FlashAttentionArgs, RejectsAnUnknownBackwardKernel) {
   }
 }
 
-// Asking for a wgmma kernel where it cannot run (head dim 128 here, where only the backward's
-// wgmma_pipelined runs; any head dim on a GPU other than compute capability 9.0) is an error naming
-// the variable and the head dim (or the device), not a bare "bad argument" from the launcher.
+// Asking for a wgmma kernel where it cannot run (at head dim 128, the backward's variants other than
+// wgmma_pipelined; any wgmma kernel on a GPU other than compute capability 9.0) is an error
+// naming the variable and the head dim (or the device), not a bare "bad argument" from the launcher.
 TEST(FlashAttentionArgs, RejectsWgmmaWhereItCannotRun) {
   SK_REQUIRE_CUDA();
   const auto [q, k, v, dout] = tiny_inputs(128, 6);
@@ -305,8 +305,8 @@ TEST(FlashAttentionArgs, RejectsWgmmaWhereItCannotRun) {
       if (hopper) EXPECT_NE(std::string(e.what()).find("got head dim 128"), std::string::npos) << e.what();
     }
   };
-  expect_error("SPARSEK_FLASH_FWD", "wgmma", [&] { attention::flash_attention_forward(q, k, v, CausalWindow{0}); },
-               ": the wgmma kernels need head dim 64");
+  if (!hopper)
+    expect_error("SPARSEK_FLASH_FWD", "wgmma", [&] { attention::flash_attention_forward(q, k, v, CausalWindow{0}); }, "");
   attention::AttentionForward fwd = attention::flash_attention_forward(q, k, v, CausalWindow{0});
   for (const char* kernel : {"wgmma", "wgmma_keysplit", "wgmma_pipelined_keysplit"})
     expect_error("SPARSEK_FLASH_BWD", kernel,
