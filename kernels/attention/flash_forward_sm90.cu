@@ -39,6 +39,9 @@
 namespace sk_flash {
 namespace sm90_fwd {
 
+#ifndef SK_FWD_HD128_MIN_BLOCKS
+#define SK_FWD_HD128_MIN_BLOCKS 2
+#endif
 constexpr int kThreads = 256;  // two warpgroups
 constexpr int BLOCK_M = 128;   // queries per block, 64 per warpgroup
 constexpr int BLOCK_N = 64;    // keys per tile
@@ -48,10 +51,11 @@ struct Smem {
   static constexpr uint32_t kQPanel = BLOCK_M * 128, kKVPanel = BLOCK_N * 128;  // bytes per 64-column panel
   static constexpr uint32_t kQBytes = BLOCK_M * D * 2;                         // 16 KB (hd 64), 32 KB (hd 128)
   static constexpr uint32_t kKVTile = BLOCK_N * D * 2;                         // 8 KB, 16 KB
-  // Two blocks per SM at both head dims (hd 128: the 128-register cap costs ptxas 72 bytes of
-  // spills; one block without spills measured 1-7% slower, docs/perf-notes.md). Three K/V buffers
-  // at hd 64, two at 128 (2 x 98 KB, 2 x 97 KB of shared memory).
-  static constexpr int kStages = D == 64 ? 3 : 2;
+  // Blocks per SM: two at hd 64 (122 registers); at hd 128 two need the 128-register cap (ptxas
+  // spills 72 bytes) or one block without spills: SK_FWD_HD128_MIN_BLOCKS picks at build time
+  // while both are measured (docs/perf-notes.md). Three K/V buffers where they fit, else two.
+  static constexpr int kMinBlocks = D == 64 ? 2 : SK_FWD_HD128_MIN_BLOCKS;
+  static constexpr int kStages = D == 64 || kMinBlocks == 1 ? 3 : 2;  // 2 x 98 KB, 1 x 129 KB or 2 x 97 KB
   static constexpr int kBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
 };
 
@@ -189,7 +193,7 @@ __device__ __forceinline__ void rescale_output(float (&o)[P][32], const float (&
 // writes its Q tile and each visited K tile as they sit in shared memory, and each S tile as the
 // product left it (before the mask), so a test can tell a wrong operand from a wrong product.
 template <int HD, bool kDump, bool kFtz>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, Smem<HD>::kMinBlocks)
     forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse,
                    const SkFlashForwardDump dump) {
 #if SK_HAS_WGMMA
@@ -266,19 +270,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto k_tile = [&](int n) { return sK + ((n - n_first) % kStages) * kKVTile; };
   auto v_tile = [&](int n) { return sV + ((n - n_first) % kStages) * kKVTile; };
 
-  // A key tile that none of the warpgroup's 64 rows sees is skipped (its products and softmax; the
-  // buffer barrier is still met): past the diagonal of the block's first 64 rows, before the
-  // window of its last 64 (with a window), or rows past the end. Not in the test-only dump, which
-  // reads every S tile.
-  const int wg_row0 = m0 + wg * 64;
-  auto unseen = [&](int n) {
-    const int k0 = n * BLOCK_N;
-    return k0 > wg_row0 + 63 || wg_row0 >= T || (W > 0 && k0 + BLOCK_N - 1 <= wg_row0 - W);
-  };
-
   for (int n = n_first; n < n_end; ++n) {
     next_tile(n);
-    if (!kDump && unseen(n)) continue;
     issue_scores<HD>(s, sQwg, k_tile(n));
     wait<0>();
     fence_operand(s);
