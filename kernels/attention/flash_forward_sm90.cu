@@ -39,9 +39,6 @@
 namespace sk_flash {
 namespace sm90_fwd {
 
-#ifndef SK_FWD_HD128_MIN_BLOCKS
-#define SK_FWD_HD128_MIN_BLOCKS 2
-#endif
 constexpr int kThreads = 256;  // two warpgroups
 constexpr int BLOCK_M = 128;   // queries per block, 64 per warpgroup
 constexpr int BLOCK_N = 64;    // keys per tile
@@ -51,11 +48,10 @@ struct Smem {
   static constexpr uint32_t kQPanel = BLOCK_M * 128, kKVPanel = BLOCK_N * 128;  // bytes per 64-column panel
   static constexpr uint32_t kQBytes = BLOCK_M * D * 2;                         // 16 KB (hd 64), 32 KB (hd 128)
   static constexpr uint32_t kKVTile = BLOCK_N * D * 2;                         // 8 KB, 16 KB
-  // Blocks per SM: two at hd 64 (122 registers); at hd 128 two need the 128-register cap (ptxas
-  // spills 72 bytes) or one block without spills: SK_FWD_HD128_MIN_BLOCKS picks at build time
-  // while both are measured (docs/perf-notes.md). Three K/V buffers where they fit, else two.
-  static constexpr int kMinBlocks = D == 64 ? 2 : SK_FWD_HD128_MIN_BLOCKS;
-  static constexpr int kStages = D == 64 || kMinBlocks == 1 ? 3 : 2;  // 2 x 98 KB, 1 x 129 KB or 2 x 97 KB
+  // Two blocks per SM at both head dims (hd 128: the 128-register cap costs ptxas 72 bytes of
+  // spills; one block without spills measured 1-7% slower, docs/perf-notes.md). Three K/V buffers
+  // at hd 64, two at 128 (2 x 98 KB, 2 x 97 KB of shared memory).
+  static constexpr int kStages = D == 64 ? 3 : 2;
   static constexpr int kBytes = static_cast<int>(kQBytes + 2 * kStages * kKVTile) + 1024;  // + alignment slack
 };
 
@@ -193,7 +189,7 @@ __device__ __forceinline__ void rescale_output(float (&o)[P][32], const float (&
 // writes its Q tile and each visited K tile as they sit in shared memory, and each S tile as the
 // product left it (before the mask), so a test can tell a wrong operand from a wrong product.
 template <int HD, bool kDump, bool kFtz>
-__global__ void __launch_bounds__(kThreads, Smem<HD>::kMinBlocks)
+__global__ void __launch_bounds__(kThreads, 2)
     forward_kernel(const SkFlashParams p, __nv_bfloat16* __restrict__ out, float* __restrict__ lse,
                    const SkFlashForwardDump dump) {
 #if SK_HAS_WGMMA
