@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Per-kernel GPU time of the fused attention (`sparsek bench attention --no-sparsek`, 65,536 tokens)
+# on the GPU machine: ncu's duration of every launch (the GPU's own clocks, L2 flushed before each
+# kernel) at one T and head dim, listed per kernel in launch order (the bench runs the full case,
+# then the sliding window; warm-up and timed runs alike), so that the backward's prepare, main and
+# finish-dQ kernels can be told apart per case. Writes OUT_DIR/profile-attention-D<D>-T<T>.txt.
+#   scripts/bench/profile_attention.sh D T [T ...]   (BUILD, default build-gpu; OUT_DIR, default
+#                                                   /tmp/profile-attention)
+set -u
+cd "$(dirname "$0")/../.."
+build=${BUILD:-build-gpu}
+out=${OUT_DIR:-/tmp/profile-attention}
+mkdir -p "$out"
+command -v ncu > /dev/null || { echo "ncu not found" | tee "$out/profile-attention.txt"; exit 1; }
+D=$1
+shift
+for t in "$@"; do
+  timeout 200 ncu --clock-control none --cache-control all --metrics gpu__time_duration.sum --csv \
+    --log-file "$out/ncu-D$D-T$t.csv" "$build/sparsek" bench attention --no-sparsek --head-dims "$D" --t-min "$t" \
+    --t-max "$t" --iters 1 --out "$out/bench-D$D-T$t.json" > "$out/ncu-D$D-T$t.log" 2>&1
+  python3 - "$out/ncu-D$D-T$t.csv" "$D" "$t" > "$out/profile-attention-D$D-T$t.txt" <<'PY'
+import csv, sys, collections
+lines = open(sys.argv[1]).read().splitlines()
+start = next(i for i, l in enumerate(lines) if l.startswith('"ID"'))
+runs = collections.OrderedDict()
+for r in csv.DictReader(lines[start:]):
+    if r.get("Metric Name") != "gpu__time_duration.sum":
+        continue
+    v = float(r["Metric Value"].replace(",", ""))
+    scale = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0}.get(r.get("Metric Unit", "nsecond"), 1e-6)
+    name = r["Kernel Name"].split("(")[0][:70]
+    runs.setdefault(name, []).append(v * scale)
+print(f"attention, hd {sys.argv[2]}, T {sys.argv[3]}: ncu durations in ms per launch, in launch order")
+for name, ms in runs.items():
+    print(f"{name}: " + " ".join(f"{x:.3f}" for x in ms))
+PY
+  cat "$out/profile-attention-D$D-T$t.txt"
+done
