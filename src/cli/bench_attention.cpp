@@ -16,6 +16,7 @@
 // scripts/bench/bench_attention.sh.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -106,6 +107,8 @@ void run_bench_attention(const BenchAttentionOptions& o) {
       const Tensor q = attention::packed_head(qkv, 0), k = attention::packed_head(qkv, 1),
                  v = attention::packed_head(qkv, 2);
       for (int64_t window : std::vector<int64_t>{0, o.window}) {
+        const char* kind = window > 0 ? "sliding_window" : "full";
+        if (std::find(o.kinds.begin(), o.kinds.end(), kind) == o.kinds.end()) continue;
         const attention::CausalWindow mask{window};
         double fwd_ms = 0, fb_ms = 0;
         try {

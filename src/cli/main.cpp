@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({64, 128}))
       ->capture_default_str();
+  attn_cmd->add_option("--kinds", bench_attn.kinds, "flash cases to time (full,sliding_window)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"full", "sliding_window"}))
+      ->capture_default_str();
   attn_cmd->add_option("--sparsek-window", bench_attn.sparsek_window, "SparseK windows w to time (0: pure SparseK; e.g. 0,512)")
       ->delimiter(',')
       ->capture_default_str();
