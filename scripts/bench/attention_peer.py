@@ -3,10 +3,12 @@
 SDPA with the flash backend (FlashAttention-2), SDPA with the cuDNN backend, and FlexAttention
 with a sliding-window block mask (compiled). bf16, `--tokens` tokens per batch (B = tokens / T),
 12 heads of dim 64 and 6 heads of dim 128, causal, forward and forward+backward, median of
-`--iters` runs timed with CUDA events, L2 flushed before each. Writes JSON.
+`--iters` runs timed with CUDA events, L2 flushed before each; each case starts after --rest-ms
+of idle GPU, as ours do. Writes JSON.
 """
 import argparse
 import json
+import time
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,7 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--head-dims", default="64,128", help="comma-separated head dims")
     ap.add_argument("--systems", default="sdpa_flash,sdpa_cudnn,flex_attention", help="comma-separated peers to time")
+    ap.add_argument("--rest-ms", type=int, default=500, help="idle time before each case, as `sparsek bench attention`")
     args, _ = ap.parse_known_args()  # the sparsek-only options of `sparsek bench attention` pass through
 
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -74,6 +77,8 @@ def main():
             for system, kind, window, fwd, fb in cases:
                 if system not in systems:
                     continue
+                torch.cuda.synchronize()
+                time.sleep(args.rest_ms / 1000)  # each case from a rested GPU (the power limiter settles)
                 try:
                     with torch.no_grad():
                         f_ms = median_ms(fwd, flush, 3, args.iters)

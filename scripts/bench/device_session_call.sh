@@ -49,10 +49,10 @@ echo "gpu tests rc=$? (left $(left) s)"; grep -E 'rc=|failures' "$out/gpu-tests.
 fi
 
 # 2. Attention (full, sliding window) against SDPA flash / cuDNN / FlexAttention.
-if step attention && [ "$(left)" -gt 160 ]; then
-  SPARSEK_FLASH_FWD=$fwd timeout 60 "$build/sparsek" bench attention --no-sparsek --head-dims 64,128 \
+if step attention && [ "$(left)" -gt 200 ]; then
+  SPARSEK_FLASH_FWD=$fwd timeout 90 "$build/sparsek" bench attention --no-sparsek --head-dims 64,128 \
     --out "$out/attention-ours.json" > "$out/attention-ours.log" 2>&1
-  PYTHONUNBUFFERED=1 timeout 130 python3 scripts/bench/attention_peer.py --out "$out/attention-peer.json" \
+  PYTHONUNBUFFERED=1 timeout 180 python3 scripts/bench/attention_peer.py --out "$out/attention-peer.json" \
     > "$out/attention-peer.log" 2>&1
   python3 scripts/bench/report_attention.py "$out/attention-ours.json" "$out/attention-peer.json" \
     --json-out "$out/attention.json" --md-out "$out/attention.md" --commit "$commit (forward: $fwd)" > /dev/null 2>&1

@@ -10,6 +10,10 @@
 // backward: what a training step pays), select_share = select_ms / fwd_bwd_ms. Useful FLOPs
 // count sparsek_keys_attended keys per sequence.
 // Timing: median of --iters runs bracketed by CUDA events, L2 flushed before each (bench_util.h).
+// Each case starts from a rested GPU (--rest-ms idle first): right after the full-causal case at
+// 32k (~1 s of tensor-core load) the power limiter slowed the next case, the window's fwd+bwd at
+// hd 128 by 15% (2.48 -> 2.85-2.93 ms; H200, 2026-12-04, docs/perf-notes.md), while the peers'
+// windowed cases start after torch.compile's pause.
 // Useful FLOPs (FlashAttention's convention): 4 * B * H * D * (keys attended, summed over queries)
 // for the forward, 2.5x that for the backward; full causal counts T^2 / 2 keys per sequence.
 // The PyTorch peers (SDPA flash, cuDNN, FlexAttention) run in the same device call:
@@ -17,7 +21,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "attention/causal_attention.h"
@@ -41,6 +47,12 @@ double keys_attended(int64_t T, int64_t window) {
   return s;
 }
 
+// Waits for the device, then idles for `ms` milliseconds (see the header comment).
+void rest(int64_t ms) {
+  cuda::synchronize();
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
 // The SparseK cases (see the header comment); appends to results.
 void bench_sparsek(const BenchAttentionOptions& o, Rng& rng, Timer& timer, nlohmann::json& results) {
   namespace skp = attention::sparsek;
@@ -61,6 +73,7 @@ void bench_sparsek(const BenchAttentionOptions& o, Rng& rng, Timer& timer, nlohm
     for (int64_t kk : o.sparsek_k) {
       for (int64_t w : o.sparsek_window) {
         const skp::SparsekParams params{kk, w, skp::MaskMode::GateValues};
+        rest(o.rest_ms);
         const double sel_ms = timer.median_ms([&] { skp::sparsek_cuda_selection(u, kk, w); }, 1, o.iters);
         const skp::SparsekCudaForward f = skp::sparsek_cuda_forward(q, k, v, u, params);
         const double kern_ms = timer.median_ms([&] { skp::sparsek_cuda_forward(q, k, v, f.selection, H, params); }, 1,
@@ -111,6 +124,7 @@ void run_bench_attention(const BenchAttentionOptions& o) {
         if (std::find(o.kinds.begin(), o.kinds.end(), kind) == o.kinds.end()) continue;
         const attention::CausalWindow mask{window};
         double fwd_ms = 0, fb_ms = 0;
+        rest(o.rest_ms);
         try {
           fwd_ms = timer.median_ms([&] { attention::flash_attention_forward(q, k, v, mask); }, 2, o.iters);
           fb_ms = timer.median_ms(

@@ -34,6 +34,7 @@ struct BenchAttentionOptions {
   int iters = 20;
   std::vector<int64_t> head_dims{64, 128};  // flash cases: 768 / D heads of each
   std::vector<std::string> kinds{"full", "sliding_window"};  // flash cases to time
+  int64_t rest_ms = 500;                                      // idle before each case
   // SparseK cases (12 heads x 64, T from sparsek_t_min to t_max): every k x every window.
   std::vector<int64_t> sparsek_k{256, 512, 1024};
   std::vector<int64_t> sparsek_window{0, 512};

@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({64, 128}))
       ->capture_default_str();
+  attn_cmd->add_option("--rest-ms", bench_attn.rest_ms, "idle time before each case (the power limiter settles)")
+      ->check(CLI::Range(int64_t{0}, int64_t{60000}))
+      ->capture_default_str();
   attn_cmd->add_option("--kinds", bench_attn.kinds, "flash cases to time (full,sliding_window)")
       ->delimiter(',')
       ->check(CLI::IsMember({"full", "sliding_window"}))
