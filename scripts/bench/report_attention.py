@@ -73,7 +73,9 @@ def main():
     lines = [f"# Attention benchmark: sparsek vs PyTorch on {ours['device']}", "",
              f"Date {date}, commit {a.commit}, torch {peer.get('torch')}, cuDNN {peer.get('cudnn')}; bf16, "
              f"{ours['tokens']} tokens per batch, 12 heads x 64 or 6 heads x 128, causal; median of "
-             f"{ours['iters']} runs (CUDA events, L2 flushed). Ratio = peer ms / sparsek ms (> 1: sparsek faster). "
+             f"{ours['iters']} runs (CUDA events, L2 flushed)"
+             + (f", each case after {ours['rest_ms']} ms of idle GPU (ours and the peers')" if ours.get("rest_ms") else "")
+             + ". Ratio = peer ms / sparsek ms (> 1: sparsek faster). "
              "TFLOP/s: useful FLOPs (4 B H D x keys attended; fwd+bwd 3.5x).", ""]
     merged = []
     windows = sorted({r["window"] for r in mine.values() if r["window"] > 0})

@@ -151,7 +151,7 @@ void run_bench_attention(const BenchAttentionOptions& o) {
   }
   if (!o.no_sparsek) bench_sparsek(o, rng, timer, results);
   nlohmann::json doc{{"system", "sparsek"}, {"device", cuda::device_name(0)}, {"tokens", o.tokens},
-                     {"iters", o.iters}, {"results", results}};
+                     {"iters", o.iters}, {"rest_ms", o.rest_ms}, {"results", results}};
   std::ofstream(o.out) << doc.dump(2) << "\n";
   spdlog::info("wrote {}", o.out);
 }
