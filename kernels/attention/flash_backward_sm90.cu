@@ -264,19 +264,34 @@ __global__ void __launch_bounds__(kThreads, 1)
     fence_accumulators(dk_acc);
     fence_operand(dq);
 
-    // dQ into dq_accum with 16-byte vector atomics (red.v4.f32): lanes t and t ^ 1 swap halves so
-    // that the even lane adds 4 consecutive columns of row g (its 2t, 2t + 1 and the odd lane's),
-    // the odd lane 4 of row g + 8: half the atomic instructions of one float2 per row and pair.
+    // dQ into dq_accum. hd 64: 16-byte vector atomics (red.v4.f32): lanes t and t ^ 1 swap halves
+    // so that the even lane adds 4 consecutive columns of row g (its 2t, 2t + 1 and the odd
+    // lane's), the odd lane 4 of row g + 8: half the atomic instructions, 0.3-1.5% faster on an
+    // H200. hd 128: one float2 per row and column pair (the swap's registers made ptxas spill at
+    // 255 and measured 1-2.5% slower; docs/perf-notes.md).
     const int dq_col0 = kKeySplit ? 0 : wg * kDqCols;
-    const bool odd = t & 1;
-    const int query = q0 + wi * 16 + g + (odd ? 8 : 0);
-    float* row = dq_accum + ((static_cast<int64_t>(b) * T + min(query, T - 1)) * H + h) * D + dq_col0 + 2 * (t & ~1);
+    if constexpr (D == 64) {
+      const bool odd = t & 1;
+      const int query = q0 + wi * 16 + g + (odd ? 8 : 0);
+      float* row = dq_accum + ((static_cast<int64_t>(b) * T + min(query, T - 1)) * H + h) * D + dq_col0 + 2 * (t & ~1);
 #pragma unroll
-    for (int j = 0; j < kDqCols / 8; ++j) {
-      const float s0 = odd ? dq[4 * j + 0] : dq[4 * j + 2], s1 = odd ? dq[4 * j + 1] : dq[4 * j + 3];
-      const float r0 = __shfl_xor_sync(0xffffffff, s0, 1), r1 = __shfl_xor_sync(0xffffffff, s1, 1);
-      const float4 val = odd ? make_float4(r0, r1, dq[4 * j + 2], dq[4 * j + 3]) : make_float4(dq[4 * j + 0], dq[4 * j + 1], r0, r1);
-      if (query < T) atomicAdd(reinterpret_cast<float4*>(row + j * 8), val);
+      for (int j = 0; j < kDqCols / 8; ++j) {
+        const float s0 = odd ? dq[4 * j + 0] : dq[4 * j + 2], s1 = odd ? dq[4 * j + 1] : dq[4 * j + 3];
+        const float r0 = __shfl_xor_sync(0xffffffff, s0, 1), r1 = __shfl_xor_sync(0xffffffff, s1, 1);
+        const float4 val =
+            odd ? make_float4(r0, r1, dq[4 * j + 2], dq[4 * j + 3]) : make_float4(dq[4 * j + 0], dq[4 * j + 1], r0, r1);
+        if (query < T) atomicAdd(reinterpret_cast<float4*>(row + j * 8), val);
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int query = q0 + wi * 16 + g + r * 8;
+        if (query >= T) continue;
+        float* row = dq_accum + ((static_cast<int64_t>(b) * T + query) * H + h) * D + dq_col0;
+#pragma unroll
+        for (int j = 0; j < kDqCols / 8; ++j)
+          atomicAdd(reinterpret_cast<float2*>(row + j * 8 + 2 * t), make_float2(dq[4 * j + 2 * r], dq[4 * j + 2 * r + 1]));
+      }
     }
   }
 
