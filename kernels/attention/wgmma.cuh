@@ -6,6 +6,9 @@
 // Tiles: rows of 64 bf16 (128 bytes), 16-byte chunk c of row r stored at chunk c ^ (r % 8), tile
 // start 1024-byte aligned. That is flash_tile.cuh's swz<64> layout and also the hardware's
 // 128-byte swizzle (address bits [4,7) xor bits [7,10)), so the same tile serves ldmatrix and wgmma.
+// Wider rows (head dim 128) are kept as 64-column panels of this layout, one after the other
+// (flash_tile.cuh swz_panel): a K-major operand's k-steps 4-7 start in the second panel, and an
+// N-major operand 128 wide is read as two 64-wide products, one per panel.
 // Read as an operand of a 64 x N x 16 product it is either
 //   K-major (rows are M or N, the 16 k-columns contiguous): start + 32 bytes per k-step of 16;
 //     stride byte offset (SBO) = 1024 (the next 8 rows);
