@@ -7,8 +7,10 @@
 // (T = 65536) whose sampled prefixes match the operator.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <set>
 
@@ -180,4 +182,57 @@ TEST(BadInput, sparsek_selection) {
   EXPECT_THROW(causal_selection(u.data(), 3, 0, 0), Error);
   EXPECT_THROW(causal_selection(u.data(), 3, 1, -1), Error);
   EXPECT_THROW(causal_selection_brute(u.data(), 3, 0, 0), Error);
+}
+
+// What a 64-query tile's candidate keys need from a kernel's element mask (not CI: prints only;
+// the numbers behind the SparseK kernel plan in docs/perf-notes.md). Per tile, each candidate
+// key (selected for some query of the tile) is one of: selected and saturated for every query of
+// the tile (m = 1 throughout: no element mask), selected for every query but fractional for some
+// (m_ij = clip(u_j - tau_i, 0, 1), a rank-1 mask, no membership test), or selected for part of
+// the tile only (a membership test per element). Also the union of the candidates over S
+// consecutive tiles (spec 4.3: <= k + 64 S - 1). Scores as `sparsek bench attention` draws them.
+TEST(SparsekSelection, DISABLED_prints_tile_mask_classes) {
+  Rng rng(2026);
+  constexpr int64_t kTile = 64, k = 512, w = 512;
+  for (int64_t T : {4096, 16384}) {
+    std::vector<double> u(static_cast<size_t>(T));
+    for (int64_t j = 0; j < T; ++j) u[j] = double(float(rng.normal() + 1e-3 * double(j)));
+    const CausalSelection s = causal_selection(u.data(), T, k, w);
+    int64_t tiles = 0, cand = 0, plain = 0, rank1 = 0, partial = 0, sel_pairs = 0, frac_pairs = 0;
+    for (int64_t q0 = 0; q0 < T; q0 += kTile) {
+      const int64_t q1 = std::min(T, q0 + kTile) - 1;
+      int64_t c = 0;
+      for (int64_t j = 0; j < T; ++j) {
+        const KeyRanges& r = s.keys[j];
+        const int64_t lo = std::max(r.sel_from, q0), hi = std::min(r.sel_to, q1 + 1);
+        if (lo >= hi) continue;
+        ++c;
+        sel_pairs += hi - lo;
+        frac_pairs += std::max<int64_t>(0, std::min(hi, r.dead_from) - std::max(lo, r.frac_from));
+        const bool all_sel = r.sel_from <= q0 && r.sel_to > q1;
+        const bool all_sat = r.enter <= q0 && r.frac_from > q1;
+        (all_sel ? (all_sat ? plain : rank1) : partial)++;
+      }
+      cand += c;
+      ++tiles;
+    }
+    std::printf("[ tile mask classes ] T %lld k %lld w %lld, per 64-query tile (mean): %.1f candidates = %.1f "
+                "selected+saturated throughout, %.1f selected throughout with fractional m, %.1f selected for part "
+                "of the tile; %.1f%% of selected (query, key) pairs fractional\n",
+                (long long)T, (long long)k, (long long)w, double(cand) / tiles, double(plain) / tiles,
+                double(rank1) / tiles, double(partial) / tiles, 100.0 * double(frac_pairs) / double(sel_pairs));
+    for (int64_t S : {2, 4, 8}) {
+      int64_t groups = 0, union_keys = 0;
+      for (int64_t q0 = 0; q0 < T; q0 += S * kTile) {
+        const int64_t q1 = std::min(T, q0 + S * kTile) - 1;
+        for (int64_t j = 0; j < T; ++j) {
+          const KeyRanges& r = s.keys[j];
+          if (std::max(r.sel_from, q0) < std::min(r.sel_to, q1 + 1)) ++union_keys;
+        }
+        ++groups;
+      }
+      std::printf("[ tile mask classes ]   union over %lld tiles: %.1f keys (per tile alone: %.1f)\n", (long long)S,
+                  double(union_keys) / groups, double(cand) / tiles);
+    }
+  }
 }
