@@ -20,7 +20,8 @@
 // the hardware's 128-byte swizzle (wgmma.cuh), so a product over D = 128 reads panel kk / 4 and
 // dV, dK (64 x 128 per warpgroup) are two 64-column products, one per panel of dO / Q.
 // Head dim 128 runs the pipelined column split only (dK, dV: 128 accumulator registers per thread).
-// Tested by tests/attention/test_flash_attention.cpp (every variant at hd 64, the default at 128).
+// Tested by tests/attention/test_flash_attention.cpp (every variant at hd 64, the pipelined column
+// split at 128).
 #include <cuda_runtime.h>
 
 #include <cmath>
