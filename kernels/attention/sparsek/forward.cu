@@ -14,6 +14,12 @@
 // K/V chunks are double buffered with cp.async (flash_tile.cuh helpers); the chunk's key
 // positions and ranges are staged in shared memory with it. S = Q K^T and O += P V on mma.sync
 // m16n8k16 (bf16 in, fp32 accumulate); P is rounded to bf16 for P V as in the flash kernels.
+// kStaged (SkSparsekForwardParams::staged_meta, opt-in while unmeasured): the tile's candidate list
+// is copied to shared memory once, so the gathers' row addresses need no global load, and chunk
+// c + 1's key metadata (ranges, u) is loaded into registers while chunk c is computed and stored
+// to shared memory after it; the default issues those dependent global loads (cand, then the
+// key's ranges) right before chunk c's compute, in the threads that compute it. Same arithmetic
+// (the outputs are bitwise equal; tested).
 // Tested in tests/attention/sparsek/test_sparsek_cuda.cpp against sparsek_attention_forward.
 #include <cuda_runtime.h>
 
@@ -33,7 +39,17 @@ constexpr int fwd_smem_bytes() {
   return (kBQ + 4 * kBN) * D * 2;  // Q + 2 x (K, V)
 }
 
-template <int D>
+// The longest candidate list kStaged copies to shared memory (32 KB; longer lists, k near T at
+// long T, run the default kernel).
+constexpr int kMaxStagedCand = 8192;
+
+// One chunk's key metadata in registers (kStaged: loaded a chunk ahead, stored after the compute).
+struct PendingKey {
+  int key = -1, sel_from = 0, sel_to = 0, frac_from = 0, dead_from = 0;
+  float u = 0.f;
+};
+
+template <int D, bool kStaged>
 __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSparsekForwardParams p,
                                                                    __nv_bfloat16* __restrict__ out,
                                                                    float* __restrict__ lse) {
@@ -63,6 +79,11 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
   const uint32_t sQ = smem_u32(smem);
   constexpr uint32_t kTile = kBN * D * 2;
   const uint32_t sK = sQ + kBQ * D * 2, sV = sK + 2 * kTile;
+  int32_t* s_cand = reinterpret_cast<int32_t*>(smem + fwd_smem_bytes<D>());  // kStaged: the tile's list
+  if constexpr (kStaged) {
+    for (int i = static_cast<int>(threadIdx.x); i < n_cand; i += kThreads) s_cand[i] = cand[i];
+    __syncthreads();
+  }
 
   // Chunks: n_win window chunks starting at key_lo, then n_cc candidate chunks.
   const int key_lo = W > 0 ? max(0, q0 - W + 1) : 0;
@@ -77,11 +98,39 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
       return key <= q_last ? key : -1;
     }
     const int idx = (c - n_win) * kBN + r;
-    return idx < n_cand ? cand[idx] : -1;
+    return idx < n_cand ? (kStaged ? s_cand[idx] : cand[idx]) : -1;
+  };
+  PendingKey pending;  // kStaged: chunk c + 1's metadata for thread r < kBN
+  auto store_meta = [&](int buf) {
+    if (threadIdx.x < kBN) {
+      const int r = threadIdx.x;
+      ChunkKeys& m = meta[buf];
+      m.key[r] = pending.key;
+      m.sel_from[r] = pending.sel_from;
+      m.sel_to[r] = pending.sel_to;
+      m.frac_from[r] = pending.frac_from;
+      m.dead_from[r] = pending.dead_from;
+      m.u[r] = static_cast<double>(pending.u);
+    }
   };
   auto load_chunk = [&](int c, int buf) {
     gather_tile<D>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
     gather_tile<D>(sV + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    if constexpr (kStaged) {  // into registers now, to shared memory by store_meta(buf) later
+      if (threadIdx.x < kBN) {
+        const int key = key_of_chunk(c, threadIdx.x);
+        pending.key = key;
+        if (c >= n_win && key >= 0) {
+          const SkKeyRange e = rg[key];
+          pending.sel_from = e.sel_from;
+          pending.sel_to = e.sel_to;
+          pending.frac_from = e.frac_from;
+          pending.dead_from = e.dead_from;
+          pending.u = u[key];
+        }
+      }
+      return;
+    }
     if (threadIdx.x < kBN) {
       const int r = threadIdx.x;
       const int key = key_of_chunk(c, r);
@@ -99,7 +148,10 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
   };
 
   load_tile<kBQ, D, kThreads>(sQ, q, a.q_stride.row, q0, T);
-  if (n_chunks > 0) load_chunk(0, 0);
+  if (n_chunks > 0) {
+    load_chunk(0, 0);
+    if constexpr (kStaged) store_meta(0);
+  }
   cp_async_commit();
 
   const float scale_log2 = a.softmax_scale * kLog2e;
@@ -127,7 +179,7 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
       for (int kk = 0; kk < D / 16; ++kk) load_a<D>(qf[kk], sQ, warp * 16, kk * 16, lane);
     }
     const uint32_t sKb = sK + buf * kTile, sVb = sV + buf * kTile;
-    const ChunkKeys& m = meta[buf];
+    const ChunkKeys& m = meta[buf];  // (kStaged: chunk c + 1's goes to meta[buf ^ 1] after the compute)
     const bool window_chunk = c < n_win;
 
     float s[kBN / 8][4];
@@ -218,6 +270,9 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
         mma_bf16(o[2 * i + 1], pf[kk], bf[2], bf[3]);
       }
     }
+    if constexpr (kStaged) {
+      if (c + 1 < n_chunks) store_meta(buf ^ 1);  // read after the next iteration's barrier
+    }
   }
 
   // Normalise and write O ((B, T, H, D)) and the natural-log LSE ((B, H, T)).
@@ -238,14 +293,15 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
   }
 }
 
-template <int D>
+template <int D, bool kStaged>
 int launch_forward(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
-  constexpr int smem = fwd_smem_bytes<D>();
-  if (cudaFuncSetAttribute(sparsek_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
-      cudaSuccess)
+  // kStaged: + the candidate list (cand_cap ints) after the tiles.
+  const int smem = fwd_smem_bytes<D>() + (kStaged ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
+  auto* kernel = sparsek_forward_kernel<D, kStaged>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.attn.seq_len + kBQ - 1) / kBQ, p.attn.heads, p.attn.batch);
-  sparsek_forward_kernel<D><<<grid, kThreads, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
+  kernel<<<grid, kThreads, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -256,6 +312,9 @@ extern "C" int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* ou
   if (p->attn.batch == 0 || p->attn.seq_len == 0) return SK_KERNEL_OK;
   if (!p->u || !p->tau || !p->ranges || !p->cand || !p->cand_n || p->cand_cap < 1 || p->k < 1) return SK_KERNEL_BAD_ARG;
   if (p->score_heads != 1 && p->score_heads != p->attn.heads) return SK_KERNEL_BAD_ARG;
-  return p->attn.head_dim == 64 ? sk_sparsek::launch_forward<64>(*p, out, lse, s)
-                                : sk_sparsek::launch_forward<128>(*p, out, lse, s);
+  if (p->staged_meta && p->cand_cap <= sk_sparsek::kMaxStagedCand)  // else the default (shared memory)
+    return p->attn.head_dim == 64 ? sk_sparsek::launch_forward<64, true>(*p, out, lse, s)
+                                  : sk_sparsek::launch_forward<128, true>(*p, out, lse, s);
+  return p->attn.head_dim == 64 ? sk_sparsek::launch_forward<64, false>(*p, out, lse, s)
+                                : sk_sparsek::launch_forward<128, false>(*p, out, lse, s);
 }

@@ -57,6 +57,8 @@ struct SkSparsekForwardParams {
   const int32_t* cand;     // (R, NT, cap)
   const int32_t* cand_n;   // (R, NT)
   int cand_cap;
+  int staged_meta;         // forward: 1 = the tile's candidate list staged in shared memory and each
+                           // chunk's key metadata loaded a chunk ahead (forward.cu; SPARSEK_SPARSEK_FWD)
 };
 
 #ifdef __cplusplus

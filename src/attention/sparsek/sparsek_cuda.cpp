@@ -9,6 +9,7 @@
 #include "attention/cuda_attention_args.h"
 #include "autograd/node.h"
 #include "util/check.h"
+#include "util/env.h"
 
 #ifdef SPARSEK_HAS_CUDA
 #include "backend/cuda_context.h"
@@ -37,6 +38,10 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   p.cand = sel.cand.data<int32_t>();
   p.cand_n = sel.cand_n.data<int32_t>();
   p.cand_cap = int(sel.cap);
+  // SPARSEK_SPARSEK_FWD: "sync" (default) or "staged" (the forward's candidate list in shared
+  // memory and the chunk metadata loaded a chunk ahead: kernels/attention/sparsek/forward.cu;
+  // opt-in until measured on a GPU).
+  p.staged_meta = util::env_choice("SPARSEK_SPARSEK_FWD", {"sync", "staged"}) == 1 ? 1 : 0;
   return p;
 }
 

@@ -10,7 +10,8 @@
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
 //    (Hu = 1) scores. Tolerances as the flash tests: out relative L2 <= 1e-2 (P and the outputs
-//    are bf16), lse max abs <= 1e-2.
+//    are bf16), lse max abs <= 1e-2. The staged forward (SPARSEK_SPARSEK_FWD=staged: metadata
+//    loads a chunk ahead) equals the default's out and lse bit for bit on every case.
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
 //    flash tests); du relative L2 <= 1e-2 and max abs <= 1e-2 max|du_ref| (why: at the check), or
 //    exactly 0 where the reference's is (k >= T, w >= T: no fractional keys).
@@ -32,6 +33,7 @@
 #include "backend/cuda_device.h"
 #include "tensor/random.h"
 #include "testing/parity.h"
+#include "testing/scoped_env.h"
 #include "util/check.h"
 
 using namespace sk;
@@ -279,6 +281,14 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
   SparsekCudaGrads grads = sparsek_cuda_backward(dout, q, k, v, fwd, params);
 
   auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
+  // The staged forward (SPARSEK_SPARSEK_FWD=staged: the same arithmetic, its loads scheduled a
+  // chunk earlier) gives the default's out and lse bit for bit.
+  {
+    sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", "staged");
+    const SparsekCudaForward staged = sparsek_cuda_forward(q, k, v, u, params);
+    EXPECT_EQ(f64(staged.out).to_vector(), f64(fwd.out).to_vector()) << "staged forward: out differs";
+    EXPECT_EQ(f64(staged.lse).to_vector(), f64(fwd.lse).to_vector()) << "staged forward: lse differs";
+  }
   Tensor rq = f64(q), rk = f64(k), rv = f64(v), ru = f64(u);
   SparsekForward ref = sparsek_attention_forward(rq, rk, rv, ru, params);
   SparsekGrads rg = sparsek_attention_backward(f64(dout), rq, rk, rv, ru, ref, params);
