@@ -20,7 +20,8 @@
 // 128 two buffers (each prefetched one tile ahead), so that two blocks fit in shared memory. Only
 // key tiles inside the causal band (and the window) are visited; element masks only on tiles that
 // cross a band edge.
-// The default forward on compute capability 9.0 (SPARSEK_FLASH_FWD=mma keeps the mma.sync kernel). Tested by tests/attention/test_flash_attention.cpp: parity with the CPU reference, and
+// The default forward on compute capability 9.0 (SPARSEK_FLASH_FWD=mma keeps the mma.sync
+// kernel). Tested by tests/attention/test_flash_attention.cpp: parity with the CPU reference, and
 // the test-only dump (forward_kernel<true>) of one block's operands and raw S tiles. Its first
 // version failed on an H200: the compiler sank O's rescale below wgmma.fence (docs/perf-notes.md,
 // "The wgmma forward, first GPU run"); this one (operands pinned before each fence, S as an SS
@@ -45,7 +46,6 @@ constexpr int BLOCK_N = 64;    // keys per tile
 // Shared memory per head dim, from a 1024-byte aligned base: Q, K x kStages, V x kStages.
 template <int D>
 struct Smem {
-  static constexpr uint32_t kQPanel = BLOCK_M * 128, kKVPanel = BLOCK_N * 128;  // bytes per 64-column panel
   static constexpr uint32_t kQBytes = BLOCK_M * D * 2;                         // 16 KB (hd 64), 32 KB (hd 128)
   static constexpr uint32_t kKVTile = BLOCK_N * D * 2;                         // 8 KB, 16 KB
   // Two blocks per SM at both head dims (hd 128: the 128-register cap costs ptxas 72 bytes of
@@ -56,6 +56,7 @@ struct Smem {
 };
 
 #if SK_HAS_WGMMA
+constexpr uint32_t kQPanel = BLOCK_M * 128, kKVPanel = BLOCK_N * 128;  // bytes per 64-column panel
 constexpr int D = 64;  // the head dim of the test-only dump
 
 // Reads element (row, col) of a swizzled tile of rows of D bf16 at shared address `tile`.
@@ -87,13 +88,12 @@ __device__ void write_dump(const SkFlashForwardDump& dump, const unsigned char* 
 template <int HD>
 __device__ __forceinline__ void issue_scores(float (&s)[32], uint32_t sQwg, uint32_t sKb) {
   using namespace sk_wgmma;
-  using L = Smem<HD>;
   fence_operand(s);  // the register writes a product reads come before its wgmma.fence
   fence();
 #pragma unroll
   for (int kk = 0; kk < HD / 16; ++kk)
-    wgmma_m64n64k16_ss<0, 0>(s, desc_k_major(sQwg + (kk / 4) * L::kQPanel + (kk % 4) * 32),
-                             desc_k_major(sKb + (kk / 4) * L::kKVPanel + (kk % 4) * 32), kk > 0);
+    wgmma_m64n64k16_ss<0, 0>(s, desc_k_major(sQwg + (kk / 4) * kQPanel + (kk % 4) * 32),
+                             desc_k_major(sKb + (kk / 4) * kKVPanel + (kk % 4) * 32), kk > 0);
   commit();
 }
 
@@ -111,7 +111,7 @@ __device__ __forceinline__ void issue_pv(float (&o)[P][32], uint32_t (&pf)[BLOCK
   for (int pp = 0; pp < P; ++pp)
 #pragma unroll
     for (int kk = 0; kk < BLOCK_N / 16; ++kk)
-      wgmma_m64n64k16_rs<1>(o[pp], pf[kk], desc_mn_major(sVb + pp * BLOCK_N * 128 + kk * 2048), 1);
+      wgmma_m64n64k16_rs<1>(o[pp], pf[kk], desc_mn_major(sVb + pp * kKVPanel + kk * 2048), 1);
   commit();
 }
 
@@ -248,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int i = 0; i < BLOCK_N / 16; ++i) pf[i][0] = pf[i][1] = pf[i][2] = pf[i][3] = 0u;
   const int row_a = m0 + wg * 64 + wi * 16 + g;  // this thread's rows: row_a, row_a + 8
-  const uint32_t sQwg = sQ + wg * 64 * 128;  // the warpgroup's rows in Q's first panel
+  const uint32_t sQwg = sQ + wg * 64 * 128;  // the warpgroup's rows in Q's first panel (of kQPanel bytes)
 
   // Waits for tile n (every cp.async group but the kStages - 2 newest is complete) and, once every
   // warpgroup is past the products that read buffer `ahead`, prefetches tile n + kStages - 1 into it.

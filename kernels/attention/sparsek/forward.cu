@@ -43,7 +43,8 @@ constexpr int fwd_smem_bytes() {
 // long T, run the default kernel).
 constexpr int kMaxStagedCand = 8192;
 
-// One chunk's key metadata in registers (kStaged: loaded a chunk ahead, stored after the compute).
+// One key's metadata in registers between its loads and its store to shared memory (kStaged:
+// loaded a chunk ahead, stored after the current chunk's compute).
 struct PendingKey {
   int key = -1, sel_from = 0, sel_to = 0, frac_from = 0, dead_from = 0;
   float u = 0.f;
@@ -100,7 +101,7 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
     const int idx = (c - n_win) * kBN + r;
     return idx < n_cand ? (kStaged ? s_cand[idx] : cand[idx]) : -1;
   };
-  PendingKey pending;  // kStaged: chunk c + 1's metadata for thread r < kBN
+  PendingKey pending;  // the metadata of the chunk being loaded, for thread r < kBN
   auto store_meta = [&](int buf) {
     if (threadIdx.x < kBN) {
       const int r = threadIdx.x;
@@ -116,35 +117,21 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
   auto load_chunk = [&](int c, int buf) {
     gather_tile<D>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
     gather_tile<D>(sV + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
-    if constexpr (kStaged) {  // into registers now, to shared memory by store_meta(buf) later
-      if (threadIdx.x < kBN) {
-        const int key = key_of_chunk(c, threadIdx.x);
-        pending.key = key;
-        if (c >= n_win && key >= 0) {
-          const SkKeyRange e = rg[key];
-          pending.sel_from = e.sel_from;
-          pending.sel_to = e.sel_to;
-          pending.frac_from = e.frac_from;
-          pending.dead_from = e.dead_from;
-          pending.u = u[key];
-        }
-      }
-      return;
-    }
+    // The key metadata into registers; stored to shared memory now, or with kStaged by
+    // store_meta(buf) after the current chunk's compute.
     if (threadIdx.x < kBN) {
-      const int r = threadIdx.x;
-      const int key = key_of_chunk(c, r);
-      ChunkKeys& m = meta[buf];
-      m.key[r] = key;
+      const int key = key_of_chunk(c, threadIdx.x);
+      pending.key = key;
       if (c >= n_win && key >= 0) {
         const SkKeyRange e = rg[key];
-        m.sel_from[r] = e.sel_from;
-        m.sel_to[r] = e.sel_to;
-        m.frac_from[r] = e.frac_from;
-        m.dead_from[r] = e.dead_from;
-        m.u[r] = static_cast<double>(u[key]);
+        pending.sel_from = e.sel_from;
+        pending.sel_to = e.sel_to;
+        pending.frac_from = e.frac_from;
+        pending.dead_from = e.dead_from;
+        pending.u = u[key];
       }
     }
+    if constexpr (!kStaged) store_meta(buf);
   };
 
   load_tile<kBQ, D, kThreads>(sQ, q, a.q_stride.row, q0, T);
