@@ -36,9 +36,45 @@ using namespace sk_flash;
 using namespace sk_sparsek;
 
 
-template <int D>
+// Variants (SkSparsekForwardParams::bwd_variant, SPARSEK_SPARSEK_BWD; opt-in while unmeasured):
+//   kGsum:      G_ij summed over the tile's queries by a reduce-scatter of warp shuffles (each lane
+//               ends with two key slots' sums of its warp) into one shared row per warp, instead of
+//               a shared-memory atomic per fractional element (8 lanes of a warp hit one address).
+//   kPipelined: kGsum + the candidate list staged in shared memory and chunk c + 1's K/V gathers
+//               and key metadata issued before chunk c's compute (two K/V buffers, two metadata
+//               sets); the default waits for each chunk's gathers. hd 64 only (at hd 128 the
+//               second buffers would leave one block per SM).
+template <int D, int BQ, bool kPipelined>
 constexpr int bwd_smem_bytes() {
-  return 4 * kBQ * D * 2 + 2 * kBQ * kBN * 2;  // Q, dO, K, V + da, pv (64 x 64 bf16 each)
+  // Q, dO (BQ x D), (K, V) x buffers (64 x D) + da, pv (BQ x 64 bf16 each)
+  return 2 * BQ * D * 2 + (kPipelined ? 4 : 2) * kBN * D * 2 + 2 * BQ * kBN * 2;
+}
+
+// The longest candidate list kPipelined stages in shared memory (else the kGsum kernel runs).
+constexpr int kMaxStagedCand = 8192;
+
+// Sum over the 8 lanes of a quad column (lanes t, t + 4, ..., t + 28) of v[16] (v[2 j + c]: key
+// slot j * 8 + 2 t + c), reduce-scattered: returns in out[c] the warp's sum for slot g * 8 + 2 t + c
+// (g = lane / 4), so the 32 lanes hold the 64 slots once each. 14 shuffles.
+__device__ __forceinline__ void reduce_scatter_slots(const float (&v)[16], float (&out)[2], int lane) {
+  float w[8];
+  const bool b4 = (lane >> 4) & 1, b3 = (lane >> 3) & 1, b2 = (lane >> 2) & 1;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {  // lane bit 4: keep slots j = 4..7 (b4) or 0..3
+    const float send = b4 ? v[i] : v[i + 8], keep = b4 ? v[i + 8] : v[i];
+    w[i] = keep + __shfl_xor_sync(0xffffffff, send, 16);
+  }
+  float x[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float send = b3 ? w[i] : w[i + 4], keep = b3 ? w[i + 4] : w[i];
+    x[i] = keep + __shfl_xor_sync(0xffffffff, send, 8);
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float send = b2 ? x[i] : x[i + 2], keep = b2 ? x[i + 2] : x[i];
+    out[i] = keep + __shfl_xor_sync(0xffffffff, send, 4);
+  }
 }
 
 // Stores the pair (row, col..col+1) of a swizzled tile of rows of 64 bf16.
@@ -46,17 +82,18 @@ __device__ __forceinline__ void store_pair64(unsigned char* tile, int row, int c
   *reinterpret_cast<uint32_t*>(tile + swz<64>(row, col & ~7) + (col & 7) * 2) = pack_bf16(lo, hi);
 }
 
-// acc[key] += X^T Y for this warp's 16 key slots: X (64 queries x 64 key slots, rows of 64
-// bf16) and Y (64 queries x D) swizzled tiles; fp32 atomics into acc ((B, T, H, D)).
-template <int D>
+// acc[key] += X^T Y for the 16 key slots of `slice` (keys slice * 16 .. + 15): X (BQ queries x 64
+// key slots, rows of 64 bf16) and Y (BQ queries x D) swizzled tiles; fp32 atomics into acc ((B, T, H, D)).
+template <int D, int BQ>
 __device__ __forceinline__ void accumulate_keys(uint32_t sX, uint32_t sY, const int* keys, float* acc, int b, int T,
-                                                int H, int h, int warp, int lane) {
+                                                int H, int h, int slice, int lane) {
+  const int warp = slice;
   const int g = lane >> 2, t = lane & 3;
   float c[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) c[i][0] = c[i][1] = c[i][2] = c[i][3] = 0.f;
 #pragma unroll
-  for (int kk = 0; kk < kBQ / 16; ++kk) {
+  for (int kk = 0; kk < BQ / 16; ++kk) {
     uint32_t af[4];
     load_a_trans<64>(af, sX, warp * 16, kk * 16, lane);
 #pragma unroll
@@ -81,14 +118,18 @@ __device__ __forceinline__ void accumulate_keys(uint32_t sX, uint32_t sY, const 
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
+template <int D, int BQ, bool kGsum, bool kPipelined>
+__global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
     const SkSparsekForwardParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides dstr,
     const __nv_bfloat16* __restrict__ outp, const float* __restrict__ lse, __nv_bfloat16* __restrict__ dq,
     const __nv_bfloat16* __restrict__ wgrad, float* __restrict__ dk_acc, float* __restrict__ dv_acc, float* __restrict__ g_row, float* __restrict__ g_key) {
+  constexpr int kBQ = BQ, kWarps = warps_of<BQ>(), kThreads = threads_of<BQ>();
   extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ ChunkKeys meta;
+  constexpr int kBuffers = kPipelined ? 2 : 1;
+  static_assert(!kPipelined || kGsum, "the pipelined kernel sums G by shuffles");
+  __shared__ ChunkKeys meta_buf[kBuffers];
   __shared__ float sDelta[kBQ], sLse[kBQ];
+  __shared__ float s_gwarp[kGsum ? kWarps : 1][kBN];  // kGsum: each warp's G sums per key slot
   const SkFlashParams& a = p.attn;
   const int tile = static_cast<int>(gridDim.x - 1 - blockIdx.x);
   const int h = blockIdx.y, b = blockIdx.z;
@@ -110,21 +151,68 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
   const __nv_bfloat16* v = static_cast<const __nv_bfloat16*>(a.v) + b * a.v_stride.batch + h * a.v_stride.head;
   const __nv_bfloat16* dO = dout + b * dstr.batch + h * dstr.head;
 
+  constexpr uint32_t kTile = kBN * D * 2;
   const uint32_t sQ = smem_u32(smem);
-  const uint32_t sdO = sQ + kBQ * D * 2, sK = sdO + kBQ * D * 2, sV = sK + kBN * D * 2;
-  unsigned char* dS_ptr = smem + 4 * kBQ * D * 2;
+  const uint32_t sdO = sQ + kBQ * D * 2, sK0 = sdO + kBQ * D * 2, sV0 = sK0 + kBuffers * kTile;
+  unsigned char* dS_ptr = smem + 2 * kBQ * D * 2 + 2 * kBuffers * kTile;
   unsigned char* pv_ptr = dS_ptr + kBQ * kBN * 2;
   const uint32_t sdS = smem_u32(dS_ptr), sPv = smem_u32(pv_ptr);
+  int32_t* s_cand = reinterpret_cast<int32_t*>(smem + bwd_smem_bytes<D, BQ, kPipelined>());  // kPipelined
+  if constexpr (kPipelined) {
+    for (int i = static_cast<int>(threadIdx.x); i < n_cand; i += kThreads) s_cand[i] = cand[i];
+    __syncthreads();
+  }
 
   // Candidate chunks only (the window keys are the flash pass's).
   const int n_chunks = (n_cand + kBN - 1) / kBN;
   auto key_of_chunk = [&](int c, int r) -> int {
     const int idx = c * kBN + r;
-    return idx < n_cand ? cand[idx] : -1;
+    return idx < n_cand ? (kPipelined ? s_cand[idx] : cand[idx]) : -1;
+  };
+  // Chunk c's K/V gathers (cp.async, committed by the caller) and its key metadata: thread r < kBN
+  // loads key slot r's into registers (`pending`), store_meta writes them to meta_buf[buf].
+  struct PendingKey {
+    int key = -1, sel_from = 0, sel_to = 0, frac_from = 0, dead_from = 0;
+    float u = 0.f;
+  } pending;
+  auto load_chunk = [&](int c, int buf) {
+    gather_tile<D, kThreads>(sK0 + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    gather_tile<D, kThreads>(sV0 + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    if (threadIdx.x < kBN) {
+      const int key = key_of_chunk(c, threadIdx.x);
+      pending.key = key;
+      if (key >= 0) {
+        const SkKeyRange e = rg[key];
+        pending.sel_from = e.sel_from;
+        pending.sel_to = e.sel_to;
+        pending.frac_from = e.frac_from;
+        pending.dead_from = e.dead_from;
+        pending.u = u[key];
+      }
+    }
+  };
+  auto store_meta = [&](int buf) {
+    if (threadIdx.x < kBN) {
+      const int r = threadIdx.x;
+      ChunkKeys& m = meta_buf[buf];
+      m.key[r] = pending.key;
+      m.g[r] = 0.f;
+      m.sel_from[r] = pending.sel_from;
+      m.sel_to[r] = pending.sel_to;
+      m.frac_from[r] = pending.frac_from;
+      m.dead_from[r] = pending.dead_from;
+      m.u[r] = static_cast<double>(pending.u);
+    }
   };
 
   load_tile<kBQ, D, kThreads>(sQ, q, a.q_stride.row, q0, T);
   load_tile<kBQ, D, kThreads>(sdO, dO, dstr.row, q0, T);
+  if constexpr (kPipelined) {
+    if (n_chunks > 0) {
+      load_chunk(0, 0);
+      store_meta(0);
+    }
+  }
   cp_async_commit();
   // D_i = dO_i . O_i and the lse in log2 units, per query row of the tile (one warp per 16 rows).
   for (int rr = 0; rr < 16; ++rr) {
@@ -163,25 +251,25 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
   float grow[2] = {0.f, 0.f};
 
   for (int c = 0; c < n_chunks; ++c) {
-    __syncthreads();  // the previous chunk's tiles and metadata are no longer read
-    gather_tile<D>(sK, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
-    gather_tile<D>(sV, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
-    cp_async_commit();
-    if (threadIdx.x < kBN) {
-      const int r = threadIdx.x, key = key_of_chunk(c, r);
-      meta.key[r] = key;
-      meta.g[r] = 0.f;
-      if (key >= 0) {
-        const SkKeyRange e = rg[key];
-        meta.sel_from[r] = e.sel_from;
-        meta.sel_to[r] = e.sel_to;
-        meta.frac_from[r] = e.frac_from;
-        meta.dead_from[r] = e.dead_from;
-        meta.u[r] = static_cast<double>(u[key]);
-      }
+    const int buf = kPipelined ? (c & 1) : 0;
+    if constexpr (kPipelined) {
+      cp_async_wait<0>();
+      __syncthreads();  // chunk c's tiles and metadata landed; chunk c - 1's are no longer read
+      if (c + 1 < n_chunks) load_chunk(c + 1, buf ^ 1);
+      cp_async_commit();
+    } else {
+      __syncthreads();  // the previous chunk's tiles and metadata are no longer read
+      load_chunk(c, 0);
+      cp_async_commit();
+      store_meta(0);
+      cp_async_wait<0>();
+      __syncthreads();
     }
-    cp_async_wait<0>();
-    __syncthreads();
+    const uint32_t sK = sK0 + buf * kTile, sV = sV0 + buf * kTile;
+    ChunkKeys& meta = meta_buf[buf];
+    float gcol[16];  // kGsum: this thread's G sums per key slot column (2 j + c: slot j * 8 + 2 t + c)
+#pragma unroll
+    for (int i = 0; i < 16; ++i) gcol[i] = 0.f;
 
     float s[kBN / 8][4], dp[kBN / 8][4];
 #pragma unroll
@@ -235,7 +323,8 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
             }
             if (frac) {
               grow[r] += dm;
-              atomicAdd(&meta.g[slot], dm);
+              if constexpr (kGsum) gcol[2 * j + (e & 1)] += dm;
+              else atomicAdd(&meta.g[slot], dm);
             }
           }
         }
@@ -261,13 +350,35 @@ __global__ void __launch_bounds__(kThreads) sparsek_backward_kernel(
         mma_bf16(dqa[2 * i + 1], daf[kk], bf[2], bf[3]);
       }
     }
-    __syncthreads();  // da, pv tiles and meta.g complete
-    // dK (slice of 16 keys per warp) += da^T Q, then dV += pv^T dO (one accumulator at a time).
-    accumulate_keys<D>(sdS, sQ, meta.key, dk_acc, b, T, H, h, warp, lane);
-    accumulate_keys<D>(sPv, sdO, meta.key, dv_acc, b, T, H, h, warp, lane);
+    if constexpr (kGsum) {
+      float gs[2];
+      reduce_scatter_slots(gcol, gs, lane);
+      s_gwarp[warp][g * 8 + 2 * t] = gs[0];
+      s_gwarp[warp][g * 8 + 2 * t + 1] = gs[1];
+    }
+    __syncthreads();  // da, pv tiles and the G sums complete
+    // dK (a slice of 16 keys per warp) += da^T Q and dV += pv^T dO: with 4 warps each warp does
+    // both for its slice (one accumulator at a time), with 8 warps 0-3 dK and 4-7 dV.
+    if constexpr (kWarps == 4) {
+      accumulate_keys<D, BQ>(sdS, sQ, meta.key, dk_acc, b, T, H, h, warp, lane);
+      accumulate_keys<D, BQ>(sPv, sdO, meta.key, dv_acc, b, T, H, h, warp, lane);
+    } else {
+      static_assert(kWarps == 8, "4 or 8 warps per block");
+      if (warp < 4) accumulate_keys<D, BQ>(sdS, sQ, meta.key, dk_acc, b, T, H, h, warp, lane);
+      else accumulate_keys<D, BQ>(sPv, sdO, meta.key, dv_acc, b, T, H, h, warp - 4, lane);
+    }
     if (threadIdx.x < kBN) {
       const int r = threadIdx.x, key = meta.key[r];
-      if (key >= 0 && meta.g[r] != 0.f) atomicAdd(g_key + static_cast<int64_t>(srow) * T + key, meta.g[r]);
+      float gsum = meta.g[r];
+      if constexpr (kGsum) {
+        gsum = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) gsum += s_gwarp[w][r];
+      }
+      if (key >= 0 && gsum != 0.f) atomicAdd(g_key + static_cast<int64_t>(srow) * T + key, gsum);
+    }
+    if constexpr (kPipelined) {
+      if (c + 1 < n_chunks) store_meta(buf ^ 1);  // read after the next iteration's barrier
     }
   }
 
@@ -402,19 +513,34 @@ __global__ void __launch_bounds__(kDuThreads) du_kernel(const SkKeyRange* __rest
   }
 }
 
-template <int D>
+template <int D, int BQ, bool kGsum, bool kPipelined>
 int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashStrides ds, const void* out,
                     const float* lse, void* dq, const void* wgrad, float* dk_acc, float* dv_acc, float* g_row,
                     float* g_key, cudaStream_t s) {
-  constexpr int smem = bwd_smem_bytes<D>();
-  if (cudaFuncSetAttribute(sparsek_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
-      cudaSuccess)
+  // kPipelined: + the candidate list (cand_cap ints) after the tiles.
+  const int smem = bwd_smem_bytes<D, BQ, kPipelined>() + (kPipelined ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
+  auto* kernel = sparsek_backward_kernel<D, BQ, kGsum, kPipelined>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  dim3 grid((p.attn.seq_len + kBQ - 1) / kBQ, p.attn.heads, p.attn.batch);
-  sparsek_backward_kernel<D><<<grid, kThreads, smem, s>>>(
+  dim3 grid((p.attn.seq_len + BQ - 1) / BQ, p.attn.heads, p.attn.batch);
+  kernel<<<grid, threads_of<BQ>(), smem, s>>>(
       p, static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), lse,
       static_cast<__nv_bfloat16*>(dq), static_cast<const __nv_bfloat16*>(wgrad), dk_acc, dv_acc, g_row, g_key);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+// The backward kernel of `variant` (0 sync, 1 gsum, 2 pipelined: hd 64 only) for tiles of BQ.
+template <int BQ>
+int launch_backward_variant(const SkSparsekForwardParams& p, int variant, const void* dout, SkFlashStrides ds,
+                            const void* out, const float* lse, void* dq, const void* wgrad, float* dk_acc,
+                            float* dv_acc, float* g_row, float* g_key, cudaStream_t s) {
+  if (p.attn.head_dim == 64) {
+    if (variant == 2) return launch_backward<64, BQ, true, true>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+    if (variant == 1) return launch_backward<64, BQ, true, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+    return launch_backward<64, BQ, false, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+  }
+  if (variant >= 1) return launch_backward<128, BQ, true, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+  return launch_backward<128, BQ, false, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
 }
 
 }  // namespace sk_sparsek_bwd
@@ -451,8 +577,14 @@ extern "C" int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const v
   zero_kernel<<<256, 256, 0, s>>>(g_row, rows * T);
   zero_kernel<<<256, 256, 0, s>>>(g_key, rows * T);
   const void* wg = window ? wgrad : nullptr;
-  const int st = D == 64 ? launch_backward<64>(*p, dout, dout_stride, out, lse, dq, wg, dk_acc, dv_acc, g_row, g_key, s)
-                         : launch_backward<128>(*p, dout, dout_stride, out, lse, dq, wg, dk_acc, dv_acc, g_row, g_key, s);
+  const int variant = p->bwd_variant == 2 && (D != 64 || p->cand_cap > kMaxStagedCand) ? 1 : p->bwd_variant;
+  int st = SK_KERNEL_BAD_ARG;
+  if (p->tile_q == SK_SPARSEK_TILE_Q)
+    st = launch_backward_variant<SK_SPARSEK_TILE_Q>(*p, variant, dout, dout_stride, out, lse, dq, wg, dk_acc, dv_acc,
+                                                    g_row, g_key, s);
+  else if (p->tile_q == SK_SPARSEK_TILE_Q_WIDE)
+    st = launch_backward_variant<SK_SPARSEK_TILE_Q_WIDE>(*p, variant, dout, dout_stride, out, lse, dq, wg, dk_acc,
+                                                         dv_acc, g_row, g_key, s);
   if (st != SK_KERNEL_OK) return st;
   finish_kv_kernel<<<1024, 256, 0, s>>>(dk_acc, dv_acc, static_cast<const __nv_bfloat16*>(wg), p->attn.softmax_scale,
                                         static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv), n, H * D);

@@ -1,8 +1,8 @@
 // Fused SparseK attention forward (attention-spec.md 4.4; declared in sparsek_attention.h).
-// One block per (tile of BQ = 64 queries, head, batch), 4 warps of 16 query rows. The block runs
+// One block per (tile of BQ = 64 or 128 queries, head, batch), one warp per 16 query rows. The block runs
 // ONE online softmax (registers, base-2, fp32) over a sequence of 64-key chunks:
 //   1. window chunks: the contiguous keys [q0 - w + 1, q_last] (w > 0), element mask
-//      i - w < j <= i, weight 1;
+//      i - w < j <= i (skipped for chunks inside every row's window), weight 1;
 //   2. candidate chunks: the tile's candidate list (selection.cu), K/V rows GATHERED by index into
 //      shared memory, so each gathered row serves all 64 queries of the tile; element mask
 //      j in Sel_i (sel_from <= i < sel_to) with m_ij = 1 (saturated) or clip(u_j - tau_i, 0, 1)
@@ -34,9 +34,9 @@ namespace sk_sparsek {
 using namespace sk_flash;
 
 
-template <int D>
+template <int D, int BQ>
 constexpr int fwd_smem_bytes() {
-  return (kBQ + 4 * kBN) * D * 2;  // Q + 2 x (K, V)
+  return (BQ + 4 * kBN) * D * 2;  // Q + 2 x (K, V)
 }
 
 // The longest candidate list kStaged copies to shared memory (32 KB; longer lists, k near T at
@@ -50,10 +50,11 @@ struct PendingKey {
   float u = 0.f;
 };
 
-template <int D, bool kStaged>
-__global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSparsekForwardParams p,
-                                                                   __nv_bfloat16* __restrict__ out,
-                                                                   float* __restrict__ lse) {
+template <int D, int BQ, bool kStaged>
+__global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const SkSparsekForwardParams p,
+                                                                           __nv_bfloat16* __restrict__ out,
+                                                                           float* __restrict__ lse) {
+  constexpr int kBQ = BQ, kThreads = threads_of<BQ>();
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ ChunkKeys meta[2];
   const SkFlashParams& a = p.attn;
@@ -80,7 +81,7 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
   const uint32_t sQ = smem_u32(smem);
   constexpr uint32_t kTile = kBN * D * 2;
   const uint32_t sK = sQ + kBQ * D * 2, sV = sK + 2 * kTile;
-  int32_t* s_cand = reinterpret_cast<int32_t*>(smem + fwd_smem_bytes<D>());  // kStaged: the tile's list
+  int32_t* s_cand = reinterpret_cast<int32_t*>(smem + fwd_smem_bytes<D, BQ>());  // kStaged: the tile's list
   if constexpr (kStaged) {
     for (int i = static_cast<int>(threadIdx.x); i < n_cand; i += kThreads) s_cand[i] = cand[i];
     __syncthreads();
@@ -115,8 +116,8 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
     }
   };
   auto load_chunk = [&](int c, int buf) {
-    gather_tile<D>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
-    gather_tile<D>(sV + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    gather_tile<D, kThreads>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    gather_tile<D, kThreads>(sV + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
     // The key metadata into registers; stored to shared memory now, or with kStaged by
     // store_meta(buf) after the current chunk's compute.
     if (threadIdx.x < kBN) {
@@ -183,12 +184,20 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
       }
     }
 
-    // Scaled base-2 logits with the element masks; gate[] holds m_ij for gate_values.
+    // Scaled base-2 logits with the element masks; gate[] holds m_ij for gate_values. A window
+    // chunk inside every row's window (keys in (q_last - W, q0]) needs no mask at all.
+    const int chunk_key0 = key_lo + c * kBN;
+    const bool unmasked = window_chunk && chunk_key0 + kBN - 1 <= q0 && chunk_key0 > q_last - W;
     float gate[kBN / 8][4];
 #pragma unroll
     for (int j = 0; j < kBN / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
+        if (unmasked) {
+          s[j][e] *= scale_log2;
+          gate[j][e] = 1.f;
+          continue;
+        }
         const int slot = j * 8 + 2 * t + (e & 1);
         const int row = e < 2 ? row_a : row_b;
         const int key = m.key[slot];
@@ -280,16 +289,25 @@ __global__ void __launch_bounds__(kThreads) sparsek_forward_kernel(const SkSpars
   }
 }
 
-template <int D, bool kStaged>
+template <int D, int BQ, bool kStaged>
 int launch_forward(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
   // kStaged: + the candidate list (cand_cap ints) after the tiles.
-  const int smem = fwd_smem_bytes<D>() + (kStaged ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
-  auto* kernel = sparsek_forward_kernel<D, kStaged>;
+  const int smem = fwd_smem_bytes<D, BQ>() + (kStaged ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
+  auto* kernel = sparsek_forward_kernel<D, BQ, kStaged>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  dim3 grid((p.attn.seq_len + kBQ - 1) / kBQ, p.attn.heads, p.attn.batch);
-  kernel<<<grid, kThreads, smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
+  dim3 grid((p.attn.seq_len + BQ - 1) / BQ, p.attn.heads, p.attn.batch);
+  kernel<<<grid, threads_of<BQ>(), smem, s>>>(p, static_cast<__nv_bfloat16*>(out), lse);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
+}
+
+template <int BQ>
+int launch_forward_tile(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
+  if (p.staged_meta && p.cand_cap <= kMaxStagedCand)  // else the default (shared memory)
+    return p.attn.head_dim == 64 ? launch_forward<64, BQ, true>(p, out, lse, s)
+                                 : launch_forward<128, BQ, true>(p, out, lse, s);
+  return p.attn.head_dim == 64 ? launch_forward<64, BQ, false>(p, out, lse, s)
+                               : launch_forward<128, BQ, false>(p, out, lse, s);
 }
 
 }  // namespace sk_sparsek
@@ -299,9 +317,7 @@ extern "C" int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* ou
   if (p->attn.batch == 0 || p->attn.seq_len == 0) return SK_KERNEL_OK;
   if (!p->u || !p->tau || !p->ranges || !p->cand || !p->cand_n || p->cand_cap < 1 || p->k < 1) return SK_KERNEL_BAD_ARG;
   if (p->score_heads != 1 && p->score_heads != p->attn.heads) return SK_KERNEL_BAD_ARG;
-  if (p->staged_meta && p->cand_cap <= sk_sparsek::kMaxStagedCand)  // else the default (shared memory)
-    return p->attn.head_dim == 64 ? sk_sparsek::launch_forward<64, true>(*p, out, lse, s)
-                                  : sk_sparsek::launch_forward<128, true>(*p, out, lse, s);
-  return p->attn.head_dim == 64 ? sk_sparsek::launch_forward<64, false>(*p, out, lse, s)
-                                : sk_sparsek::launch_forward<128, false>(*p, out, lse, s);
+  if (p->tile_q == SK_SPARSEK_TILE_Q) return sk_sparsek::launch_forward_tile<SK_SPARSEK_TILE_Q>(*p, out, lse, s);
+  if (p->tile_q == SK_SPARSEK_TILE_Q_WIDE) return sk_sparsek::launch_forward_tile<SK_SPARSEK_TILE_Q_WIDE>(*p, out, lse, s);
+  return SK_KERNEL_BAD_ARG;
 }

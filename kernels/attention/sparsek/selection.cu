@@ -1,7 +1,7 @@
 // SparseK selection pass on CUDA (attention-spec.md 4.3; declared in sparsek_attention.h):
 //   sk_cuda_sparsek_select:     tau_i and the per-key query ranges of every score row.
-//   sk_cuda_sparsek_candidates: per query tile of SK_SPARSEK_TILE_Q queries, the ascending list of
-//                               keys selected by any query of the tile (<= k + BQ - 1 keys).
+//   sk_cuda_sparsek_candidates: per query tile of tile_q queries (64 or 128), the ascending list
+//                               of keys selected by any query of the tile (<= k + BQ - 1 keys).
 // Selection is the CPU's incremental heap walk (src/attention/sparsek/selection.cpp,
 // PrefixSelector) run by TWO THREADS PER SCORE ROW (one block per row; thread 0 the tau walk over the
 // saturated and fractional heaps, thread 32 the top-k heap, concurrently in two warps; the block's
@@ -232,11 +232,11 @@ __global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* _
 
 constexpr int kCandThreads = 256;
 
-__global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRange* __restrict__ ranges, int T, int cap,
-                                                                  int32_t* __restrict__ cand,
+__global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRange* __restrict__ ranges, int T,
+                                                                  int tile_q, int cap, int32_t* __restrict__ cand,
                                                                   int32_t* __restrict__ cand_n) {
   const int tile = blockIdx.x, row = blockIdx.y, n_tiles = gridDim.x;
-  const int q0 = tile * SK_SPARSEK_TILE_Q, q1 = min(q0 + SK_SPARSEK_TILE_Q, T);
+  const int q0 = tile * tile_q, q1 = min(q0 + tile_q, T);
   const SkKeyRange* rg = ranges + static_cast<int64_t>(row) * T;
   int32_t* out = cand + (static_cast<int64_t>(row) * n_tiles + tile) * cap;
   __shared__ int warp_count[kCandThreads / 32];
@@ -270,8 +270,8 @@ __global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRan
 
 }  // namespace sk_sparsek
 
-extern "C" int sk_sparsek_candidate_cap(int k, int seq_len) {
-  const int cap = k + SK_SPARSEK_TILE_Q - 1 < seq_len ? k + SK_SPARSEK_TILE_Q - 1 : seq_len;
+extern "C" int sk_sparsek_candidate_cap(int k, int seq_len, int tile_q) {
+  const int cap = k + tile_q - 1 < seq_len ? k + tile_q - 1 : seq_len;
   return cap > 1 ? cap : 1;
 }
 
@@ -303,14 +303,14 @@ extern "C" int sk_cuda_sparsek_select_rows(const SkSparsekSelectParams* p, const
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
-extern "C" int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int cap, int32_t* cand,
-                                          int32_t* cand_n, cudaStream_t s) {
-  if (rows < 0 || seq_len < 0 || cap < 1) return SK_KERNEL_BAD_ARG;
+extern "C" int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int tile_q, int cap,
+                                          int32_t* cand, int32_t* cand_n, cudaStream_t s) {
+  if (rows < 0 || seq_len < 0 || cap < 1 || tile_q < 1) return SK_KERNEL_BAD_ARG;
   if (rows == 0 || seq_len == 0) return SK_KERNEL_OK;
   if (!ranges || !cand || !cand_n) return SK_KERNEL_BAD_ARG;
-  const int n_tiles = (seq_len + SK_SPARSEK_TILE_Q - 1) / SK_SPARSEK_TILE_Q;
+  const int n_tiles = (seq_len + tile_q - 1) / tile_q;
   if (rows > 65535) return SK_KERNEL_BAD_ARG;
-  sk_sparsek::candidates_kernel<<<dim3(n_tiles, rows), sk_sparsek::kCandThreads, 0, s>>>(ranges, seq_len, cap, cand,
-                                                                                         cand_n);
+  sk_sparsek::candidates_kernel<<<dim3(n_tiles, rows), sk_sparsek::kCandThreads, 0, s>>>(ranges, seq_len, tile_q, cap,
+                                                                                         cand, cand_n);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }

@@ -3,7 +3,7 @@
 // kernels in selection.cu and forward.cu). Plain types only.
 //
 // Legend: B batch, H heads, T time, D head dim (64 or 128), Hu score heads (H, or 1 when every
-// head shares one selection), R = B * Hu score rows, BQ = kSparsekTileQ queries per tile,
+// head shares one selection), R = B * Hu score rows, BQ = tile_q queries per tile (64 or 128),
 // NT = ceil(T / BQ) query tiles per row.
 //   u:        (R, T) fp32 scores, contiguous (slope included).
 //   tau:      (R, T) fp64: tau_i, -infinity while |P_i| <= k (selection.h conventions).
@@ -33,8 +33,12 @@
 #include "kernels/attention/flash_attention.h"
 #include "kernels/common/kernel_dtype.h"
 
-// Query rows per tile of the fused kernels (the candidate lists are built per tile of this height).
+// Query rows per tile of the fused kernels (the candidate lists are built per tile of this height):
+// SK_SPARSEK_TILE_Q, or SK_SPARSEK_TILE_Q_WIDE (each gathered key chunk serves twice the queries:
+// half the gathers, metadata loads and dK / dV atomics per query, for a union of candidates up to
+// k + 127 instead of k + 63 keys).
 #define SK_SPARSEK_TILE_Q 64
+#define SK_SPARSEK_TILE_Q_WIDE 128
 
 struct SkKeyRange {
   // Query ranges of one key (KeyRanges in src/attention/sparsek/selection.h), each in [0, T].
@@ -57,16 +61,20 @@ struct SkSparsekForwardParams {
   const int32_t* cand;     // (R, NT, cap)
   const int32_t* cand_n;   // (R, NT)
   int cand_cap;
+  int tile_q;              // BQ of the candidate lists and of the kernels' blocks (64 or 128)
   int staged_meta;         // forward: 1 = the tile's candidate list staged in shared memory and each
                            // chunk's key metadata loaded a chunk ahead (forward.cu; SPARSEK_SPARSEK_FWD)
+  int bwd_variant;         // backward (backward.cu; SPARSEK_SPARSEK_BWD): 0 = one chunk at a time,
+                           // per-element shared atomics for G; 1 = G summed by warp shuffles;
+                           // 2 = 1 + the K/V gathers and key metadata double buffered (hd 64 only)
 };
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-// Capacity of one tile's candidate list: min(k + BQ - 1, T) (at least 1).
-int sk_sparsek_candidate_cap(int k, int seq_len);
+// Capacity of one tile's candidate list: min(k + BQ - 1, T) (at least 1); BQ = tile_q.
+int sk_sparsek_candidate_cap(int k, int seq_len, int tile_q);
 
 // Bytes of selection scratch per score row (a multiple of 16; 0 when the heaps fit in shared
 // memory, and then scratch may be null).
@@ -99,7 +107,7 @@ int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len
 
 // Candidate lists from the key ranges: key j joins the list of tile t when its selected range
 // [sel_from, sel_to) meets the tile's queries [t BQ, (t + 1) BQ).
-int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int cap, int32_t* cand,
+int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int tile_q, int cap, int32_t* cand,
                                int32_t* cand_n, cudaStream_t s);
 
 // Fused forward: out, lse for every (b, h) from the selection of score row b * Hu + (Hu == 1 ? 0 : h).

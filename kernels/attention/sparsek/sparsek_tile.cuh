@@ -1,4 +1,4 @@
-// Shared pieces of the fused SparseK kernels (forward.cu, backward.cu): block shape, the per-chunk
+// Shared pieces of the fused SparseK kernels (forward.cu, backward.cu): block shapes, the per-chunk
 // key metadata staged in shared memory, and the gather of K/V rows by key position into swizzled
 // shared-memory tiles (flash_tile.cuh conventions).
 #pragma once
@@ -11,10 +11,17 @@
 
 namespace sk_sparsek {
 
-constexpr int kBQ = SK_SPARSEK_TILE_Q;  // query rows per block
-constexpr int kBN = 64;                 // keys per chunk
-constexpr int kWarps = kBQ / 16;        // one warp per 16 query rows
-constexpr int kThreads = kWarps * 32;
+// Query rows per block: BQ = the candidate lists' tile height (SkSparsekForwardParams::tile_q,
+// SK_SPARSEK_TILE_Q or SK_SPARSEK_TILE_Q_WIDE), one warp per 16 query rows.
+template <int BQ>
+constexpr int warps_of() {
+  return BQ / 16;
+}
+template <int BQ>
+constexpr int threads_of() {
+  return BQ / 16 * 32;
+}
+constexpr int kBN = 64;  // keys per chunk
 
 // Key metadata of one chunk. key < 0: padding slot. The ranges and u are set for candidate
 // chunks only (window keys have weight 1).
@@ -26,8 +33,8 @@ struct ChunkKeys {
 };
 
 // Gathers rows key_of(r) (r < kBN; key < 0 zero-fills) of a (T, D) bf16 matrix (row stride
-// `stride`) into a swizzled tile with cp.async. All kThreads threads take part.
-template <int D, class KeyOf>
+// `stride`) into a swizzled tile with cp.async. All kThreads threads of the block take part.
+template <int D, int kThreads, class KeyOf>
 __device__ __forceinline__ void gather_tile(uint32_t tile, const __nv_bfloat16* base, int64_t stride, KeyOf key_of) {
   constexpr int kChunks = D / 8;
   constexpr int kTotal = kBN * kChunks;

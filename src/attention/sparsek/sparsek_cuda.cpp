@@ -38,10 +38,15 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   p.cand = sel.cand.data<int32_t>();
   p.cand_n = sel.cand_n.data<int32_t>();
   p.cand_cap = int(sel.cap);
+  p.tile_q = int(sel.tile_q);
   // SPARSEK_SPARSEK_FWD: "sync" (default) or "staged" (the forward's candidate list in shared
   // memory and the chunk metadata loaded a chunk ahead: kernels/attention/sparsek/forward.cu;
   // opt-in until measured on a GPU).
   p.staged_meta = util::env_choice("SPARSEK_SPARSEK_FWD", {"sync", "staged"}) == 1 ? 1 : 0;
+  // SPARSEK_SPARSEK_BWD: "sync" (default), "gsum" (G summed by warp shuffles instead of shared
+  // atomics) or "pipelined" (gsum + the next chunk's gathers issued before this chunk's compute);
+  // backward.cu, opt-in until measured on a GPU.
+  p.bwd_variant = util::env_choice("SPARSEK_SPARSEK_BWD", {"sync", "gsum", "pipelined"});
   return p;
 }
 
@@ -89,8 +94,10 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   s.k = k;
   s.window = window;
   s.u = u.detach().to(DType::F32).contiguous().reshape({R, T});
-  const int NT = int((T + SK_SPARSEK_TILE_Q - 1) / SK_SPARSEK_TILE_Q);
-  s.cap = sk_sparsek_candidate_cap(int(k), int(T));
+  // SPARSEK_SPARSEK_TILE: "64" (default) or "128" (opt-in while unmeasured).
+  s.tile_q = util::env_choice("SPARSEK_SPARSEK_TILE", {"64", "128"}) == 1 ? SK_SPARSEK_TILE_Q_WIDE : SK_SPARSEK_TILE_Q;
+  const int NT = int((T + s.tile_q - 1) / s.tile_q);
+  s.cap = sk_sparsek_candidate_cap(int(k), int(T), int(s.tile_q));
   s.tau = Tensor::empty({R, T}, DType::F64, u.device());
   s.ranges = Tensor::empty({R, T, 5}, DType::I32, u.device());
   s.cand = Tensor::empty({R, NT, s.cap}, DType::I32, u.device());
@@ -120,7 +127,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
     if (pass == SelectionPass::Chunked) s.fallback = Tensor::full({R}, 16.0, DType::I32).to(u.device());  // k too large
     SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, seq_scratch, cuda::stream()));
   }
-  SK_KERNEL_CHECK(sk_cuda_sparsek_candidates(ranges, int(R), int(T), int(s.cap), s.cand.data<int32_t>(),
+  SK_KERNEL_CHECK(sk_cuda_sparsek_candidates(ranges, int(R), int(T), int(s.tile_q), int(s.cap), s.cand.data<int32_t>(),
                                              s.cand_n.data<int32_t>(), cuda::stream()));
   return s;
 #else

@@ -24,6 +24,9 @@ bool sparsek_attention_cuda_supported(const Tensor& q);
 
 struct SparsekCudaSelection {
   int64_t k = 0, window = 0, cap = 0;
+  // Query rows per candidate tile (SK_SPARSEK_TILE_Q = 64, or 128 with SPARSEK_SPARSEK_TILE=128:
+  // the fused kernels run blocks of this height; kernels/attention/sparsek/sparsek_attention.h).
+  int64_t tile_q = 64;
   Tensor u;       // (R, T) f32 contiguous: the scores the selection was made from
   Tensor tau;     // (R, T) f64
   Tensor ranges;  // (R, T, 5) i32

@@ -41,7 +41,6 @@ using namespace sk::attention::sparsek;
 
 namespace {
 
-constexpr int64_t kTileQ = 64;  // SK_SPARSEK_TILE_Q
 
 // Scores exactly representable in f32: kind 0 normal, 1 integers in {0, 1, 2} (ties, roots on
 // breakpoints), 2 "recent" init plus noise, 3 mixed magnitudes (10% of 10^-U(0, 8), else -U(0, 2):
@@ -126,10 +125,16 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
   } else {
     EXPECT_FALSE(s.fallback.defined());
   }
-  const int64_t NT = (c.T + kTileQ - 1) / kTileQ;
-  ASSERT_EQ(s.cap, std::max<int64_t>(1, std::min(c.k + kTileQ - 1, c.T)));
+  // The candidate lists of tiles of 64 queries (the default), and of 128 (SPARSEK_SPARSEK_TILE=128)
+  // for the chunked pass's cases.
+  std::vector<SparsekCudaSelection> tiled{s};
+  if (c.variant == kChunkedAuto) {
+    sk::testing::ScopedEnv env("SPARSEK_SPARSEK_TILE", "128");
+    tiled.push_back(sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant)));
+    ASSERT_EQ(tiled.back().tile_q, 128);
+  }
+  ASSERT_EQ(s.tile_q, 64);
   const std::vector<double> tau = s.tau.cpu().to_vector(), rg = s.ranges.cpu().to_vector();
-  const std::vector<double> cand = s.cand.cpu().to_vector(), cand_n = s.cand_n.cpu().to_vector();
   for (int r = 0; r < kRows; ++r) {
     const CausalSelection ref = causal_selection(rows[r].data(), c.T, c.k, c.w);
     int tau_bad = 0, range_bad = 0;
@@ -149,18 +154,24 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
     }
     EXPECT_EQ(tau_bad, 0) << "row " << r;
     EXPECT_EQ(range_bad, 0) << "row " << r;
-    for (int64_t t = 0; t < NT; ++t) {
-      const int64_t q0 = t * kTileQ, q1 = std::min(q0 + kTileQ, c.T);
-      std::vector<int64_t> want;
-      for (int64_t j = 0; j < c.T; ++j)
-        if (ref.keys[j].sel_from < ref.keys[j].sel_to && ref.keys[j].sel_from < q1 && ref.keys[j].sel_to > q0)
-          want.push_back(j);
-      const int64_t n = int64_t(cand_n[r * NT + t]);
-      ASSERT_EQ(n, int64_t(want.size())) << "row " << r << " tile " << t;
-      ASSERT_LE(n, s.cap) << "row " << r << " tile " << t;
-      ASSERT_LE(n, c.k + (q1 - q0) - 1) << "row " << r << " tile " << t;
-      for (int64_t x = 0; x < n; ++x)
-        ASSERT_EQ(int64_t(cand[(r * NT + t) * s.cap + x]), want[x]) << "row " << r << " tile " << t << " slot " << x;
+    for (const SparsekCudaSelection& st : tiled) {
+      const int64_t tq = st.tile_q, NT = (c.T + tq - 1) / tq;
+      ASSERT_EQ(st.cap, std::max<int64_t>(1, std::min(c.k + tq - 1, c.T)));
+      const std::vector<double> cand = st.cand.cpu().to_vector(), cand_n = st.cand_n.cpu().to_vector();
+      for (int64_t t = 0; t < NT; ++t) {
+        const int64_t q0 = t * tq, q1 = std::min(q0 + tq, c.T);
+        std::vector<int64_t> want;
+        for (int64_t j = 0; j < c.T; ++j)
+          if (ref.keys[j].sel_from < ref.keys[j].sel_to && ref.keys[j].sel_from < q1 && ref.keys[j].sel_to > q0)
+            want.push_back(j);
+        const int64_t n = int64_t(cand_n[r * NT + t]);
+        ASSERT_EQ(n, int64_t(want.size())) << "row " << r << " tile " << t << " of " << tq;
+        ASSERT_LE(n, st.cap) << "row " << r << " tile " << t << " of " << tq;
+        ASSERT_LE(n, c.k + (q1 - q0) - 1) << "row " << r << " tile " << t << " of " << tq;
+        for (int64_t x = 0; x < n; ++x)
+          ASSERT_EQ(int64_t(cand[(r * NT + t) * st.cap + x]), want[x])
+              << "row " << r << " tile " << t << " of " << tq << " slot " << x;
+      }
     }
   }
 }
@@ -277,48 +288,60 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
 
   Tensor dout = Tensor::randn({c.B, c.H, c.T, c.D}, rng, DType::F32).to(DType::BF16).to(gpu);
 
-  SparsekCudaForward fwd = sparsek_cuda_forward(q, k, v, u, params);
-  SparsekCudaGrads grads = sparsek_cuda_backward(dout, q, k, v, fwd, params);
-
   auto f64 = [](const Tensor& x) { return x.cpu().to(DType::F64).contiguous(); };
-  // The staged forward (SPARSEK_SPARSEK_FWD=staged: the same arithmetic, its loads scheduled a
-  // chunk earlier) gives the default's out and lse bit for bit.
-  {
-    sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", "staged");
-    const SparsekCudaForward staged = sparsek_cuda_forward(q, k, v, u, params);
-    EXPECT_EQ(f64(staged.out).to_vector(), f64(fwd.out).to_vector()) << "staged forward: out differs";
-    EXPECT_EQ(f64(staged.lse).to_vector(), f64(fwd.lse).to_vector()) << "staged forward: lse differs";
-  }
   Tensor rq = f64(q), rk = f64(k), rv = f64(v), ru = f64(u);
   SparsekForward ref = sparsek_attention_forward(rq, rk, rv, ru, params);
   SparsekGrads rg = sparsek_attention_backward(f64(dout), rq, rk, rv, ru, ref, params);
-  const auto out = sk::testing::compare(f64(fwd.out), ref.out);
-  const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse);
-  const auto dq = sk::testing::compare(f64(grads.dq), rg.dq);
-  const auto dk = sk::testing::compare(f64(grads.dk), rg.dk);
-  const auto dv = sk::testing::compare(f64(grads.dv), rg.dv);
-  const auto du = sk::testing::compare(f64(grads.du), rg.du);
   double du_ref_max = 0;
   for (double x : rg.du.to_vector()) du_ref_max = std::max(du_ref_max, std::abs(x));
-  std::cout << fwd_name(c) << "\n  out " << out.str() << "\n  lse " << lse.str() << "\n  dq " << dq.str() << "\n  dk "
-            << dk.str() << "\n  dv " << dv.str() << "\n  du " << du.str() << " (max |du_ref| " << du_ref_max << ")\n";
-  for (const sk::testing::ParityReport* r : {&out, &lse, &dq, &dk, &dv, &du}) EXPECT_FALSE(r->non_finite) << r->str();
-  EXPECT_LE(out.rel_l2, 1e-2) << "out " << out.str();
-  EXPECT_LE(lse.max_abs, 1e-2) << "lse " << lse.str();
-  EXPECT_LE(dq.rel_l2, 2e-2) << "dq " << dq.str();
-  EXPECT_LE(dk.rel_l2, 2e-2) << "dk " << dk.str();
-  EXPECT_LE(dv.rel_l2, 2e-2) << "dv " << dv.str();
-  // du: with k >= T or w >= T no key is ever fractional and du is exactly 0 on both sides.
-  // Otherwise du_j = sum_i (G_ij - c_i) is a difference of sums of fp32 terms built from P (fp32)
-  // and, in log_mask mode, D_i = dO_i . O_i with the bf16-rounded O (relative error 2^-9 per
-  // element), so single entries can be off relatively (max_rel up to ~0.4 was seen where du_j is
-  // near 0): bound the relative L2 error (<= 1e-2; 1.1e-3 was the largest seen on an H200) and the
-  // max abs error against the largest |du| (<= 1e-2 of it; 1.2e-3 seen).
-  if (du_ref_max == 0) {
-    EXPECT_EQ(du.max_abs, 0.0) << "du " << du.str();
-  } else {
-    EXPECT_LE(du.rel_l2, 1e-2) << "du " << du.str();
-    EXPECT_LE(du.max_abs, 1e-2 * du_ref_max) << "du " << du.str();
+  std::cout << fwd_name(c) << "\n";
+  // Both block heights (SPARSEK_SPARSEK_TILE: candidate tiles of 64 or 128 queries).
+  for (const char* tile : {"64", "128"}) {
+    sk::testing::ScopedEnv tile_env("SPARSEK_SPARSEK_TILE", tile);
+    SparsekCudaForward fwd = sparsek_cuda_forward(q, k, v, u, params);
+    ASSERT_EQ(fwd.selection.tile_q, std::stoll(tile));
+    // The staged forward (SPARSEK_SPARSEK_FWD=staged: the same arithmetic, its loads scheduled a
+    // chunk earlier) gives the default's out and lse bit for bit.
+    {
+      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", "staged");
+      const SparsekCudaForward staged = sparsek_cuda_forward(q, k, v, u, params);
+      EXPECT_EQ(f64(staged.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " staged forward: out differs";
+      EXPECT_EQ(f64(staged.lse).to_vector(), f64(fwd.lse).to_vector()) << "tile " << tile << " staged forward: lse differs";
+    }
+    const auto out = sk::testing::compare(f64(fwd.out), ref.out);
+    const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse);
+    std::cout << "  tile " << tile << ": out " << out.str() << "\n  lse " << lse.str() << "\n";
+    for (const sk::testing::ParityReport* r : {&out, &lse}) EXPECT_FALSE(r->non_finite) << tile << " " << r->str();
+    EXPECT_LE(out.rel_l2, 1e-2) << "tile " << tile << " out " << out.str();
+    EXPECT_LE(lse.max_abs, 1e-2) << "tile " << tile << " lse " << lse.str();
+    // Every backward variant (SPARSEK_SPARSEK_BWD; backward.cu) against the reference.
+    for (const char* variant : {"sync", "gsum", "pipelined"}) {
+      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_BWD", variant);
+      const SparsekCudaGrads gv = sparsek_cuda_backward(dout, q, k, v, fwd, params);
+      const auto dq = sk::testing::compare(f64(gv.dq), rg.dq);
+      const auto dk = sk::testing::compare(f64(gv.dk), rg.dk);
+      const auto dv = sk::testing::compare(f64(gv.dv), rg.dv);
+      const auto du = sk::testing::compare(f64(gv.du), rg.du);
+      const std::string what = std::string("tile ") + tile + " backward " + variant;
+      std::cout << "  " << what << ":\n  dq " << dq.str() << "\n  dk " << dk.str() << "\n  dv " << dv.str()
+                << "\n  du " << du.str() << " (max |du_ref| " << du_ref_max << ")\n";
+      for (const sk::testing::ParityReport* r : {&dq, &dk, &dv, &du}) EXPECT_FALSE(r->non_finite) << what << " " << r->str();
+      EXPECT_LE(dq.rel_l2, 2e-2) << what << " dq " << dq.str();
+      EXPECT_LE(dk.rel_l2, 2e-2) << what << " dk " << dk.str();
+      EXPECT_LE(dv.rel_l2, 2e-2) << what << " dv " << dv.str();
+      // du: with k >= T or w >= T no key is ever fractional and du is exactly 0 on both sides.
+      // Otherwise du_j = sum_i (G_ij - c_i) is a difference of sums of fp32 terms built from P (fp32)
+      // and, in log_mask mode, D_i = dO_i . O_i with the bf16-rounded O (relative error 2^-9 per
+      // element), so single entries can be off relatively (max_rel up to ~0.4 was seen where du_j is
+      // near 0): bound the relative L2 error (<= 1e-2; 1.1e-3 was the largest seen on an H200) and the
+      // max abs error against the largest |du| (<= 1e-2 of it; 1.2e-3 seen).
+      if (du_ref_max == 0) {
+        EXPECT_EQ(du.max_abs, 0.0) << what << " du " << du.str();
+      } else {
+        EXPECT_LE(du.rel_l2, 1e-2) << what << " du " << du.str();
+        EXPECT_LE(du.max_abs, 1e-2 * du_ref_max) << what << " du " << du.str();
+      }
+    }
   }
 }
 

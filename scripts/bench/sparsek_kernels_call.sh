@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One device call for the SparseK kernels (docs/perf-notes.md, "SparseK kernels v3"): the CUDA
+# SparseK tests (selection, forward, backward against the CPU reference), `sparsek bench attention
+# --sparsek-only` once per variant in $VARIANTS (each "NAME" or "NAME:ENV=VALUE[,ENV=VALUE]": the
+# environment switches of the opt-in kernels), ncu's duration of every kernel launch of one case
+# (the selection, forward and backward kernels told apart), and, with PROFILE_FULL=1, ncu's full
+# section set for one launch of the SparseK forward and backward kernels (stall reasons, occupancy,
+# memory). Everything lands in ONE archive, $OUT/sparsek-kernels.tgz, plus a summary printed last.
+#   scripts/bench/sparsek_kernels_call.sh [LIMIT_SECONDS]
+# Settings: VARIANTS (default "default"), SK_T_MIN / SK_T_MAX (default 16384 / 32768), SK_K, SK_W
+# (default 512 / 512), PROFILE_T (default 16384; empty: no profile), TESTS (gtest filter, default
+# '*Cuda*'; empty: no tests).
+set -u
+cd "$(dirname "$0")/../.."
+source scripts/bench/device_call_common.sh sparsek-kernels "${1:-540}"
+variants=${VARIANTS:-default}
+tmin=${SK_T_MIN:-16384}
+tmax=${SK_T_MAX:-32768}
+kk=${SK_K:-512}
+ww=${SK_W:-512}
+filter=${TESTS-*Cuda*}
+if [ -n "$filter" ]; then
+  timeout 240 "$build/tests/test_attention_sparsek" --gtest_filter="$filter" > "$out/tests.txt" 2>&1
+  echo "sparsek tests rc=$? left $(left)"
+  grep -E "^\[  (FAILED|PASSED) |Failure|tests ran" "$out/tests.txt" | head -20
+fi
+for spec in $variants; do
+  [ "$(left)" -gt 60 ] || break
+  name=${spec%%:*}
+  envs=()
+  [ "$spec" != "$name" ] && IFS=, read -r -a envs <<< "${spec#*:}"
+  env "${envs[@]}" timeout 150 "$build/sparsek" bench attention --sparsek-only --sparsek-k "$kk" --sparsek-window "$ww" \
+    --sparsek-t-min "$tmin" --t-max "$tmax" --out "$out/ab-$name.json" > "$out/ab-$name.log" 2>&1
+  echo "bench $name rc=$? left $(left)"
+done
+python3 - "$out" $variants <<'PY'
+import json, os, sys
+out, specs = sys.argv[1], sys.argv[2:]
+names = [s.split(":")[0] for s in specs]
+print("variant | T | select ms | fwd kernel ms | fwd+bwd ms (bwd = fwd+bwd - fwd)")
+for n in names:
+    f = f"{out}/ab-{n}.json"
+    if not os.path.exists(f):
+        continue
+    for r in json.load(open(f))["results"]:
+        if r.get("kind") != "sparsek":
+            continue
+        print(f"{n} | {r['T']} | {r['select_ms']:.3f} | {r['fwd_kernel_ms']:.3f} | {r['fwd_bwd_ms']:.3f} "
+              f"(bwd {r['fwd_bwd_ms'] - r['fwd_ms']:.3f})")
+PY
+pt=${PROFILE_T-16384}
+if [ -n "$pt" ] && command -v ncu > /dev/null && [ "$(left)" -gt 90 ]; then
+  first=${variants%% *}
+  envs=()
+  [ "$first" != "${first%%:*}" ] && IFS=, read -r -a envs <<< "${first#*:}"
+  env "${envs[@]}" timeout 150 ncu --clock-control none --cache-control all --metrics gpu__time_duration.sum --csv \
+    --log-file "$out/ncu-durations.csv" "$build/sparsek" bench attention --sparsek-only --sparsek-k "$kk" \
+    --sparsek-window "$ww" --sparsek-t-min "$pt" --t-max "$pt" --iters 1 --out "$out/ncu-bench.json" > "$out/ncu-durations.log" 2>&1
+  echo "ncu durations rc=$? left $(left)"
+  python3 - "$out/ncu-durations.csv" <<'PY' | tee "$out/durations.txt"
+import csv, sys, collections
+lines = open(sys.argv[1]).read().splitlines()
+start = next(i for i, l in enumerate(lines) if l.startswith('"ID"'))
+runs = collections.OrderedDict()
+for r in csv.DictReader(lines[start:]):
+    if r.get("Metric Name") != "gpu__time_duration.sum":
+        continue
+    v = float(r["Metric Value"].replace(",", ""))
+    scale = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0}.get(r.get("Metric Unit", "nsecond"), 1e-6)
+    runs.setdefault(r["Kernel Name"].split("(")[0][:80], []).append(v * scale)
+print("ncu durations in ms per launch (launch order; the bench's warm-up and timed runs)")
+for name, ms in runs.items():
+    print(f"{name}: " + " ".join(f"{x:.3f}" for x in ms[:12]))
+PY
+  if [ "${PROFILE_FULL:-0}" = 1 ] && [ "$(left)" -gt 120 ]; then
+    env "${envs[@]}" timeout $(( $(left) - 40 )) ncu --clock-control none --set full \
+      -k regex:'sparsek_(forward|backward)_kernel' -c 2 "$build/sparsek" bench attention --sparsek-only --sparsek-k "$kk" \
+      --sparsek-window "$ww" --sparsek-t-min "$pt" --t-max "$pt" --iters 1 --out "$out/ncu-full-bench.json" \
+      > "$out/ncu-full.txt" 2>&1
+    echo "ncu full rc=$? left $(left)"
+  fi
+fi
+tar czf "${OUT:-/tmp}/sparsek-kernels.tgz" -C "${OUT:-/tmp}" sparsek-kernels
+echo "archive ${OUT:-/tmp}/sparsek-kernels.tgz left $(left)"
