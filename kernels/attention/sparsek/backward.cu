@@ -171,38 +171,14 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
   };
   // Chunk c's K/V gathers (cp.async, committed by the caller) and its key metadata: thread r < kBN
   // loads key slot r's into registers (`pending`), store_meta writes them to meta_buf[buf].
-  struct PendingKey {
-    int key = -1, sel_from = 0, sel_to = 0, frac_from = 0, dead_from = 0;
-    float u = 0.f;
-  } pending;
+  PendingKey pending;
   auto load_chunk = [&](int c, int buf) {
     gather_tile<D, kThreads>(sK0 + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
     gather_tile<D, kThreads>(sV0 + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
-    if (threadIdx.x < kBN) {
-      const int key = key_of_chunk(c, threadIdx.x);
-      pending.key = key;
-      if (key >= 0) {
-        const SkKeyRange e = rg[key];
-        pending.sel_from = e.sel_from;
-        pending.sel_to = e.sel_to;
-        pending.frac_from = e.frac_from;
-        pending.dead_from = e.dead_from;
-        pending.u = u[key];
-      }
-    }
+    if (threadIdx.x < kBN) pending.load(key_of_chunk(c, threadIdx.x), true, rg, u);
   };
   auto store_meta = [&](int buf) {
-    if (threadIdx.x < kBN) {
-      const int r = threadIdx.x;
-      ChunkKeys& m = meta_buf[buf];
-      m.key[r] = pending.key;
-      m.g[r] = 0.f;
-      m.sel_from[r] = pending.sel_from;
-      m.sel_to[r] = pending.sel_to;
-      m.frac_from[r] = pending.frac_from;
-      m.dead_from[r] = pending.dead_from;
-      m.u[r] = static_cast<double>(pending.u);
-    }
+    if (threadIdx.x < kBN) pending.store(meta_buf[buf], threadIdx.x);
   };
 
   load_tile<kBQ, D, kThreads>(sQ, q, a.q_stride.row, q0, T);

@@ -43,13 +43,6 @@ constexpr int fwd_smem_bytes() {
 // long T, run the default kernel).
 constexpr int kMaxStagedCand = 8192;
 
-// One key's metadata in registers between its loads and its store to shared memory (kStaged:
-// loaded a chunk ahead, stored after the current chunk's compute).
-struct PendingKey {
-  int key = -1, sel_from = 0, sel_to = 0, frac_from = 0, dead_from = 0;
-  float u = 0.f;
-};
-
 template <int D, int BQ, bool kStaged>
 __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const SkSparsekForwardParams p,
                                                                            __nv_bfloat16* __restrict__ out,
@@ -104,34 +97,14 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
   };
   PendingKey pending;  // the metadata of the chunk being loaded, for thread r < kBN
   auto store_meta = [&](int buf) {
-    if (threadIdx.x < kBN) {
-      const int r = threadIdx.x;
-      ChunkKeys& m = meta[buf];
-      m.key[r] = pending.key;
-      m.sel_from[r] = pending.sel_from;
-      m.sel_to[r] = pending.sel_to;
-      m.frac_from[r] = pending.frac_from;
-      m.dead_from[r] = pending.dead_from;
-      m.u[r] = static_cast<double>(pending.u);
-    }
+    if (threadIdx.x < kBN) pending.store(meta[buf], threadIdx.x);
   };
   auto load_chunk = [&](int c, int buf) {
     gather_tile<D, kThreads>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
     gather_tile<D, kThreads>(sV + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
     // The key metadata into registers; stored to shared memory now, or with kStaged by
     // store_meta(buf) after the current chunk's compute.
-    if (threadIdx.x < kBN) {
-      const int key = key_of_chunk(c, threadIdx.x);
-      pending.key = key;
-      if (c >= n_win && key >= 0) {
-        const SkKeyRange e = rg[key];
-        pending.sel_from = e.sel_from;
-        pending.sel_to = e.sel_to;
-        pending.frac_from = e.frac_from;
-        pending.dead_from = e.dead_from;
-        pending.u = u[key];
-      }
-    }
+    if (threadIdx.x < kBN) pending.load(key_of_chunk(c, threadIdx.x), c >= n_win, rg, u);
     if constexpr (!kStaged) store_meta(buf);
   };
 

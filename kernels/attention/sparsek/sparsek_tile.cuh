@@ -32,6 +32,36 @@ struct ChunkKeys {
   float g[kBN];  // backward: sum over the tile's queries of G_ij (fractional selected entries)
 };
 
+// One key slot's metadata in registers between its global loads and its store to a ChunkKeys set
+// (so that the loads can be issued a chunk ahead of the store).
+struct PendingKey {
+  int key = -1, sel_from = 0, sel_to = 0, frac_from = 0, dead_from = 0;
+  float u = 0.f;
+
+  // The slot's key and, for a candidate key (key >= 0 and candidate), its ranges and score.
+  __device__ __forceinline__ void load(int k, bool candidate, const SkKeyRange* ranges, const float* scores) {
+    key = k;
+    if (candidate && k >= 0) {
+      const SkKeyRange e = ranges[k];
+      sel_from = e.sel_from;
+      sel_to = e.sel_to;
+      frac_from = e.frac_from;
+      dead_from = e.dead_from;
+      u = scores[k];
+    }
+  }
+  // Into slot r of m (and m.g[r] = 0).
+  __device__ __forceinline__ void store(ChunkKeys& m, int r) const {
+    m.key[r] = key;
+    m.g[r] = 0.f;
+    m.sel_from[r] = sel_from;
+    m.sel_to[r] = sel_to;
+    m.frac_from[r] = frac_from;
+    m.dead_from[r] = dead_from;
+    m.u[r] = static_cast<double>(u);
+  }
+};
+
 // Gathers rows key_of(r) (r < kBN; key < 0 zero-fills) of a (T, D) bf16 matrix (row stride
 // `stride`) into a swizzled tile with cp.async. All kThreads threads of the block take part.
 template <int D, int kThreads, class KeyOf>
