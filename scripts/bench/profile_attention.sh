@@ -18,21 +18,7 @@ for t in "$@"; do
   timeout 200 ncu --clock-control none --cache-control all --metrics gpu__time_duration.sum --csv \
     --log-file "$out/ncu-D$D-T$t.csv" "$build/sparsek" bench attention --no-sparsek --head-dims "$D" --t-min "$t" \
     --t-max "$t" --iters 1 --out "$out/bench-D$D-T$t.json" > "$out/ncu-D$D-T$t.log" 2>&1
-  python3 - "$out/ncu-D$D-T$t.csv" "$D" "$t" > "$out/profile-attention-D$D-T$t.txt" <<'PY'
-import csv, sys, collections
-lines = open(sys.argv[1]).read().splitlines()
-start = next(i for i, l in enumerate(lines) if l.startswith('"ID"'))
-runs = collections.OrderedDict()
-for r in csv.DictReader(lines[start:]):
-    if r.get("Metric Name") != "gpu__time_duration.sum":
-        continue
-    v = float(r["Metric Value"].replace(",", ""))
-    scale = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0}.get(r.get("Metric Unit", "nsecond"), 1e-6)
-    name = r["Kernel Name"].split("(")[0][:70]
-    runs.setdefault(name, []).append(v * scale)
-print(f"attention, hd {sys.argv[2]}, T {sys.argv[3]}: ncu durations in ms per launch, in launch order")
-for name, ms in runs.items():
-    print(f"{name}: " + " ".join(f"{x:.3f}" for x in ms))
-PY
+  python3 scripts/bench/ncu_durations.py "$out/ncu-D$D-T$t.csv" --strip-args --name-width 70 \
+    --title "attention, hd $D, T $t: ncu durations in ms per launch, in launch order" > "$out/profile-attention-D$D-T$t.txt"
   cat "$out/profile-attention-D$D-T$t.txt"
 done

@@ -17,25 +17,9 @@ if command -v ncu > /dev/null; then  # one timed step + the phase step, every ke
   cache=all; [ "${CLOCKS:-base}" = none ] && cache=none
   timeout 240 ncu --clock-control "${CLOCKS:-base}" --cache-control $cache --metrics gpu__time_duration.sum --csv --log-file "$out/ncu.csv" "$build/sparsek" bench train \
     --batch 32 --seq-len 1024 --steps $steps --warmup $warmup --out "$out/ours-profiled.json" > "$out/ncu.log" 2>&1
-  python3 - "$out/ncu.csv" $((steps + warmup + 1)) "${CLOCKS:-base}" > "$out/profile-ours.txt" <<'PY'
-import csv, sys, collections
-lines = open(sys.argv[1]).read().splitlines()
-start = next(i for i, l in enumerate(lines) if l.startswith('"ID"'))
-tot, cnt = collections.defaultdict(float), collections.defaultdict(int)
-for r in csv.DictReader(lines[start:]):
-    if r.get("Metric Name") != "gpu__time_duration.sum":
-        continue
-    v = float(r["Metric Value"].replace(",", ""))
-    scale = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0}.get(r.get("Metric Unit", "nsecond"), 1e-6)
-    name = r["Kernel Name"][:110]
-    tot[name] += v * scale
-    cnt[name] += 1
-n = int(sys.argv[2])
-clocks = "clocks locked" if sys.argv[3] == "base" else "own clocks"
-print(f"per step (of {n} profiled, ncu, {clocks}): {sum(tot.values()) / n:.2f} ms of kernels")
-for k in sorted(tot, key=lambda k: -tot[k])[:45]:
-    print(f"{tot[k] / n:8.3f} ms {cnt[k] / n:7.1f}x  {k}")
-PY
+  clocks="clocks locked"; [ "${CLOCKS:-base}" = base ] || clocks="own clocks"
+  python3 scripts/bench/ncu_durations.py "$out/ncu.csv" --layout per-step --steps $((steps + warmup + 1)) --name-width 110 \
+    --title "ncu, $clocks" > "$out/profile-ours.txt"
 else
   echo "ncu not found" > "$out/profile-ours.txt"
 fi

@@ -57,21 +57,8 @@ if [ -n "$pt" ] && command -v ncu > /dev/null && [ "$(left)" -gt 90 ]; then
     --log-file "$out/ncu-durations.csv" "$build/sparsek" bench attention --sparsek-only --sparsek-k "$kk" \
     --sparsek-window "$ww" --sparsek-t-min "$pt" --t-max "$pt" --iters 1 --out "$out/ncu-bench.json" > "$out/ncu-durations.log" 2>&1
   echo "ncu durations rc=$? left $(left)"
-  python3 - "$out/ncu-durations.csv" <<'PY' | tee "$out/durations.txt"
-import csv, sys, collections
-lines = open(sys.argv[1]).read().splitlines()
-start = next(i for i, l in enumerate(lines) if l.startswith('"ID"'))
-runs = collections.OrderedDict()
-for r in csv.DictReader(lines[start:]):
-    if r.get("Metric Name") != "gpu__time_duration.sum":
-        continue
-    v = float(r["Metric Value"].replace(",", ""))
-    scale = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0}.get(r.get("Metric Unit", "nsecond"), 1e-6)
-    runs.setdefault(r["Kernel Name"].split("(")[0][:80], []).append(v * scale)
-print("ncu durations in ms per launch (launch order; the bench's warm-up and timed runs)")
-for name, ms in runs.items():
-    print(f"{name}: " + " ".join(f"{x:.3f}" for x in ms[:12]))
-PY
+  python3 scripts/bench/ncu_durations.py "$out/ncu-durations.csv" --strip-args --name-width 80 --max-launches 12 \
+    --title "ncu durations in ms per launch (launch order; the bench's warm-up and timed runs)" | tee "$out/durations.txt"
   if [ "${PROFILE_FULL:-0}" = 1 ] && [ "$(left)" -gt 120 ]; then
     env "${envs[@]}" timeout $(( $(left) - 40 )) ncu --clock-control none --set full \
       -k regex:'sparsek_(forward|backward)_kernel' -c 2 "$build/sparsek" bench attention --sparsek-only --sparsek-k "$kk" \

@@ -50,9 +50,6 @@ constexpr int bwd_smem_bytes() {
   return 2 * BQ * D * 2 + (kPipelined ? 4 : 2) * kBN * D * 2 + 2 * BQ * kBN * 2;
 }
 
-// The longest candidate list kPipelined stages in shared memory (else the kGsum kernel runs).
-constexpr int kMaxStagedCand = 8192;
-
 // Sum over the 8 lanes of a quad column (lanes t, t + 4, ..., t + 28) of v[16] (v[2 j + c]: key
 // slot j * 8 + 2 t + c), reduce-scattered: returns in out[c] the warp's sum for slot g * 8 + 2 t + c
 // (g = lane / 4), so the 32 lanes hold the 64 slots once each. 14 shuffles.

@@ -39,10 +39,6 @@ constexpr int fwd_smem_bytes() {
   return (BQ + 4 * kBN) * D * 2;  // Q + 2 x (K, V)
 }
 
-// The longest candidate list kStaged copies to shared memory (32 KB; longer lists, k near T at
-// long T, run the default kernel).
-constexpr int kMaxStagedCand = 8192;
-
 template <int D, int BQ, bool kStaged>
 __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const SkSparsekForwardParams p,
                                                                            __nv_bfloat16* __restrict__ out,

@@ -23,6 +23,10 @@ constexpr int threads_of() {
 }
 constexpr int kBN = 64;  // keys per chunk
 
+// The longest candidate list the staged-metadata variants (forward kStaged, backward kPipelined)
+// copy to shared memory (32 KB); longer lists (k near T at long T) run the default kernels.
+constexpr int kMaxStagedCand = 8192;
+
 // Key metadata of one chunk. key < 0: padding slot. The ranges and u are set for candidate
 // chunks only (window keys have weight 1).
 struct ChunkKeys {
