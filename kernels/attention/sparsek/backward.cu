@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/attention/flash_tile.cuh"
 #include "kernels/attention/sparsek/sparsek_attention.h"
@@ -136,6 +137,7 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int q0 = tile * kBQ;
+  const int q_last = min(q0 + kBQ, T) - 1;
 
   const int srow = b * p.score_heads + (p.score_heads == 1 ? 0 : h);
   const float* u = p.u + static_cast<int64_t>(srow) * T;
@@ -143,6 +145,9 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
   const SkKeyRange* rg = p.ranges + static_cast<int64_t>(srow) * T;
   const int32_t* cand = p.cand + (static_cast<int64_t>(srow) * n_tiles + tile) * p.cand_cap;
   const int n_cand = min(p.cand_n[static_cast<int64_t>(srow) * n_tiles + tile], p.cand_cap);
+  // Chunks [0, n_uniform_chunks) hold uniform keys only (sparsek_attention.h).
+  const int n_uniform_chunks =
+      p.cand_uniform ? min(p.cand_uniform[static_cast<int64_t>(srow) * n_tiles + tile], n_cand) / kBN : 0;
 
   const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(a.q) + b * a.q_stride.batch + h * a.q_stride.head;
   const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(a.k) + b * a.k_stride.batch + h * a.k_stride.head;
@@ -176,7 +181,7 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
     if (threadIdx.x < kBN) pending.load(key_of_chunk(c, threadIdx.x), true, rg, u);
   };
   auto store_meta = [&](int buf) {
-    if (threadIdx.x < kBN) pending.store(meta_buf[buf], threadIdx.x);
+    if (threadIdx.x < kBN) pending.store(meta_buf[buf], threadIdx.x, q0, q_last);
   };
 
   load_tile<kBQ, D, kThreads>(sQ, q, a.q_stride.row, q0, T);
@@ -220,7 +225,8 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
   for (int i = 0; i < D / 8; ++i) dqa[i][0] = dqa[i][1] = dqa[i][2] = dqa[i][3] = 0.f;
   const int lr_a = warp * 16 + g, lr_b = lr_a + 8;
   const int row_a = q0 + lr_a, row_b = q0 + lr_b;
-  const double tau_r[2] = {row_a < T ? tau[row_a] : 0.0, row_b < T ? tau[row_b] : 0.0};
+  const float tau_r[2] = {row_a < T ? static_cast<float>(tau[row_a]) : 0.f,
+                          row_b < T ? static_cast<float>(tau[row_b]) : 0.f};
   const float delta_r[2] = {sDelta[lr_a], sDelta[lr_b]}, lse_r[2] = {sLse[lr_a], sLse[lr_b]};
   float grow[2] = {0.f, 0.f};
 
@@ -264,25 +270,33 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
       }
     }
 
+    // Per element: P recomputed, pv = P m (dV), da = dS (dK, dQ), dm = dL/dm into G on fractional
+    // entries. A chunk of uniform keys takes m from ChunkKeys::u_tile with no membership or state
+    // test (every row of the tile is a valid query in Sel_i of every key).
     uint32_t daf[kBN / 16][4];
+    auto elementwise = [&](auto uniform_tag) {
+      constexpr bool uniform = decltype(uniform_tag)::value;
 #pragma unroll
-    for (int j = 0; j < kBN / 8; ++j) {
-      float da_v[4], pv_v[4];
+      for (int j = 0; j < kBN / 8; ++j) {
+        float da_v[4], pv_v[4];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int slot = j * 8 + 2 * t + (e & 1);
-        const int r = e < 2 ? 0 : 1;
-        const int row = r == 0 ? row_a : row_b;
-        const int key = meta.key[slot];
-        float da = 0.f, pv = 0.f;
-        if (key >= 0 && row < T) {
-          const float x = s[j][e] * scale_log2;  // raw logit, log2 units
-          if (meta.sel_from[slot] <= row && row < meta.sel_to[slot]) {
-            double mm = 0.0;
-            const bool frac = row >= meta.frac_from[slot] && row < meta.dead_from[slot];
-            if (row < meta.frac_from[slot]) mm = 1.0;
-            else if (frac) mm = fmin(fmax(meta.u[slot] - tau_r[r], 0.0), 1.0);
-            const float m = static_cast<float>(mm);
+        for (int e = 0; e < 4; ++e) {
+          const int slot = j * 8 + 2 * t + (e & 1);
+          const int r = e < 2 ? 0 : 1;
+          const int row = r == 0 ? row_a : row_b;
+          float da = 0.f, pv = 0.f;
+          bool in_sel = uniform, frac = false;
+          float m;
+          if constexpr (uniform) {
+            m = __saturatef(meta.u_tile[slot] - tau_r[r]);
+          } else {
+            const int key = meta.key[slot];
+            in_sel = key >= 0 && row < T && meta.sel_from[slot] <= row && row < meta.sel_to[slot];
+            m = in_sel ? ranged_mask(meta, slot, row, tau_r[r]) : 0.f;
+            frac = row >= meta.frac_from[slot] && row < meta.dead_from[slot];
+          }
+          if (in_sel) {
+            const float x = s[j][e] * scale_log2;  // raw logit, log2 units
             float dm;
             if (!log_mask) {
               const float P = softmax_exp2<true>(x - lse_r[r]);
@@ -295,24 +309,31 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
               da = P * (dp[j][e] - delta_r[r]);
               dm = softmax_exp2<true>(x - lse_r[r]) * (dp[j][e] - delta_r[r]);
             }
-            if (frac) {
+            if constexpr (uniform) {  // frac_tile 1 or 0 per slot: a product, no divergent branch
+              const float fw = meta.frac_tile[slot];
+              grow[r] += dm * fw;
+              if constexpr (kGsum) gcol[2 * j + (e & 1)] += dm * fw;
+              else if (fw != 0.f) atomicAdd(&meta.g[slot], dm);
+            } else if (frac) {
               grow[r] += dm;
               if constexpr (kGsum) gcol[2 * j + (e & 1)] += dm;
               else atomicAdd(&meta.g[slot], dm);
             }
           }
+          da_v[e] = da;
+          pv_v[e] = pv;
         }
-        da_v[e] = da;
-        pv_v[e] = pv;
+        daf[j / 2][(j & 1) * 2 + 0] = pack_bf16(da_v[0], da_v[1]);
+        daf[j / 2][(j & 1) * 2 + 1] = pack_bf16(da_v[2], da_v[3]);
+        const int col = j * 8 + 2 * t;
+        store_pair64(dS_ptr, lr_a, col, da_v[0], da_v[1]);
+        store_pair64(dS_ptr, lr_b, col, da_v[2], da_v[3]);
+        store_pair64(pv_ptr, lr_a, col, pv_v[0], pv_v[1]);
+        store_pair64(pv_ptr, lr_b, col, pv_v[2], pv_v[3]);
       }
-      daf[j / 2][(j & 1) * 2 + 0] = pack_bf16(da_v[0], da_v[1]);
-      daf[j / 2][(j & 1) * 2 + 1] = pack_bf16(da_v[2], da_v[3]);
-      const int col = j * 8 + 2 * t;
-      store_pair64(dS_ptr, lr_a, col, da_v[0], da_v[1]);
-      store_pair64(dS_ptr, lr_b, col, da_v[2], da_v[3]);
-      store_pair64(pv_ptr, lr_a, col, pv_v[0], pv_v[1]);
-      store_pair64(pv_ptr, lr_b, col, pv_v[2], pv_v[3]);
-    }
+    };
+    if (c < n_uniform_chunks) elementwise(std::true_type{});
+    else elementwise(std::false_type{});
     // dQ += da K.
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {

@@ -5,8 +5,9 @@
 //      i - w < j <= i (skipped for chunks inside every row's window), weight 1;
 //   2. candidate chunks: the tile's candidate list (selection.cu), K/V rows GATHERED by index into
 //      shared memory, so each gathered row serves all 64 queries of the tile; element mask
-//      j in Sel_i (sel_from <= i < sel_to) with m_ij = 1 (saturated) or clip(u_j - tau_i, 0, 1)
-//      (fractional; computed in fp64 like the reference, then rounded to fp32).
+//      j in Sel_i (sel_from <= i < sel_to) with m_ij = 1 (saturated), sat(u_j - tau_i) (fractional;
+//      fp32, tau_i rounded to fp32) or 0 (dead). The list starts with the tile's uniform keys
+//      (cand_uniform): their chunks skip the membership and state tests (ChunkKeys::u_tile).
 // The two sets are disjoint per query (window keys are > i - w, Sel_i keys <= i - w).
 //   gate_values: logits a_ij; the softmax sum takes exp(a_ij - max), P V takes m_ij exp(a_ij - max);
 //                lse over the raw logits.
@@ -62,6 +63,9 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
   const SkKeyRange* rg = p.ranges + static_cast<int64_t>(srow) * T;
   const int32_t* cand = p.cand + (static_cast<int64_t>(srow) * n_tiles + tile) * p.cand_cap;
   const int n_cand = min(p.cand_n[static_cast<int64_t>(srow) * n_tiles + tile], p.cand_cap);
+  // Candidate chunks [0, n_uniform_chunks) hold uniform keys only (sparsek_attention.h).
+  const int n_uniform_chunks =
+      p.cand_uniform ? min(p.cand_uniform[static_cast<int64_t>(srow) * n_tiles + tile], n_cand) / kBN : 0;
 
   const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(a.q) + b * a.q_stride.batch + h * a.q_stride.head;
   const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(a.k) + b * a.k_stride.batch + h * a.k_stride.head;
@@ -93,7 +97,7 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
   };
   PendingKey pending;  // the metadata of the chunk being loaded, for thread r < kBN
   auto store_meta = [&](int buf) {
-    if (threadIdx.x < kBN) pending.store(meta[buf], threadIdx.x);
+    if (threadIdx.x < kBN) pending.store(meta[buf], threadIdx.x, q0, q_last);
   };
   auto load_chunk = [&](int c, int buf) {
     gather_tile<D, kThreads>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
@@ -119,7 +123,8 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // in scaled log2 units
   uint32_t qf[D / 16][4];
   const int row_a = q0 + warp * 16 + g, row_b = row_a + 8;  // this thread's two query rows
-  const double tau_r[2] = {row_a < T ? tau[row_a] : 0.0, row_b < T ? tau[row_b] : 0.0};
+  const float tau_r[2] = {row_a < T ? static_cast<float>(tau[row_a]) : 0.f,
+                          row_b < T ? static_cast<float>(tau[row_b]) : 0.f};
 
   if (n_chunks == 0) {  // cannot happen for valid rows (every query sees itself or Sel_i); still load Q
     cp_async_wait<0>();
@@ -154,37 +159,52 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
     }
 
     // Scaled base-2 logits with the element masks; gate[] holds m_ij for gate_values. A window
-    // chunk inside every row's window (keys in (q_last - W, q0]) needs no mask at all.
+    // chunk inside every row's window (keys in (q_last - W, q0]) needs no mask at all; a chunk of
+    // uniform candidate keys needs no membership or state test (one saturated add per element).
     const int chunk_key0 = key_lo + c * kBN;
     const bool unmasked = window_chunk && chunk_key0 + kBN - 1 <= q0 && chunk_key0 > q_last - W;
+    const bool uniform = !window_chunk && c - n_win < n_uniform_chunks;
     float gate[kBN / 8][4];
+    if (unmasked) {
 #pragma unroll
-    for (int j = 0; j < kBN / 8; ++j) {
+      for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (unmasked) {
+        for (int e = 0; e < 4; ++e) {
           s[j][e] *= scale_log2;
           gate[j][e] = 1.f;
-          continue;
         }
-        const int slot = j * 8 + 2 * t + (e & 1);
-        const int row = e < 2 ? row_a : row_b;
-        const int key = m.key[slot];
-        float z = -INFINITY, mw = 0.f;
-        if (key >= 0 && row < T) {
-          if (window_chunk) {
-            if (key <= row && key > row - W) z = s[j][e] * scale_log2, mw = 1.f;
-          } else if (m.sel_from[slot] <= row && row < m.sel_to[slot]) {
-            double mm = 0.0;
-            if (row < m.frac_from[slot]) mm = 1.0;
-            else if (row < m.dead_from[slot]) mm = fmin(fmax(m.u[slot] - tau_r[e < 2 ? 0 : 1], 0.0), 1.0);
-            mw = static_cast<float>(mm);
-            z = s[j][e] * scale_log2;
-            if (log_mask) z = mw > 0.f ? z + log2f(mw) : -INFINITY;
+    } else if (uniform) {
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float mw = __saturatef(m.u_tile[j * 8 + 2 * t + (e & 1)] - tau_r[e < 2 ? 0 : 1]);
+          float z = s[j][e] * scale_log2;
+          if (log_mask) z = mw > 0.f ? z + log2f(mw) : -INFINITY;
+          s[j][e] = z;
+          gate[j][e] = log_mask ? 1.f : mw;
+        }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int slot = j * 8 + 2 * t + (e & 1);
+          const int row = e < 2 ? row_a : row_b;
+          const int key = m.key[slot];
+          float z = -INFINITY, mw = 0.f;
+          if (key >= 0 && row < T) {
+            if (window_chunk) {
+              if (key <= row && key > row - W) z = s[j][e] * scale_log2, mw = 1.f;
+            } else if (m.sel_from[slot] <= row && row < m.sel_to[slot]) {
+              mw = ranged_mask(m, slot, row, tau_r[e < 2 ? 0 : 1]);
+              z = s[j][e] * scale_log2;
+              if (log_mask) z = mw > 0.f ? z + log2f(mw) : -INFINITY;
+            }
           }
+          s[j][e] = z;
+          gate[j][e] = log_mask ? 1.f : mw;
         }
-        s[j][e] = z;
-        gate[j][e] = log_mask ? 1.f : mw;
       }
     }
 

@@ -10,9 +10,15 @@
 //   ranges:   (R, T) SkKeyRange per key (the query ranges of selection.h KeyRanges).
 //   scratch:  R x sk_sparsek_select_scratch_bytes(k, T) bytes (16-byte aligned): heap storage of
 //             the selection pass when the heaps do not fit in shared memory (else none).
-//   cand:     (R, NT, cap) int32 key positions, ascending, cap = sk_sparsek_candidate_cap(k, T);
+//   cand:     (R, NT, cap) int32 key positions, cap = sk_sparsek_candidate_cap(k, T, BQ): first
+//             the tile's uniform keys ascending, then the others ascending (see cand_uniform);
 //   cand_n:   (R, NT) int32 number of candidates of each tile (<= cap by spec 4.3 property 3;
 //             the true count is stored, only the first cap are written).
+//   cand_uniform: (R, NT) int32 how many of the tile's list come first as UNIFORM keys: keys in
+//             Sel_i for every query i of a full tile whose state (saturated, fractional or dead)
+//             is the same for all of them, so m_ij = sat(u_j - tau_i) with u_j taken as +inf /
+//             u_j / -inf, and the kernels skip the per-element membership and state tests on
+//             chunks of uniform keys. 0 for the last tile when it is not full.
 //   q, k, v:  (B, H, T, D) bf16 with the flash kernels' strides (flash_attention.h).
 //   out:      (B, T, H, D) contiguous bf16; lse: (B, H, T) fp32 contiguous.
 // Backward (recomputation; D_i = dO_i . O_i):
@@ -60,6 +66,7 @@ struct SkSparsekForwardParams {
   const SkKeyRange* ranges;  // (R, T)
   const int32_t* cand;     // (R, NT, cap)
   const int32_t* cand_n;   // (R, NT)
+  const int32_t* cand_uniform;  // (R, NT), or null: no chunk taken as uniform
   int cand_cap;
   int tile_q;              // BQ of the candidate lists and of the kernels' blocks (64 or 128)
   int staged_meta;         // forward: 1 = the tile's candidate list staged in shared memory and each
@@ -106,9 +113,10 @@ int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len
                                    cudaStream_t s);
 
 // Candidate lists from the key ranges: key j joins the list of tile t when its selected range
-// [sel_from, sel_to) meets the tile's queries [t BQ, (t + 1) BQ).
+// [sel_from, sel_to) meets the tile's queries [t BQ, (t + 1) BQ); uniform keys first (cand_uniform).
+// T <= 819,200 (two bits per key of shared memory; else SK_KERNEL_BAD_ARG).
 int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int tile_q, int cap, int32_t* cand,
-                               int32_t* cand_n, cudaStream_t s);
+                               int32_t* cand_n, int32_t* cand_uniform, cudaStream_t s);
 
 // Fused forward: out, lse for every (b, h) from the selection of score row b * Hu + (Hu == 1 ? 0 : h).
 int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* out, float* lse, cudaStream_t s);

@@ -28,13 +28,26 @@ constexpr int kBN = 64;  // keys per chunk
 constexpr int kMaxStagedCand = 8192;
 
 // Key metadata of one chunk. key < 0: padding slot. The ranges and u are set for candidate
-// chunks only (window keys have weight 1).
+// chunks only (window keys have weight 1). m_ij = 1 on [sel_from, frac_from), sat(u_j - tau_i) on
+// [frac_from, dead_from), 0 on [dead_from, sel_to), in fp32 (tau_i rounded to fp32).
+// For a key that is uniform over the tile (sparsek_attention.h, cand_uniform): m_ij =
+// sat(u_tile - tau_i) for every query of the tile with u_tile = +inf (saturated), u_j
+// (fractional) or -inf (dead): the same values as the ranged formula, bit for bit; frac_tile = 1
+// for the fractional ones (the backward's G_ij entries), else 0.
 struct ChunkKeys {
   int key[kBN];
   int sel_from[kBN], sel_to[kBN], frac_from[kBN], dead_from[kBN];
-  double u[kBN];
+  float u[kBN];
+  float u_tile[kBN], frac_tile[kBN];
   float g[kBN];  // backward: sum over the tile's queries of G_ij (fractional selected entries)
 };
+
+// m_ij of a key slot for query `row` from its ranges (the general formula above).
+__device__ __forceinline__ float ranged_mask(const ChunkKeys& m, int slot, int row, float tau_row) {
+  if (row < m.frac_from[slot]) return 1.f;
+  if (row < m.dead_from[slot]) return __saturatef(m.u[slot] - tau_row);
+  return 0.f;
+}
 
 // One key slot's metadata in registers between its global loads and its store to a ChunkKeys set
 // (so that the loads can be issued a chunk ahead of the store).
@@ -54,15 +67,18 @@ struct PendingKey {
       u = scores[k];
     }
   }
-  // Into slot r of m (and m.g[r] = 0).
-  __device__ __forceinline__ void store(ChunkKeys& m, int r) const {
+  // Into slot r of m (and m.g[r] = 0), with the key's uniform state over the tile's queries
+  // [q0, q_last] (meaningful for uniform keys only).
+  __device__ __forceinline__ void store(ChunkKeys& m, int r, int q0, int q_last) const {
     m.key[r] = key;
     m.g[r] = 0.f;
     m.sel_from[r] = sel_from;
     m.sel_to[r] = sel_to;
     m.frac_from[r] = frac_from;
     m.dead_from[r] = dead_from;
-    m.u[r] = static_cast<double>(u);
+    m.u[r] = u;
+    m.u_tile[r] = frac_from > q_last ? INFINITY : dead_from <= q0 ? -INFINITY : u;
+    m.frac_tile[r] = frac_from <= q0 && dead_from > q_last ? 1.f : 0.f;
   }
 };
 

@@ -37,6 +37,10 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   p.ranges = static_cast<const SkKeyRange*>(sel.ranges.data_ptr());
   p.cand = sel.cand.data<int32_t>();
   p.cand_n = sel.cand_n.data<int32_t>();
+  // SPARSEK_SPARSEK_UNIFORM: "on" (default: chunks of uniform keys skip the per-element tests) or
+  // "off" (every candidate chunk takes the general per-element path; for A/B measurements).
+  p.cand_uniform = util::env_choice("SPARSEK_SPARSEK_UNIFORM", {"on", "off"}) == 0 ? sel.cand_uniform.data<int32_t>()
+                                                                                  : nullptr;
   p.cand_cap = int(sel.cap);
   p.tile_q = int(sel.tile_q);
   // SPARSEK_SPARSEK_FWD: "staged" (default: the forward's candidate list in shared memory and the
@@ -90,6 +94,8 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   const int64_t R = u.size(0) * u.size(1), T = u.size(2);
   SK_CHECK(T < (int64_t(1) << 30) && R <= 65535, "sparsek selection (CUDA): too many rows or positions: ",
            shape_str(u.shape()));
+  // The candidate-list kernel keeps two bits per key in shared memory (selection.cu).
+  SK_CHECK(T <= 819200, "sparsek selection (CUDA): T = ", T, " is longer than the candidate lists take (819200)");
   cuda::set_device(u.device().index);
   SparsekCudaSelection s;
   s.k = k;
@@ -104,6 +110,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   s.ranges = Tensor::empty({R, T, 5}, DType::I32, u.device());
   s.cand = Tensor::empty({R, NT, s.cap}, DType::I32, u.device());
   s.cand_n = Tensor::empty({R, NT}, DType::I32, u.device());
+  s.cand_uniform = Tensor::empty({R, NT}, DType::I32, u.device());
   // Selection heaps (global fallback when they do not fit in shared memory); f64 elements keep
   // every row's 16-byte-multiple slice aligned.
   Tensor scratch = Tensor::empty({R, sk_sparsek_select_scratch_bytes(int(k), int(T)) / 8}, DType::F64, u.device());
@@ -130,7 +137,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
     SK_KERNEL_CHECK(sk_cuda_sparsek_select(&p, s.tau.data<double>(), ranges, seq_scratch, cuda::stream()));
   }
   SK_KERNEL_CHECK(sk_cuda_sparsek_candidates(ranges, int(R), int(T), int(s.tile_q), int(s.cap), s.cand.data<int32_t>(),
-                                             s.cand_n.data<int32_t>(), cuda::stream()));
+                                             s.cand_n.data<int32_t>(), s.cand_uniform.data<int32_t>(), cuda::stream()));
   return s;
 #else
   (void)u, (void)k, (void)window, (void)options;

@@ -9,7 +9,8 @@
 //   dq, dk, dv like out; du (B, Hu, T) f32.
 // Selection state (R = B * Hu score rows, NT = ceil(T / 64) query tiles, cap = min(k + 63, T)):
 //   tau (R, T) f64, ranges (R, T, 5) i32 (enter, frac_from, dead_from, sel_from, sel_to: the
-//   KeyRanges of selection.h), cand (R, NT, cap) i32 ascending key lists, cand_n (R, NT) i32.
+//   KeyRanges of selection.h), cand (R, NT, cap) i32 key lists (the tile's uniform keys ascending,
+//   then the others ascending), cand_n (R, NT) i32, cand_uniform (R, NT) i32 (sparsek_attention.h).
 // Tests: tests/attention/sparsek/test_sparsek_cuda.cpp.
 #pragma once
 #include <cstdint>
@@ -32,6 +33,7 @@ struct SparsekCudaSelection {
   Tensor ranges;  // (R, T, 5) i32
   Tensor cand;    // (R, NT, cap) i32
   Tensor cand_n;  // (R, NT) i32
+  Tensor cand_uniform;  // (R, NT) i32: how many of each list come first as uniform keys
   // Chunked pass only (undefined after the sequential one): (R) i32 per row, 0 = the chunk-parallel
   // result verified, else the bits (kFail* in kernels/attention/sparsek/selection_chunked_common.h)
   // of why the row was recomputed by the sequential kernel. chunk_len: the chunk length used.

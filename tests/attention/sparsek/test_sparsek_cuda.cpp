@@ -4,15 +4,19 @@
 //    runs the same fp64 heap walk in the same order) on random scores with and without ties, T in
 //    {1, 17, 1000, 4096}, k in {1, 8, 64, T + 3}, w in {0, 3, T + 1}, and T = 20000 with k 8 and
 //    9000 (the heaps partly / wholly outside shared memory); the candidate list of every
-//    64-query tile equals the set of keys selected by any of its queries, ascending, within the
-//    cap min(k + 63, T) (spec 4.3 property 3).
+//    64-query (and 128-query) tile equals the set of keys selected by any of its queries, within
+//    the cap min(k + 63, T) (spec 4.3 property 3): first the keys uniform over the tile (selected
+//    by every query in one state, checked query by query; their count is cand_uniform), then the
+//    others, each ascending.
 //  - Forward: out and lse vs sparsek_attention_forward in f64 on the same bf16-rounded q, k, v and
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
 //    (Hu = 1) scores. Tolerances as the flash tests: out relative L2 <= 1e-2 (P and the outputs
 //    are bf16), lse max abs <= 1e-2, at both tile heights (64, 128). The sync forward
 //    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) equals the default staged
-//    one's out and lse bit for bit on every case. Every backward variant (pipelined, gsum, sync).
+//    one's out and lse bit for bit on every case, and so does the forward with the uniform chunks'
+//    fast path off (SPARSEK_SPARSEK_UNIFORM=off). Every backward variant (pipelined, gsum, sync,
+//    pipelined with uniform chunks off).
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
 //    flash tests); du relative L2 <= 1e-2 and max abs <= 1e-2 max|du_ref| (why: at the check), or
 //    exactly 0 where the reference's is (k >= T, w >= T: no fractional keys).
@@ -159,20 +163,39 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
       const int64_t tq = st.tile_q, NT = (c.T + tq - 1) / tq;
       ASSERT_EQ(st.cap, std::max<int64_t>(1, std::min(c.k + tq - 1, c.T)));
       const std::vector<double> cand = st.cand.cpu().to_vector(), cand_n = st.cand_n.cpu().to_vector();
+      const std::vector<double> cand_uniform = st.cand_uniform.cpu().to_vector();
+      int64_t n_uniform_total = 0, n_total = 0;
       for (int64_t t = 0; t < NT; ++t) {
         const int64_t q0 = t * tq, q1 = std::min(q0 + tq, c.T);
-        std::vector<int64_t> want;
-        for (int64_t j = 0; j < c.T; ++j)
-          if (ref.keys[j].sel_from < ref.keys[j].sel_to && ref.keys[j].sel_from < q1 && ref.keys[j].sel_to > q0)
-            want.push_back(j);
+        // The tile's keys: uniform ones (a full tile, every query i selects j, and j's state,
+        // saturated / fractional / dead, is the same for every i; checked query by query) first,
+        // then the others, each ascending.
+        std::vector<int64_t> want, others;
+        for (int64_t j = 0; j < c.T; ++j) {
+          if (!(ref.keys[j].sel_from < ref.keys[j].sel_to && ref.keys[j].sel_from < q1 && ref.keys[j].sel_to > q0))
+            continue;
+          bool uniform = q1 - q0 == tq;
+          for (int64_t i = q0; i < q1 && uniform; ++i)
+            uniform = ref.selected(i, j) && ref.saturated(i, j) == ref.saturated(q0, j) &&
+                      ref.fractional(i, j) == ref.fractional(q0, j);
+          (uniform ? want : others).push_back(j);
+        }
+        const int64_t n_uniform = int64_t(want.size());
+        want.insert(want.end(), others.begin(), others.end());
         const int64_t n = int64_t(cand_n[r * NT + t]);
         ASSERT_EQ(n, int64_t(want.size())) << "row " << r << " tile " << t << " of " << tq;
+        ASSERT_EQ(int64_t(cand_uniform[r * NT + t]), n_uniform) << "row " << r << " tile " << t << " of " << tq;
+        n_uniform_total += n_uniform;
+        n_total += n;
         ASSERT_LE(n, st.cap) << "row " << r << " tile " << t << " of " << tq;
         ASSERT_LE(n, c.k + (q1 - q0) - 1) << "row " << r << " tile " << t << " of " << tq;
         for (int64_t x = 0; x < n; ++x)
           ASSERT_EQ(int64_t(cand[(r * NT + t) * st.cap + x]), want[x])
               << "row " << r << " tile " << t << " of " << tq << " slot " << x;
       }
+      if (r == 0 && c.T == 20000 && c.k == 512)
+        std::printf("[ candidates ] T %lld k 512 w %lld tile %lld: %lld of %lld candidates uniform\n",
+                    (long long)c.T, (long long)c.w, (long long)tq, (long long)n_uniform_total, (long long)n_total);
     }
   }
 }
@@ -309,6 +332,14 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
       EXPECT_EQ(f64(sync.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " sync forward: out differs";
       EXPECT_EQ(f64(sync.lse).to_vector(), f64(fwd.lse).to_vector()) << "tile " << tile << " sync forward: lse differs";
     }
+    // Chunks of uniform keys (cand_uniform; m from one saturated add, no per-element tests) give the
+    // general path's values bit for bit: the forward with them switched off is identical.
+    {
+      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_UNIFORM", "off");
+      const SparsekCudaForward general = sparsek_cuda_forward(q, k, v, u, params);
+      EXPECT_EQ(f64(general.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " uniform off: out differs";
+      EXPECT_EQ(f64(general.lse).to_vector(), f64(fwd.lse).to_vector()) << "tile " << tile << " uniform off: lse differs";
+    }
     const auto out = sk::testing::compare(f64(fwd.out), ref.out);
     const auto lse = sk::testing::compare(f64(fwd.lse), ref.lse);
     std::cout << "  tile " << tile << ": out " << out.str() << "\n  lse " << lse.str() << "\n";
@@ -316,8 +347,10 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
     EXPECT_LE(out.rel_l2, 1e-2) << "tile " << tile << " out " << out.str();
     EXPECT_LE(lse.max_abs, 1e-2) << "tile " << tile << " lse " << lse.str();
     // Every backward variant (SPARSEK_SPARSEK_BWD; backward.cu) against the reference.
-    for (const char* variant : {"sync", "gsum", "pipelined"}) {
-      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_BWD", variant);
+    for (const char* variant : {"sync", "gsum", "pipelined", "pipelined/uniform off"}) {
+      const std::string name(variant);
+      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_BWD", name.substr(0, name.find('/')).c_str());
+      sk::testing::ScopedEnv uniform_env("SPARSEK_SPARSEK_UNIFORM", name.find('/') == std::string::npos ? "on" : "off");
       const SparsekCudaGrads gv = sparsek_cuda_backward(dout, q, k, v, fwd, params);
       const auto dq = sk::testing::compare(f64(gv.dq), rg.dq);
       const auto dk = sk::testing::compare(f64(gv.dk), rg.dk);
