@@ -180,7 +180,7 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
         for (int e = 0; e < 4; ++e) {
           const float mw = __saturatef(m.u_tile[j * 8 + 2 * t + (e & 1)] - tau_r[e < 2 ? 0 : 1]);
           float z = s[j][e] * scale_log2;
-          if (log_mask) z = mw > 0.f ? z + log2f(mw) : -INFINITY;
+          if (log_mask) z = mw > 0.f ? __fadd_rn(z, log2f(mw)) : -INFINITY;  // _rn: no FMA contraction
           s[j][e] = z;
           gate[j][e] = log_mask ? 1.f : mw;
         }
@@ -199,7 +199,7 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
             } else if (m.sel_from[slot] <= row && row < m.sel_to[slot]) {
               mw = ranged_mask(m, slot, row, tau_r[e < 2 ? 0 : 1]);
               z = s[j][e] * scale_log2;
-              if (log_mask) z = mw > 0.f ? z + log2f(mw) : -INFINITY;
+              if (log_mask) z = mw > 0.f ? __fadd_rn(z, log2f(mw)) : -INFINITY;  // _rn: no FMA contraction
             }
           }
           s[j][e] = z;
