@@ -499,8 +499,8 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(int T, int K, int W, i
 
 }  // namespace sk_selchunk
 
-extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int* out_chunk_len,
-                                              int* out_chunks, int64_t* out_scratch_bytes) {
+extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap,
+                                              int* out_chunk_len, int* out_chunks, int64_t* out_scratch_bytes) {
   using namespace sk_selchunk;
   if (rows < 1 || k < 1 || seq_len < 1 || !out_chunk_len || !out_chunks || !out_scratch_bytes) return SK_KERNEL_BAD_ARG;
   if (k > SK_SPARSEK_CHUNKED_MAX_K) return SK_KERNEL_BAD_ARG;
@@ -510,7 +510,7 @@ extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int 
     int dev = 0, sms = 132, per_sm = 4;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    const int64_t smem = chunk_smem_bytes(k, SK_SPARSEK_CHUNKED_FCAP);
+    const int64_t smem = chunk_smem_bytes(k, fcap > 0 ? fcap : SK_SPARSEK_CHUNKED_FCAP);
     if (cudaFuncSetAttribute(chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, chunk_kernel, kThreads, size_t(smem));
     if (per_sm < 1) per_sm = 1;
@@ -540,10 +540,11 @@ extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, in
   const int T = p->seq_len;
   init_kernel<<<dim3((T + 255) / 256, p->rows), 256, 0, s>>>(T, p->window, ranges, failed);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
-  const int64_t smem = chunk_smem_bytes(p->k, SK_SPARSEK_CHUNKED_FCAP);
+  const int fcap = p->chunked_fcap > 0 ? p->chunked_fcap : SK_SPARSEK_CHUNKED_FCAP;
+  const int64_t smem = chunk_smem_bytes(p->k, fcap);
   if (cudaFuncSetAttribute(chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  chunk_kernel<<<dim3(chunks, p->rows), kThreads, size_t(smem), s>>>(*p, chunk_len, chunks, SK_SPARSEK_CHUNKED_FCAP,
+  chunk_kernel<<<dim3(chunks, p->rows), kThreads, size_t(smem), s>>>(*p, chunk_len, chunks, fcap,
                                                                       tau, ranges, failed, chunk_scratch);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   verify_kernel<<<p->rows, kThreads, 0, s>>>(T, p->k, p->window, chunk_len, chunks, failed, chunk_scratch, p->rows);

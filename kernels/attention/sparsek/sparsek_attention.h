@@ -54,6 +54,7 @@ struct SkKeyRange {
 struct SkSparsekSelectParams {
   const float* u;
   int rows, seq_len, k, window;
+  int chunked_fcap;  // chunked pass: fractional-heap entries in shared memory (0: SK_SPARSEK_CHUNKED_FCAP)
 };
 
 struct SkSparsekForwardParams {
@@ -101,13 +102,14 @@ int sk_cuda_sparsek_select_rows(const SkSparsekSelectParams* p, const int* only_
 // against each other; rows that fail are recomputed by the sequential kernel (seq_scratch as
 // `scratch` above). failed: (R) int32 out, 0 for a verified row, else the kFail* bits of selection_chunked_common.h.
 // Plan first: chunk_len 0 = automatic (fills the GPU's resident blocks once, at least
-// SK_SPARSEK_CHUNKED_MIN_LEN); returns the chunk length, the chunk count and the bytes of
-// chunk_scratch (16-byte aligned). k must be <= SK_SPARSEK_CHUNKED_MAX_K.
+// SK_SPARSEK_CHUNKED_MIN_LEN, for the shared memory of fcap fractional-heap entries, 0 = the
+// default); returns the chunk length, the chunk count and the bytes of chunk_scratch (16-byte
+// aligned). k must be <= SK_SPARSEK_CHUNKED_MAX_K.
 #define SK_SPARSEK_CHUNKED_MAX_K 2048
 #define SK_SPARSEK_CHUNKED_FCAP 4096
 #define SK_SPARSEK_CHUNKED_MIN_LEN 256
-int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int* out_chunk_len, int* out_chunks,
-                                   int64_t* out_scratch_bytes);
+int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap, int* out_chunk_len,
+                                   int* out_chunks, int64_t* out_scratch_bytes);
 int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len, int chunks, double* tau,
                                    SkKeyRange* ranges, int* failed, void* chunk_scratch, void* seq_scratch,
                                    cudaStream_t s);

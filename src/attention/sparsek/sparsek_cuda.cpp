@@ -72,11 +72,12 @@ SelectionPass env_pass() {
   SK_FAIL("SPARSEK_SELECTION must be sequential, chunked or auto, got '", v, "'");
 }
 
-int64_t env_chunk_len() {
-  const char* e = std::getenv("SPARSEK_SELECTION_CHUNK");
+// A positive integer from the environment variable `name` (unset or empty: 0).
+int64_t env_positive(const char* name) {
+  const char* e = std::getenv(name);
   if (!e || !*e) return 0;
   const long long v = std::atoll(e);
-  SK_CHECK(v >= 1, "SPARSEK_SELECTION_CHUNK must be a positive chunk length, got '", e, "'");
+  SK_CHECK(v >= 1 && v < (1LL << 30), name, " must be a positive integer, got '", e, "'");
   return int64_t(v);
 }
 
@@ -114,16 +115,20 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   // Selection heaps (global fallback when they do not fit in shared memory); f64 elements keep
   // every row's 16-byte-multiple slice aligned.
   Tensor scratch = Tensor::empty({R, sk_sparsek_select_scratch_bytes(int(k), int(T)) / 8}, DType::F64, u.device());
-  const SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window)};
+  SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window), 0};
+  // SPARSEK_SELECTION_FCAP: the chunked pass's fractional-heap entries in shared memory (unset: the
+  // default SK_SPARSEK_CHUNKED_FCAP); fewer fit more blocks per SM, so shorter chunks.
+  p.chunked_fcap = int(env_positive("SPARSEK_SELECTION_FCAP"));
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;
-  int64_t chunk_len = options.chunk_len > 0 ? options.chunk_len : env_chunk_len();
+  int64_t chunk_len = options.chunk_len > 0 ? options.chunk_len : env_positive("SPARSEK_SELECTION_CHUNK");
   const bool chunk_ok = k <= SK_SPARSEK_CHUNKED_MAX_K && R > 0 && T > 0;
   int L = 0, C = 0;
   int64_t chunk_bytes = 0;
   if (chunk_ok && pass != SelectionPass::Sequential)
-    SK_KERNEL_CHECK(sk_sparsek_select_chunked_plan(int(R), int(k), int(T), int(std::min<int64_t>(chunk_len, T)), &L,
+    SK_KERNEL_CHECK(sk_sparsek_select_chunked_plan(int(R), int(k), int(T), int(std::min<int64_t>(chunk_len, T)),
+                                                   p.chunked_fcap, &L,
                                                    &C, &chunk_bytes));
   if (pass == SelectionPass::Auto) pass = chunk_ok && T >= 2 * int64_t(L) ? SelectionPass::Chunked : SelectionPass::Sequential;
   if (pass == SelectionPass::Chunked && chunk_ok) {
