@@ -96,11 +96,7 @@ SKC_HD double key_u(uint64_t key) { return double(unord(uint32_t(key >> 32))); }
 SKC_HD int key_pos(uint64_t key) { return int(uint32_t(key)); }
 SKC_HD double breakpoint(double u) { return dsub(u, 1.0); }
 
-// 4-ary min-heap of uint64 keys (all distinct: positions are unique) in caller storage; a sorted
-// array is a valid one. Four children per node halve the depth against a binary heap: a pop's
-// sift-down issues each level's four (independent) loads together, so the walk, which waits on
-// these shared-memory loads, takes ~half the levels. Only the heap's minimum is ever read, so the
-// arity changes no result.
+// Binary min-heap of uint64 keys (all distinct: positions are unique) in caller storage.
 struct KeyHeap {
   uint64_t* a;
   int n, cap;
@@ -108,7 +104,7 @@ struct KeyHeap {
     if (n >= cap) return false;
     int i = n++;
     while (i > 0) {
-      const int par = (i - 1) >> 2;
+      const int par = (i - 1) >> 1;
       const uint64_t kp = a[par];
       if (kp < k) break;
       a[i] = kp;
@@ -119,21 +115,16 @@ struct KeyHeap {
   }
   SKC_HD void sift_down(int i, uint64_t k) {
     for (;;) {
-      const int c = 4 * i + 1;
+      int c = 2 * i + 1;
       if (c >= n) break;
-      // The smallest child (missing children read as the largest key: never chosen before a real one).
-      const uint64_t k0 = a[c];
-      const uint64_t k1 = c + 1 < n ? a[c + 1] : UINT64_MAX;
-      const uint64_t k2 = c + 2 < n ? a[c + 2] : UINT64_MAX;
-      const uint64_t k3 = c + 3 < n ? a[c + 3] : UINT64_MAX;
-      const bool l01 = k1 < k0, l23 = k3 < k2;
-      const uint64_t m01 = l01 ? k1 : k0, m23 = l23 ? k3 : k2;
-      const int c01 = l01 ? c + 1 : c, c23 = l23 ? c + 3 : c + 2;
-      const bool right = m23 < m01;
-      const uint64_t kc = right ? m23 : m01;
+      uint64_t kc = a[c];
+      if (c + 1 < n) {
+        const uint64_t k2 = a[c + 1];
+        if (k2 < kc) ++c, kc = k2;
+      }
       if (!(kc < k)) break;
       a[i] = kc;
-      i = right ? c23 : c01;
+      i = c;
     }
     a[i] = k;
   }
