@@ -175,6 +175,8 @@ __global__ void init_kernel(int T, int W, SkKeyRange* __restrict__ ranges, int* 
   if (blockIdx.x == 0 && threadIdx.x == 0) failed[row] = 0;
 }
 
+// kArity: the walk's heaps (KeyHeapT: 2 or 4 children per node; the same results).
+template <int kArity>
 __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectParams p, int L, int chunks, int fcap,
                                                          double* __restrict__ tau_out,
                                                          SkKeyRange* __restrict__ ranges_out, int* __restrict__ failed,
@@ -422,7 +424,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
   // ---- the walk of queries [cs, ce) ----
   GlobalSink sink{ranges_out + int64_t(row) * T};
   if (tid == 32) {
-    KeyHeap th{top, n_top, K};
+    KeyHeapT<kArity> th{top, n_top, K};
     int i = max(cs, W);
     float un = i < ce ? u[i - W] : 0.f;
     for (; i < ce; ++i) {
@@ -433,7 +435,7 @@ __global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectPa
   }
   if (tid == 0) {
     double* tau_row = tau_out + int64_t(row) * T;
-    KeyHeap sh{sat, n_sat, K + 1}, fh{fr, n_frac, fr_cap};
+    KeyHeapT<kArity> sh{sat, n_sat, K + 1}, fh{fr, n_frac, fr_cap};
     TauState s{tau0, sum0, n_frac > 0 ? key_u(fr[n_frac - 1]) : -INFINITY, n0};
     bool ok = true;
     int i = cs;
@@ -511,8 +513,8 @@ extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int 
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     const int64_t smem = chunk_smem_bytes(k, fcap > 0 ? fcap : SK_SPARSEK_CHUNKED_FCAP);
-    if (cudaFuncSetAttribute(chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, chunk_kernel, kThreads, size_t(smem));
+    if (cudaFuncSetAttribute(chunk_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, chunk_kernel<2>, kThreads, size_t(smem));
     if (per_sm < 1) per_sm = 1;
     int per_row = int(int64_t(per_sm) * sms / rows);
     if (per_row < 1) per_row = 1;
@@ -542,10 +544,11 @@ extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, in
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   const int fcap = p->chunked_fcap > 0 ? p->chunked_fcap : SK_SPARSEK_CHUNKED_FCAP;
   const int64_t smem = chunk_smem_bytes(p->k, fcap);
-  if (cudaFuncSetAttribute(chunk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
+  auto* kernel = p->chunked_heap_arity == 4 ? chunk_kernel<4> : chunk_kernel<2>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  chunk_kernel<<<dim3(chunks, p->rows), kThreads, size_t(smem), s>>>(*p, chunk_len, chunks, fcap,
-                                                                      tau, ranges, failed, chunk_scratch);
+  kernel<<<dim3(chunks, p->rows), kThreads, size_t(smem), s>>>(*p, chunk_len, chunks, fcap, tau, ranges, failed,
+                                                               chunk_scratch);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   verify_kernel<<<p->rows, kThreads, 0, s>>>(T, p->k, p->window, chunk_len, chunks, failed, chunk_scratch, p->rows);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;

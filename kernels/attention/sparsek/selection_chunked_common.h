@@ -96,15 +96,23 @@ SKC_HD double key_u(uint64_t key) { return double(unord(uint32_t(key >> 32))); }
 SKC_HD int key_pos(uint64_t key) { return int(uint32_t(key)); }
 SKC_HD double breakpoint(double u) { return dsub(u, 1.0); }
 
-// Binary min-heap of uint64 keys (all distinct: positions are unique) in caller storage.
-struct KeyHeap {
+// Min-heap of uint64 keys (all distinct: positions are unique) in caller storage, kArity = 2
+// (binary, the default) or 4 children per node; a sorted array is a valid one of either. Only
+// the heap's minimum is ever read, so the arity changes no result. The 4-ary heap has half the
+// levels: a pop's sift-down issues each level's four independent loads together, where the walk
+// (one thread waiting on shared-memory loads) pays a load latency per level
+// (SPARSEK_SELECTION_HEAP=4, opt-in until measured on a GPU).
+template <int kArity>
+struct KeyHeapT {
+  static_assert(kArity == 2 || kArity == 4, "binary or 4-ary");
   uint64_t* a;
   int n, cap;
+  SKC_HD static int parent(int i) { return kArity == 2 ? (i - 1) >> 1 : (i - 1) >> 2; }
   SKC_HD bool push(uint64_t k) {
     if (n >= cap) return false;
     int i = n++;
     while (i > 0) {
-      const int par = (i - 1) >> 1;
+      const int par = parent(i);
       const uint64_t kp = a[par];
       if (kp < k) break;
       a[i] = kp;
@@ -113,18 +121,38 @@ struct KeyHeap {
     a[i] = k;
     return true;
   }
-  SKC_HD void sift_down(int i, uint64_t k) {
-    for (;;) {
-      int c = 2 * i + 1;
-      if (c >= n) break;
+  // The smallest child of node i (c = its first child, c < n) and its index.
+  SKC_HD uint64_t min_child(int c, int* at) const {
+    if constexpr (kArity == 2) {
       uint64_t kc = a[c];
+      *at = c;
       if (c + 1 < n) {
         const uint64_t k2 = a[c + 1];
-        if (k2 < kc) ++c, kc = k2;
+        if (k2 < kc) *at = c + 1, kc = k2;
       }
+      return kc;
+    } else {
+      // Missing children read as the largest key: never chosen before a real one.
+      const uint64_t k0 = a[c];
+      const uint64_t k1 = c + 1 < n ? a[c + 1] : UINT64_MAX;
+      const uint64_t k2 = c + 2 < n ? a[c + 2] : UINT64_MAX;
+      const uint64_t k3 = c + 3 < n ? a[c + 3] : UINT64_MAX;
+      const bool l01 = k1 < k0, l23 = k3 < k2;
+      const uint64_t m01 = l01 ? k1 : k0, m23 = l23 ? k3 : k2;
+      const bool right = m23 < m01;
+      *at = right ? (l23 ? c + 3 : c + 2) : (l01 ? c + 1 : c);
+      return right ? m23 : m01;
+    }
+  }
+  SKC_HD void sift_down(int i, uint64_t k) {
+    for (;;) {
+      const int c = kArity * i + 1;
+      if (c >= n) break;
+      int at;
+      const uint64_t kc = min_child(c, &at);
       if (!(kc < k)) break;
       a[i] = kc;
-      i = c;
+      i = at;
     }
     a[i] = k;
   }
@@ -134,6 +162,7 @@ struct KeyHeap {
   }
   SKC_HD void replace_top(uint64_t k) { sift_down(0, k); }
 };
+using KeyHeap = KeyHeapT<2>;
 
 // The tau walk's scalars (selection.cpp TauWalker / selection.cu select_kernel).
 struct TauState {
@@ -154,8 +183,8 @@ enum : int {
 // One query of the tau walk: key j (score u) enters at query i. Sink: frac_from(key, i),
 // dead_from(key, i). Returns false on heap overflow (the state is then unusable).
 // Mirrors select_kernel (selection.cu) step for step.
-template <class Sink>
-SKC_HD bool tau_walk_step(TauState& s, KeyHeap& sat, KeyHeap& frac, float uf, int j, int i, int K, Sink& sink) {
+template <class Heap, class Sink>
+SKC_HD bool tau_walk_step(TauState& s, Heap& sat, Heap& frac, float uf, int j, int i, int K, Sink& sink) {
   const double u = double(uf);
   const uint64_t key = make_key(uf, j);
   ++s.n_prefix;
@@ -215,8 +244,8 @@ SKC_HD bool tau_walk_step(TauState& s, KeyHeap& sat, KeyHeap& frac, float uf, in
 // i.e. the larger compact key). Sink: sel_to(key, query). The ranges start with sel_to = T (see
 // selection_chunked.cu): a key not selected when it enters gets sel_to = enter = i, an evicted
 // key gets the query that evicts it; each happens in exactly one chunk.
-template <class Sink>
-SKC_HD void topk_walk_step(KeyHeap& top, float uf, int j, int i, int K, Sink& sink) {
+template <class Heap, class Sink>
+SKC_HD void topk_walk_step(Heap& top, float uf, int j, int i, int K, Sink& sink) {
   const uint64_t key = make_key(uf, j);
   if (top.n < K) {
     top.push(key);

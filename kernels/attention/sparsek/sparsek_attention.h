@@ -55,6 +55,7 @@ struct SkSparsekSelectParams {
   const float* u;
   int rows, seq_len, k, window;
   int chunked_fcap;  // chunked pass: fractional-heap entries in shared memory (0: SK_SPARSEK_CHUNKED_FCAP)
+  int chunked_heap_arity;  // chunked pass: the walk's heaps, 4 = 4-ary, else binary (same results)
 };
 
 struct SkSparsekForwardParams {

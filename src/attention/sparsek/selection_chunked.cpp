@@ -245,9 +245,40 @@ CanonicalStartModel canonical_start_gpu_model(const float* u, int64_t n0, int64_
   return m;
 }
 
+namespace {
+
+// The walk of one chunk with heaps of arity A (KeyHeapT): top-k walk, then the tau walk.
+// Returns false on heap overflow; n_sat / n_frac get the end heaps' sizes.
+template <int A, class Sink>
+bool walk_chunk(const float* u, int cs, int ce, int K, int W, std::vector<uint64_t>& top, int n_top,
+                std::vector<uint64_t>& sat, std::vector<uint64_t>& frac, int fr_cap, TauState& ts, CausalSelection& s,
+                Sink& sink, int* n_sat, int* n_frac) {
+  KeyHeapT<A> th{top.data(), n_top, K};
+  for (int i = std::max(cs, W); i < ce; ++i) topk_walk_step(th, u[i - W], i - W, i, K, sink);
+  KeyHeapT<A> sh{sat.data(), *n_sat, K + 1}, fh{frac.data(), *n_frac, fr_cap};
+  bool ok = true;
+  for (int i = cs; i < ce; ++i) {
+    if (i < W) {
+      s.tau[size_t(i)] = -INFINITY;
+      continue;
+    }
+    if (!tau_walk_step(ts, sh, fh, u[i - W], i - W, i, K, sink)) {
+      ok = false;
+      break;
+    }
+    s.tau[size_t(i)] = ts.tau;
+  }
+  *n_sat = sh.n;
+  *n_frac = fh.n;
+  return ok;
+}
+
+}  // namespace
+
 CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, int64_t k, int64_t window, int64_t L,
-                                                   int64_t fcap, ChunkedGpuModelStats* stats) {
-  SK_CHECK(T >= 0 && k >= 1 && window >= 0 && L >= 1 && fcap >= 1, "chunked GPU model: bad arguments");
+                                                   int64_t fcap, ChunkedGpuModelStats* stats, int heap_arity) {
+  SK_CHECK(T >= 0 && k >= 1 && window >= 0 && L >= 1 && fcap >= 1 && (heap_arity == 2 || heap_arity == 4),
+           "chunked GPU model: bad arguments");
   ChunkedGpuModelStats st;
   CausalSelection s = CausalSelection::before_walk(T, k, window);
   for (auto& e : s.keys) e.sel_to = T;  // the kernel's init: sel_to = T until the key enters
@@ -278,26 +309,17 @@ CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, in
     top.resize(size_t(K));
     sat.resize(size_t(K + 1));
     frac.resize(size_t(fr_cap));
-    KeyHeap th{top.data(), int(m.top.size()), K};
-    for (int i = std::max(cs, W); i < ce; ++i) topk_walk_step(th, u[i - W], i - W, i, K, sink);
-    KeyHeap sh{sat.data(), m.n_sat, K + 1}, fh{frac.data(), m.n_frac, fr_cap};
     TauState ts{m.tau, m.sum_frac, m.n_frac > 0 ? key_u(frac[size_t(m.n_frac - 1)]) : -INFINITY, n0};
-    for (int i = cs; i < ce; ++i) {
-      if (i < W) {
-        s.tau[size_t(i)] = -INFINITY;
-        continue;
-      }
-      if (!tau_walk_step(ts, sh, fh, u[i - W], i - W, i, K, sink)) {
-        st.fail |= kFailCapacity;
-        break;
-      }
-      s.tau[size_t(i)] = ts.tau;
-    }
+    int n_sat = m.n_sat, n_frac = m.n_frac;
+    const bool ok = heap_arity == 4
+                        ? walk_chunk<4>(u, cs, ce, K, W, top, int(m.top.size()), sat, frac, fr_cap, ts, s, sink, &n_sat, &n_frac)
+                        : walk_chunk<2>(u, cs, ce, K, W, top, int(m.top.size()), sat, frac, fr_cap, ts, s, sink, &n_sat, &n_frac);
+    if (!ok) st.fail |= kFailCapacity;
     if (st.fail) break;
     End& e = ends[size_t(c + 1)];
-    e = End{ts.tau, ts.sum_frac, sh.n, fh.n, std::vector<uint8_t>(size_t(std::max(0, ce - W)), 0)};
-    for (int x = 0; x < sh.n; ++x) e.state[size_t(key_pos(sat[size_t(x)]))] = 2;
-    for (int x = 0; x < fh.n; ++x) e.state[size_t(key_pos(frac[size_t(x)]))] = 1;
+    e = End{ts.tau, ts.sum_frac, n_sat, n_frac, std::vector<uint8_t>(size_t(std::max(0, ce - W)), 0)};
+    for (int x = 0; x < n_sat; ++x) e.state[size_t(key_pos(sat[size_t(x)]))] = 2;
+    for (int x = 0; x < n_frac; ++x) e.state[size_t(key_pos(frac[size_t(x)]))] = 1;
     starts[size_t(c)] = std::move(m);
   }
   if (!st.fail) {

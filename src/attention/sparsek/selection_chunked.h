@@ -50,7 +50,9 @@ struct ChunkedGpuModelStats {
   int64_t verified = 0;       // of those, equal to the previous chunk's end state
   int64_t first_mismatch = -1;
 };
+// heap_arity: the walk's KeyHeapT (2 or 4; the kernel's SPARSEK_SELECTION_HEAP); no result depends on it.
 CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, int64_t k, int64_t window, int64_t L,
-                                                   int64_t fcap, ChunkedGpuModelStats* stats = nullptr);
+                                                   int64_t fcap, ChunkedGpuModelStats* stats = nullptr,
+                                                   int heap_arity = 2);
 
 }  // namespace sk::attention::sparsek

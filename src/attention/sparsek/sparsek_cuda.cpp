@@ -115,10 +115,13 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   // Selection heaps (global fallback when they do not fit in shared memory); f64 elements keep
   // every row's 16-byte-multiple slice aligned.
   Tensor scratch = Tensor::empty({R, sk_sparsek_select_scratch_bytes(int(k), int(T)) / 8}, DType::F64, u.device());
-  SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window), 0};
+  SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window), 0, 2};
   // SPARSEK_SELECTION_FCAP: the chunked pass's fractional-heap entries in shared memory (unset: the
   // default SK_SPARSEK_CHUNKED_FCAP); fewer fit more blocks per SM, so shorter chunks.
   p.chunked_fcap = int(env_positive("SPARSEK_SELECTION_FCAP"));
+  // SPARSEK_SELECTION_HEAP: "2" (default) or "4": the chunked walk's heaps binary or 4-ary (the same
+  // results; 4-ary halves the levels a pop waits on; opt-in until measured on a GPU).
+  p.chunked_heap_arity = util::env_choice("SPARSEK_SELECTION_HEAP", {"2", "4"}) == 1 ? 4 : 2;
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;

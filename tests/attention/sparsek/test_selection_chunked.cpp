@@ -7,10 +7,12 @@
 // SparsekSelectionChunked.DISABLED_prints_stats prints them on long sequences (not CI).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -195,6 +197,42 @@ TEST(SparsekSelectionGpuModel, CanonicalStartEqualsTauWalkerCanonical) {
   std::printf("[ gpu model ] %lld canonical starts equal TauWalker::canonical\n", (long long)compared);
 }
 
+// KeyHeapT (the walk's heaps), binary and 4-ary: random pushes, pops and top replacements always
+// expose the minimum of the keys held (against a std::multiset), and a sorted array is a valid heap.
+template <int A>
+void check_key_heap(Rng& rng) {
+  std::vector<uint64_t> store(300);
+  sk_selchunk::KeyHeapT<A> h{store.data(), 0, int(store.size())};
+  std::multiset<uint64_t> want;
+  for (int step = 0; step < 20000; ++step) {
+    const int op = int(rng.uniform() * 3);
+    const uint64_t key = (uint64_t(rng.uniform() * 1e6) << 32) | uint64_t(step);  // distinct
+    if (op == 0 || want.empty()) {
+      if (h.push(key)) want.insert(key);
+      else ASSERT_EQ(int64_t(want.size()), int64_t(store.size())) << "push refused below capacity";
+    } else if (op == 1) {
+      h.pop();
+      want.erase(want.begin());
+    } else {
+      h.replace_top(key);
+      want.erase(want.begin());
+      want.insert(key);
+    }
+    ASSERT_EQ(h.n, int64_t(want.size()));
+    if (h.n > 0) ASSERT_EQ(h.a[0], *want.begin()) << "arity " << A << " step " << step;
+  }
+  std::vector<uint64_t> sorted(store.begin(), store.begin() + h.n);
+  std::sort(sorted.begin(), sorted.end());
+  sk_selchunk::KeyHeapT<A> s{sorted.data(), int(sorted.size()), int(sorted.size())};
+  for (auto it = want.begin(); it != want.end(); ++it, s.pop()) ASSERT_EQ(s.a[0], *it) << "arity " << A;
+}
+
+TEST(SparsekSelectionGpuModel, KeyHeapsKeepTheMinimum) {
+  Rng rng(91);
+  check_key_heap<2>(rng);
+  check_key_heap<4>(rng);
+}
+
 // The whole chunked pass as the GPU runs it (model): bitwise equal to causal_selection in every case
 // (verified rows through the chunk walks, the others through the fallback), and for f32 scores of
 // kinds 0-4 every chunk start verifies.
@@ -211,11 +249,13 @@ TEST(SparsekSelectionGpuModel, BitwiseEqualToTheSequentialWalk) {
               std::vector<double> ud(uf.begin(), uf.end());
               const CausalSelection ref = causal_selection(ud.data(), T, k, w);
               ChunkedGpuModelStats st;
-              const CausalSelection got = causal_selection_chunked_gpu_model(uf.data(), T, k, w, L, fcap, &st);
+              // Binary heaps for the first fcap, 4-ary for the second (SPARSEK_SELECTION_HEAP=4).
+              const int arity = fcap == 40 ? 4 : 2;
+              const CausalSelection got = causal_selection_chunked_gpu_model(uf.data(), T, k, w, L, fcap, &st, arity);
               const std::string what = std::string("kind ") + std::to_string(kind) + " T " + std::to_string(T) +
                                        " k " + std::to_string(k) + " w " + std::to_string(w) + " L " +
-                                       std::to_string(L) + " fcap " + std::to_string(fcap) + " fail " +
-                                       std::to_string(st.fail);
+                                       std::to_string(L) + " fcap " + std::to_string(fcap) + " arity " +
+                                       std::to_string(arity) + " fail " + std::to_string(st.fail);
               expect_identical(got, ref, what);
               if (kind <= 4 && fcap > T) EXPECT_EQ(st.fail, 0) << what << ", first mismatch " << st.first_mismatch;
               if (kind == 6 && fcap > T && T > 3 && T / 3 + w < T) EXPECT_NE(st.fail & sk_selchunk::kFailScores, 0) << what;

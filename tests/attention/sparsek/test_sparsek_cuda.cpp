@@ -7,7 +7,8 @@
 //    64-query (and 128-query) tile equals the set of keys selected by any of its queries, within
 //    the cap min(k + 63, T) (spec 4.3 property 3): first the keys uniform over the tile (selected
 //    by every query in one state, checked query by query; their count is cand_uniform), then the
-//    others, each ascending.
+//    others, each ascending. The chunked pass with 4-ary heaps (SPARSEK_SELECTION_HEAP=4) equals
+//    the default bit for bit.
 //  - Forward: out and lse vs sparsek_attention_forward in f64 on the same bf16-rounded q, k, v and
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
@@ -140,6 +141,14 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
   }
   ASSERT_EQ(s.tile_q, 64);
   const std::vector<double> tau = s.tau.cpu().to_vector(), rg = s.ranges.cpu().to_vector();
+  // The chunked walk with 4-ary heaps (SPARSEK_SELECTION_HEAP=4) gives the same tau and ranges bit
+  // for bit (only the heaps' minima are ever read).
+  if (c.variant == kChunkedAuto) {
+    sk::testing::ScopedEnv env("SPARSEK_SELECTION_HEAP", "4");
+    const SparsekCudaSelection s4 = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
+    EXPECT_EQ(s4.tau.cpu().to_vector(), tau) << "4-ary heaps: tau differs";
+    EXPECT_EQ(s4.ranges.cpu().to_vector(), rg) << "4-ary heaps: ranges differ";
+  }
   for (int r = 0; r < kRows; ++r) {
     const CausalSelection ref = causal_selection(rows[r].data(), c.T, c.k, c.w);
     int tau_bad = 0, range_bad = 0;
