@@ -11,6 +11,8 @@
 //        S = Q K^T, dP = dO V^T (mma.sync, fp32), then per element
 //          gate_values: P = exp(a - lse), pv = P m, da = P (m dP - D), dm = P dP
 //          log_mask:    P = exp(a + log m - lse), pv = P, da = P (dP - D), dm = exp(a - lse)(dP - D)
+//        (m_ij as in the forward: on chunks of the tile's uniform keys from u_tile with no
+//        per-element membership or state test, elsewhere from the ranges; sparsek_tile.cuh)
 //        dQ += da K in registers (this block owns its queries: dq = bf16(s dQ + dQ_w), written once);
 //        dK += da^T Q and dV += pv^T dO from bf16 copies of da and pv in shared memory, one 16-key
 //        slice per warp, added to fp32 accumulators with 16-byte vector atomics (red.v4.f32: a
