@@ -64,8 +64,7 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
   const int32_t* cand = p.cand + (static_cast<int64_t>(srow) * n_tiles + tile) * p.cand_cap;
   const int n_cand = min(p.cand_n[static_cast<int64_t>(srow) * n_tiles + tile], p.cand_cap);
   // Candidate chunks [0, n_uniform_chunks) hold uniform keys only (sparsek_attention.h).
-  const int n_uniform_chunks =
-      p.cand_uniform ? min(p.cand_uniform[static_cast<int64_t>(srow) * n_tiles + tile], n_cand) / kBN : 0;
+  const int n_uniform_chunks = uniform_chunk_count(p, static_cast<int64_t>(srow) * n_tiles + tile, n_cand);
 
   const __nv_bfloat16* q = static_cast<const __nv_bfloat16*>(a.q) + b * a.q_stride.batch + h * a.q_stride.head;
   const __nv_bfloat16* k = static_cast<const __nv_bfloat16*>(a.k) + b * a.k_stride.batch + h * a.k_stride.head;

@@ -232,9 +232,9 @@ __global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* _
 
 constexpr int kCandThreads = 256;
 
-// Shared memory of candidates_kernel for rows of T keys: two bit sets over the keys [0, T).
+// Shared memory of candidates_kernel for rows of T keys: two bit sets over the keys [0, T)
+// (200 KB at SK_SPARSEK_CANDIDATES_MAX_T).
 inline int64_t candidates_smem_bytes(int T) { return 2 * ((static_cast<int64_t>(T) + 31) / 32) * 4; }
-constexpr int64_t kCandMaxSmem = 200 * 1024;
 
 // One block per (tile, row): pass 1 marks in shared memory, one bit per key j < q1, the keys of
 // the tile's list, split into uniform ones (in Sel_i for every query of a full tile, in one state
@@ -348,8 +348,8 @@ extern "C" int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, in
   if (rows == 0 || seq_len == 0) return SK_KERNEL_OK;
   if (!ranges || !cand || !cand_n || !cand_uniform) return SK_KERNEL_BAD_ARG;
   const int n_tiles = (seq_len + tile_q - 1) / tile_q;
+  if (rows > 65535 || seq_len > SK_SPARSEK_CANDIDATES_MAX_T) return SK_KERNEL_BAD_ARG;
   const int64_t smem = sk_sparsek::candidates_smem_bytes(seq_len);
-  if (rows > 65535 || smem > sk_sparsek::kCandMaxSmem) return SK_KERNEL_BAD_ARG;  // T > 819,200
   if (cudaFuncSetAttribute(sk_sparsek::candidates_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;

@@ -117,7 +117,9 @@ int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len
 
 // Candidate lists from the key ranges: key j joins the list of tile t when its selected range
 // [sel_from, sel_to) meets the tile's queries [t BQ, (t + 1) BQ); uniform keys first (cand_uniform).
-// T <= 819,200 (two bits per key of shared memory; else SK_KERNEL_BAD_ARG).
+// T <= SK_SPARSEK_CANDIDATES_MAX_T (two bits per key in 200 KB of shared memory; else
+// SK_KERNEL_BAD_ARG).
+#define SK_SPARSEK_CANDIDATES_MAX_T 819200
 int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int tile_q, int cap, int32_t* cand,
                                int32_t* cand_n, int32_t* cand_uniform, cudaStream_t s);
 

@@ -42,6 +42,12 @@ struct ChunkKeys {
   float g[kBN];  // backward: sum over the tile's queries of G_ij (fractional selected entries)
 };
 
+// How many of a tile's candidate chunks hold uniform keys only (sparsek_attention.h,
+// cand_uniform; 0 when p.cand_uniform is null): list entry `list` = srow * NT + tile.
+__device__ __forceinline__ int uniform_chunk_count(const SkSparsekForwardParams& p, int64_t list, int n_cand) {
+  return p.cand_uniform ? min(p.cand_uniform[list], n_cand) / kBN : 0;
+}
+
 // m_ij of a key slot for query `row` from its ranges (the general formula above).
 __device__ __forceinline__ float ranged_mask(const ChunkKeys& m, int slot, int row, float tau_row) {
   if (row < m.frac_from[slot]) return 1.f;
