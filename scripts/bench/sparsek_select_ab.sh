@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of the SparseK selection pass on the GPU machine: `sparsek bench attention --sparsek-only`
 # (k 512, w 512, T 4k-32k) once per variant "BINARY:ENV=VALUE[,ENV=VALUE]" (BINARY a path; ENV
-# empty for none), printing select / fwd+bwd ms per T. Writes $OUT/select-ab-N.json.
+# empty for none), printing select / forward kernel / fwd+bwd ms per T. Writes $OUT/select-ab-N.json.
 #   scripts/bench/sparsek_select_ab.sh VARIANT [VARIANT ...]
 set -u
 out=${OUT:-/tmp/select-ab}
@@ -20,6 +20,6 @@ try:
     rs = [r for r in json.load(open(sys.argv[1]))["results"] if r.get("kind") == "sparsek"]
 except Exception as e:
     print(f"{sys.argv[2]}: no result ({e})"); sys.exit(0)
-print(f"{sys.argv[2]}: " + "  ".join(f"T {r['T']} select {r['select_ms']:.3f} fwd+bwd {r['fwd_bwd_ms']:.3f}" for r in rs))
+print(f"{sys.argv[2]}: " + "  ".join(f"T {r['T']} select {r['select_ms']:.3f} fwdk {r['fwd_kernel_ms']:.3f} fwd+bwd {r['fwd_bwd_ms']:.3f}" for r in rs))
 PY
 done

@@ -20,7 +20,9 @@
 // c + 1's key metadata (ranges, u) is loaded into registers while chunk c is computed and stored
 // to shared memory after it; the default issues those dependent global loads (cand, then the
 // key's ranges) right before chunk c's compute, in the threads that compute it. Same arithmetic
-// (the outputs are bitwise equal; tested).
+// (the outputs are bitwise equal; tested). staged_meta 2 (SPARSEK_SPARSEK_FWD=staged3): the staged
+// kernel at hd 64 / 64-query tiles compiled for 3 blocks per SM (168 registers, ~100 bytes of
+// spills, against 191 and 2 blocks), for latency hiding; same arithmetic, bitwise equal (tested).
 // Tested in tests/attention/sparsek/test_sparsek_cuda.cpp against sparsek_attention_forward.
 #include <cuda_runtime.h>
 
@@ -40,8 +42,8 @@ constexpr int fwd_smem_bytes() {
   return (BQ + 4 * kBN) * D * 2;  // Q + 2 x (K, V)
 }
 
-template <int D, int BQ, bool kStaged>
-__global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const SkSparsekForwardParams p,
+template <int D, int BQ, bool kStaged, int kMinBlocks>
+__global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_kernel(const SkSparsekForwardParams p,
                                                                            __nv_bfloat16* __restrict__ out,
                                                                            float* __restrict__ lse) {
   constexpr int kBQ = BQ, kThreads = threads_of<BQ>();
@@ -277,11 +279,12 @@ __global__ void __launch_bounds__(threads_of<BQ>()) sparsek_forward_kernel(const
   }
 }
 
-template <int D, int BQ, bool kStaged>
+// kMinBlocks: blocks per SM the registers must allow (3: <= 168 per thread at 128 threads).
+template <int D, int BQ, bool kStaged, int kMinBlocks = 1>
 int launch_forward(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
   // kStaged: + the candidate list (cand_cap ints) after the tiles.
   const int smem = fwd_smem_bytes<D, BQ>() + (kStaged ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
-  auto* kernel = sparsek_forward_kernel<D, BQ, kStaged>;
+  auto* kernel = sparsek_forward_kernel<D, BQ, kStaged, kMinBlocks>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.attn.seq_len + BQ - 1) / BQ, p.attn.heads, p.attn.batch);
@@ -291,6 +294,10 @@ int launch_forward(const SkSparsekForwardParams& p, void* out, float* lse, cudaS
 
 template <int BQ>
 int launch_forward_tile(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
+  if constexpr (BQ == 64) {
+    if (p.staged_meta == 2 && p.attn.head_dim == 64 && p.cand_cap <= kMaxStagedCand)
+      return launch_forward<64, BQ, true, 3>(p, out, lse, s);
+  }
   if (p.staged_meta && p.cand_cap <= kMaxStagedCand)  // else the default (shared memory)
     return p.attn.head_dim == 64 ? launch_forward<64, BQ, true>(p, out, lse, s)
                                  : launch_forward<128, BQ, true>(p, out, lse, s);

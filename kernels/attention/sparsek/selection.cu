@@ -246,7 +246,7 @@ __global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRan
                                                                   int32_t* __restrict__ cand_uniform) {
   extern __shared__ uint32_t s_bits[];  // [0, n_words): uniform keys; [n_words, 2 n_words): others
   __shared__ int warp_sum[kCandThreads / 32];
-  __shared__ int n_uniform;
+  __shared__ int n_uniform;  // the uniform keys' count: the end offset of the last uniform word
   const int tile = blockIdx.x, row = blockIdx.y, n_tiles = gridDim.x;
   const int q0 = tile * tile_q, q1 = min(q0 + tile_q, T), q_last = q1 - 1;
   const bool full = q1 - q0 == tile_q;
@@ -254,7 +254,6 @@ __global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRan
   const SkKeyRange* rg = ranges + static_cast<int64_t>(row) * T;
   int32_t* out = cand + (static_cast<int64_t>(row) * n_tiles + tile) * cap;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (threadIdx.x == 0) n_uniform = 0;
   for (int j0 = 0; j0 < q1; j0 += kCandThreads) {  // a key selected by query i is <= i
     const int j = j0 + static_cast<int>(threadIdx.x);
     bool take = false, uniform = false;
@@ -277,7 +276,6 @@ __global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRan
     const int w = w0 + static_cast<int>(threadIdx.x);
     unsigned bits = w < 2 * n_words ? s_bits[w] : 0u;
     const int count = __popc(bits);
-    if (w < n_words && count) atomicAdd(&n_uniform, count);
     int incl = count;
 #pragma unroll
     for (int off = 1; off < 32; off <<= 1) {
@@ -298,6 +296,7 @@ __global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRan
       ++pos;
       bits &= bits - 1u;
     }
+    if (w == n_words - 1) n_uniform = pos;  // read after the loop's last barrier
     base += total;
     __syncthreads();  // warp_sum is rewritten by the next round
   }

@@ -72,7 +72,8 @@ struct SkSparsekForwardParams {
   int cand_cap;
   int tile_q;              // BQ of the candidate lists and of the kernels' blocks (64 or 128)
   int staged_meta;         // forward: 1 = the tile's candidate list staged in shared memory and each
-                           // chunk's key metadata loaded a chunk ahead (forward.cu; SPARSEK_SPARSEK_FWD)
+                           // chunk's key metadata loaded a chunk ahead (forward.cu; SPARSEK_SPARSEK_FWD);
+                           // 2 = 1 compiled for 3 blocks per SM at hd 64, 64-query tiles (else as 1)
   int bwd_variant;         // backward (backward.cu; SPARSEK_SPARSEK_BWD): 0 = one chunk at a time,
                            // per-element shared atomics for G; 1 = G summed by warp shuffles;
                            // 2 = 1 + the K/V gathers and key metadata double buffered (hd 64 only)

@@ -45,8 +45,10 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   p.tile_q = int(sel.tile_q);
   // SPARSEK_SPARSEK_FWD: "staged" (default: the forward's candidate list in shared memory and the
   // chunk metadata loaded a chunk ahead; kernels/attention/sparsek/forward.cu) or "sync" (the
-  // metadata loaded right before each chunk's compute; 11% slower at 16k on an H100, 2026-12-05).
-  p.staged_meta = util::env_choice("SPARSEK_SPARSEK_FWD", {"staged", "sync"}) == 0 ? 1 : 0;
+  // metadata loaded right before each chunk's compute; 11% slower at 16k on an H100, 2026-12-05) or
+  // "staged3" (staged, at hd 64 / 64-query tiles compiled for 3 blocks per SM: <= 168 registers).
+  static constexpr int kStagedOf[] = {1, 0, 2};
+  p.staged_meta = kStagedOf[util::env_choice("SPARSEK_SPARSEK_FWD", {"staged", "sync", "staged3"})];
   // SPARSEK_SPARSEK_BWD: "pipelined" (default: G summed by warp shuffles + the next chunk's
   // gathers issued before this chunk's compute), "gsum" (G by shuffles, one chunk at a time) or
   // "sync" (a shared atomic per fractional element: 2x slower; backward.cu).

@@ -14,8 +14,8 @@
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
 //    (Hu = 1) scores. Tolerances as the flash tests: out relative L2 <= 1e-2 (P and the outputs
 //    are bf16), lse max abs <= 1e-2, at both tile heights (64, 128). The sync forward
-//    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) equals the default staged
-//    one's out and lse bit for bit on every case, and so does the forward with the uniform chunks'
+//    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) and the staged3 one (compiled
+//    for 3 blocks per SM) equal the default staged one's out and lse bit for bit on every case, and so does the forward with the uniform chunks'
 //    fast path off (SPARSEK_SPARSEK_UNIFORM=off). Every backward variant (pipelined, gsum, sync,
 //    pipelined with uniform chunks off).
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
@@ -335,11 +335,12 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
     ASSERT_EQ(fwd.selection.tile_q, std::stoll(tile));
     // The sync forward (SPARSEK_SPARSEK_FWD=sync: the same arithmetic, its loads scheduled a
     // chunk later than the default staged one's) gives the default's out and lse bit for bit.
-    {
-      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", "sync");
-      const SparsekCudaForward sync = sparsek_cuda_forward(q, k, v, u, params);
-      EXPECT_EQ(f64(sync.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " sync forward: out differs";
-      EXPECT_EQ(f64(sync.lse).to_vector(), f64(fwd.lse).to_vector()) << "tile " << tile << " sync forward: lse differs";
+    // So does staged3 (the staged kernel compiled for 3 blocks per SM at hd 64: fewer registers).
+    for (const char* variant : {"sync", "staged3"}) {
+      sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", variant);
+      const SparsekCudaForward other = sparsek_cuda_forward(q, k, v, u, params);
+      EXPECT_EQ(f64(other.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " " << variant << " forward: out differs";
+      EXPECT_EQ(f64(other.lse).to_vector(), f64(fwd.lse).to_vector()) << "tile " << tile << " " << variant << " forward: lse differs";
     }
     // Chunks of uniform keys (cand_uniform; m from one saturated add, no per-element tests) give the
     // general path's values bit for bit: the forward with them switched off is identical.
