@@ -33,21 +33,9 @@ for spec in $variants; do
     --sparsek-t-min "$tmin" --t-max "$tmax" --out "$out/ab-$name.json" > "$out/ab-$name.log" 2>&1
   echo "bench $name rc=$? left $(left)"
 done
-python3 - "$out" $variants <<'PY'
-import json, os, sys
-out, specs = sys.argv[1], sys.argv[2:]
-names = [s.split(":")[0] for s in specs]
-print("variant | T | select ms | fwd kernel ms | fwd+bwd ms (bwd = fwd+bwd - fwd)")
-for n in names:
-    f = f"{out}/ab-{n}.json"
-    if not os.path.exists(f):
-        continue
-    for r in json.load(open(f))["results"]:
-        if r.get("kind") != "sparsek":
-            continue
-        print(f"{n} | {r['T']} | {r['select_ms']:.3f} | {r['fwd_kernel_ms']:.3f} | {r['fwd_bwd_ms']:.3f} "
-              f"(bwd {r['fwd_bwd_ms'] - r['fwd_ms']:.3f})")
-PY
+rows=()
+for spec in $variants; do name=${spec%%:*}; [ -f "$out/ab-$name.json" ] && rows+=("$name=$out/ab-$name.json"); done
+python3 scripts/bench/sparsek_ab_rows.py --header "${rows[@]}"
 pt=${PROFILE_T-16384}
 if [ -n "$pt" ] && command -v ncu > /dev/null && [ "$(left)" -gt 90 ]; then
   first=${variants%% *}

@@ -14,12 +14,5 @@ for spec in "$@"; do
   [ -n "${spec#*:}" ] && IFS=, read -r -a envs <<< "${spec#*:}"
   env "${envs[@]}" timeout 90 "$bin" bench attention --sparsek-only --sparsek-k 512 --sparsek-window 512 \
     --sparsek-t-min 4096 --t-max 32768 --out "$out/select-ab-$n.json" > "$out/select-ab-$n.log" 2>&1
-  python3 - "$out/select-ab-$n.json" "$spec" <<'PY'
-import json, sys
-try:
-    rs = [r for r in json.load(open(sys.argv[1]))["results"] if r.get("kind") == "sparsek"]
-except Exception as e:
-    print(f"{sys.argv[2]}: no result ({e})"); sys.exit(0)
-print(f"{sys.argv[2]}: " + "  ".join(f"T {r['T']} select {r['select_ms']:.3f} fwdk {r['fwd_kernel_ms']:.3f} fwd+bwd {r['fwd_bwd_ms']:.3f}" for r in rs))
-PY
+  python3 "$(dirname "$0")/sparsek_ab_rows.py" "$spec=$out/select-ab-$n.json"
 done
