@@ -14,5 +14,6 @@ for spec in "$@"; do
   [ -n "${spec#*:}" ] && IFS=, read -r -a envs <<< "${spec#*:}"
   env "${envs[@]}" timeout 90 "$bin" bench attention --sparsek-only --sparsek-k 512 --sparsek-window 512 \
     --sparsek-t-min 4096 --t-max 32768 --out "$out/select-ab-$n.json" > "$out/select-ab-$n.log" 2>&1
-  python3 "$(dirname "$0")/sparsek_ab_rows.py" "$spec=$out/select-ab-$n.json"
+  header=(); [ $n = 1 ] && header=(--header)
+  python3 "$(dirname "$0")/sparsek_ab_rows.py" "${header[@]}" "$spec=$out/select-ab-$n.json"
 done

@@ -294,13 +294,13 @@ int launch_forward(const SkSparsekForwardParams& p, void* out, float* lse, cudaS
 
 template <int BQ>
 int launch_forward_tile(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
-  if constexpr (BQ == 64) {
-    if (p.staged_meta == 2 && p.attn.head_dim == 64 && p.cand_cap <= kMaxStagedCand)
-      return launch_forward<64, BQ, true, 3>(p, out, lse, s);
+  if (p.staged_meta && p.cand_cap <= kMaxStagedCand) {  // else the default (shared memory)
+    if (p.attn.head_dim != 64) return launch_forward<128, BQ, true>(p, out, lse, s);
+    if constexpr (BQ == 64) {
+      if (p.staged_meta == 2) return launch_forward<64, BQ, true, 3>(p, out, lse, s);  // staged3
+    }
+    return launch_forward<64, BQ, true>(p, out, lse, s);
   }
-  if (p.staged_meta && p.cand_cap <= kMaxStagedCand)  // else the default (shared memory)
-    return p.attn.head_dim == 64 ? launch_forward<64, BQ, true>(p, out, lse, s)
-                                 : launch_forward<128, BQ, true>(p, out, lse, s);
   return p.attn.head_dim == 64 ? launch_forward<64, BQ, false>(p, out, lse, s)
                                : launch_forward<128, BQ, false>(p, out, lse, s);
 }

@@ -14,9 +14,9 @@
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
 //    (Hu = 1) scores. Tolerances as the flash tests: out relative L2 <= 1e-2 (P and the outputs
 //    are bf16), lse max abs <= 1e-2, at both tile heights (64, 128). The sync forward
-//    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) and the staged3 one (compiled
-//    for 3 blocks per SM) equal the default staged one's out and lse bit for bit on every case, and so does the forward with the uniform chunks'
-//    fast path off (SPARSEK_SPARSEK_UNIFORM=off). Every backward variant (pipelined, gsum, sync,
+//    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) and the staged3 one
+//    (compiled for 3 blocks per SM) equal the default staged one's out and lse bit for bit on every
+//    case, and so does the forward with the uniform chunks' fast path off (SPARSEK_SPARSEK_UNIFORM=off). Every backward variant (pipelined, gsum, sync,
 //    pipelined with uniform chunks off).
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
 //    flash tests); du relative L2 <= 1e-2 and max abs <= 1e-2 max|du_ref| (why: at the check), or
