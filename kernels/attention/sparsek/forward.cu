@@ -15,14 +15,15 @@
 // K/V chunks are double buffered with cp.async (flash_tile.cuh helpers); the chunk's key
 // positions and ranges are staged in shared memory with it. S = Q K^T and O += P V on mma.sync
 // m16n8k16 (bf16 in, fp32 accumulate); P is rounded to bf16 for P V as in the flash kernels.
-// kStaged (SkSparsekForwardParams::staged_meta; the default, 11% faster at 16k on an H100): the tile's candidate list
+// kStaged (SkSparsekForwardParams::staged_meta 1 or 2; 11% faster than sync at 16k on an H100): the tile's candidate list
 // is copied to shared memory once, so the gathers' row addresses need no global load, and chunk
 // c + 1's key metadata (ranges, u) is loaded into registers while chunk c is computed and stored
-// to shared memory after it; the default issues those dependent global loads (cand, then the
+// to shared memory after it; the sync path (staged_meta 0) issues those dependent global loads (cand, then the
 // key's ranges) right before chunk c's compute, in the threads that compute it. Same arithmetic
-// (the outputs are bitwise equal; tested). staged_meta 2 (SPARSEK_SPARSEK_FWD=staged3): the staged
-// kernel at hd 64 / 64-query tiles compiled for 3 blocks per SM (168 registers, ~100 bytes of
-// spills, against 191 and 2 blocks), for latency hiding; same arithmetic, bitwise equal (tested).
+// (the outputs are bitwise equal; tested). staged_meta 2 (SPARSEK_SPARSEK_FWD=staged3, the default):
+// the staged kernel at hd 64 / 64-query tiles compiled for 3 blocks per SM (168 registers, ~100
+// bytes of spills, against 191 and 2 blocks), for latency hiding: 1.97 -> 1.74 ms at 16k (H100,
+// 2026-12-05); same arithmetic, bitwise equal (tested).
 // Tested in tests/attention/sparsek/test_sparsek_cuda.cpp against sparsek_attention_forward.
 #include <cuda_runtime.h>
 

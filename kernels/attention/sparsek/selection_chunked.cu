@@ -513,8 +513,8 @@ extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int 
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     const int64_t smem = chunk_smem_bytes(k, fcap > 0 ? fcap : SK_SPARSEK_CHUNKED_FCAP);
-    if (cudaFuncSetAttribute(chunk_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, chunk_kernel<2>, kThreads, size_t(smem));
+    if (cudaFuncSetAttribute(chunk_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, chunk_kernel<4>, kThreads, size_t(smem));
     if (per_sm < 1) per_sm = 1;
     int per_row = int(int64_t(per_sm) * sms / rows);
     if (per_row < 1) per_row = 1;

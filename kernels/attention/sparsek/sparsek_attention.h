@@ -55,7 +55,7 @@ struct SkSparsekSelectParams {
   const float* u;
   int rows, seq_len, k, window;
   int chunked_fcap;  // chunked pass: fractional-heap entries in shared memory (0: SK_SPARSEK_CHUNKED_FCAP)
-  int chunked_heap_arity;  // chunked pass: the walk's heaps, 4 = 4-ary, else binary (same results)
+  int chunked_heap_arity;  // chunked pass: the walk's heaps, 4 = 4-ary (the default), else binary (same results)
 };
 
 struct SkSparsekForwardParams {
@@ -73,7 +73,8 @@ struct SkSparsekForwardParams {
   int tile_q;              // BQ of the candidate lists and of the kernels' blocks (64 or 128)
   int staged_meta;         // forward: 1 = the tile's candidate list staged in shared memory and each
                            // chunk's key metadata loaded a chunk ahead (forward.cu; SPARSEK_SPARSEK_FWD);
-                           // 2 = 1 compiled for 3 blocks per SM at hd 64, 64-query tiles (else as 1)
+                           // 2 = 1 compiled for 3 blocks per SM at hd 64, 64-query tiles (else as 1;
+                           // the default); 0 = metadata loaded right before each chunk
   int bwd_variant;         // backward (backward.cu; SPARSEK_SPARSEK_BWD): 0 = one chunk at a time,
                            // per-element shared atomics for G; 1 = G summed by warp shuffles;
                            // 2 = 1 + the K/V gathers and key metadata double buffered (hd 64 only)

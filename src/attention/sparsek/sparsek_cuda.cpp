@@ -43,12 +43,13 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
                                                                                   : nullptr;
   p.cand_cap = int(sel.cap);
   p.tile_q = int(sel.tile_q);
-  // SPARSEK_SPARSEK_FWD: "staged" (default: the forward's candidate list in shared memory and the
-  // chunk metadata loaded a chunk ahead; kernels/attention/sparsek/forward.cu) or "sync" (the
-  // metadata loaded right before each chunk's compute; 11% slower at 16k on an H100, 2026-12-05) or
-  // "staged3" (staged, at hd 64 / 64-query tiles compiled for 3 blocks per SM: <= 168 registers).
-  static constexpr int kStagedOf[] = {1, 0, 2};
-  p.staged_meta = kStagedOf[util::env_choice("SPARSEK_SPARSEK_FWD", {"staged", "sync", "staged3"})];
+  // SPARSEK_SPARSEK_FWD: "staged3" (default: the forward's candidate list in shared memory, the
+  // chunk metadata loaded a chunk ahead, and at hd 64 / 64-query tiles compiled for 3 blocks per SM;
+  // kernels/attention/sparsek/forward.cu; 12% faster than "staged" at 16k on an H100, 2026-12-05),
+  // "staged" (the same at 2 blocks per SM) or "sync" (the metadata loaded right before each chunk's
+  // compute; 11% slower than "staged" at 16k on an H100, 2026-12-05).
+  static constexpr int kStagedOf[] = {2, 1, 0};
+  p.staged_meta = kStagedOf[util::env_choice("SPARSEK_SPARSEK_FWD", {"staged3", "staged", "sync"})];
   // SPARSEK_SPARSEK_BWD: "pipelined" (default: G summed by warp shuffles + the next chunk's
   // gathers issued before this chunk's compute), "gsum" (G by shuffles, one chunk at a time) or
   // "sync" (a shared atomic per fractional element: 2x slower; backward.cu).
@@ -122,9 +123,9 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   // SPARSEK_SELECTION_FCAP: the chunked pass's fractional-heap entries in shared memory (unset: the
   // default SK_SPARSEK_CHUNKED_FCAP); fewer fit more blocks per SM, so shorter chunks.
   p.chunked_fcap = int(env_positive("SPARSEK_SELECTION_FCAP"));
-  // SPARSEK_SELECTION_HEAP: "2" (default) or "4": the chunked walk's heaps binary or 4-ary (the same
-  // results; 4-ary halves the levels a pop waits on; opt-in until measured on a GPU).
-  p.chunked_heap_arity = util::env_choice("SPARSEK_SELECTION_HEAP", {"2", "4"}) == 1 ? 4 : 2;
+  // SPARSEK_SELECTION_HEAP: "4" (default) or "2": the chunked walk's heaps 4-ary or binary (the same
+  // results; 4-ary halves the levels a pop waits on: chunk kernel 2.34 -> 2.09 ms at 16k, H100).
+  p.chunked_heap_arity = util::env_choice("SPARSEK_SELECTION_HEAP", {"4", "2"}) == 0 ? 4 : 2;
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;

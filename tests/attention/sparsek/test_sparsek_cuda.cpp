@@ -7,15 +7,15 @@
 //    64-query (and 128-query) tile equals the set of keys selected by any of its queries, within
 //    the cap min(k + 63, T) (spec 4.3 property 3): first the keys uniform over the tile (selected
 //    by every query in one state, checked query by query; their count is cand_uniform), then the
-//    others, each ascending. The chunked pass with 4-ary heaps (SPARSEK_SELECTION_HEAP=4) equals
-//    the default bit for bit.
+//    others, each ascending. The chunked pass with binary heaps (SPARSEK_SELECTION_HEAP=2) equals
+//    the default (4-ary) bit for bit.
 //  - Forward: out and lse vs sparsek_attention_forward in f64 on the same bf16-rounded q, k, v and
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
 //    (Hu = 1) scores. Tolerances as the flash tests: out relative L2 <= 1e-2 (P and the outputs
 //    are bf16), lse max abs <= 1e-2, at both tile heights (64, 128). The sync forward
-//    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) and the staged3 one
-//    (compiled for 3 blocks per SM) equal the default staged one's out and lse bit for bit on every
+//    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) and the staged one at 2
+//    blocks per SM equal the default (staged3: 3 blocks per SM at hd 64) out and lse bit for bit on every
 //    case, and so does the forward with the uniform chunks' fast path off (SPARSEK_SPARSEK_UNIFORM=off). Every backward variant (pipelined, gsum, sync,
 //    pipelined with uniform chunks off).
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
@@ -141,13 +141,13 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
   }
   ASSERT_EQ(s.tile_q, 64);
   const std::vector<double> tau = s.tau.cpu().to_vector(), rg = s.ranges.cpu().to_vector();
-  // The chunked walk with 4-ary heaps (SPARSEK_SELECTION_HEAP=4) gives the same tau and ranges bit
-  // for bit (only the heaps' minima are ever read).
+  // The chunked walk with binary heaps (SPARSEK_SELECTION_HEAP=2; the default is 4-ary) gives the
+  // same tau and ranges bit for bit (only the heaps' minima are ever read).
   if (c.variant == kChunkedAuto) {
-    sk::testing::ScopedEnv env("SPARSEK_SELECTION_HEAP", "4");
-    const SparsekCudaSelection s4 = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
-    EXPECT_EQ(s4.tau.cpu().to_vector(), tau) << "4-ary heaps: tau differs";
-    EXPECT_EQ(s4.ranges.cpu().to_vector(), rg) << "4-ary heaps: ranges differ";
+    sk::testing::ScopedEnv env("SPARSEK_SELECTION_HEAP", "2");
+    const SparsekCudaSelection s2 = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
+    EXPECT_EQ(s2.tau.cpu().to_vector(), tau) << "binary heaps: tau differs";
+    EXPECT_EQ(s2.ranges.cpu().to_vector(), rg) << "binary heaps: ranges differ";
   }
   for (int r = 0; r < kRows; ++r) {
     const CausalSelection ref = causal_selection(rows[r].data(), c.T, c.k, c.w);
@@ -334,9 +334,9 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
     SparsekCudaForward fwd = sparsek_cuda_forward(q, k, v, u, params);
     ASSERT_EQ(fwd.selection.tile_q, std::stoll(tile));
     // The sync forward (SPARSEK_SPARSEK_FWD=sync: the same arithmetic, its loads scheduled a
-    // chunk later than the default staged one's) gives the default's out and lse bit for bit.
-    // So does staged3 (the staged kernel compiled for 3 blocks per SM at hd 64: fewer registers).
-    for (const char* variant : {"sync", "staged3"}) {
+    // chunk later than the staged ones') gives the default's out and lse bit for bit. So does
+    // staged (the default staged3 kernel compiled for 2 blocks per SM: more registers).
+    for (const char* variant : {"sync", "staged"}) {
       sk::testing::ScopedEnv env("SPARSEK_SPARSEK_FWD", variant);
       const SparsekCudaForward other = sparsek_cuda_forward(q, k, v, u, params);
       EXPECT_EQ(f64(other.out).to_vector(), f64(fwd.out).to_vector()) << "tile " << tile << " " << variant << " forward: out differs";
