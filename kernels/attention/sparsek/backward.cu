@@ -119,8 +119,8 @@ __device__ __forceinline__ void accumulate_keys(uint32_t sX, uint32_t sY, const 
   }
 }
 
-template <int D, int BQ, bool kGsum, bool kPipelined>
-__global__ void __launch_bounds__(threads_of<BQ>()) sparsek_backward_kernel(
+template <int D, int BQ, bool kGsum, bool kPipelined, int kMinBlocks = 1>
+__global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_backward_kernel(
     const SkSparsekForwardParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides dstr,
     const __nv_bfloat16* __restrict__ outp, const float* __restrict__ lse, __nv_bfloat16* __restrict__ dq,
     const __nv_bfloat16* __restrict__ wgrad, float* __restrict__ dk_acc, float* __restrict__ dv_acc, float* __restrict__ g_row, float* __restrict__ g_key) {
@@ -509,13 +509,13 @@ __global__ void __launch_bounds__(kDuThreads) du_kernel(const SkKeyRange* __rest
   }
 }
 
-template <int D, int BQ, bool kGsum, bool kPipelined>
+template <int D, int BQ, bool kGsum, bool kPipelined, int kMinBlocks = 1>
 int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashStrides ds, const void* out,
                     const float* lse, void* dq, const void* wgrad, float* dk_acc, float* dv_acc, float* g_row,
                     float* g_key, cudaStream_t s) {
   // kPipelined: + the candidate list (cand_cap ints) after the tiles.
   const int smem = bwd_smem_bytes<D, BQ, kPipelined>() + (kPipelined ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
-  auto* kernel = sparsek_backward_kernel<D, BQ, kGsum, kPipelined>;
+  auto* kernel = sparsek_backward_kernel<D, BQ, kGsum, kPipelined, kMinBlocks>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   dim3 grid((p.attn.seq_len + BQ - 1) / BQ, p.attn.heads, p.attn.batch);
@@ -525,13 +525,18 @@ int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashSt
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
-// The backward kernel of `variant` (0 sync, 1 gsum, 2 pipelined: hd 64 only) for tiles of BQ.
+// The backward kernel of `variant` (0 sync, 1 gsum, 2 pipelined: hd 64 only; 3 pipelined compiled
+// for 3 blocks per SM: hd 64, 64-query tiles, else as 2) for tiles of BQ.
 template <int BQ>
 int launch_backward_variant(const SkSparsekForwardParams& p, int variant, const void* dout, SkFlashStrides ds,
                             const void* out, const float* lse, void* dq, const void* wgrad, float* dk_acc,
                             float* dv_acc, float* g_row, float* g_key, cudaStream_t s) {
   if (p.attn.head_dim == 64) {
-    if (variant == 2) return launch_backward<64, BQ, true, true>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+    if constexpr (BQ == 64) {
+      if (variant == 3)
+        return launch_backward<64, BQ, true, true, 3>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+    }
+    if (variant >= 2) return launch_backward<64, BQ, true, true>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
     if (variant == 1) return launch_backward<64, BQ, true, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
     return launch_backward<64, BQ, false, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
   }
@@ -573,7 +578,7 @@ extern "C" int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const v
   zero_kernel<<<256, 256, 0, s>>>(g_row, rows * T);
   zero_kernel<<<256, 256, 0, s>>>(g_key, rows * T);
   const void* wg = window ? wgrad : nullptr;
-  const int variant = p->bwd_variant == 2 && (D != 64 || p->cand_cap > kMaxStagedCand) ? 1 : p->bwd_variant;
+  const int variant = p->bwd_variant >= 2 && (D != 64 || p->cand_cap > kMaxStagedCand) ? 1 : p->bwd_variant;
   int st = SK_KERNEL_BAD_ARG;
   if (p->tile_q == SK_SPARSEK_TILE_Q)
     st = launch_backward_variant<SK_SPARSEK_TILE_Q>(*p, variant, dout, dout_stride, out, lse, dq, wg, dk_acc, dv_acc,

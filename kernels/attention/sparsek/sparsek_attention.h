@@ -77,7 +77,8 @@ struct SkSparsekForwardParams {
                            // the default); 0 = metadata loaded right before each chunk
   int bwd_variant;         // backward (backward.cu; SPARSEK_SPARSEK_BWD): 0 = one chunk at a time,
                            // per-element shared atomics for G; 1 = G summed by warp shuffles;
-                           // 2 = 1 + the K/V gathers and key metadata double buffered (hd 64 only)
+                           // 2 = 1 + the K/V gathers and key metadata double buffered (hd 64 only);
+                           // 3 = 2 compiled for 3 blocks per SM (hd 64, 64-query tiles; else as 2)
 };
 
 #ifdef __cplusplus

@@ -52,9 +52,10 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   p.staged_meta = kStagedOf[util::env_choice("SPARSEK_SPARSEK_FWD", {"staged3", "staged", "sync"})];
   // SPARSEK_SPARSEK_BWD: "pipelined" (default: G summed by warp shuffles + the next chunk's
   // gathers issued before this chunk's compute), "gsum" (G by shuffles, one chunk at a time) or
-  // "sync" (a shared atomic per fractional element: 2x slower; backward.cu).
-  static constexpr int kBwdVariantOf[] = {2, 1, 0};
-  p.bwd_variant = kBwdVariantOf[util::env_choice("SPARSEK_SPARSEK_BWD", {"pipelined", "gsum", "sync"})];
+  // "sync" (a shared atomic per fractional element: 2x slower; backward.cu), or "pipelined3"
+  // (pipelined, at hd 64 / 64-query tiles compiled for 3 blocks per SM; opt-in until measured).
+  static constexpr int kBwdVariantOf[] = {2, 1, 0, 3};
+  p.bwd_variant = kBwdVariantOf[util::env_choice("SPARSEK_SPARSEK_BWD", {"pipelined", "gsum", "sync", "pipelined3"})];
   return p;
 }
 

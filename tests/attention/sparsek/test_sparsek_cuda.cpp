@@ -357,7 +357,7 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
     EXPECT_LE(out.rel_l2, 1e-2) << "tile " << tile << " out " << out.str();
     EXPECT_LE(lse.max_abs, 1e-2) << "tile " << tile << " lse " << lse.str();
     // Every backward variant (SPARSEK_SPARSEK_BWD; backward.cu) against the reference.
-    for (const char* variant : {"sync", "gsum", "pipelined", "pipelined/uniform off"}) {
+    for (const char* variant : {"sync", "gsum", "pipelined", "pipelined3", "pipelined/uniform off"}) {
       const std::string name(variant);
       sk::testing::ScopedEnv env("SPARSEK_SPARSEK_BWD", name.substr(0, name.find('/')).c_str());
       sk::testing::ScopedEnv uniform_env("SPARSEK_SPARSEK_UNIFORM", name.find('/') == std::string::npos ? "on" : "off");
