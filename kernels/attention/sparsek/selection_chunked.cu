@@ -175,9 +175,12 @@ __global__ void init_kernel(int T, int W, SkKeyRange* __restrict__ ranges, int* 
   if (blockIdx.x == 0 && threadIdx.x == 0) failed[row] = 0;
 }
 
-// kArity: the walk's heaps (KeyHeapT: 2 or 4 children per node; the same results).
-template <int kArity>
-__global__ void __launch_bounds__(kThreads) chunk_kernel(const SkSparsekSelectParams p, int L, int chunks, int fcap,
+// kArity: the walk's heaps (KeyHeapT: 2 or 4 children per node; the same results). kMinBlocks:
+// resident blocks per SM the registers are budgeted for (0: unspecified, ptxas takes 48 registers,
+// so 5 blocks per SM; 8: <= 32 registers, for the dense variant, whose smaller fractional heap in shared
+// memory lets 8 blocks fit: more walkers per SM, hence shorter chunks). The same code and results.
+template <int kArity, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSparsekSelectParams p, int L, int chunks, int fcap,
                                                          double* __restrict__ tau_out,
                                                          SkKeyRange* __restrict__ ranges_out, int* __restrict__ failed,
                                                          void* scratch_base) {
@@ -499,9 +502,19 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(int T, int K, int W, i
   if (threadIdx.x == 0 && s_bad) failed[row] |= kFailVerify;
 }
 
+// The chunk kernel of a call: arity 4 or 2; dense: compiled for 8 blocks per SM.
+using ChunkKernelFn = void (*)(const SkSparsekSelectParams, int, int, int, double*, SkKeyRange*, int*, void*);
+ChunkKernelFn chunk_kernel_of(int arity, int dense) {
+  if (dense) return chunk_kernel<4, 8>;
+  return arity == 2 ? chunk_kernel<2, 0> : chunk_kernel<4, 0>;
+}
+int fcap_of(int fcap, int dense) {
+  return fcap > 0 ? fcap : dense ? SK_SPARSEK_CHUNKED_FCAP_DENSE : SK_SPARSEK_CHUNKED_FCAP;
+}
+
 }  // namespace sk_selchunk
 
-extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap,
+extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap, int dense,
                                               int* out_chunk_len, int* out_chunks, int64_t* out_scratch_bytes) {
   using namespace sk_selchunk;
   if (rows < 1 || k < 1 || seq_len < 1 || !out_chunk_len || !out_chunks || !out_scratch_bytes) return SK_KERNEL_BAD_ARG;
@@ -512,9 +525,10 @@ extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int 
     int dev = 0, sms = 132, per_sm = 4;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    const int64_t smem = chunk_smem_bytes(k, fcap > 0 ? fcap : SK_SPARSEK_CHUNKED_FCAP);
-    if (cudaFuncSetAttribute(chunk_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, chunk_kernel<4>, kThreads, size_t(smem));
+    const int64_t smem = chunk_smem_bytes(k, fcap_of(fcap, dense));
+    ChunkKernelFn kernel = chunk_kernel_of(4, dense);
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, size_t(smem));
     if (per_sm < 1) per_sm = 1;
     int per_row = int(int64_t(per_sm) * sms / rows);
     if (per_row < 1) per_row = 1;
@@ -542,9 +556,9 @@ extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, in
   const int T = p->seq_len;
   init_kernel<<<dim3((T + 255) / 256, p->rows), 256, 0, s>>>(T, p->window, ranges, failed);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
-  const int fcap = p->chunked_fcap > 0 ? p->chunked_fcap : SK_SPARSEK_CHUNKED_FCAP;
+  const int fcap = fcap_of(p->chunked_fcap, p->chunked_dense);
   const int64_t smem = chunk_smem_bytes(p->k, fcap);
-  auto* kernel = p->chunked_heap_arity == 4 ? chunk_kernel<4> : chunk_kernel<2>;
+  ChunkKernelFn kernel = chunk_kernel_of(p->chunked_heap_arity, p->chunked_dense);
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
   kernel<<<dim3(chunks, p->rows), kThreads, size_t(smem), s>>>(*p, chunk_len, chunks, fcap, tau, ranges, failed,

@@ -56,6 +56,8 @@ struct SkSparsekSelectParams {
   int rows, seq_len, k, window;
   int chunked_fcap;  // chunked pass: fractional-heap entries in shared memory (0: SK_SPARSEK_CHUNKED_FCAP)
   int chunked_heap_arity;  // chunked pass: the walk's heaps, 4 = 4-ary (the default), else binary (same results)
+  int chunked_dense;       // chunked pass: 1 = the chunk kernel compiled for 8 blocks per SM (4-ary heaps;
+                           // fractional heap default SK_SPARSEK_CHUNKED_FCAP_DENSE), 0 = the default one
 };
 
 struct SkSparsekForwardParams {
@@ -107,12 +109,14 @@ int sk_cuda_sparsek_select_rows(const SkSparsekSelectParams* p, const int* only_
 // `scratch` above). failed: (R) int32 out, 0 for a verified row, else the kFail* bits of selection_chunked_common.h.
 // Plan first: chunk_len 0 = automatic (fills the GPU's resident blocks once, at least
 // SK_SPARSEK_CHUNKED_MIN_LEN, for the shared memory of fcap fractional-heap entries, 0 = the
-// default); returns the chunk length, the chunk count and the bytes of chunk_scratch (16-byte
+// default, and the chunk kernel of `dense`, SkSparsekSelectParams::chunked_dense); returns the chunk length, the chunk count and the bytes of chunk_scratch (16-byte
 // aligned). k must be <= SK_SPARSEK_CHUNKED_MAX_K.
 #define SK_SPARSEK_CHUNKED_MAX_K 2048
 #define SK_SPARSEK_CHUNKED_FCAP 4096
+// The dense chunk kernel's default (8 blocks of 256 threads per SM fit in shared memory at k <= 512).
+#define SK_SPARSEK_CHUNKED_FCAP_DENSE 2048
 #define SK_SPARSEK_CHUNKED_MIN_LEN 256
-int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap, int* out_chunk_len,
+int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap, int dense, int* out_chunk_len,
                                    int* out_chunks, int64_t* out_scratch_bytes);
 int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len, int chunks, double* tau,
                                    SkKeyRange* ranges, int* failed, void* chunk_scratch, void* seq_scratch,

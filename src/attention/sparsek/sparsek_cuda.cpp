@@ -120,13 +120,18 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   // Selection heaps (global fallback when they do not fit in shared memory); f64 elements keep
   // every row's 16-byte-multiple slice aligned.
   Tensor scratch = Tensor::empty({R, sk_sparsek_select_scratch_bytes(int(k), int(T)) / 8}, DType::F64, u.device());
-  SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window), 0, 2};
+  SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window), 0, 4, 0};
   // SPARSEK_SELECTION_FCAP: the chunked pass's fractional-heap entries in shared memory (unset: the
   // default SK_SPARSEK_CHUNKED_FCAP); fewer fit more blocks per SM, so shorter chunks.
   p.chunked_fcap = int(env_positive("SPARSEK_SELECTION_FCAP"));
   // SPARSEK_SELECTION_HEAP: "4" (default) or "2": the chunked walk's heaps 4-ary or binary (the same
   // results; 4-ary halves the levels a pop waits on: chunk kernel 2.34 -> 2.09 ms at 16k, H100).
   p.chunked_heap_arity = util::env_choice("SPARSEK_SELECTION_HEAP", {"4", "2"}) == 0 ? 4 : 2;
+  // SPARSEK_SELECTION_BLOCKS: "5" (default) or "8": the chunk kernel's registers budgeted for 8
+  // resident blocks per SM, with a fractional heap of SK_SPARSEK_CHUNKED_FCAP_DENSE entries in
+  // shared memory (unless SPARSEK_SELECTION_FCAP says otherwise): more walkers per SM, shorter
+  // chunks (4-ary heaps; the same results; opt-in until measured).
+  p.chunked_dense = util::env_choice("SPARSEK_SELECTION_BLOCKS", {"5", "8"}) == 1 ? 1 : 0;
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;
@@ -136,7 +141,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   int64_t chunk_bytes = 0;
   if (chunk_ok && pass != SelectionPass::Sequential)
     SK_KERNEL_CHECK(sk_sparsek_select_chunked_plan(int(R), int(k), int(T), int(std::min<int64_t>(chunk_len, T)),
-                                                   p.chunked_fcap, &L,
+                                                   p.chunked_fcap, p.chunked_dense, &L,
                                                    &C, &chunk_bytes));
   if (pass == SelectionPass::Auto) pass = chunk_ok && T >= 2 * int64_t(L) ? SelectionPass::Chunked : SelectionPass::Sequential;
   if (pass == SelectionPass::Chunked && chunk_ok) {

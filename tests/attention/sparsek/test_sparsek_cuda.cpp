@@ -7,8 +7,8 @@
 //    64-query (and 128-query) tile equals the set of keys selected by any of its queries, within
 //    the cap min(k + 63, T) (spec 4.3 property 3): first the keys uniform over the tile (selected
 //    by every query in one state, checked query by query; their count is cand_uniform), then the
-//    others, each ascending. The chunked pass with binary heaps (SPARSEK_SELECTION_HEAP=2) equals
-//    the default (4-ary) bit for bit.
+//    others, each ascending. The chunked pass with binary heaps (SPARSEK_SELECTION_HEAP=2) and the
+//    dense chunk kernel (SPARSEK_SELECTION_BLOCKS=8) equal the default bit for bit.
 //  - Forward: out and lse vs sparsek_attention_forward in f64 on the same bf16-rounded q, k, v and
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
@@ -148,6 +148,14 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
     const SparsekCudaSelection s2 = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
     EXPECT_EQ(s2.tau.cpu().to_vector(), tau) << "binary heaps: tau differs";
     EXPECT_EQ(s2.ranges.cpu().to_vector(), rg) << "binary heaps: ranges differ";
+  }
+  // So does the dense chunk kernel (SPARSEK_SELECTION_BLOCKS=8: 8 blocks per SM, a smaller
+  // fractional heap in shared memory, hence more chunks and more heaps in global memory).
+  if (c.variant == kChunkedAuto) {
+    sk::testing::ScopedEnv env("SPARSEK_SELECTION_BLOCKS", "8");
+    const SparsekCudaSelection s8 = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
+    EXPECT_EQ(s8.tau.cpu().to_vector(), tau) << "dense chunk kernel: tau differs";
+    EXPECT_EQ(s8.ranges.cpu().to_vector(), rg) << "dense chunk kernel: ranges differ";
   }
   for (int r = 0; r < kRows; ++r) {
     const CausalSelection ref = causal_selection(rows[r].data(), c.T, c.k, c.w);
