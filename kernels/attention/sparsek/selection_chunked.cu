@@ -177,8 +177,9 @@ __global__ void init_kernel(int T, int W, SkKeyRange* __restrict__ ranges, int* 
 
 // kArity: the walk's heaps (KeyHeapT: 2 or 4 children per node; the same results). kMinBlocks:
 // resident blocks per SM the registers are budgeted for (0: unspecified, ptxas takes 48 registers,
-// so 5 blocks per SM; 8: <= 32 registers, for the dense variant, whose smaller fractional heap in shared
-// memory lets 8 blocks fit: more walkers per SM, hence shorter chunks). The same code and results.
+// so 5 blocks per SM; 8: <= 32 registers, for the dense variant (the default), whose smaller fractional
+// heap in shared memory lets 8 blocks fit: more walkers per SM, hence shorter chunks). The same code and
+// results.
 template <int kArity, int kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSparsekSelectParams p, int L, int chunks, int fcap,
                                                          double* __restrict__ tau_out,
@@ -502,11 +503,11 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(int T, int K, int W, i
   if (threadIdx.x == 0 && s_bad) failed[row] |= kFailVerify;
 }
 
-// The chunk kernel of a call: arity 4 or 2; dense: compiled for 8 blocks per SM.
+// The chunk kernel of a call: arity 4 or 2; dense (the default): compiled for 8 blocks per SM.
 using ChunkKernelFn = void (*)(const SkSparsekSelectParams, int, int, int, double*, SkKeyRange*, int*, void*);
 ChunkKernelFn chunk_kernel_of(int arity, int dense) {
-  if (dense) return chunk_kernel<4, 8>;
-  return arity == 2 ? chunk_kernel<2, 0> : chunk_kernel<4, 0>;
+  if (arity == 2) return dense ? chunk_kernel<2, 8> : chunk_kernel<2, 0>;
+  return dense ? chunk_kernel<4, 8> : chunk_kernel<4, 0>;
 }
 int fcap_of(int fcap, int dense) {
   return fcap > 0 ? fcap : dense ? SK_SPARSEK_CHUNKED_FCAP_DENSE : SK_SPARSEK_CHUNKED_FCAP;

@@ -56,8 +56,8 @@ struct SkSparsekSelectParams {
   int rows, seq_len, k, window;
   int chunked_fcap;  // chunked pass: fractional-heap entries in shared memory (0: SK_SPARSEK_CHUNKED_FCAP)
   int chunked_heap_arity;  // chunked pass: the walk's heaps, 4 = 4-ary (the default), else binary (same results)
-  int chunked_dense;       // chunked pass: 1 = the chunk kernel compiled for 8 blocks per SM (4-ary heaps;
-                           // fractional heap default SK_SPARSEK_CHUNKED_FCAP_DENSE), 0 = the default one
+  int chunked_dense;       // chunked pass: 1 = the chunk kernel compiled for 8 blocks per SM (the default;
+                           // fractional heap default SK_SPARSEK_CHUNKED_FCAP_DENSE), 0 = for 5 (48 registers)
 };
 
 struct SkSparsekForwardParams {
@@ -80,7 +80,8 @@ struct SkSparsekForwardParams {
   int bwd_variant;         // backward (backward.cu; SPARSEK_SPARSEK_BWD): 0 = one chunk at a time,
                            // per-element shared atomics for G; 1 = G summed by warp shuffles;
                            // 2 = 1 + the K/V gathers and key metadata double buffered (hd 64 only);
-                           // 3 = 2 compiled for 3 blocks per SM (hd 64, 64-query tiles; else as 2)
+                           // 3 = 2 compiled for 3 blocks per SM (hd 64, 64-query tiles; else as 2;
+                           // the default)
 };
 
 #ifdef __cplusplus

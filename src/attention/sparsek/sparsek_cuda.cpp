@@ -50,12 +50,13 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   // compute; 11% slower than "staged" at 16k on an H100, 2026-12-05).
   static constexpr int kStagedOf[] = {2, 1, 0};
   p.staged_meta = kStagedOf[util::env_choice("SPARSEK_SPARSEK_FWD", {"staged3", "staged", "sync"})];
-  // SPARSEK_SPARSEK_BWD: "pipelined" (default: G summed by warp shuffles + the next chunk's
-  // gathers issued before this chunk's compute), "gsum" (G by shuffles, one chunk at a time) or
-  // "sync" (a shared atomic per fractional element: 2x slower; backward.cu), or "pipelined3"
-  // (pipelined, at hd 64 / 64-query tiles compiled for 3 blocks per SM; opt-in until measured).
-  static constexpr int kBwdVariantOf[] = {2, 1, 0, 3};
-  p.bwd_variant = kBwdVariantOf[util::env_choice("SPARSEK_SPARSEK_BWD", {"pipelined", "gsum", "sync", "pipelined3"})];
+  // SPARSEK_SPARSEK_BWD: "pipelined3" (default: G summed by warp shuffles, the next chunk's gathers
+  // issued before this chunk's compute, and at hd 64 / 64-query tiles compiled for 3 blocks per SM:
+  // backward kernel 3.76 -> 3.23 ms at 16k on an H100, 2026-12-05), "pipelined" (the same at 2 blocks
+  // per SM), "gsum" (G by shuffles, one chunk at a time) or "sync" (a shared atomic per fractional
+  // element: 2x slower; backward.cu).
+  static constexpr int kBwdVariantOf[] = {3, 2, 1, 0};
+  p.bwd_variant = kBwdVariantOf[util::env_choice("SPARSEK_SPARSEK_BWD", {"pipelined3", "pipelined", "gsum", "sync"})];
   return p;
 }
 
@@ -127,11 +128,12 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   // SPARSEK_SELECTION_HEAP: "4" (default) or "2": the chunked walk's heaps 4-ary or binary (the same
   // results; 4-ary halves the levels a pop waits on: chunk kernel 2.34 -> 2.09 ms at 16k, H100).
   p.chunked_heap_arity = util::env_choice("SPARSEK_SELECTION_HEAP", {"4", "2"}) == 0 ? 4 : 2;
-  // SPARSEK_SELECTION_BLOCKS: "5" (default) or "8": the chunk kernel's registers budgeted for 8
+  // SPARSEK_SELECTION_BLOCKS: "8" (default) or "5": the chunk kernel's registers budgeted for 8
   // resident blocks per SM, with a fractional heap of SK_SPARSEK_CHUNKED_FCAP_DENSE entries in
   // shared memory (unless SPARSEK_SELECTION_FCAP says otherwise): more walkers per SM, shorter
-  // chunks (4-ary heaps; the same results; opt-in until measured).
-  p.chunked_dense = util::env_choice("SPARSEK_SELECTION_BLOCKS", {"5", "8"}) == 1 ? 1 : 0;
+  // chunks (chunk kernel 2.09 -> 1.68 ms at 16k on an H100, 2026-12-05), or as before at 5 blocks
+  // (48 registers, no spills). The same results bit for bit.
+  p.chunked_dense = util::env_choice("SPARSEK_SELECTION_BLOCKS", {"8", "5"}) == 0 ? 1 : 0;
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;
