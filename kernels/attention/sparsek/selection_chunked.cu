@@ -3,8 +3,9 @@
 // Results are BIT-IDENTICAL to the sequential select_kernel (selection.cu) by verification:
 //   1. init_kernel: every key's ranges {enter, T, T, enter, T} (sel_to = T: see topk_walk_step),
 //      failed[row] = 0.
-//   2. chunk_kernel, grid (chunks, rows), 256 threads: chunk c (queries [cL, cL + L)) builds the
-//      CANONICAL state of its prefix [0, n0), n0 = max(0, cL - w), block-parallel:
+//   2. chunk_kernel, grid (chunks, rows), 256 threads: chunk c (queries [b_c, b_{c+1}), the
+//      boundaries of an SkChunkSchedule, chunk_schedule.h: uniform or balanced) builds the
+//      CANONICAL state of its prefix [0, n0), n0 = max(0, b_c - w), block-parallel:
 //        - the exact top-k by a radix select of the k-th largest compact key (8 histogram passes);
 //        - the root segment [lo, hi) of tau by bisection over the breakpoints between u_(k) - 1
 //          and u_(k) (one pass per step over the band of keys with breakpoints in that bracket,
@@ -46,23 +47,21 @@ struct ChunkScalars {
 
 // Scratch layout (bytes, each part 16-aligned): starts (R C), ends (R C), start states (R C T),
 // end states (R C T) (end states of index c: the state after chunk c - 1), and per row the
-// fractional heaps that do not fit in shared memory: chunk c's at offset L c (c + 1) / 2 with
-// room for ce = min((c + 1) L, T) keys (every fractional key lies in the prefix [0, ce)).
+// fractional heaps that do not fit in shared memory: chunk c's at offset b_1 + ... + b_c with
+// room for ce = b_{c+1} keys (every fractional key lies in the prefix [0, ce)).
 struct Scratch {
   ChunkScalars *start, *end;
   unsigned char *start_state, *end_state;
   uint64_t* gfrac;
   int64_t gfrac_row;  // keys per row
   __host__ __device__ static int64_t align16(int64_t x) { return (x + 15) / 16 * 16; }
-  __host__ __device__ static int64_t frac_row(int chunks, int T, int L) {
-    return int64_t(L) * chunks * (chunks - 1) / 2 + T;
-  }
-  __host__ __device__ static int64_t bytes(int rows, int chunks, int T, int L) {
-    const int64_t rc = int64_t(rows) * chunks;
+  __host__ __device__ static int64_t bytes(int rows, const SkChunkSchedule& sched) {
+    const int64_t rc = int64_t(rows) * sched.chunks, T = sched.seq_len;
     return 2 * align16(rc * int64_t(sizeof(ChunkScalars))) + 2 * align16(rc * T) +
-           8 * int64_t(rows) * frac_row(chunks, T, L);
+           8 * int64_t(rows) * sched.frac_keys;
   }
-  __host__ __device__ Scratch(void* base, int rows, int chunks, int T, int L) {
+  // frac_keys: SkChunkSchedule::frac_keys.
+  __host__ __device__ Scratch(void* base, int rows, int chunks, int T, int64_t frac_keys) {
     unsigned char* b = static_cast<unsigned char*>(base);
     const int64_t rc = int64_t(rows) * chunks;
     start = reinterpret_cast<ChunkScalars*>(b);
@@ -74,11 +73,10 @@ struct Scratch {
     end_state = b;
     b += align16(rc * T);
     gfrac = reinterpret_cast<uint64_t*>(b);
-    gfrac_row = frac_row(chunks, T, L);
+    gfrac_row = frac_keys;
   }
-  __device__ uint64_t* frac_of(int row, int c, int L) const {
-    return gfrac + int64_t(row) * gfrac_row + int64_t(L) * c * (c + 1) / 2;
-  }
+  // Chunk c's storage: at sk_chunk_frac_offset(sched, c) = b_1 + ... + b_c of its row.
+  __device__ uint64_t* frac_of(int row, int64_t offset) const { return gfrac + int64_t(row) * gfrac_row + offset; }
 };
 
 // Dynamic shared memory: top (K) | sat (K + 1) | frac (fcap) compact keys.
@@ -178,13 +176,17 @@ __global__ void init_kernel(int T, int W, SkKeyRange* __restrict__ ranges, int* 
 // kArity: the walk's heaps (KeyHeapT: 2 or 4 children per node; the same results). kMinBlocks:
 // resident blocks per SM the registers are budgeted for (0: unspecified, ptxas takes 48 registers,
 // so 5 blocks per SM; 8: <= 32 registers, for the dense variant (the default), whose smaller fractional
-// heap in shared memory lets 8 blocks fit: more walkers per SM, hence shorter chunks). The same code and
-// results.
-template <int kArity, int kMinBlocks>
+// heap in shared memory lets 8 blocks fit: more walkers per SM, hence shorter chunks). kBalanced:
+// the schedule's balanced chunks (chunk_schedule.h; compiled for the default 4-ary, 8-block kernel
+// only), else uniform ones of L queries (chunks of them). L and chunks come first as they did before
+// schedules, sched last: that keeps ptxas's register allocation of the uniform kernels as measured
+// (the 8-block kernel: 32 registers, 32 bytes of spills; passing the schedule first doubled them).
+// The same code and results.
+template <int kArity, int kMinBlocks, bool kBalanced>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSparsekSelectParams p, int L, int chunks, int fcap,
                                                          double* __restrict__ tau_out,
                                                          SkKeyRange* __restrict__ ranges_out, int* __restrict__ failed,
-                                                         void* scratch_base) {
+                                                         void* scratch_base, const SkChunkSchedule sched) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int hist[256];
   __shared__ BisRed red_part[kWarps];
@@ -197,10 +199,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   const int c = blockIdx.x, row = blockIdx.y;
   const int T = p.seq_len, K = p.k, W = p.window;
   const float* u = p.u + int64_t(row) * T;
-  const int cs = c * L, ce = min(cs + L, T);
+  // This chunk's queries [cs, ce). Uniform chunks as closed forms the compiler can recompute instead
+  // of holding (a loop's result held through the start costs the 8-block kernel spills).
+  const int cs = kBalanced ? sk_chunk_start(sched, c) : c * L;
+  const int ce = kBalanced ? sk_chunk_next(sched, cs) : min(cs + L, T);
   const int n0 = max(0, cs - W);
   const int tid = threadIdx.x;
-  Scratch sc(scratch_base, p.rows, chunks, T, L);
+  // (sched.frac_keys of uniform chunks as its closed form, as the kernel had it before schedules)
+  Scratch sc(scratch_base, p.rows, chunks, T,
+             kBalanced ? sched.frac_keys : int64_t(L) * chunks * (chunks - 1) / 2 + T);
   const int64_t rc = int64_t(row) * chunks + c;
   uint64_t* top = reinterpret_cast<uint64_t*>(smem_raw);
   uint64_t* sat = top + K;
@@ -348,7 +355,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   // order (ordered compaction per tile of kThreads keys) into this chunk's global heap storage
   // (room for ce >= n0 keys); copied to shared memory below when the heap cannot outgrow it.
   unsigned char* st_out = sc.start_state + rc * T;
-  uint64_t* gfrac = sc.frac_of(row, c, L);
+  uint64_t* gfrac = sc.frac_of(row, kBalanced ? sk_chunk_frac_offset(sched, c) : int64_t(L) * c * (c + 1) / 2);
   for (int j0 = 0; j0 < n0; j0 += kThreads) {
     const int j = j0 + tid;
     bool is_frac = false;
@@ -474,16 +481,18 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   }
 }
 
-__global__ void __launch_bounds__(kThreads) verify_kernel(int T, int K, int W, int L, int chunks,
-                                                          int* __restrict__ failed, void* scratch_base, int rows) {
-  const int row = blockIdx.x;
+__global__ void __launch_bounds__(kThreads) verify_kernel(const SkChunkSchedule sched, int* __restrict__ failed,
+                                                          void* scratch_base, int rows) {
+  const int row = blockIdx.x, T = sched.seq_len, W = sched.window, chunks = sched.chunks;
   __shared__ int s_bad;
   if (threadIdx.x == 0) s_bad = 0;
   __syncthreads();
   if (failed[row] != 0) return;
-  Scratch sc(scratch_base, rows, chunks, T, L);
+  Scratch sc(scratch_base, rows, chunks, T, sched.frac_keys);
+  int cs = 0;
   for (int c = 1; c < chunks; ++c) {
-    const int n0 = max(0, c * L - W);
+    cs = sk_chunk_next(sched, cs);
+    const int n0 = max(0, cs - W);
     if (n0 == 0) continue;
     const int64_t rc = int64_t(row) * chunks + c;
     if (threadIdx.x == 0) {
@@ -504,10 +513,13 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(int T, int K, int W, i
 }
 
 // The chunk kernel of a call: arity 4 or 2; dense (the default): compiled for 8 blocks per SM.
-using ChunkKernelFn = void (*)(const SkSparsekSelectParams, int, int, int, double*, SkKeyRange*, int*, void*);
-ChunkKernelFn chunk_kernel_of(int arity, int dense) {
-  if (arity == 2) return dense ? chunk_kernel<2, 8> : chunk_kernel<2, 0>;
-  return dense ? chunk_kernel<4, 8> : chunk_kernel<4, 0>;
+using ChunkKernelFn = void (*)(const SkSparsekSelectParams, int, int, int, double*, SkKeyRange*, int*, void*,
+                               const SkChunkSchedule);
+// balanced: balanced chunks (only with arity 4 and dense; else null).
+ChunkKernelFn chunk_kernel_of(int arity, int dense, bool balanced) {
+  if (balanced) return arity == 4 && dense ? chunk_kernel<4, 8, true> : nullptr;
+  if (arity == 2) return dense ? chunk_kernel<2, 8, false> : chunk_kernel<2, 0, false>;
+  return dense ? chunk_kernel<4, 8, false> : chunk_kernel<4, 0, false>;
 }
 int fcap_of(int fcap, int dense) {
   return fcap > 0 ? fcap : dense ? SK_SPARSEK_CHUNKED_FCAP_DENSE : SK_SPARSEK_CHUNKED_FCAP;
@@ -515,43 +527,51 @@ int fcap_of(int fcap, int dense) {
 
 }  // namespace sk_selchunk
 
-extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap, int dense,
-                                              int* out_chunk_len, int* out_chunks, int64_t* out_scratch_bytes) {
+extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int window, int chunk_len, int balance,
+                                              int fcap, int dense, int* out_chunk_len, SkChunkSchedule* out_schedule,
+                                              int64_t* out_scratch_bytes) {
   using namespace sk_selchunk;
-  if (rows < 1 || k < 1 || seq_len < 1 || !out_chunk_len || !out_chunks || !out_scratch_bytes) return SK_KERNEL_BAD_ARG;
+  if (rows < 1 || k < 1 || seq_len < 1 || window < 0 || balance < 0 || !out_chunk_len || !out_schedule ||
+      !out_scratch_bytes)
+    return SK_KERNEL_BAD_ARG;
   if (k > SK_SPARSEK_CHUNKED_MAX_K) return SK_KERNEL_BAD_ARG;
   int L = chunk_len;
+  int per_row = 0;
   if (L <= 0) {
     // Enough chunks to fill the resident blocks once (the walk is latency bound: one wave).
     int dev = 0, sms = 132, per_sm = 4;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     const int64_t smem = chunk_smem_bytes(k, fcap_of(fcap, dense));
-    ChunkKernelFn kernel = chunk_kernel_of(4, dense);
+    ChunkKernelFn kernel = chunk_kernel_of(4, dense, false);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, size_t(smem));
     if (per_sm < 1) per_sm = 1;
-    int per_row = int(int64_t(per_sm) * sms / rows);
+    per_row = int(int64_t(per_sm) * sms / rows);
     if (per_row < 1) per_row = 1;
     L = (seq_len + per_row - 1) / per_row;
     if (L < SK_SPARSEK_CHUNKED_MIN_LEN) L = SK_SPARSEK_CHUNKED_MIN_LEN;
   }
   if (L > seq_len) L = seq_len;
-  const int C = (seq_len + L - 1) / L;
   *out_chunk_len = L;
-  *out_chunks = C;
-  *out_scratch_bytes = Scratch::bytes(rows, C, seq_len, L);
+  // Balanced chunks only where the length is automatic (an explicit chunk_len stays uniform).
+  *out_schedule = balance > 0 && per_row > 0
+                      ? sk_chunk_schedule_balanced(seq_len, window, SK_SPARSEK_CHUNKED_MIN_LEN_BALANCED, balance, per_row)
+                      : sk_chunk_schedule_uniform(seq_len, window, L);
+  *out_scratch_bytes = Scratch::bytes(rows, *out_schedule);
   return SK_KERNEL_OK;
 }
 
-extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len, int chunks, double* tau,
+extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, const SkChunkSchedule* sched, double* tau,
                                               SkKeyRange* ranges, int* failed, void* chunk_scratch,
                                               void* seq_scratch, cudaStream_t s) {
   using namespace sk_selchunk;
-  if (!p || p->rows < 0 || p->seq_len < 0 || p->k < 1 || p->window < 0) return SK_KERNEL_BAD_ARG;
+  if (!p || !sched || p->rows < 0 || p->seq_len < 0 || p->k < 1 || p->window < 0) return SK_KERNEL_BAD_ARG;
   if (p->rows == 0 || p->seq_len == 0) return SK_KERNEL_OK;
-  if (!p->u || !tau || !ranges || !failed || !chunk_scratch || chunk_len < 1 ||
-      chunks != (p->seq_len + chunk_len - 1) / chunk_len || p->k > SK_SPARSEK_CHUNKED_MAX_K ||
+  if (!p->u || !tau || !ranges || !failed || !chunk_scratch || sched->seq_len != p->seq_len ||
+      sched->window != p->window || sched->len < 1 || sched->balance < 0 || sched->chunks < 1 ||
+      sched->chunks != sk_chunk_count(*sched) || sched->frac_keys != sk_chunk_frac_offset(*sched, sched->chunks) ||
+      p->k > SK_SPARSEK_CHUNKED_MAX_K ||
       reinterpret_cast<uintptr_t>(chunk_scratch) % 16 || p->rows > 65535)
     return SK_KERNEL_BAD_ARG;
   const int T = p->seq_len;
@@ -559,13 +579,14 @@ extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, in
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   const int fcap = fcap_of(p->chunked_fcap, p->chunked_dense);
   const int64_t smem = chunk_smem_bytes(p->k, fcap);
-  ChunkKernelFn kernel = chunk_kernel_of(p->chunked_heap_arity, p->chunked_dense);
+  ChunkKernelFn kernel = chunk_kernel_of(p->chunked_heap_arity, p->chunked_dense, sched->balance > 0);
+  if (!kernel) return SK_KERNEL_BAD_ARG;  // balanced chunks with binary heaps or 5 blocks per SM
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  kernel<<<dim3(chunks, p->rows), kThreads, size_t(smem), s>>>(*p, chunk_len, chunks, fcap, tau, ranges, failed,
-                                                               chunk_scratch);
+  kernel<<<dim3(sched->chunks, p->rows), kThreads, size_t(smem), s>>>(*p, sched->len, sched->chunks, fcap, tau,
+                                                                      ranges, failed, chunk_scratch, *sched);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
-  verify_kernel<<<p->rows, kThreads, 0, s>>>(T, p->k, p->window, chunk_len, chunks, failed, chunk_scratch, p->rows);
+  verify_kernel<<<p->rows, kThreads, 0, s>>>(*sched, failed, chunk_scratch, p->rows);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   // Rows that failed: the sequential kernel from scratch (it returns at once for the others).
   return sk_cuda_sparsek_select_rows(p, failed, tau, ranges, seq_scratch, s);

@@ -37,6 +37,7 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/attention/flash_attention.h"
+#include "kernels/attention/sparsek/chunk_schedule.h"
 #include "kernels/common/kernel_dtype.h"
 
 // Query rows per tile of the fused kernels (the candidate lists are built per tile of this height):
@@ -105,21 +106,27 @@ int sk_cuda_sparsek_select_rows(const SkSparsekSelectParams* p, const int* only_
                                 void* scratch, cudaStream_t s);
 
 // Chunk-parallel selection (selection_chunked.cu), bit-identical to sk_cuda_sparsek_select: rows
-// are cut into chunks of chunk_len queries walked in parallel from canonical starts, verified
-// against each other; rows that fail are recomputed by the sequential kernel (seq_scratch as
-// `scratch` above). failed: (R) int32 out, 0 for a verified row, else the kFail* bits of selection_chunked_common.h.
+// are cut into chunks (the same SkChunkSchedule for every row, chunk_schedule.h) walked in parallel
+// from canonical starts, verified against each other; rows that fail are recomputed by the
+// sequential kernel (seq_scratch as `scratch` above). failed: (R) int32 out, 0 for a verified row,
+// else the kFail* bits of selection_chunked_common.h.
 // Plan first: chunk_len 0 = automatic (fills the GPU's resident blocks once, at least
 // SK_SPARSEK_CHUNKED_MIN_LEN, for the shared memory of fcap fractional-heap entries, 0 = the
-// default, and the chunk kernel of `dense`, SkSparsekSelectParams::chunked_dense); returns the chunk length, the chunk count and the bytes of chunk_scratch (16-byte
-// aligned). k must be <= SK_SPARSEK_CHUNKED_MAX_K.
+// default, and the chunk kernel of `dense`, SkSparsekSelectParams::chunked_dense); out_chunk_len
+// is that uniform length. balance > 0 (with an automatic length only): balanced chunks instead, q =
+// balance prefix keys of a canonical start costing one walked query, the shortest chunk
+// SK_SPARSEK_CHUNKED_MIN_LEN_BALANCED. Returns the schedule and the bytes of chunk_scratch
+// (16-byte aligned). k must be <= SK_SPARSEK_CHUNKED_MAX_K.
 #define SK_SPARSEK_CHUNKED_MAX_K 2048
 #define SK_SPARSEK_CHUNKED_FCAP 4096
 // The dense chunk kernel's default (8 blocks of 256 threads per SM fit in shared memory at k <= 512).
 #define SK_SPARSEK_CHUNKED_FCAP_DENSE 2048
 #define SK_SPARSEK_CHUNKED_MIN_LEN 256
-int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int chunk_len, int fcap, int dense, int* out_chunk_len,
-                                   int* out_chunks, int64_t* out_scratch_bytes);
-int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, int chunk_len, int chunks, double* tau,
+#define SK_SPARSEK_CHUNKED_MIN_LEN_BALANCED 64
+int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int window, int chunk_len, int balance, int fcap,
+                                   int dense, int* out_chunk_len, SkChunkSchedule* out_schedule,
+                                   int64_t* out_scratch_bytes);
+int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, const SkChunkSchedule* schedule, double* tau,
                                    SkKeyRange* ranges, int* failed, void* chunk_scratch, void* seq_scratch,
                                    cudaStream_t s);
 

@@ -277,12 +277,26 @@ bool walk_chunk(const float* u, int cs, int ce, int K, int W, std::vector<uint64
 
 CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, int64_t k, int64_t window, int64_t L,
                                                    int64_t fcap, ChunkedGpuModelStats* stats, int heap_arity) {
-  SK_CHECK(T >= 0 && k >= 1 && window >= 0 && L >= 1 && fcap >= 1 && (heap_arity == 2 || heap_arity == 4),
+  SK_CHECK(T >= 0 && T < (int64_t(1) << 30) && window >= 0 && window < (int64_t(1) << 30) && L >= 1,
+           "chunked GPU model: bad arguments");
+  return causal_selection_chunked_gpu_model(
+      u, k, sk_chunk_schedule_uniform(int(T), int(window), int(std::min<int64_t>(L, int64_t(1) << 30))), fcap, stats,
+      heap_arity);
+}
+
+CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t k, const SkChunkSchedule& schedule,
+                                                   int64_t fcap, ChunkedGpuModelStats* stats, int heap_arity) {
+  const int64_t T = schedule.seq_len, window = schedule.window;
+  SK_CHECK(T >= 0 && k >= 1 && window >= 0 && schedule.len >= 1 && schedule.chunks == sk_chunk_count(schedule) &&
+               fcap >= 1 && (heap_arity == 2 || heap_arity == 4),
            "chunked GPU model: bad arguments");
   ChunkedGpuModelStats st;
   CausalSelection s = CausalSelection::before_walk(T, k, window);
   for (auto& e : s.keys) e.sel_to = T;  // the kernel's init: sel_to = T until the key enters
-  const int64_t C = T == 0 ? 0 : (T + L - 1) / L;
+  const int64_t C = schedule.chunks;
+  // b_c: chunk c covers queries [bounds[c], bounds[c + 1]).
+  std::vector<int> bounds(size_t(C + 1), 0);
+  for (int64_t c = 0; c < C; ++c) bounds[size_t(c + 1)] = sk_chunk_next(schedule, bounds[size_t(c)]);
   struct End {
     double tau, sum;
     int n_sat, n_frac;
@@ -292,7 +306,7 @@ CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, in
   std::vector<CanonicalStartModel> starts(static_cast<size_t>(C));
   const int K = int(k), W = int(window);
   for (int64_t c = 0; c < C && !st.fail; ++c) {
-    const int cs = int(c * L), ce = int(std::min<int64_t>(T, cs + L));
+    const int cs = bounds[size_t(c)], ce = bounds[size_t(c + 1)];
     const int n0 = std::max(0, cs - W);
     CanonicalStartModel m = canonical_start_gpu_model(u, n0, k, fcap);
     for (int j = std::max(0, cs - W); j < std::max(0, ce - W); ++j)
@@ -329,7 +343,7 @@ CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, in
       return b;
     };
     for (int64_t c = 1; c < C; ++c) {
-      const int n0 = std::max<int>(0, int(c * L) - W);
+      const int n0 = std::max<int>(0, bounds[size_t(c)] - W);
       if (n0 == 0) continue;
       const CanonicalStartModel& a = starts[size_t(c)];
       const End& b = ends[size_t(c)];
@@ -341,7 +355,7 @@ CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, in
       }
       if (!same) {
         st.fail |= kFailVerify;
-        if (st.first_mismatch < 0) st.first_mismatch = c * L;
+        if (st.first_mismatch < 0) st.first_mismatch = bounds[size_t(c)];
       }
     }
   }

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "attention/sparsek/selection.h"
+#include "kernels/attention/sparsek/chunk_schedule.h"
 
 namespace sk::attention::sparsek {
 
@@ -52,6 +53,11 @@ struct ChunkedGpuModelStats {
 };
 // heap_arity: the walk's KeyHeapT (2 or 4; the kernel's SPARSEK_SELECTION_HEAP); no result depends on it.
 CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t T, int64_t k, int64_t window, int64_t L,
+                                                   int64_t fcap, ChunkedGpuModelStats* stats = nullptr,
+                                                   int heap_arity = 2);
+// The same over any chunk boundaries (uniform or balanced: kernels/attention/sparsek/chunk_schedule.h;
+// T and window are the schedule's).
+CausalSelection causal_selection_chunked_gpu_model(const float* u, int64_t k, const SkChunkSchedule& schedule,
                                                    int64_t fcap, ChunkedGpuModelStats* stats = nullptr,
                                                    int heap_arity = 2);
 

@@ -86,6 +86,16 @@ int64_t env_positive(const char* name) {
   return int64_t(v);
 }
 
+// An integer in [0, 2^20) from the environment (unset or empty: 0).
+int64_t env_nonnegative(const char* name) {
+  const char* e = std::getenv(name);
+  if (!e || !*e) return 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(e, &end, 10);
+  SK_CHECK(*end == '\0' && v >= 0 && v < (1LL << 20), name, " must be an integer in [0, 1048576), got '", e, "'");
+  return int64_t(v);
+}
+
 }  // namespace
 #endif
 
@@ -138,19 +148,29 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;
   int64_t chunk_len = options.chunk_len > 0 ? options.chunk_len : env_positive("SPARSEK_SELECTION_CHUNK");
+  // SPARSEK_SELECTION_BALANCE: unset or 0 (default): chunks of one length; q > 0: balanced chunks
+  // (kernels/attention/sparsek/chunk_schedule.h) where q prefix keys of a chunk's canonical start
+  // cost as much as one walked query: long chunks early, short ones late, so the chunk with the
+  // longest prefix no longer sets the pass's time. Automatic chunk lengths only; the same results.
+  const int64_t balance = env_nonnegative("SPARSEK_SELECTION_BALANCE");
+  SK_CHECK(balance == 0 || (p.chunked_heap_arity == 4 && p.chunked_dense == 1),
+           "SPARSEK_SELECTION_BALANCE=", balance, " runs with the default chunk kernel only: unset "
+           "SPARSEK_SELECTION_HEAP=2 / SPARSEK_SELECTION_BLOCKS=5, or the balance");
   const bool chunk_ok = k <= SK_SPARSEK_CHUNKED_MAX_K && R > 0 && T > 0;
-  int L = 0, C = 0;
+  int L = 0;
+  SkChunkSchedule schedule{};
   int64_t chunk_bytes = 0;
   if (chunk_ok && pass != SelectionPass::Sequential)
-    SK_KERNEL_CHECK(sk_sparsek_select_chunked_plan(int(R), int(k), int(T), int(std::min<int64_t>(chunk_len, T)),
-                                                   p.chunked_fcap, p.chunked_dense, &L,
-                                                   &C, &chunk_bytes));
+    SK_KERNEL_CHECK(sk_sparsek_select_chunked_plan(int(R), int(k), int(T), int(window), int(std::min<int64_t>(chunk_len, T)),
+                                                   int(balance), p.chunked_fcap, p.chunked_dense, &L, &schedule,
+                                                   &chunk_bytes));
   if (pass == SelectionPass::Auto) pass = chunk_ok && T >= 2 * int64_t(L) ? SelectionPass::Chunked : SelectionPass::Sequential;
   if (pass == SelectionPass::Chunked && chunk_ok) {
     s.fallback = Tensor::empty({R}, DType::I32, u.device());
-    s.chunk_len = L;
+    s.chunk_len = sk_chunk_next(schedule, 0);
+    s.chunks = schedule.chunks;
     Tensor chunk_scratch = Tensor::empty({(chunk_bytes + 7) / 8}, DType::F64, u.device());
-    SK_KERNEL_CHECK(sk_cuda_sparsek_select_chunked(&p, L, C, s.tau.data<double>(), ranges, s.fallback.data<int32_t>(),
+    SK_KERNEL_CHECK(sk_cuda_sparsek_select_chunked(&p, &schedule, s.tau.data<double>(), ranges, s.fallback.data<int32_t>(),
                                                    chunk_scratch.data_ptr(), seq_scratch, cuda::stream()));
   } else {
     if (pass == SelectionPass::Chunked) s.fallback = Tensor::full({R}, 16.0, DType::I32).to(u.device());  // k too large

@@ -36,14 +36,16 @@ struct SparsekCudaSelection {
   Tensor cand_uniform;  // (R, NT) i32: how many of each list come first as uniform keys
   // Chunked pass only (undefined after the sequential one): (R) i32 per row, 0 = the chunk-parallel
   // result verified, else the bits (kFail* in kernels/attention/sparsek/selection_chunked_common.h)
-  // of why the row was recomputed by the sequential kernel. chunk_len: the chunk length used.
+  // of why the row was recomputed by the sequential kernel. chunk_len: the first chunk's length
+  // (every chunk's but the last, unless SPARSEK_SELECTION_BALANCE made them balanced); chunks: how many.
   Tensor fallback;
-  int64_t chunk_len = 0;
+  int64_t chunk_len = 0, chunks = 0;
 };
 
 // Which selection pass runs (results are identical; only the time differs):
 //   Sequential: one block per score row, the heap walk over all T queries (selection.cu).
-//   Chunked:    chunks of chunk_len queries in parallel from verified canonical starts, the
+//   Chunked:    chunks of chunk_len queries (or balanced chunks: SPARSEK_SELECTION_BALANCE,
+//               kernels/attention/sparsek/chunk_schedule.h) in parallel from verified canonical starts, the
 //               sequential kernel for rows that do not verify (selection_chunked.cu); k must be
 //               <= 2048, else every row runs the sequential kernel (fallback = 16).
 //   Auto:       the environment variable SPARSEK_SELECTION = sequential | chunked | auto decides;

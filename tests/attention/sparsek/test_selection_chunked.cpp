@@ -272,6 +272,47 @@ TEST(SparsekSelectionGpuModel, BitwiseEqualToTheSequentialWalk) {
   EXPECT_GT(verify_fail_rows, 0) << "the mixed-magnitude scores should fail some verification";
 }
 
+// Balanced chunk boundaries (chunk_schedule.h; the kernel's SPARSEK_SELECTION_BALANCE): the same
+// result bit for bit, and every start verifies for f32 scores, on short rows with many
+// small chunks and on a long row like the benchmark's (4-ary heaps, as the balanced kernel has them).
+TEST(SparsekSelectionGpuModel, BalancedChunksBitwiseEqualToTheSequentialWalk) {
+  Rng rng(4242);
+  int64_t cases = 0, chunks = 0, verified = 0;
+  for (int kind : {0, 1, 2, 4})
+    for (int64_t T : {60, 300, 1000})
+      for (int64_t k : {3, 8, 70})
+        for (int w : {0, 80})
+          for (int q : {1, 4, 26})
+            for (int max_chunks : {3, 12}) {
+              const std::vector<float> uf = f32_scores(kind, T, rng);
+              std::vector<double> ud(uf.begin(), uf.end());
+              const SkChunkSchedule sched = sk_chunk_schedule_balanced(int(T), w, 8, q, max_chunks);
+              ChunkedGpuModelStats st;
+              const CausalSelection got = causal_selection_chunked_gpu_model(uf.data(), k, sched, 1 << 20, &st, 4);
+              const std::string what = std::string("kind ") + std::to_string(kind) + " T " + std::to_string(T) +
+                                       " k " + std::to_string(k) + " w " + std::to_string(w) + " q " +
+                                       std::to_string(q) + " chunks " + std::to_string(sched.chunks);
+              expect_identical(got, causal_selection(ud.data(), T, k, w), what);
+              EXPECT_EQ(st.fail, 0) << what << ", first mismatch " << st.first_mismatch;
+              ++cases;
+              chunks += st.chunks;
+              verified += st.verified;
+            }
+  std::printf("[ gpu model ] balanced: %lld cases, %lld real chunk starts, %lld verified\n", (long long)cases,
+              (long long)chunks, (long long)verified);
+  EXPECT_GT(chunks, 1000) << "too few real chunk starts to mean anything";
+  const int64_t T = 8192, k = 512, w = 512;
+  const std::vector<float> uf = f32_scores(0, T, rng);
+  std::vector<double> ud(uf.begin(), uf.end());
+  const SkChunkSchedule sched = sk_chunk_schedule_balanced(int(T), int(w), 64, 26, 12);
+  ChunkedGpuModelStats st;
+  const CausalSelection got = causal_selection_chunked_gpu_model(uf.data(), k, sched, 2048, &st, 4);
+  expect_identical(got, causal_selection(ud.data(), T, k, w), "long balanced row");
+  EXPECT_EQ(st.fail, 0) << "first mismatch " << st.first_mismatch;
+  EXPECT_EQ(st.verified, st.chunks);
+  EXPECT_GT(sk_chunk_next(sched, 0), T / sched.chunks + 100) << "not balanced: the first chunk no longer than uniform";
+}
+
 // Long rows like the timing test's: every chunk verifies for f32 / bf16 scores.
 TEST(SparsekSelectionGpuModel, LongRowsVerify) {
   Rng rng(99);

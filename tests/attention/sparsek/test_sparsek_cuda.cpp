@@ -8,7 +8,8 @@
 //    the cap min(k + 63, T) (spec 4.3 property 3): first the keys uniform over the tile (selected
 //    by every query in one state, checked query by query; their count is cand_uniform), then the
 //    others, each ascending. The chunked pass with binary heaps (SPARSEK_SELECTION_HEAP=2) and the
-//    chunk kernel at 5 blocks per SM (SPARSEK_SELECTION_BLOCKS=5) equal the default bit for bit.
+//    chunk kernel at 5 blocks per SM (SPARSEK_SELECTION_BLOCKS=5) and balanced chunks
+//    (SPARSEK_SELECTION_BALANCE=26) equal the default bit for bit.
 //  - Forward: out and lse vs sparsek_attention_forward in f64 on the same bf16-rounded q, k, v and
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
@@ -156,6 +157,14 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
     const SparsekCudaSelection s5 = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
     EXPECT_EQ(s5.tau.cpu().to_vector(), tau) << "chunk kernel at 5 blocks per SM: tau differs";
     EXPECT_EQ(s5.ranges.cpu().to_vector(), rg) << "chunk kernel at 5 blocks per SM: ranges differ";
+  }
+  // So do balanced chunks (SPARSEK_SELECTION_BALANCE=26: long chunks early, short ones late; an
+  // automatic chunk length only, so the variant with explicit 64-query chunks is skipped).
+  if (c.variant == kChunkedAuto) {
+    sk::testing::ScopedEnv env("SPARSEK_SELECTION_BALANCE", "26");
+    const SparsekCudaSelection sb = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
+    EXPECT_EQ(sb.tau.cpu().to_vector(), tau) << "balanced chunks: tau differs";
+    EXPECT_EQ(sb.ranges.cpu().to_vector(), rg) << "balanced chunks: ranges differ";
   }
   for (int r = 0; r < kRows; ++r) {
     const CausalSelection ref = causal_selection(rows[r].data(), c.T, c.k, c.w);
