@@ -1,7 +1,5 @@
 // SparseK selection pass on CUDA (attention-spec.md 4.3; declared in sparsek_attention.h):
 //   sk_cuda_sparsek_select:     tau_i and the per-key query ranges of every score row.
-//   sk_cuda_sparsek_candidates: per query tile of tile_q queries (64 or 128), the ascending list
-//                               of keys selected by any query of the tile (<= k + BQ - 1 keys).
 // Selection is the CPU's incremental heap walk (src/attention/sparsek/selection.cpp,
 // PrefixSelector) run by TWO THREADS PER SCORE ROW (one block per row; thread 0 the tau walk over the
 // saturated and fractional heaps, thread 32 the top-k heap, concurrently in two warps; the block's
@@ -20,9 +18,7 @@
 // memory it was 43 ms and 266 ms).
 // Parallelism within a row: selection_chunked.cu (chunks from verified canonical starts; this
 // kernel is its fallback for the rows that do not verify, through only_rows).
-// Candidates: one block per (tile, row) scans the keys of the tile's prefix [0, q1) into two bit
-// sets in shared memory (uniform keys, others; sparsek_attention.h) and writes each set's keys in
-// ascending order: O(T / BQ * T) work per row, parallel over tiles, deterministic.
+// The candidate lists built from the ranges: candidates.cu.
 // Tested in tests/attention/sparsek/test_sparsek_cuda.cpp against causal_selection.
 #include <cuda_runtime.h>
 
@@ -230,88 +226,7 @@ __global__ void select_kernel(const SkSparsekSelectParams p, int mode, double* _
   }
 }
 
-constexpr int kCandThreads = 256;
-
-// Shared memory of candidates_kernel for rows of T keys: two bit sets over the keys [0, T)
-// (200 KB at SK_SPARSEK_CANDIDATES_MAX_T).
-inline int64_t candidates_smem_bytes(int T) { return 2 * ((static_cast<int64_t>(T) + 31) / 32) * 4; }
-
-// One block per (tile, row): pass 1 marks in shared memory, one bit per key j < q1, the keys of
-// the tile's list, split into uniform ones (in Sel_i for every query of a full tile, in one state
-// for all of them) and the others; pass 2 writes the uniform keys ascending, then the others,
-// each thread taking one 32-key word (block scans of the words' bit counts give the offsets).
-__global__ void __launch_bounds__(kCandThreads) candidates_kernel(const SkKeyRange* __restrict__ ranges, int T,
-                                                                  int tile_q, int cap, int32_t* __restrict__ cand,
-                                                                  int32_t* __restrict__ cand_n,
-                                                                  int32_t* __restrict__ cand_uniform) {
-  extern __shared__ uint32_t s_bits[];  // [0, n_words): uniform keys; [n_words, 2 n_words): others
-  __shared__ int warp_sum[kCandThreads / 32];
-  __shared__ int n_uniform;  // the uniform keys' count: the end offset of the last uniform word
-  const int tile = blockIdx.x, row = blockIdx.y, n_tiles = gridDim.x;
-  const int q0 = tile * tile_q, q1 = min(q0 + tile_q, T), q_last = q1 - 1;
-  const bool full = q1 - q0 == tile_q;
-  const int n_words = (q1 + 31) / 32;
-  const SkKeyRange* rg = ranges + static_cast<int64_t>(row) * T;
-  int32_t* out = cand + (static_cast<int64_t>(row) * n_tiles + tile) * cap;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int j0 = 0; j0 < q1; j0 += kCandThreads) {  // a key selected by query i is <= i
-    const int j = j0 + static_cast<int>(threadIdx.x);
-    bool take = false, uniform = false;
-    if (j < q1) {
-      const SkKeyRange e = rg[j];
-      take = e.sel_from < e.sel_to && e.sel_from < q1 && e.sel_to > q0;
-      uniform = take && full && e.sel_from <= q0 && e.sel_to > q_last && (e.frac_from <= q0 || e.frac_from > q_last) &&
-                (e.dead_from <= q0 || e.dead_from > q_last);
-    }
-    const unsigned bu = __ballot_sync(0xffffffffu, uniform), bo = __ballot_sync(0xffffffffu, take && !uniform);
-    const int word = (j0 >> 5) + warp;
-    if (lane == 0 && word < n_words) {
-      s_bits[word] = bu;
-      s_bits[n_words + word] = bo;
-    }
-  }
-  __syncthreads();
-  int base = 0;
-  for (int w0 = 0; w0 < 2 * n_words; w0 += kCandThreads) {
-    const int w = w0 + static_cast<int>(threadIdx.x);
-    unsigned bits = w < 2 * n_words ? s_bits[w] : 0u;
-    const int count = __popc(bits);
-    int incl = count;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-      const int y = __shfl_up_sync(0xffffffffu, incl, off);
-      if (lane >= off) incl += y;
-    }
-    if (lane == 31) warp_sum[warp] = incl;
-    __syncthreads();
-    int pos = base + incl - count, total = 0;
-    for (int x = 0; x < kCandThreads / 32; ++x) {
-      if (x < warp) pos += warp_sum[x];
-      total += warp_sum[x];
-    }
-    const int key0 = (w < n_words ? w : w - n_words) * 32;
-    while (bits) {
-      const int bit = __ffs(bits) - 1;
-      if (pos < cap) out[pos] = key0 + bit;
-      ++pos;
-      bits &= bits - 1u;
-    }
-    if (w == n_words - 1) n_uniform = pos;  // read after the loop's last barrier
-    base += total;
-    __syncthreads();  // warp_sum is rewritten by the next round
-  }
-  if (threadIdx.x == 0) {
-    cand_n[static_cast<int64_t>(row) * n_tiles + tile] = base;
-    cand_uniform[static_cast<int64_t>(row) * n_tiles + tile] = min(n_uniform, cap);
-  }
-}
-
 }  // namespace sk_sparsek
-
-extern "C" int sk_sparsek_candidate_cap(int k, int seq_len, int tile_q) {
-  const int cap = k + tile_q - 1 < seq_len ? k + tile_q - 1 : seq_len;
-  return cap > 1 ? cap : 1;
-}
 
 extern "C" int64_t sk_sparsek_select_scratch_bytes(int k, int seq_len) {
   if (k < 1 || seq_len < 0) return 0;
@@ -338,21 +253,5 @@ extern "C" int sk_cuda_sparsek_select_rows(const SkSparsekSelectParams* p, const
     return SK_KERNEL_LAUNCH_FAILED;
   sk_sparsek::select_kernel<<<p->rows, 128, static_cast<size_t>(smem), s>>>(
       *p, mode, tau, ranges, static_cast<unsigned char*>(scratch), only_rows);
-  return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
-}
-
-extern "C" int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, int seq_len, int tile_q, int cap,
-                                          int32_t* cand, int32_t* cand_n, int32_t* cand_uniform, cudaStream_t s) {
-  if (rows < 0 || seq_len < 0 || cap < 1 || tile_q < 1) return SK_KERNEL_BAD_ARG;
-  if (rows == 0 || seq_len == 0) return SK_KERNEL_OK;
-  if (!ranges || !cand || !cand_n || !cand_uniform) return SK_KERNEL_BAD_ARG;
-  const int n_tiles = (seq_len + tile_q - 1) / tile_q;
-  if (rows > 65535 || seq_len > SK_SPARSEK_CANDIDATES_MAX_T) return SK_KERNEL_BAD_ARG;
-  const int64_t smem = sk_sparsek::candidates_smem_bytes(seq_len);
-  if (cudaFuncSetAttribute(sk_sparsek::candidates_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(smem)) != cudaSuccess)
-    return SK_KERNEL_LAUNCH_FAILED;
-  sk_sparsek::candidates_kernel<<<dim3(n_tiles, rows), sk_sparsek::kCandThreads, static_cast<size_t>(smem), s>>>(
-      ranges, seq_len, tile_q, cap, cand, cand_n, cand_uniform);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }

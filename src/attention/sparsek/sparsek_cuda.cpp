@@ -77,22 +77,13 @@ SelectionPass env_pass() {
   SK_FAIL("SPARSEK_SELECTION must be sequential, chunked or auto, got '", v, "'");
 }
 
-// A positive integer from the environment variable `name` (unset or empty: 0).
-int64_t env_positive(const char* name) {
-  const char* e = std::getenv(name);
-  if (!e || !*e) return 0;
-  const long long v = std::atoll(e);
-  SK_CHECK(v >= 1 && v < (1LL << 30), name, " must be a positive integer, got '", e, "'");
-  return int64_t(v);
-}
-
-// An integer in [0, 2^20) from the environment (unset or empty: 0).
-int64_t env_nonnegative(const char* name) {
+// An integer in [lo, hi) from the environment variable `name` (unset or empty: 0), else a clear error.
+int64_t env_int(const char* name, int64_t lo, int64_t hi) {
   const char* e = std::getenv(name);
   if (!e || !*e) return 0;
   char* end = nullptr;
   const long long v = std::strtoll(e, &end, 10);
-  SK_CHECK(*end == '\0' && v >= 0 && v < (1LL << 20), name, " must be an integer in [0, 1048576), got '", e, "'");
+  SK_CHECK(*end == '\0' && v >= lo && v < hi, name, " must be an integer in [", lo, ", ", hi, "), got '", e, "'");
   return int64_t(v);
 }
 
@@ -134,7 +125,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   SkSparsekSelectParams p{s.u.data<float>(), int(R), int(T), int(k), int(window), 0, 4, 0};
   // SPARSEK_SELECTION_FCAP: the chunked pass's fractional-heap entries in shared memory (unset: the
   // default SK_SPARSEK_CHUNKED_FCAP); fewer fit more blocks per SM, so shorter chunks.
-  p.chunked_fcap = int(env_positive("SPARSEK_SELECTION_FCAP"));
+  p.chunked_fcap = int(env_int("SPARSEK_SELECTION_FCAP", 1, int64_t(1) << 30));
   // SPARSEK_SELECTION_HEAP: "4" (default) or "2": the chunked walk's heaps 4-ary or binary (the same
   // results; 4-ary halves the levels a pop waits on: chunk kernel 2.34 -> 2.09 ms at 16k, H100).
   p.chunked_heap_arity = util::env_choice("SPARSEK_SELECTION_HEAP", {"4", "2"}) == 0 ? 4 : 2;
@@ -147,12 +138,12 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;
-  int64_t chunk_len = options.chunk_len > 0 ? options.chunk_len : env_positive("SPARSEK_SELECTION_CHUNK");
+  int64_t chunk_len = options.chunk_len > 0 ? options.chunk_len : env_int("SPARSEK_SELECTION_CHUNK", 1, int64_t(1) << 30);
   // SPARSEK_SELECTION_BALANCE: unset or 0 (default): chunks of one length; q > 0: balanced chunks
   // (kernels/attention/sparsek/chunk_schedule.h) where q prefix keys of a chunk's canonical start
   // cost as much as one walked query: long chunks early, short ones late, so the chunk with the
   // longest prefix no longer sets the pass's time. Automatic chunk lengths only; the same results.
-  const int64_t balance = env_nonnegative("SPARSEK_SELECTION_BALANCE");
+  const int64_t balance = env_int("SPARSEK_SELECTION_BALANCE", 0, int64_t(1) << 20);
   SK_CHECK(balance == 0 || (p.chunked_heap_arity == 4 && p.chunked_dense == 1),
            "SPARSEK_SELECTION_BALANCE=", balance, " runs with the default chunk kernel only: unset "
            "SPARSEK_SELECTION_HEAP=2 / SPARSEK_SELECTION_BLOCKS=5, or the balance");
