@@ -31,6 +31,10 @@ struct SkFlashParams {
   // that row stride; head h at + h * D). 0 means H * D (contiguous). 3 * H * D writes the three
   // gradients straight into one packed (B, T, 3, H, D) buffer. Must be even.
   int64_t grad_row_stride;
+  // Backward only: 1 = dk and dv are fp32 (float *; rows grad_row_stride floats apart, even) and
+  // get dK WITHOUT the softmax scale (the caller scales), for callers that add more terms to them
+  // (SparseK: its selected keys' atomics land on the window part's dK / dV); 0 = bf16 as above.
+  int grad_kv_f32;
   // Backward only: which main kernel. 0: the default for the device (at hd 64 on compute
   // capability 9.0 wgmma with the pipelined schedule, i.e. 4; else mma.sync); 1: mma.sync (flash_backward.cu); 2: wgmma, dQ split by columns;
   // 3: wgmma, dQ split by keys; 4, 5: as 2, 3 with the pipelined schedule (flash_backward_sm90.cu).
@@ -68,8 +72,9 @@ extern "C" {
 int sk_cuda_flash_forward(const SkFlashParams* p, void* out, float* lse, cudaStream_t s);
 
 // Backward from dout (strides dout_stride) and the forward's out and lse. Writes dq, dk, dv
-// ((B, T, H, D) bf16 with row stride p->grad_row_stride) and uses delta ((B, H, T) fp32) and
-// dq_accum ((B, T, H, D) fp32, contiguous) as scratch.
+// ((B, T, H, D) bf16 with row stride p->grad_row_stride; dk, dv fp32 with p->grad_kv_f32) and uses
+// delta ((B, H, T) fp32) and dq_accum ((B, T, H, D) fp32, contiguous) as scratch. dq may be null:
+// then dq_accum is left holding dQ WITHOUT the softmax scale (no finishing pass).
 int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, SkFlashStrides dout_stride, const void* out,
                            const float* lse, void* dq, void* dk, void* dv, float* delta, float* dq_accum,
                            cudaStream_t s);

@@ -284,6 +284,13 @@ __global__ void __launch_bounds__(kBwdThreads, 1)
       const int64_t off = (static_cast<int64_t>(b) * T + key) * grad_row + static_cast<int64_t>(h) * D;
 #pragma unroll
       for (int i = 0; i < D / 8; ++i) {
+        if (p.grad_kv_f32) {  // fp32, dK unscaled (flash_attention.h)
+          *reinterpret_cast<float2*>(reinterpret_cast<float*>(dk) + off + i * 8 + 2 * t) =
+              make_float2(dk_acc[mt][i][2 * r], dk_acc[mt][i][2 * r + 1]);
+          *reinterpret_cast<float2*>(reinterpret_cast<float*>(dv) + off + i * 8 + 2 * t) =
+              make_float2(dv_acc[mt][i][2 * r], dv_acc[mt][i][2 * r + 1]);
+          continue;
+        }
         *reinterpret_cast<uint32_t*>(dk + off + i * 8 + 2 * t) =
             pack_bf16(dk_acc[mt][i][2 * r] * p.softmax_scale, dk_acc[mt][i][2 * r + 1] * p.softmax_scale);
         *reinterpret_cast<uint32_t*>(dv + off + i * 8 + 2 * t) =
@@ -318,6 +325,7 @@ int launch_backward(const SkFlashParams& p, const void* dout, SkFlashStrides ds,
     status = launch_backward_main<D>(p, dout, ds, lse, delta, dk, dv, dq_accum, s);
   }
   if (status != SK_KERNEL_OK) return status;
+  if (!dq) return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;  // dQ stays in dq_accum
   const int64_t n2 = rows * D / 2, row2 = static_cast<int64_t>(p.heads) * D / 2;
   const int64_t dq_row2 = p.grad_row_stride ? p.grad_row_stride / 2 : row2;
   flash_backward_finish_dq_kernel<<<static_cast<unsigned>(std::min<int64_t>((n2 + 255) / 256, 65535)), 256, 0, s>>>(
@@ -348,7 +356,7 @@ int launch_backward_main(const SkFlashParams& p, const void* dout, SkFlashStride
 extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, SkFlashStrides dout_stride,
                                       const void* out, const float* lse, void* dq, void* dk, void* dv, float* delta,
                                       float* dq_accum, cudaStream_t s) {
-  if (!sk_flash::params_ok(p) || !dout || !out || !lse || !dq || !dk || !dv || !delta || !dq_accum)
+  if (!sk_flash::params_ok(p) || !dout || !out || !lse || !dk || !dv || !delta || !dq_accum)
     return SK_KERNEL_BAD_ARG;
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_MISALIGNED;
@@ -357,7 +365,9 @@ extern "C" int sk_cuda_flash_backward(const SkFlashParams* p, const void* dout, 
   if (p->grad_row_stride < 0 || p->grad_row_stride % 2 ||
       (p->grad_row_stride > 0 && p->grad_row_stride < static_cast<int64_t>(p->heads) * p->head_dim))
     return SK_KERNEL_BAD_ARG;
-  if (reinterpret_cast<uintptr_t>(dq) % 4 || reinterpret_cast<uintptr_t>(dk) % 4 || reinterpret_cast<uintptr_t>(dv) % 4)
+  const uintptr_t kv_align = p->grad_kv_f32 ? 8 : 4;
+  if (reinterpret_cast<uintptr_t>(dq) % 4 || reinterpret_cast<uintptr_t>(dk) % kv_align ||
+      reinterpret_cast<uintptr_t>(dv) % kv_align)
     return SK_KERNEL_MISALIGNED;
   if (p->batch == 0 || p->seq_len == 0) return SK_KERNEL_OK;
   return p->head_dim == 64

@@ -308,6 +308,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const int col = pp * 64 + j * 8 + 2 * t;
+        if (p.grad_kv_f32) {  // fp32, dK unscaled (flash_attention.h)
+          *reinterpret_cast<float2*>(reinterpret_cast<float*>(dk) + off + col) =
+              make_float2(dk_acc[pp][4 * j + 2 * r], dk_acc[pp][4 * j + 2 * r + 1]);
+          *reinterpret_cast<float2*>(reinterpret_cast<float*>(dv) + off + col) =
+              make_float2(dv_acc[pp][4 * j + 2 * r], dv_acc[pp][4 * j + 2 * r + 1]);
+          continue;
+        }
         *reinterpret_cast<uint32_t*>(dk + off + col) =
             pack_bf16(dk_acc[pp][4 * j + 2 * r] * p.softmax_scale, dk_acc[pp][4 * j + 2 * r + 1] * p.softmax_scale);
         *reinterpret_cast<uint32_t*>(dv + off + col) = pack_bf16(dv_acc[pp][4 * j + 2 * r], dv_acc[pp][4 * j + 2 * r + 1]);

@@ -4,6 +4,11 @@
 #include <cmath>
 
 #include "util/check.h"
+#include "util/env.h"
+
+#ifdef SPARSEK_HAS_CUDA
+#include "backend/cuda_device.h"
+#endif
 
 namespace sk::attention {
 
@@ -55,6 +60,21 @@ SkFlashParams attention_params(const Tensor& q, const Tensor& k, const Tensor& v
   p.window = int(window);
   p.softmax_scale = float(1.0 / std::sqrt(double(q.size(3))));
   return p;
+}
+
+int flash_backward_kernel_from_env() {
+  return util::env_choice("SPARSEK_FLASH_BWD", {"auto", "mma", "wgmma", "wgmma_keysplit", "wgmma_pipelined",
+                                               "wgmma_pipelined_keysplit"});
+}
+
+void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int device, int hd128_kernel) {
+  if (kernel < 2) return;
+  const int cc = cuda::compute_capability(device);
+  SK_CHECK(cc == 90, variable, ": the wgmma kernels need compute capability 9.0, got ", cc, " (use auto or mma)");
+  SK_CHECK(head_dim == 64 || (head_dim == 128 && kernel == hd128_kernel), variable,
+           hd128_kernel < 0 ? ": the wgmma kernels need head dim 64, got head dim "
+                            : ": this wgmma kernel needs head dim 64 (at 128 only wgmma_pipelined runs), got head dim ",
+           head_dim, " (use auto or mma)");
 }
 #endif
 

@@ -28,31 +28,9 @@ SkFlashParams params_of(const Tensor& q, const Tensor& k, const Tensor& v, Causa
   return attention_params(q, k, v, mask.window, kOp);
 }
 
-// SPARSEK_FLASH_BWD picks the backward's main kernel (SkFlashParams::backward_kernel): unset or
-// "auto" (wgmma_pipelined on compute capability 9.0, else mma.sync), "mma", "wgmma" (dQ split by
-// columns), "wgmma_keysplit", "wgmma_pipelined", "wgmma_pipelined_keysplit" (the overlapped
-// schedule, flash_backward_sm90.cu). Read at every call, so a benchmark or a test can switch it.
-int backward_kernel_from_env() {
-  return util::env_choice("SPARSEK_FLASH_BWD", {"auto", "mma", "wgmma", "wgmma_keysplit", "wgmma_pipelined",
-                                               "wgmma_pipelined_keysplit"});
-}
-
 // SPARSEK_FLASH_FWD picks the forward kernel (SkFlashParams::forward_kernel): unset or "auto" (wgmma
 // on compute capability 9.0, else mma.sync), "mma", or "wgmma" (flash_forward_sm90.cu: compute
 // capability 9.0 only).
-// A wgmma kernel chosen through `variable` (kernel >= 2) runs on compute capability 9.0 only, at
-// head dim 64, or also at 128 when it is `hd128_kernel` (the backward's wgmma_pipelined): anything
-// else is the user's error, named here (the launcher would only say "bad argument").
-void check_wgmma_choice(const char* variable, int kernel, int64_t head_dim, int device, int hd128_kernel = -1) {
-  if (kernel < 2) return;
-  const int cc = cuda::compute_capability(device);
-  SK_CHECK(cc == 90, variable, ": the wgmma kernels need compute capability 9.0, got ", cc, " (use auto or mma)");
-  SK_CHECK(head_dim == 64 || (head_dim == 128 && kernel == hd128_kernel), variable,
-           hd128_kernel < 0 ? ": the wgmma kernels need head dim 64, got head dim "
-                            : ": this wgmma kernel needs head dim 64 (at 128 only wgmma_pipelined runs), got head dim ",
-           head_dim, " (use auto or mma)");
-}
-
 int forward_kernel_from_env() {
   return util::env_choice("SPARSEK_FLASH_FWD", {"auto", "mma", "wgmma"});
 }
@@ -122,7 +100,7 @@ void run_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Te
                   CausalWindow mask, void* dq, void* dk, void* dv, int64_t grad_row_stride) {
   SkFlashParams p = params_of(q, k, v, mask);
   p.grad_row_stride = grad_row_stride;
-  p.backward_kernel = backward_kernel_from_env();
+  p.backward_kernel = flash_backward_kernel_from_env();
   p.exp2_ftz = exp2_ftz_from_env();
   check_attention_input(dout, q, kOp, "dout");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);

@@ -3,8 +3,9 @@
 //   1. window keys (w > 0): the flash backward kernel (flash_backward.cu: key-major, dK/dV in
 //      registers, no per-element atomics for them) run with the SparseK forward's out and lse. Its
 //      P = exp(a - lse) and dS = P (dP - D) with D = dO . O are exactly the window entries of the
-//      joint softmax's gradient (window keys have m = 1 in both mask modes). It writes bf16
-//      dQ_w, dK_w, dV_w into a packed (B, T, 3, H, D) scratch.
+//      joint softmax's gradient (window keys have m = 1 in both mask modes). It stores dK_w, dV_w
+//      in fp32 (dK unscaled) straight into the dK / dV accumulators of part 2 (no zeroing pass)
+//      and leaves dQ_w (fp32, unscaled) in its dQ accumulator, dq_window.
 //   2. selected keys: one block per (64-query tile, head, batch) walks the tile's gathered candidate
 //      chunks (selection.cu; <= k + 63 keys, spec 4.3 property 3). Per chunk, recomputing P from
 //      Q, K and the lse:
@@ -13,10 +14,10 @@
 //          log_mask:    P = exp(a + log m - lse), pv = P, da = P (dP - D), dm = exp(a - lse)(dP - D)
 //        (m_ij as in the forward: on chunks of the tile's uniform keys from u_tile with no
 //        per-element membership or state test, elsewhere from the ranges; sparsek_tile.cuh)
-//        dQ += da K in registers (this block owns its queries: dq = bf16(s dQ + dQ_w), written once);
+//        dQ += da K in registers (this block owns its queries: dq = bf16(s (dQ + dQ_w)), written once);
 //        dK += da^T Q and dV += pv^T dO from bf16 copies of da and pv in shared memory, one 16-key
 //        slice per warp, added to fp32 accumulators with 16-byte vector atomics (red.v4.f32: a
-//        gathered key is shared with other tiles); finally dk = bf16(s dK + dK_w), dv likewise;
+//        gathered key is shared with other tiles); finally dk = bf16(s dK), dv = bf16(dV);
 //        G_ij = dm_ij on fractional selected entries: summed per query (g_row) and per key (g_key).
 // Then per score row (one block per row, parallel scans): |S_i| from a difference array of the
 // fractional ranges, c_i = g_row_i / |S_i|, C = prefix sums of c (fp64), and
@@ -124,7 +125,7 @@ template <int D, int BQ, bool kGsum, bool kPipelined, int kMinBlocks = 1>
 __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_backward_kernel(
     const SkSparsekForwardParams p, const __nv_bfloat16* __restrict__ dout, const SkFlashStrides dstr,
     const __nv_bfloat16* __restrict__ outp, const float* __restrict__ lse, __nv_bfloat16* __restrict__ dq,
-    const __nv_bfloat16* __restrict__ wgrad, float* __restrict__ dk_acc, float* __restrict__ dv_acc, float* __restrict__ g_row, float* __restrict__ g_key) {
+    const float* __restrict__ dq_window, float* __restrict__ dk_acc, float* __restrict__ dv_acc, float* __restrict__ g_row, float* __restrict__ g_key) {
   constexpr int kBQ = BQ, kWarps = warps_of<BQ>(), kThreads = threads_of<BQ>();
   extern __shared__ __align__(128) unsigned char smem[];
   constexpr int kBuffers = kPipelined ? 2 : 1;
@@ -388,18 +389,19 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_backward
     const int row = r == 0 ? row_a : row_b;
     if (row >= T) continue;
     if (t == 0 && gs != 0.f) atomicAdd(g_row + static_cast<int64_t>(srow) * T + row, gs);
-    __nv_bfloat16* qrow = dq + ((static_cast<int64_t>(b) * T + row) * H + h) * D;
-    // The window part's dQ_w from the packed (B, T, 3, H, D) scratch (slot 0), when there is one.
-    const __nv_bfloat16* wrow = wgrad ? wgrad + ((static_cast<int64_t>(b) * T + row) * 3 * H + h) * D : nullptr;
+    const int64_t row_off = ((static_cast<int64_t>(b) * T + row) * H + h) * D;
+    __nv_bfloat16* qrow = dq + row_off;
+    // The window part's dQ_w (fp32, unscaled, (B, T, H, D)), when there is one.
+    const float* wrow = dq_window ? dq_window + row_off : nullptr;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
-      float x0 = dqa[i][2 * r] * a.softmax_scale, x1 = dqa[i][2 * r + 1] * a.softmax_scale;
+      float x0 = dqa[i][2 * r], x1 = dqa[i][2 * r + 1];
       if (wrow) {
-        const float2 w2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(wrow + i * 8 + 2 * t));
+        const float2 w2 = *reinterpret_cast<const float2*>(wrow + i * 8 + 2 * t);
         x0 += w2.x;
         x1 += w2.y;
       }
-      *reinterpret_cast<uint32_t*>(qrow + i * 8 + 2 * t) = pack_bf16(x0, x1);
+      *reinterpret_cast<uint32_t*>(qrow + i * 8 + 2 * t) = pack_bf16(x0 * a.softmax_scale, x1 * a.softmax_scale);
     }
   }
 }
@@ -410,20 +412,14 @@ __global__ void zero_kernel(float* x, int64_t n) {
     x[i] = 0.f;
 }
 
-// dk = bf16(scale dk_acc + dK_w), dv = bf16(dv_acc + dV_w); wgrad (B, T, 3, H, D) or null; hd = H * D.
-__global__ void finish_kv_kernel(const float* __restrict__ dk_acc, const float* __restrict__ dv_acc,
-                                 const __nv_bfloat16* __restrict__ wgrad, float scale, __nv_bfloat16* __restrict__ dk,
-                                 __nv_bfloat16* __restrict__ dv, int64_t n, int64_t hd) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float xk = dk_acc[i] * scale, xv = dv_acc[i];
-    if (wgrad) {
-      const int64_t bt = i / hd, e = i - bt * hd;
-      xk += __bfloat162float(wgrad[(bt * 3 + 1) * hd + e]);
-      xv += __bfloat162float(wgrad[(bt * 3 + 2) * hd + e]);
-    }
-    dk[i] = __float2bfloat16(xk);
-    dv[i] = __float2bfloat16(xv);
+// dk = bf16(scale dk_acc), dv = bf16(dv_acc), four elements a thread and step (n % 4 == 0: D is).
+__global__ void finish_kv_kernel(const float* __restrict__ dk_acc, const float* __restrict__ dv_acc, float scale,
+                                 __nv_bfloat16* __restrict__ dk, __nv_bfloat16* __restrict__ dv, int64_t n) {
+  for (int64_t i = 4 * (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x); i < n;
+       i += 4 * static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float4 xk = *reinterpret_cast<const float4*>(dk_acc + i), xv = *reinterpret_cast<const float4*>(dv_acc + i);
+    *reinterpret_cast<uint2*>(dk + i) = make_uint2(pack_bf16(xk.x * scale, xk.y * scale), pack_bf16(xk.z * scale, xk.w * scale));
+    *reinterpret_cast<uint2*>(dv + i) = make_uint2(pack_bf16(xv.x, xv.y), pack_bf16(xv.z, xv.w));
   }
 }
 
@@ -512,7 +508,7 @@ __global__ void __launch_bounds__(kDuThreads) du_kernel(const SkKeyRange* __rest
 
 template <int D, int BQ, bool kGsum, bool kPipelined, int kMinBlocks = 1>
 int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashStrides ds, const void* out,
-                    const float* lse, void* dq, const void* wgrad, float* dk_acc, float* dv_acc, float* g_row,
+                    const float* lse, void* dq, const float* dq_window, float* dk_acc, float* dv_acc, float* g_row,
                     float* g_key, cudaStream_t s) {
   // kPipelined: + the candidate list (cand_cap ints) after the tiles.
   const int smem = bwd_smem_bytes<D, BQ, kPipelined>() + (kPipelined ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
@@ -522,7 +518,7 @@ int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashSt
   dim3 grid((p.attn.seq_len + BQ - 1) / BQ, p.attn.heads, p.attn.batch);
   kernel<<<grid, threads_of<BQ>(), smem, s>>>(
       p, static_cast<const __nv_bfloat16*>(dout), ds, static_cast<const __nv_bfloat16*>(out), lse,
-      static_cast<__nv_bfloat16*>(dq), static_cast<const __nv_bfloat16*>(wgrad), dk_acc, dv_acc, g_row, g_key);
+      static_cast<__nv_bfloat16*>(dq), dq_window, dk_acc, dv_acc, g_row, g_key);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
 }
 
@@ -530,26 +526,26 @@ int launch_backward(const SkSparsekForwardParams& p, const void* dout, SkFlashSt
 // for 3 blocks per SM: hd 64, 64-query tiles, else as 2) for tiles of BQ.
 template <int BQ>
 int launch_backward_variant(const SkSparsekForwardParams& p, int variant, const void* dout, SkFlashStrides ds,
-                            const void* out, const float* lse, void* dq, const void* wgrad, float* dk_acc,
+                            const void* out, const float* lse, void* dq, const float* dq_window, float* dk_acc,
                             float* dv_acc, float* g_row, float* g_key, cudaStream_t s) {
   if (p.attn.head_dim == 64) {
     if constexpr (BQ == 64) {
       if (variant == 3)
-        return launch_backward<64, BQ, true, true, 3>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+        return launch_backward<64, BQ, true, true, 3>(p, dout, ds, out, lse, dq, dq_window, dk_acc, dv_acc, g_row, g_key, s);
     }
-    if (variant >= 2) return launch_backward<64, BQ, true, true>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
-    if (variant == 1) return launch_backward<64, BQ, true, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
-    return launch_backward<64, BQ, false, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+    if (variant >= 2) return launch_backward<64, BQ, true, true>(p, dout, ds, out, lse, dq, dq_window, dk_acc, dv_acc, g_row, g_key, s);
+    if (variant == 1) return launch_backward<64, BQ, true, false>(p, dout, ds, out, lse, dq, dq_window, dk_acc, dv_acc, g_row, g_key, s);
+    return launch_backward<64, BQ, false, false>(p, dout, ds, out, lse, dq, dq_window, dk_acc, dv_acc, g_row, g_key, s);
   }
-  if (variant >= 1) return launch_backward<128, BQ, true, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
-  return launch_backward<128, BQ, false, false>(p, dout, ds, out, lse, dq, wgrad, dk_acc, dv_acc, g_row, g_key, s);
+  if (variant >= 1) return launch_backward<128, BQ, true, false>(p, dout, ds, out, lse, dq, dq_window, dk_acc, dv_acc, g_row, g_key, s);
+  return launch_backward<128, BQ, false, false>(p, dout, ds, out, lse, dq, dq_window, dk_acc, dv_acc, g_row, g_key, s);
 }
 
 }  // namespace sk_sparsek_bwd
 
 extern "C" int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const void* dout, SkFlashStrides dout_stride,
                                         const void* out, const float* lse, void* dq, void* dk, void* dv, float* du,
-                                        float* dkv_accum, float* delta, void* wgrad, float* g_row, float* g_key,
+                                        float* dkv_accum, float* delta, float* dq_window, float* g_row, float* g_key,
                                         double* c_prefix, int32_t* frac_count, cudaStream_t s) {
   using namespace sk_sparsek_bwd;
   if (!p || !sk_flash::params_ok(&p->attn) || !dout || !out || !lse || !dq || !dk || !dv || !du) return SK_KERNEL_BAD_ARG;
@@ -558,27 +554,31 @@ extern "C" int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const v
   if (p->score_heads != 1 && p->score_heads != p->attn.heads) return SK_KERNEL_BAD_ARG;
   if (!dkv_accum || !g_row || !g_key || !c_prefix || !frac_count) return SK_KERNEL_BAD_ARG;
   const bool window = p->attn.window > 0;
-  if (window && (!delta || !wgrad)) return SK_KERNEL_BAD_ARG;
+  if (window && (!delta || !dq_window)) return SK_KERNEL_BAD_ARG;
   if (reinterpret_cast<uintptr_t>(dout) % 16 || dout_stride.batch % 8 || dout_stride.head % 8 || dout_stride.row % 8)
     return SK_KERNEL_BAD_ARG;
-  if (reinterpret_cast<uintptr_t>(dkv_accum) % 16) return SK_KERNEL_MISALIGNED;
+  if (reinterpret_cast<uintptr_t>(dkv_accum) % 16 || reinterpret_cast<uintptr_t>(dq_window) % 16 ||
+      reinterpret_cast<uintptr_t>(dk) % 8 || reinterpret_cast<uintptr_t>(dv) % 8)
+    return SK_KERNEL_MISALIGNED;
   const int64_t B = p->attn.batch, H = p->attn.heads, T = p->attn.seq_len, D = p->attn.head_dim;
   const int64_t n = B * T * H * D, rows = B * p->score_heads;
   float* dk_acc = dkv_accum;
   float* dv_acc = dkv_accum + n;
   if (window) {
-    // Window part: the flash backward with the joint softmax's out and lse, into the packed
-    // (B, T, 3, H, D) scratch; its dQ accumulator borrows dk_acc (zeroed again below).
+    // Window part: the flash backward with the joint softmax's out and lse. It stores every key's
+    // dK_w (unscaled) and dV_w in fp32 into dk_acc / dv_acc, which the selected keys' atomics then
+    // add to, and leaves dQ_w (unscaled) in dq_window.
     SkFlashParams fp = p->attn;
-    fp.grad_row_stride = 3 * H * D;
-    __nv_bfloat16* w = static_cast<__nv_bfloat16*>(wgrad);
-    const int st = sk_cuda_flash_backward(&fp, dout, dout_stride, out, lse, w, w + H * D, w + 2 * H * D, delta, dk_acc, s);
+    fp.grad_row_stride = 0;
+    fp.grad_kv_f32 = 1;
+    const int st = sk_cuda_flash_backward(&fp, dout, dout_stride, out, lse, nullptr, dk_acc, dv_acc, delta, dq_window, s);
     if (st != SK_KERNEL_OK) return st;
+  } else {
+    zero_kernel<<<1024, 256, 0, s>>>(dkv_accum, 2 * n);
   }
-  zero_kernel<<<1024, 256, 0, s>>>(dkv_accum, 2 * n);
   zero_kernel<<<256, 256, 0, s>>>(g_row, rows * T);
   zero_kernel<<<256, 256, 0, s>>>(g_key, rows * T);
-  const void* wg = window ? wgrad : nullptr;
+  const float* wg = window ? dq_window : nullptr;
   const int variant = p->bwd_variant >= 2 && (D != 64 || p->cand_cap > kMaxStagedCand) ? 1 : p->bwd_variant;
   int st = SK_KERNEL_BAD_ARG;
   if (p->tile_q == SK_SPARSEK_TILE_Q)
@@ -588,8 +588,8 @@ extern "C" int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const v
     st = launch_backward_variant<SK_SPARSEK_TILE_Q_WIDE>(*p, variant, dout, dout_stride, out, lse, dq, wg, dk_acc,
                                                          dv_acc, g_row, g_key, s);
   if (st != SK_KERNEL_OK) return st;
-  finish_kv_kernel<<<1024, 256, 0, s>>>(dk_acc, dv_acc, static_cast<const __nv_bfloat16*>(wg), p->attn.softmax_scale,
-                                        static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv), n, H * D);
+  finish_kv_kernel<<<1024, 256, 0, s>>>(dk_acc, dv_acc, p->attn.softmax_scale, static_cast<__nv_bfloat16*>(dk),
+                                        static_cast<__nv_bfloat16*>(dv), n);
   du_kernel<<<static_cast<unsigned>(rows), kDuThreads, 0, s>>>(p->ranges, g_row, g_key, static_cast<int>(T), c_prefix,
                                                               frac_count, du);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;

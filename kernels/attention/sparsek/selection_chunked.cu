@@ -18,7 +18,7 @@
 //      It writes this start state (tau, sum bits, counts, one state byte per key), walks its L
 //      queries with the sequential kernel's code (thread 0 tau walk, thread 32 top-k walk, shared
 //      with the CPU model), writes tau_i and the range transitions, and its end state.
-//   3. verify_kernel, one block per row: start(c) == end(c - 1) bitwise for every c >= 1, else
+//   3. verify_kernel, one block per (chunk, row): start(c) == end(c - 1) bitwise for every c >= 1, else
 //      failed[row] |= kFailVerify. Chunk 0 starts from the empty state, so by induction a row with
 //      every start verified is the sequential walk.
 //   4. select_kernel (selection.cu) recomputes the rows with failed[row] != 0 from scratch.
@@ -481,35 +481,37 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   }
 }
 
+// Grid (chunks, rows): block (c, row) compares chunk c's canonical start with chunk c - 1's walked
+// end (16 bytes a load where both are aligned, as they are when T % 16 == 0).
 __global__ void __launch_bounds__(kThreads) verify_kernel(const SkChunkSchedule sched, int* __restrict__ failed,
                                                           void* scratch_base, int rows) {
-  const int row = blockIdx.x, T = sched.seq_len, W = sched.window, chunks = sched.chunks;
-  __shared__ int s_bad;
-  if (threadIdx.x == 0) s_bad = 0;
-  __syncthreads();
-  if (failed[row] != 0) return;
+  const int c = blockIdx.x, row = blockIdx.y, T = sched.seq_len, W = sched.window, chunks = sched.chunks;
+  if (c == 0 || failed[row] != 0) return;
+  const int n0 = max(0, sk_chunk_start(sched, c) - W);
+  if (n0 == 0) return;
   Scratch sc(scratch_base, rows, chunks, T, sched.frac_keys);
-  int cs = 0;
-  for (int c = 1; c < chunks; ++c) {
-    cs = sk_chunk_next(sched, cs);
-    const int n0 = max(0, cs - W);
-    if (n0 == 0) continue;
-    const int64_t rc = int64_t(row) * chunks + c;
-    if (threadIdx.x == 0) {
-      const ChunkScalars a = sc.start[rc], b = sc.end[rc];
-      if (__double_as_longlong(a.tau) != __double_as_longlong(b.tau) ||
+  const int64_t rc = int64_t(row) * chunks + c;
+  bool bad = false;
+  if (threadIdx.x == 0) {
+    const ChunkScalars a = sc.start[rc], b = sc.end[rc];
+    bad = __double_as_longlong(a.tau) != __double_as_longlong(b.tau) ||
           __double_as_longlong(a.sum_frac) != __double_as_longlong(b.sum_frac) || a.n_sat != b.n_sat ||
-          a.n_frac != b.n_frac)
-        s_bad = 1;
-    }
-    const unsigned char* x = sc.start_state + rc * T;
-    const unsigned char* y = sc.end_state + rc * T;
-    bool bad = false;
-    for (int j = threadIdx.x; j < n0; j += kThreads) bad |= x[j] != y[j];
-    if (bad) s_bad = 1;
+          a.n_frac != b.n_frac;
   }
-  __syncthreads();
-  if (threadIdx.x == 0 && s_bad) failed[row] |= kFailVerify;
+  const unsigned char* x = sc.start_state + rc * T;
+  const unsigned char* y = sc.end_state + rc * T;
+  int j0 = 0;
+  if (((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y)) & 15) == 0) {
+    const uint4* x4 = reinterpret_cast<const uint4*>(x);
+    const uint4* y4 = reinterpret_cast<const uint4*>(y);
+    for (int v = threadIdx.x; v < n0 / 16; v += kThreads) {
+      const uint4 p = x4[v], q = y4[v];
+      bad |= p.x != q.x || p.y != q.y || p.z != q.z || p.w != q.w;
+    }
+    j0 = n0 / 16 * 16;
+  }
+  for (int j = j0 + threadIdx.x; j < n0; j += kThreads) bad |= x[j] != y[j];
+  if (__syncthreads_or(bad) && threadIdx.x == 0) atomicOr(&failed[row], kFailVerify);
 }
 
 // The chunk kernel of a call: arity 4 or 2; dense (the default): compiled for 8 blocks per SM.
@@ -586,7 +588,7 @@ extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, co
   kernel<<<dim3(sched->chunks, p->rows), kThreads, size_t(smem), s>>>(*p, sched->len, sched->chunks, fcap, tau,
                                                                       ranges, failed, chunk_scratch, *sched);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
-  verify_kernel<<<p->rows, kThreads, 0, s>>>(*sched, failed, chunk_scratch, p->rows);
+  verify_kernel<<<dim3(sched->chunks, p->rows), kThreads, 0, s>>>(*sched, failed, chunk_scratch, p->rows);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   // Rows that failed: the sequential kernel from scratch (it returns at once for the others).
   return sk_cuda_sparsek_select_rows(p, failed, tau, ranges, seq_scratch, s);

@@ -24,9 +24,11 @@
 // Backward (recomputation; D_i = dO_i . O_i):
 //   dout:     (B, H, T, D) bf16 with strides dout_stride; out: (B, T, H, D) the forward's output.
 //   dq:       (B, T, H, D) bf16 (each query tile is owned by one block: written directly).
-//   dk, dv:   (B, T, H, D) bf16, through fp32 scratch dkv_accum (2, B, T, H, D) (atomics).
-//   delta:    (B, H, T) fp32 scratch, wgrad: (B, T, 3, H, D) bf16 scratch: the window part's
-//             dQ_w, dK_w, dV_w from the flash backward (both needed only when window > 0).
+//   dk, dv:   (B, T, H, D) bf16, through fp32 scratch dkv_accum (2, B, T, H, D): the window
+//             part's dK_w, dV_w stored there by the flash backward (fp32, dK unscaled), the
+//             selected keys' terms added by atomics (zeroed first when window == 0).
+//   delta:    (B, H, T) fp32 scratch, dq_window: (B, T, H, D) fp32 scratch: the window part's
+//             dQ_w (unscaled) from the flash backward (both needed only when window > 0).
 //   du:       (R, T) fp32; scratch g_row (R, T) fp32 (sum of G_il over query i's fractional
 //             selected keys), g_key (R, T) fp32 (sum of G_ij over the queries where key j is
 //             fractional), c_prefix (R, T + 1) fp64, frac_count (R, T + 1) int32.
@@ -146,7 +148,7 @@ int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* out, float* l
 // selected keys through the gathered candidate chunks (backward.cu).
 int sk_cuda_sparsek_backward(const SkSparsekForwardParams* p, const void* dout, SkFlashStrides dout_stride,
                              const void* out, const float* lse, void* dq, void* dk, void* dv, float* du,
-                             float* dkv_accum, float* delta, void* wgrad, float* g_row, float* g_key,
+                             float* dkv_accum, float* delta, float* dq_window, float* g_row, float* g_key,
                              double* c_prefix, int32_t* frac_count, cudaStream_t s);
 
 #ifdef __cplusplus

@@ -29,6 +29,9 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
                                      const SparsekCudaSelection& sel, const SparsekParams& params) {
   SkSparsekForwardParams p{};
   p.attn = attention_params(q, k, v, params.window, kOp);
+  // The window part's flash backward kernel (SPARSEK_FLASH_BWD, as for full attention).
+  p.attn.backward_kernel = flash_backward_kernel_from_env();
+  check_wgmma_choice("SPARSEK_FLASH_BWD", p.attn.backward_kernel, q.size(3), q.device().index, /*wgmma_pipelined*/ 4);
   p.score_heads = score_heads;
   p.k = int(params.k);
   p.log_mask = params.mask_mode == MaskMode::LogMask ? 1 : 0;
@@ -247,11 +250,12 @@ SparsekCudaGrads sparsek_cuda_backward(const Tensor& dout, const Tensor& q, cons
   Tensor dv = Tensor::empty({B, T, H, D}, DType::BF16, dev);
   Tensor du = Tensor::empty({B, Hu, T}, DType::F32, dev);
   Tensor dkv_accum = Tensor::empty({2, B, T, H, D}, DType::F32, dev);
-  // The window part (flash backward) writes dQ_w, dK_w, dV_w packed into wgrad.
-  Tensor delta, wgrad;
+  // The window part (flash backward) accumulates its dQ_w in dq_window (fp32) and stores its dK_w,
+  // dV_w in dkv_accum.
+  Tensor delta, dq_window;
   if (params.window > 0) {
     delta = Tensor::empty({B, H, T}, DType::F32, dev);
-    wgrad = Tensor::empty({B, T, 3, H, D}, DType::BF16, dev);
+    dq_window = Tensor::empty({B, T, H, D}, DType::F32, dev);
   }
   Tensor g_row = Tensor::empty({B * Hu, T}, DType::F32, dev), g_key = Tensor::empty({B * Hu, T}, DType::F32, dev);
   Tensor c_prefix = Tensor::empty({B * Hu, T + 1}, DType::F64, dev);
@@ -260,7 +264,7 @@ SparsekCudaGrads sparsek_cuda_backward(const Tensor& dout, const Tensor& q, cons
                                            fwd.lse.data<float>(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(),
                                            du.data<float>(), dkv_accum.data<float>(),
                                            delta.defined() ? delta.data<float>() : nullptr,
-                                           wgrad.defined() ? wgrad.data_ptr() : nullptr, g_row.data<float>(),
+                                           dq_window.defined() ? dq_window.data<float>() : nullptr, g_row.data<float>(),
                                            g_key.data<float>(), c_prefix.data<double>(), frac_count.data<int32_t>(),
                                            cuda::stream()));
   return SparsekCudaGrads{dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2), du};

@@ -374,10 +374,13 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
     EXPECT_LE(out.rel_l2, 1e-2) << "tile " << tile << " out " << out.str();
     EXPECT_LE(lse.max_abs, 1e-2) << "tile " << tile << " lse " << lse.str();
     // Every backward variant (SPARSEK_SPARSEK_BWD; backward.cu) against the reference.
-    for (const char* variant : {"sync", "gsum", "pipelined", "pipelined3", "pipelined3/uniform off"}) {
+    // "/uniform off": every chunk through the general per-element path; "/flash mma": the window
+    // part through the mma.sync flash backward (its fp32 dK / dV output) instead of the device's default.
+    for (const char* variant : {"sync", "gsum", "pipelined", "pipelined3", "pipelined3/uniform off", "pipelined3/flash mma"}) {
       const std::string name(variant);
       sk::testing::ScopedEnv env("SPARSEK_SPARSEK_BWD", name.substr(0, name.find('/')).c_str());
-      sk::testing::ScopedEnv uniform_env("SPARSEK_SPARSEK_UNIFORM", name.find('/') == std::string::npos ? "on" : "off");
+      sk::testing::ScopedEnv uniform_env("SPARSEK_SPARSEK_UNIFORM", name.find("uniform off") == std::string::npos ? "on" : "off");
+      sk::testing::ScopedEnv flash_env("SPARSEK_FLASH_BWD", name.find("flash mma") == std::string::npos ? "auto" : "mma");
       const SparsekCudaGrads gv = sparsek_cuda_backward(dout, q, k, v, fwd, params);
       const auto dq = sk::testing::compare(f64(gv.dq), rg.dq);
       const auto dk = sk::testing::compare(f64(gv.dk), rg.dk);
