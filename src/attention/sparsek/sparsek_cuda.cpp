@@ -146,6 +146,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   // (kernels/attention/sparsek/chunk_schedule.h) where q prefix keys of a chunk's canonical start
   // cost as much as one walked query: long chunks early, short ones late, so the chunk with the
   // longest prefix no longer sets the pass's time. Automatic chunk lengths only; the same results.
+  // Measured slower than uniform chunks at q 16, 26 and 40 (H100, 2026-12-06; docs/perf-notes.md).
   const int64_t balance = env_int("SPARSEK_SELECTION_BALANCE", 0, int64_t(1) << 20);
   SK_CHECK(balance == 0 || (p.chunked_heap_arity == 4 && p.chunked_dense == 1),
            "SPARSEK_SELECTION_BALANCE=", balance, " runs with the default chunk kernel only: unset "
