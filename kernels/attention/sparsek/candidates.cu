@@ -5,13 +5,16 @@
 // Key j is a candidate of the tiles its selected range [sel_from, sel_to) meets, so the lists come
 // from the keys rather than from a scan of every tile's prefix (O(T^2 / BQ) per row, which took
 // 0.33 ms at T 16k and twice that at 32k on an H100):
-//   1. scatter: one thread per key computes its tiles and its class per tile; each warp spreads
-//      its keys' (key, tile) pairs over its 32 lanes and appends them to the tiles' lists in any
-//      order (a slot from an atomic counter, cand_n), the class in bit 30 of the entry;
+//   1. scatter: one block per 32 tiles of a row; a thread per key (those that can be selected in
+//      these tiles) computes its tiles among them and its class per tile; each warp spreads its
+//      keys' (key, tile) pairs over its 32 lanes and appends them to the tiles' lists in any order
+//      (a slot from a counter in shared memory; the counts go to cand_n), the class in bit 30 of
+//      the entry;
 //   2. order: one block per (tile, row) sets one bit per entry in two bit sets over the keys
 //      (uniform, others) in shared memory and writes each set's keys ascending in place (block
 //      scans of the 32-key words' bit counts give the offsets).
-// Work O(T / 32 + list length) per tile; the lists, counts and uniform counts are deterministic.
+// Work O(T / 32 + list length) per tile plus O(T) range reads per 32 tiles; the lists, counts and
+// uniform counts are deterministic.
 // Tested in tests/attention/sparsek/test_sparsek_cuda.cpp against a brute force over the ranges.
 #include <cuda_runtime.h>
 
@@ -26,50 +29,66 @@ constexpr int32_t kOtherBit = 1 << 30;  // entry = key | kOtherBit for a key tha
 // (200 KB at SK_SPARSEK_CANDIDATES_MAX_T).
 inline int64_t order_smem_bytes(int T) { return 2 * ((static_cast<int64_t>(T) + 31) / 32) * 4; }
 
-// Grid (ceil(T / kCandThreads), rows); cand_n zeroed beforehand.
+constexpr int kTilesPerScatter = 32;  // tiles whose lists one scatter block fills
+
+// Grid (ceil(n_tiles / kTilesPerScatter), rows): block g fills the lists of tiles [t_lo, t_hi) (a
+// slot per pair from a counter in shared memory) and writes their counts to cand_n. It reads the
+// ranges of the keys j < t_hi * tile_q (a key selected by query i is <= i).
 __global__ void __launch_bounds__(kCandThreads) scatter_kernel(const SkKeyRange* __restrict__ ranges, int T,
                                                                int tile_q, int cap, int n_tiles,
                                                                int32_t* __restrict__ cand,
                                                                int32_t* __restrict__ cand_n) {
+  __shared__ int s_count[kTilesPerScatter];
   const int row = blockIdx.y, lane = threadIdx.x & 31;
-  const int j = blockIdx.x * kCandThreads + static_cast<int>(threadIdx.x);
-  SkKeyRange e{0, 0, 0, 0, 0};
-  if (j < T) e = ranges[static_cast<int64_t>(row) * T + j];
-  const bool any = j < T && e.sel_from < e.sel_to;
-  const int t_first = any ? e.sel_from / tile_q : 0;
-  const int count = any ? (e.sel_to - 1) / tile_q - t_first + 1 : 0;
-  int incl = count;  // inclusive scan of the lanes' pair counts
+  const int t_lo = blockIdx.x * kTilesPerScatter, t_hi = min(t_lo + kTilesPerScatter, n_tiles);
+  const int key_end = min(T, t_hi * tile_q);
+  if (threadIdx.x < kTilesPerScatter) s_count[threadIdx.x] = 0;
+  __syncthreads();
+  const SkKeyRange* rg = ranges + static_cast<int64_t>(row) * T;
+  for (int j0 = 0; j0 < key_end; j0 += kCandThreads) {  // the whole block: uniform trip count
+    const int j = j0 + static_cast<int>(threadIdx.x);
+    SkKeyRange e{0, 0, 0, 0, 0};
+    if (j < key_end) e = rg[j];
+    const bool any = j < key_end && e.sel_from < e.sel_to;
+    const int t_first = any ? max(e.sel_from / tile_q, t_lo) : 0;
+    const int t_last = any ? min((e.sel_to - 1) / tile_q, t_hi - 1) : -1;
+    const int count = max(0, t_last - t_first + 1);
+    int incl = count;  // inclusive scan of the lanes' pair counts
 #pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const int y = __shfl_up_sync(0xffffffffu, incl, off);
-    if (lane >= off) incl += y;
-  }
-  const int total = __shfl_sync(0xffffffffu, incl, 31);
-  for (int base = 0; base < total; base += 32) {
-    const int pair = base + lane;
-    int lo = 0, hi = 31;  // the lane that owns `pair`: the first whose inclusive count exceeds it
-#pragma unroll
-    for (int step = 0; step < 5; ++step) {
-      const int mid = (lo + hi) >> 1;
-      if (pair < __shfl_sync(0xffffffffu, incl, mid)) hi = mid;
-      else lo = mid + 1;
+    for (int off = 1; off < 32; off <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, incl, off);
+      if (lane >= off) incl += y;
     }
-    const int owner = lo;
-    const int o_incl = __shfl_sync(0xffffffffu, incl, owner), o_count = __shfl_sync(0xffffffffu, count, owner);
-    const int o_first = __shfl_sync(0xffffffffu, t_first, owner);
-    const int key = __shfl_sync(0xffffffffu, j, owner);
-    const int sel_from = __shfl_sync(0xffffffffu, e.sel_from, owner), sel_to = __shfl_sync(0xffffffffu, e.sel_to, owner);
-    const int frac_from = __shfl_sync(0xffffffffu, e.frac_from, owner);
-    const int dead_from = __shfl_sync(0xffffffffu, e.dead_from, owner);
-    if (pair >= total) continue;
-    const int tile = o_first + pair - (o_incl - o_count);
-    const int q0 = tile * tile_q, q1 = min(q0 + tile_q, T), q_last = q1 - 1;
-    const bool uniform = q1 - q0 == tile_q && sel_from <= q0 && sel_to > q_last &&
-                         (frac_from <= q0 || frac_from > q_last) && (dead_from <= q0 || dead_from > q_last);
-    const int64_t list = static_cast<int64_t>(row) * n_tiles + tile;
-    const int slot = atomicAdd(cand_n + list, 1);
-    if (slot < cap) cand[list * cap + slot] = uniform ? key : key | kOtherBit;
+    const int total = __shfl_sync(0xffffffffu, incl, 31);
+    // The warp's (key, tile) pairs spread over its lanes, 32 at a time.
+    for (int base = 0; base < total; base += 32) {
+      const int pair = base + lane;
+      int lo = 0, hi = 31;  // the lane that owns `pair`: the first whose inclusive count exceeds it
+#pragma unroll
+      for (int step = 0; step < 5; ++step) {
+        const int mid = (lo + hi) >> 1;
+        if (pair < __shfl_sync(0xffffffffu, incl, mid)) hi = mid;
+        else lo = mid + 1;
+      }
+      const int owner = lo;
+      const int o_incl = __shfl_sync(0xffffffffu, incl, owner), o_count = __shfl_sync(0xffffffffu, count, owner);
+      const int o_first = __shfl_sync(0xffffffffu, t_first, owner);
+      const int key = __shfl_sync(0xffffffffu, j, owner);
+      const int sel_from = __shfl_sync(0xffffffffu, e.sel_from, owner), sel_to = __shfl_sync(0xffffffffu, e.sel_to, owner);
+      const int frac_from = __shfl_sync(0xffffffffu, e.frac_from, owner);
+      const int dead_from = __shfl_sync(0xffffffffu, e.dead_from, owner);
+      if (pair >= total) continue;
+      const int tile = o_first + pair - (o_incl - o_count);
+      const int q0 = tile * tile_q, q1 = min(q0 + tile_q, T), q_last = q1 - 1;
+      const bool uniform = q1 - q0 == tile_q && sel_from <= q0 && sel_to > q_last &&
+                           (frac_from <= q0 || frac_from > q_last) && (dead_from <= q0 || dead_from > q_last);
+      const int slot = atomicAdd(&s_count[tile - t_lo], 1);
+      if (slot < cap) cand[(static_cast<int64_t>(row) * n_tiles + tile) * cap + slot] = uniform ? key : key | kOtherBit;
+    }
   }
+  __syncthreads();
+  if (t_lo + static_cast<int>(threadIdx.x) < t_hi)
+    cand_n[static_cast<int64_t>(row) * n_tiles + t_lo + threadIdx.x] = s_count[threadIdx.x];
 }
 
 // Grid (n_tiles, rows): the tile's min(cand_n, cap) entries into the bit sets, then back ascending.
@@ -144,11 +163,9 @@ extern "C" int sk_cuda_sparsek_candidates(const SkKeyRange* ranges, int rows, in
   if (cudaFuncSetAttribute(sk_sparsek::order_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            static_cast<int>(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  if (cudaMemsetAsync(cand_n, 0, static_cast<size_t>(rows) * n_tiles * sizeof(int32_t), s) != cudaSuccess)
-    return SK_KERNEL_LAUNCH_FAILED;
-  const int key_blocks = (seq_len + sk_sparsek::kCandThreads - 1) / sk_sparsek::kCandThreads;
-  sk_sparsek::scatter_kernel<<<dim3(key_blocks, rows), sk_sparsek::kCandThreads, 0, s>>>(ranges, seq_len, tile_q, cap,
-                                                                                        n_tiles, cand, cand_n);
+  const int groups = (n_tiles + sk_sparsek::kTilesPerScatter - 1) / sk_sparsek::kTilesPerScatter;
+  sk_sparsek::scatter_kernel<<<dim3(groups, rows), sk_sparsek::kCandThreads, 0, s>>>(ranges, seq_len, tile_q, cap,
+                                                                                    n_tiles, cand, cand_n);
   sk_sparsek::order_kernel<<<dim3(n_tiles, rows), sk_sparsek::kCandThreads, static_cast<size_t>(smem), s>>>(
       seq_len, tile_q, cap, cand, cand_n, cand_uniform);
   return cudaGetLastError() == cudaSuccess ? SK_KERNEL_OK : SK_KERNEL_LAUNCH_FAILED;
