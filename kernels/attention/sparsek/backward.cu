@@ -456,8 +456,8 @@ __device__ V block_exclusive_scan(V x, V* sh, V* total) {
 }
 
 // du per score row (one block of kDuThreads per row): |S_i| by a difference array (int atomics),
-// c_i = g_row_i / |S_i|, C = prefix sums of c (fp64, each thread a contiguous segment of the
-// queries, block scans between segments), then du_j in parallel.
+// c_i = g_row_i / |S_i|, C = prefix sums of c (fp64), both scans over tiles of kDuThreads
+// consecutive queries (one query a thread: coalesced loads), then du_j in parallel.
 __global__ void __launch_bounds__(kDuThreads) du_kernel(const SkKeyRange* __restrict__ ranges,
                                                         const float* __restrict__ g_row,
                                                         const float* __restrict__ g_key, int T,
@@ -477,24 +477,19 @@ __global__ void __launch_bounds__(kDuThreads) du_kernel(const SkKeyRange* __rest
     if (e.frac_from < e.dead_from) atomicAdd(n + e.frac_from, 1), atomicAdd(n + e.dead_from, -1);
   }
   __syncthreads();
-  const int seg = (T + kDuThreads - 1) / kDuThreads;
-  const int lo = min(tid * seg, T), hi = min(lo + seg, T);
-  int local = 0;
-  for (int i = lo; i < hi; ++i) local += n[i];
-  int itotal;
-  int count = block_exclusive_scan(local, sh_i, &itotal);
-  double csum = 0.0;
-  for (int i = lo; i < hi; ++i) {
-    count += n[i];
-    const double c = count > 0 ? static_cast<double>(gr[i]) / count : 0.0;
-    C[i + 1] = c;
-    csum += c;
-  }
-  double dtotal;
-  double run = block_exclusive_scan(csum, sh_d, &dtotal);
-  for (int i = lo; i < hi; ++i) {
-    run += C[i + 1];
-    C[i + 1] = run;
+  int count_before = 0;  // |S| difference sum over the earlier tiles
+  double c_before = 0.0;  // C over the earlier tiles
+  for (int i0 = 0; i0 < T; i0 += kDuThreads) {
+    const int i = i0 + tid;
+    const int dn = i < T ? n[i] : 0;
+    int count_tile;
+    const int count = count_before + block_exclusive_scan(dn, sh_i, &count_tile) + dn;  // |S_i|
+    const double c = i < T && count > 0 ? static_cast<double>(gr[i]) / count : 0.0;
+    double c_tile;
+    const double run = c_before + block_exclusive_scan(c, sh_d, &c_tile) + c;
+    if (i < T) C[i + 1] = run;
+    count_before += count_tile;
+    c_before += c_tile;
   }
   if (tid == 0) C[0] = 0.0;
   __syncthreads();
