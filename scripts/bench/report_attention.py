@@ -35,7 +35,7 @@ def sparsek_section(rows, peers):
         fl = 3.5 * 4.0 * r["B"] * r["heads"] * r["head_dim"] * sparsek_keys_attended(r["T"], r["k"], r["window"])
         row = (f"| {r['head_dim']} | {r['heads']} | {r['T']} | {r['k']} | {r['window']} | {r['select_ms']:.3f} | "
                f"{r['fwd_kernel_ms']:.3f} | {r['fwd_ms']:.3f} | {r['fwd_bwd_ms']:.3f} ({fl / (r['fwd_bwd_ms'] * 1e9):.0f}) | "
-               f"{100 * r['select_ms'] / r['fwd_bwd_ms']:.0f}% |")
+               f"{100 * r['select_ms'] / r['fwd_bwd_ms']:.1f}% |")
         entry = dict(r)
         p = peers.get((r["head_dim"], r["T"], 0), {}).get("sdpa_flash")
         if p is None:
