@@ -7,7 +7,7 @@
 //      in fp32 (dK unscaled) straight into the dK / dV accumulators of part 2 (no zeroing pass)
 //      and leaves dQ_w (fp32, unscaled) in its dQ accumulator, dq_window.
 //   2. selected keys: one block per (64-query tile, head, batch) walks the tile's gathered candidate
-//      chunks (selection.cu; <= k + 63 keys, spec 4.3 property 3). Per chunk, recomputing P from
+//      chunks (candidates.cu; <= k + 63 keys, spec 4.3 property 3). Per chunk, recomputing P from
 //      Q, K and the lse:
 //        S = Q K^T, dP = dO V^T (mma.sync, fp32), then per element
 //          gate_values: P = exp(a - lse), pv = P m, da = P (m dP - D), dm = P dP

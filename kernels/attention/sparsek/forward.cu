@@ -3,7 +3,7 @@
 // ONE online softmax (registers, base-2, fp32) over a sequence of 64-key chunks:
 //   1. window chunks: the contiguous keys [q0 - w + 1, q_last] (w > 0), element mask
 //      i - w < j <= i (skipped for chunks inside every row's window), weight 1;
-//   2. candidate chunks: the tile's candidate list (selection.cu), K/V rows GATHERED by index into
+//   2. candidate chunks: the tile's candidate list (candidates.cu), K/V rows GATHERED by index into
 //      shared memory, so each gathered row serves all 64 queries of the tile; element mask
 //      j in Sel_i (sel_from <= i < sel_to) with m_ij = 1 (saturated), sat(u_j - tau_i) (fractional;
 //      fp32, tau_i rounded to fp32) or 0 (dead). The list starts with the tile's uniform keys

@@ -104,7 +104,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   const int64_t R = u.size(0) * u.size(1), T = u.size(2);
   SK_CHECK(T < (int64_t(1) << 30) && R <= 65535, "sparsek selection (CUDA): too many rows or positions: ",
            shape_str(u.shape()));
-  // The candidate-list kernel keeps two bits per key in shared memory (selection.cu).
+  // The candidate-list kernel keeps two bits per key in shared memory (candidates.cu).
   SK_CHECK(T <= SK_SPARSEK_CANDIDATES_MAX_T, "sparsek selection (CUDA): T = ", T,
            " is longer than the candidate lists take (", SK_SPARSEK_CANDIDATES_MAX_T, ")");
   cuda::set_device(u.device().index);
