@@ -486,7 +486,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
 __global__ void __launch_bounds__(kThreads) verify_kernel(const SkChunkSchedule sched, int* __restrict__ failed,
                                                           void* scratch_base, int rows) {
   const int c = blockIdx.x, row = blockIdx.y, T = sched.seq_len, W = sched.window, chunks = sched.chunks;
-  if (c == 0 || failed[row] != 0) return;
+  // failed[row] is read once for the block: other blocks of the row may set kFailVerify meanwhile,
+  // and every thread must take the same branch before the barrier below.
+  __shared__ int s_failed;
+  if (threadIdx.x == 0) s_failed = failed[row];
+  __syncthreads();
+  if (c == 0 || s_failed != 0) return;
   const int n0 = max(0, sk_chunk_start(sched, c) - W);
   if (n0 == 0) return;
   Scratch sc(scratch_base, rows, chunks, T, sched.frac_keys);
