@@ -23,7 +23,9 @@
 // (the outputs are bitwise equal; tested). staged_meta 2 (SPARSEK_SPARSEK_FWD=staged3, the default):
 // the staged kernel at hd 64 / 64-query tiles compiled for 3 blocks per SM (168 registers, ~100
 // bytes of spills, against 191 and 2 blocks), for latency hiding: 1.97 -> 1.74 ms at 16k (H100,
-// 2026-12-05); same arithmetic, bitwise equal (tested).
+// 2026-12-05); same arithmetic, bitwise equal (tested). (A key split as in the backward, two warps
+// per 16 query rows over half a chunk's keys each, measured slower: 1.75 -> 1.90 ms at 16k on an
+// H100, 2026-12-06, the per-chunk O rescale and softmax bookkeeping done twice; docs/perf-notes.md.)
 // Tested in tests/attention/sparsek/test_sparsek_cuda.cpp against sparsek_attention_forward.
 #include <cuda_runtime.h>
 
@@ -78,7 +80,8 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
   const uint32_t sK = sQ + kBQ * D * 2, sV = sK + 2 * kTile;
   int32_t* s_cand = reinterpret_cast<int32_t*>(smem + fwd_smem_bytes<D, BQ>());  // kStaged: the tile's list
   if constexpr (kStaged) {
-    for (int i = static_cast<int>(threadIdx.x); i < n_cand; i += kThreads) s_cand[i] = cand[i];
+    for (int i = static_cast<int>(threadIdx.x); i < staged_cand_ints(n_cand); i += kThreads)
+      s_cand[i] = i < n_cand ? cand[i] : -1;
     __syncthreads();
   }
 
@@ -95,15 +98,16 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
       return key <= q_last ? key : -1;
     }
     const int idx = (c - n_win) * kBN + r;
-    return idx < n_cand ? (kStaged ? s_cand[idx] : cand[idx]) : -1;
+    if constexpr (kStaged) return s_cand[idx];  // padded with -1 (staged_cand_ints)
+    return idx < n_cand ? cand[idx] : -1;
   };
   PendingKey pending;  // the metadata of the chunk being loaded, for thread r < kBN
   auto store_meta = [&](int buf) {
     if (threadIdx.x < kBN) pending.store(meta[buf], threadIdx.x, q0, q_last);
   };
   auto load_chunk = [&](int c, int buf) {
-    gather_tile<D, kThreads>(sK + buf * kTile, k, a.k_stride.row, [&](int r) { return key_of_chunk(c, r); });
-    gather_tile<D, kThreads>(sV + buf * kTile, v, a.v_stride.row, [&](int r) { return key_of_chunk(c, r); });
+    gather_kv_tiles<D, kThreads>(sK + buf * kTile, sV + buf * kTile, k, a.k_stride.row, v, a.v_stride.row,
+                                 [&](int r) { return key_of_chunk(c, r); });
     // The key metadata into registers; stored to shared memory now, or with kStaged by
     // store_meta(buf) after the current chunk's compute.
     if (threadIdx.x < kBN) pending.load(key_of_chunk(c, threadIdx.x), c >= n_win, rg, u);
@@ -119,6 +123,9 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
 
   const float scale_log2 = a.softmax_scale * kLog2e;
   const bool log_mask = p.log_mask != 0;
+  // gate_values keeps the raw logits s (the scale is applied in the exponent's FMA, and to the
+  // running max); log_mask scales them first (it adds log2 m_ij) and multiplies by 1 there.
+  const float logit_scale = log_mask ? 1.f : scale_log2;
   float o[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -160,9 +167,10 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
       }
     }
 
-    // Scaled base-2 logits with the element masks; gate[] holds m_ij for gate_values. A window
-    // chunk inside every row's window (keys in (q_last - W, q0]) needs no mask at all; a chunk of
-    // uniform candidate keys needs no membership or state test (one saturated add per element).
+    // Logits with the element masks (gate_values: raw; log_mask: scaled base-2 plus log2 m_ij;
+    // -inf outside); gate[] holds m_ij for gate_values. A window chunk inside every row's window
+    // (keys in (q_last - W, q0]) needs no mask at all; a chunk of uniform candidate keys needs no
+    // membership or state test (one saturated add per element).
     const int chunk_key0 = key_lo + c * kBN;
     const bool unmasked = window_chunk && chunk_key0 + kBN - 1 <= q0 && chunk_key0 > q_last - W;
     const bool uniform = !window_chunk && c - n_win < n_uniform_chunks;
@@ -172,7 +180,7 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
       for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          s[j][e] *= scale_log2;
+          if (log_mask) s[j][e] *= scale_log2;
           gate[j][e] = 1.f;
         }
     } else if (uniform) {
@@ -181,8 +189,8 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const float mw = __saturatef(m.u_tile[j * 8 + 2 * t + (e & 1)] - tau_r[e < 2 ? 0 : 1]);
-          float z = s[j][e] * scale_log2;
-          if (log_mask) z = mw > 0.f ? __fadd_rn(z, log2f(mw)) : -INFINITY;  // _rn: no FMA contraction
+          float z = s[j][e];
+          if (log_mask) z = mw > 0.f ? __fadd_rn(z * scale_log2, log2f(mw)) : -INFINITY;  // _rn: no FMA contraction
           s[j][e] = z;
           gate[j][e] = log_mask ? 1.f : mw;
         }
@@ -197,11 +205,11 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
           float z = -INFINITY, mw = 0.f;
           if (key >= 0 && row < T) {
             if (window_chunk) {
-              if (key <= row && key > row - W) z = s[j][e] * scale_log2, mw = 1.f;
+              if (key <= row && key > row - W) z = log_mask ? s[j][e] * scale_log2 : s[j][e], mw = 1.f;
             } else if (m.sel_from[slot] <= row && row < m.sel_to[slot]) {
               mw = ranged_mask(m, slot, row, tau_r[e < 2 ? 0 : 1]);
-              z = s[j][e] * scale_log2;
-              if (log_mask) z = mw > 0.f ? __fadd_rn(z, log2f(mw)) : -INFINITY;  // _rn: no FMA contraction
+              z = s[j][e];
+              if (log_mask) z = mw > 0.f ? __fadd_rn(z * scale_log2, log2f(mw)) : -INFINITY;  // _rn: no FMA contraction
             }
           }
           s[j][e] = z;
@@ -221,7 +229,7 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 1));
-      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffff, tile_max[r], 2)) * logit_scale;
       const float new_max = fmaxf(row_max[r], tile_max[r]);
       m_use[r] = new_max == -INFINITY ? 0.f : new_max;
       corr[r] = softmax_exp2<true>(row_max[r] - m_use[r]);  // 0 while row_max = -inf
@@ -238,8 +246,10 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
     uint32_t pf[kBN / 16][4];
 #pragma unroll
     for (int j = 0; j < kBN / 8; ++j) {
-      const float p0 = softmax_exp2<true>(s[j][0] - m_use[0]), p1 = softmax_exp2<true>(s[j][1] - m_use[0]);
-      const float p2 = softmax_exp2<true>(s[j][2] - m_use[1]), p3 = softmax_exp2<true>(s[j][3] - m_use[1]);
+      const float p0 = softmax_exp2<true>(fmaf(s[j][0], logit_scale, -m_use[0]));
+      const float p1 = softmax_exp2<true>(fmaf(s[j][1], logit_scale, -m_use[0]));
+      const float p2 = softmax_exp2<true>(fmaf(s[j][2], logit_scale, -m_use[1]));
+      const float p3 = softmax_exp2<true>(fmaf(s[j][3], logit_scale, -m_use[1]));
       row_sum[0] += p0 + p1;
       row_sum[1] += p2 + p3;
       pf[j / 2][(j & 1) * 2 + 0] = pack_bf16(p0 * gate[j][0], p1 * gate[j][1]);
@@ -284,7 +294,7 @@ __global__ void __launch_bounds__(threads_of<BQ>(), kMinBlocks) sparsek_forward_
 template <int D, int BQ, bool kStaged, int kMinBlocks = 1>
 int launch_forward(const SkSparsekForwardParams& p, void* out, float* lse, cudaStream_t s) {
   // kStaged: + the candidate list (cand_cap ints) after the tiles.
-  const int smem = fwd_smem_bytes<D, BQ>() + (kStaged ? (p.cand_cap * 4 + 15) / 16 * 16 : 0);
+  const int smem = fwd_smem_bytes<D, BQ>() + (kStaged ? staged_cand_ints(p.cand_cap) * 4 : 0);
   auto* kernel = sparsek_forward_kernel<D, BQ, kStaged, kMinBlocks>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
@@ -313,6 +323,7 @@ extern "C" int sk_cuda_sparsek_forward(const SkSparsekForwardParams* p, void* ou
   if (p->attn.batch == 0 || p->attn.seq_len == 0) return SK_KERNEL_OK;
   if (!p->u || !p->tau || !p->ranges || !p->cand || !p->cand_n || p->cand_cap < 1 || p->k < 1) return SK_KERNEL_BAD_ARG;
   if (p->score_heads != 1 && p->score_heads != p->attn.heads) return SK_KERNEL_BAD_ARG;
+  if (!sk_sparsek::gather_strides_ok(p->attn)) return SK_KERNEL_BAD_ARG;
   if (p->tile_q == SK_SPARSEK_TILE_Q) return sk_sparsek::launch_forward_tile<SK_SPARSEK_TILE_Q>(*p, out, lse, s);
   if (p->tile_q == SK_SPARSEK_TILE_Q_WIDE) return sk_sparsek::launch_forward_tile<SK_SPARSEK_TILE_Q_WIDE>(*p, out, lse, s);
   return SK_KERNEL_BAD_ARG;

@@ -84,7 +84,8 @@ struct SkSparsekForwardParams {
                            // per-element shared atomics for G; 1 = G summed by warp shuffles;
                            // 2 = 1 + the K/V gathers and key metadata double buffered (hd 64 only);
                            // 3 = 2 compiled for 3 blocks per SM (hd 64, 64-query tiles; else as 2;
-                           // the default)
+                           // the default); 4 = 2 with two warps per 16 query rows splitting each
+                           // chunk's keys, 2 blocks of 8 warps per SM (hd 64, 64-query tiles; else as 2)
 };
 
 #ifdef __cplusplus

@@ -88,21 +88,42 @@ struct PendingKey {
   }
 };
 
-// Gathers rows key_of(r) (r < kBN; key < 0 zero-fills) of a (T, D) bf16 matrix (row stride
-// `stride`) into a swizzled tile with cp.async. All kThreads threads of the block take part.
+// The gathers' 32-bit row offsets (gather_kv_tiles): K and V row strides below 2^31 elements.
+__host__ __device__ inline bool gather_strides_ok(const SkFlashParams& a) {
+  return a.k_stride.row < (int64_t(1) << 31) && a.v_stride.row < (int64_t(1) << 31);
+}
+
+// Padding of a staged candidate list: entries [n_cand, round_up(n_cand, kBN)) hold -1, so that a
+// chunk's key slots need no bounds test. Ints of shared memory for a list of `cap` entries.
+__host__ __device__ constexpr int staged_cand_ints(int cap) { return (cap + kBN - 1) / kBN * kBN; }
+
+// Gathers rows key_of(r) (r < kBN; key < 0 zero-fills) of K and V ((T, D) bf16, row strides
+// k_stride / v_stride elements, < 2^31: checked by the launchers) into swizzled tiles with
+// cp.async. All kThreads threads take part; each keeps one 16-byte column of rows r0, r0 +
+// kRowsPerPass, ..., so its shared-memory offsets are fixed (the swizzle depends on r & 7 only),
+// looks each key up once for both tiles, and forms each source address with one 32 x 32 -> 64-bit
+// multiply (the general int64 arithmetic cost ~25 instructions per 16-byte copy).
 template <int D, int kThreads, class KeyOf>
-__device__ __forceinline__ void gather_tile(uint32_t tile, const __nv_bfloat16* base, int64_t stride, KeyOf key_of) {
+__device__ __forceinline__ void gather_kv_tiles(uint32_t k_tile, uint32_t v_tile, const __nv_bfloat16* k_base,
+                                                int64_t k_stride, const __nv_bfloat16* v_base, int64_t v_stride,
+                                                KeyOf key_of) {
   constexpr int kChunks = D / 8;
-  constexpr int kTotal = kBN * kChunks;
-  static_assert(kTotal % kThreads == 0, "tile chunks must divide evenly among threads");
+  constexpr int kRowsPerPass = kThreads / kChunks;
+  static_assert(kThreads % kChunks == 0 && kRowsPerPass % 8 == 0 && kBN % kRowsPerPass == 0,
+                "each thread keeps one column of every (kRowsPerPass)-th row");
+  const int cc = static_cast<int>(threadIdx.x) % kChunks, r0 = static_cast<int>(threadIdx.x) / kChunks;
+  const uint32_t dst0 = sk_flash::swz<D>(r0, cc * 8);
+  const char* kb = reinterpret_cast<const char*>(k_base + cc * 8);
+  const char* vb = reinterpret_cast<const char*>(v_base + cc * 8);
+  const uint32_t k_bytes = static_cast<uint32_t>(k_stride) * 2u, v_bytes = static_cast<uint32_t>(v_stride) * 2u;
 #pragma unroll
-  for (int i = 0; i < kTotal / kThreads; ++i) {
-    const int c = i * kThreads + static_cast<int>(threadIdx.x);
-    const int r = c / kChunks, cc = c % kChunks;
-    const int key = key_of(r);
+  for (int i = 0; i < kBN / kRowsPerPass; ++i) {
+    const int key = key_of(r0 + i * kRowsPerPass);
     const bool valid = key >= 0;
-    const __nv_bfloat16* src = base + (valid ? static_cast<int64_t>(key) * stride : 0) + cc * 8;
-    sk_flash::cp_async_16(tile + sk_flash::swz<D>(r, cc * 8), src, valid);
+    const uint32_t row = valid ? static_cast<uint32_t>(key) : 0u;
+    const uint32_t dst = dst0 + static_cast<uint32_t>(i * kRowsPerPass * D * 2);
+    sk_flash::cp_async_16(k_tile + dst, kb + static_cast<uint64_t>(row) * k_bytes, valid);
+    sk_flash::cp_async_16(v_tile + dst, vb + static_cast<uint64_t>(row) * v_bytes, valid);
   }
 }
 

@@ -54,12 +54,15 @@ SkSparsekForwardParams kernel_params(const Tensor& q, const Tensor& k, const Ten
   static constexpr int kStagedOf[] = {2, 1, 0};
   p.staged_meta = kStagedOf[util::env_choice("SPARSEK_SPARSEK_FWD", {"staged3", "staged", "sync"})];
   // SPARSEK_SPARSEK_BWD: "pipelined3" (default: G summed by warp shuffles, the next chunk's gathers
-  // issued before this chunk's compute, and at hd 64 / 64-query tiles compiled for 3 blocks per SM:
-  // backward kernel 3.76 -> 3.23 ms at 16k on an H100, 2026-12-05), "pipelined" (the same at 2 blocks
-  // per SM), "gsum" (G by shuffles, one chunk at a time) or "sync" (a shared atomic per fractional
-  // element: 2x slower; backward.cu).
-  static constexpr int kBwdVariantOf[] = {3, 2, 1, 0};
-  p.bwd_variant = kBwdVariantOf[util::env_choice("SPARSEK_SPARSEK_BWD", {"pipelined3", "pipelined", "gsum", "sync"})];
+  // issued before this chunk's compute, at hd 64 / 64-query tiles compiled for 3 blocks of 4 warps
+  // per SM: 3.76 -> 3.23 ms against "pipelined" at 16k on an H100, 2026-12-05), "keysplit" (the same
+  // with two warps per 16 query rows, each over half of a chunk's keys, two blocks of 8 warps per SM:
+  // faster than pipelined3 before the cheaper gathers / atomics / D_i pass of 2026-12-06, 2% slower
+  // fwd+bwd after them, H100), "pipelined" (2 blocks per SM), "gsum" (G by shuffles, one chunk at a
+  // time) or "sync" (a shared atomic per fractional element: 2x slower; backward.cu).
+  static constexpr int kBwdVariantOf[] = {3, 4, 2, 1, 0};
+  p.bwd_variant =
+      kBwdVariantOf[util::env_choice("SPARSEK_SPARSEK_BWD", {"pipelined3", "keysplit", "pipelined", "gsum", "sync"})];
   return p;
 }
 

@@ -17,8 +17,9 @@
 //    are bf16), lse max abs <= 1e-2, at both tile heights (64, 128). The sync forward
 //    (SPARSEK_SPARSEK_FWD=sync: metadata loads right before each chunk) and the staged one at 2
 //    blocks per SM equal the default (staged3: 3 blocks per SM at hd 64) out and lse bit for bit on every
-//    case, and so does the forward with the uniform chunks' fast path off (SPARSEK_SPARSEK_UNIFORM=off). Every backward variant (pipelined, gsum, sync,
-//    pipelined with uniform chunks off).
+//    case, and so does the forward with the uniform chunks' fast path off (SPARSEK_SPARSEK_UNIFORM=off).
+//    Every backward variant (pipelined3, pipelined, gsum, sync, keysplit, with uniform
+//    chunks off, with the mma.sync window part) against the reference as below.
 //  - Backward (same cases): dq, dk, dv relative L2 <= 2e-2 (bf16 P and dS in the products, as the
 //    flash tests); du relative L2 <= 1e-2 and max abs <= 1e-2 max|du_ref| (why: at the check), or
 //    exactly 0 where the reference's is (k >= T, w >= T: no fractional keys).
@@ -376,7 +377,8 @@ TEST_P(CudaSparsekForward, MatchesCpuReference) {
     // Every backward variant (SPARSEK_SPARSEK_BWD; backward.cu) against the reference.
     // "/uniform off": every chunk through the general per-element path; "/flash mma": the window
     // part through the mma.sync flash backward (its fp32 dK / dV output) instead of the device's default.
-    for (const char* variant : {"sync", "gsum", "pipelined", "pipelined3", "pipelined3/uniform off", "pipelined3/flash mma"}) {
+    for (const char* variant : {"sync", "gsum", "pipelined", "pipelined3", "pipelined3/uniform off", "keysplit", "keysplit/uniform off",
+                                "keysplit/flash mma"}) {
       const std::string name(variant);
       sk::testing::ScopedEnv env("SPARSEK_SPARSEK_BWD", name.substr(0, name.find('/')).c_str());
       sk::testing::ScopedEnv uniform_env("SPARSEK_SPARSEK_UNIFORM", name.find("uniform off") == std::string::npos ? "on" : "off");
