@@ -37,6 +37,17 @@ namespace sk_selchunk {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+// chunk_kernel's modes: the canonical start and the walk in one block (kFused, the default), or
+// split over two launches (SkSparsekSelectParams::chunked_dense 2, SPARSEK_SELECTION_BLOCKS=split):
+// kStartOnly blocks of kThreads build the starts and store the sorted heaps (chunk_heaps), then
+// kWalkOnly blocks of kWalkThreads load them and walk, so that no walk waits behind its chunk's
+// O(prefix) start and the small walk blocks fit more walkers per SM. The same code, the same results.
+enum ChunkMode { kFused = 0, kStartOnly = 1, kWalkOnly = 2 };
+constexpr int kWalkThreads = 64;
+template <int kMode>
+constexpr int block_threads() {
+  return kMode == kWalkOnly ? kWalkThreads : kThreads;
+}
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "block shape");
 constexpr int kMaxIter = 400;  // bisection steps before giving up (never seen: ~25 for f32)
 
@@ -81,6 +92,12 @@ struct Scratch {
 
 // Dynamic shared memory: top (K) | sat (K + 1) | frac (fcap) compact keys.
 __host__ __device__ inline int64_t chunk_smem_bytes(int K, int fcap) { return 8 * (int64_t(K) + K + 1 + fcap); }
+
+// Split mode: the sorted top-k and saturated heaps of every chunk's start (K + K + 1 compact keys per
+// (row, chunk)), after the Scratch layout (the fractional ones stay in Scratch::gfrac).
+__host__ __device__ inline int64_t chunk_heaps_bytes(int rows, int chunks, int K) {
+  return 8 * int64_t(rows) * chunks * (2 * int64_t(K) + 1);
+}
 
 struct GlobalSink {
   SkKeyRange* rg;
@@ -182,11 +199,12 @@ __global__ void init_kernel(int T, int W, SkKeyRange* __restrict__ ranges, int* 
 // schedules, sched last: that keeps ptxas's register allocation of the uniform kernels as measured
 // (the 8-block kernel: 32 registers, 32 bytes of spills; passing the schedule first doubled them).
 // The same code and results.
-template <int kArity, int kMinBlocks, bool kBalanced>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSparsekSelectParams p, int L, int chunks, int fcap,
+template <int kArity, int kMinBlocks, bool kBalanced, int kMode = kFused>
+__global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kernel(const SkSparsekSelectParams p, int L, int chunks, int fcap,
                                                          double* __restrict__ tau_out,
                                                          SkKeyRange* __restrict__ ranges_out, int* __restrict__ failed,
                                                          void* scratch_base, const SkChunkSchedule sched) {
+  static_assert(kMode == kFused || !kBalanced, "split mode: uniform chunks only");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int hist[256];
   __shared__ BisRed red_part[kWarps];
@@ -216,7 +234,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   if (tid == 0) s_flag = 0, s_base = 0, s_band = 0, s_n_top = 0, s_n_sat = 0, s_n_frac = failed[row];
   __syncthreads();
   if (s_n_frac != 0) return;  // the row already failed in another chunk (read once: block-uniform)
-
+  constexpr int kBT = block_threads<kMode>();
+  // The start's results the walk needs.
+  int n_top = 0, n_sat = 0, n_frac = 0, fr_cap = 0;
+  uint64_t* fr = nullptr;
+  double sum0 = 0.0, tau0 = -INFINITY;
+  // kStartOnly / kWalkOnly: this chunk's sorted top-k and saturated heaps in global memory.
+  uint64_t* const heaps = kMode == kFused ? nullptr : sc.gfrac + int64_t(p.rows) * sc.gfrac_row + rc * (2 * int64_t(K) + 1);
+  if constexpr (kMode == kWalkOnly) {
+    const ChunkScalars st = sc.start[rc];
+    n_top = min(K, n0), n_sat = st.n_sat, n_frac = st.n_frac, sum0 = st.sum_frac, tau0 = st.tau;
+    uint64_t* gfrac = sc.frac_of(row, int64_t(L) * c * (c + 1) / 2);
+    const bool frac_smem = int64_t(n_frac) + n_sat + (ce - cs) <= fcap;
+    fr = frac_smem ? frac : gfrac;
+    fr_cap = frac_smem ? fcap : ce;
+    for (int x = tid; x < n_top; x += kBT) top[x] = heaps[x];
+    for (int x = tid; x < n_sat; x += kBT) sat[x] = heaps[K + x];
+    if (frac_smem)
+      for (int x = tid; x < n_frac; x += kBT) frac[x] = gfrac[x];
+    __syncthreads();
+  } else {
   // ---- canonical start of the prefix [0, n0) ----
   uint64_t thr = 0;  // top-k: keys >= thr
   double lo = -INFINITY, hi = INFINITY;
@@ -399,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   for (int j = max(0, cs - W) + tid; j < max(0, ce - W); j += kThreads)
     if (!score_compact_ok(u[j])) s_flag = kFailScores;
   __syncthreads();
-  const int n_top = s_n_top, n_sat = s_n_sat, n_frac = s_base;
+  n_top = s_n_top, n_sat = s_n_sat, n_frac = s_base;
   if (tid == 0) {
     if (n_sat > K + 1) s_flag |= kFailCapacity;
     if ((walked && n_frac == 0) || n_top != min(K, n0)) s_flag |= kFailInternal;
@@ -412,8 +449,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   // The fractional heap holds at most its start set, the saturated keys and the keys entering in
   // this chunk: shared memory when that bound fits, else the global storage (room for ce keys).
   const bool frac_smem = int64_t(n_frac) + n_sat + (ce - cs) <= fcap;
-  uint64_t* fr = frac_smem ? frac : gfrac;
-  const int fr_cap = frac_smem ? fcap : ce;
+  fr = frac_smem ? frac : gfrac;
+  fr_cap = frac_smem ? fcap : ce;
   if (frac_smem)
     for (int x = tid; x < n_frac; x += kThreads) frac[x] = gfrac[x];
   __syncthreads();
@@ -427,10 +464,25 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   block_sort(top, n_top);
   block_sort(sat, n_sat);
   block_sort(fr, n_frac);
-  const double sum0 = s_sum;
-  const double tau0 = walked ? canonical_tau(sum0, n_sat, n_frac, K, lo, hi) : -INFINITY;
+  sum0 = s_sum;
+  tau0 = walked ? canonical_tau(sum0, n_sat, n_frac, K, lo, hi) : -INFINITY;
   if (tid == 0) sc.start[rc] = ChunkScalars{tau0, sum0, n_sat, n_frac};
   __syncthreads();
+  if constexpr (kMode == kStartOnly) {
+    // The sorted heaps for the walk launch (a sorted fractional heap in shared memory back to its
+    // global storage), and the zeros of this chunk's end state (the walk writes its marks).
+    for (int x = tid; x < n_top; x += kThreads) heaps[x] = top[x];
+    for (int x = tid; x < n_sat; x += kThreads) heaps[K + x] = sat[x];
+    if (frac_smem)
+      for (int x = tid; x < n_frac; x += kThreads) gfrac[x] = frac[x];
+    if (c + 1 < chunks) {
+      const int n1 = max(0, ce - W);
+      unsigned char* e = sc.end_state + (rc + 1) * T;
+      for (int j = tid; j < n1; j += kThreads) e[j] = 0;
+    }
+    return;
+  }
+  }  // the start (kFused, kStartOnly)
 
   // ---- the walk of queries [cs, ce) ----
   GlobalSink sink{ranges_out + int64_t(row) * T};
@@ -446,23 +498,30 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   }
   if (tid == 0) {
     double* tau_row = tau_out + int64_t(row) * T;
-    KeyHeapT<kArity> sh{sat, n_sat, K + 1}, fh{fr, n_frac, fr_cap};
-    TauState s{tau0, sum0, n_frac > 0 ? key_u(fr[n_frac - 1]) : -INFINITY, n0};
-    bool ok = true;
-    int i = cs;
-    for (; i < min(ce, W); ++i) tau_row[i] = -INFINITY;
-    float un = i < ce ? u[i - W] : 0.f;
-    for (; i < ce; ++i) {
-      const float uj = un;
-      if (i + 1 < ce) un = u[i + 1 - W];  // prefetch
-      if (!tau_walk_step(s, sh, fh, uj, i - W, i, K, sink)) {
-        ok = false;
-        break;
+    // The tau walk over the fractional heap's keys fh_keys: instantiated for the shared-memory heap
+    // and for the global one, so that the first compiles to shared-memory loads (one pointer for
+    // both compiled to generic loads, slower on the sift-downs' critical path).
+    auto tau_walk = [&](uint64_t* fh_keys) {
+      KeyHeapT<kArity> sh{sat, n_sat, K + 1}, fh{fh_keys, n_frac, fr_cap};
+      TauState s{tau0, sum0, n_frac > 0 ? key_u(fh_keys[n_frac - 1]) : -INFINITY, n0};
+      bool ok = true;
+      int i = cs;
+      for (; i < min(ce, W); ++i) tau_row[i] = -INFINITY;
+      float un = i < ce ? u[i - W] : 0.f;
+      for (; i < ce; ++i) {
+        const float uj = un;
+        if (i + 1 < ce) un = u[i + 1 - W];  // prefetch
+        if (!tau_walk_step(s, sh, fh, uj, i - W, i, K, sink)) {
+          ok = false;
+          break;
+        }
+        tau_row[i] = s.tau;
       }
-      tau_row[i] = s.tau;
-    }
-    if (!ok) s_flag = kFailCapacity;
-    s_end = ChunkScalars{s.tau, s.sum_frac, sh.n, fh.n};
+      if (!ok) s_flag = kFailCapacity;
+      s_end = ChunkScalars{s.tau, s.sum_frac, sh.n, fh.n};
+    };
+    if (fr == frac) tau_walk(frac);
+    else tau_walk(fr);
   }
   __syncthreads();
   if (s_flag) {
@@ -473,10 +532,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) chunk_kernel(const SkSpa
   if (c + 1 < chunks) {
     const int n1 = max(0, ce - W);
     unsigned char* e = sc.end_state + (rc + 1) * T;
-    for (int j = tid; j < n1; j += kThreads) e[j] = 0;
-    __syncthreads();
-    for (int x = tid; x < s_end.n_sat; x += kThreads) e[key_pos(sat[x])] = 2;
-    for (int x = tid; x < s_end.n_frac; x += kThreads) e[key_pos(fr[x])] = 1;
+    if constexpr (kMode == kFused) {  // (kWalkOnly: zeroed by the start launch)
+      for (int j = tid; j < n1; j += kBT) e[j] = 0;
+      __syncthreads();
+    }
+    for (int x = tid; x < s_end.n_sat; x += kBT) e[key_pos(sat[x])] = 2;
+    for (int x = tid; x < s_end.n_frac; x += kBT) e[key_pos(fr[x])] = 1;
     if (tid == 0) sc.end[rc + 1] = s_end;
   }
 }
@@ -522,11 +583,16 @@ __global__ void __launch_bounds__(kThreads) verify_kernel(const SkChunkSchedule 
 // The chunk kernel of a call: arity 4 or 2; dense (the default): compiled for 8 blocks per SM.
 using ChunkKernelFn = void (*)(const SkSparsekSelectParams, int, int, int, double*, SkKeyRange*, int*, void*,
                                const SkChunkSchedule);
-// balanced: balanced chunks (only with arity 4 and dense; else null).
+// balanced: balanced chunks (only with arity 4 and dense 1; else null). dense 2 (split): the start
+// launch's kernel; walk_kernel_of: the walk launch's.
 ChunkKernelFn chunk_kernel_of(int arity, int dense, bool balanced) {
-  if (balanced) return arity == 4 && dense ? chunk_kernel<4, 8, true> : nullptr;
+  if (balanced) return arity == 4 && dense == 1 ? chunk_kernel<4, 8, true> : nullptr;
+  if (dense == 2) return arity == 2 ? chunk_kernel<2, 8, false, kStartOnly> : chunk_kernel<4, 8, false, kStartOnly>;
   if (arity == 2) return dense ? chunk_kernel<2, 8, false> : chunk_kernel<2, 0, false>;
   return dense ? chunk_kernel<4, 8, false> : chunk_kernel<4, 0, false>;
+}
+ChunkKernelFn walk_kernel_of(int arity) {
+  return arity == 2 ? chunk_kernel<2, 0, false, kWalkOnly> : chunk_kernel<4, 0, false, kWalkOnly>;
 }
 int fcap_of(int fcap, int dense) {
   return fcap > 0 ? fcap : dense ? SK_SPARSEK_CHUNKED_FCAP_DENSE : SK_SPARSEK_CHUNKED_FCAP;
@@ -549,10 +615,11 @@ extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int 
     int dev = 0, sms = 132, per_sm = 4;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    // (split: the walk launch's blocks set the walkers per SM)
     const int64_t smem = chunk_smem_bytes(k, fcap_of(fcap, dense));
-    ChunkKernelFn kernel = chunk_kernel_of(4, dense, false);
+    ChunkKernelFn kernel = dense == 2 ? walk_kernel_of(4) : chunk_kernel_of(4, dense, false);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess)
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, size_t(smem));
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, dense == 2 ? kWalkThreads : kThreads, size_t(smem));
     if (per_sm < 1) per_sm = 1;
     per_row = int(int64_t(per_sm) * sms / rows);
     if (per_row < 1) per_row = 1;
@@ -565,7 +632,8 @@ extern "C" int sk_sparsek_select_chunked_plan(int rows, int k, int seq_len, int 
   *out_schedule = balance > 0 && per_row > 0
                       ? sk_chunk_schedule_balanced(seq_len, window, SK_SPARSEK_CHUNKED_MIN_LEN_BALANCED, balance, per_row)
                       : sk_chunk_schedule_uniform(seq_len, window, L);
-  *out_scratch_bytes = Scratch::bytes(rows, *out_schedule);
+  *out_scratch_bytes = Scratch::bytes(rows, *out_schedule) +
+                       (dense == 2 ? chunk_heaps_bytes(rows, out_schedule->chunks, k) : 0);
   return SK_KERNEL_OK;
 }
 
@@ -593,6 +661,14 @@ extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, co
   kernel<<<dim3(sched->chunks, p->rows), kThreads, size_t(smem), s>>>(*p, sched->len, sched->chunks, fcap, tau,
                                                                       ranges, failed, chunk_scratch, *sched);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
+  if (p->chunked_dense == 2) {  // split: the walks, after every start
+    ChunkKernelFn walk = walk_kernel_of(p->chunked_heap_arity);
+    if (cudaFuncSetAttribute(walk, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
+      return SK_KERNEL_LAUNCH_FAILED;
+    walk<<<dim3(sched->chunks, p->rows), kWalkThreads, size_t(smem), s>>>(*p, sched->len, sched->chunks, fcap, tau,
+                                                                        ranges, failed, chunk_scratch, *sched);
+    if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
+  }
   verify_kernel<<<dim3(sched->chunks, p->rows), kThreads, 0, s>>>(*sched, failed, chunk_scratch, p->rows);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   // Rows that failed: the sequential kernel from scratch (it returns at once for the others).

@@ -132,11 +132,18 @@ struct KeyHeapT {
       }
       return kc;
     } else {
-      // Missing children read as the largest key: never chosen before a real one.
-      const uint64_t k0 = a[c];
-      const uint64_t k1 = c + 1 < n ? a[c + 1] : UINT64_MAX;
-      const uint64_t k2 = c + 2 < n ? a[c + 2] : UINT64_MAX;
-      const uint64_t k3 = c + 3 < n ? a[c + 3] : UINT64_MAX;
+      // Missing children read as the largest key: never chosen before a real one. (A node with
+      // four children, every level but the last, skips the bounds tests: ~10 fewer instructions
+      // per level on the walk's critical path.)
+      uint64_t k0, k1, k2, k3;
+      if (c + 3 < n) {
+        k0 = a[c], k1 = a[c + 1], k2 = a[c + 2], k3 = a[c + 3];
+      } else {
+        k0 = a[c];
+        k1 = c + 1 < n ? a[c + 1] : UINT64_MAX;
+        k2 = c + 2 < n ? a[c + 2] : UINT64_MAX;
+        k3 = UINT64_MAX;
+      }
       const bool l01 = k1 < k0, l23 = k3 < k2;
       const uint64_t m01 = l01 ? k1 : k0, m23 = l23 ? k3 : k2;
       const bool right = m23 < m01;

@@ -60,7 +60,8 @@ struct SkSparsekSelectParams {
   int chunked_fcap;  // chunked pass: fractional-heap entries in shared memory (0: SK_SPARSEK_CHUNKED_FCAP)
   int chunked_heap_arity;  // chunked pass: the walk's heaps, 4 = 4-ary (the default), else binary (same results)
   int chunked_dense;       // chunked pass: 1 = the chunk kernel compiled for 8 blocks per SM (the default;
-                           // fractional heap default SK_SPARSEK_CHUNKED_FCAP_DENSE), 0 = for 5 (48 registers)
+                           // fractional heap default SK_SPARSEK_CHUNKED_FCAP_DENSE), 0 = for 5 (48 registers),
+                           // 2 = split: the starts (as 1) and the walks (64-thread blocks) in two launches
 };
 
 struct SkSparsekForwardParams {

@@ -139,8 +139,11 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   // resident blocks per SM, with a fractional heap of SK_SPARSEK_CHUNKED_FCAP_DENSE entries in
   // shared memory (unless SPARSEK_SELECTION_FCAP says otherwise): more walkers per SM, shorter
   // chunks (chunk kernel 2.09 -> 1.68 ms at 16k on an H100, 2026-12-05), or as before at 5 blocks
-  // (48 registers, no spills). The same results bit for bit.
-  p.chunked_dense = util::env_choice("SPARSEK_SELECTION_BLOCKS", {"8", "5"}) == 0 ? 1 : 0;
+  // (48 registers, no spills), or "split": the canonical starts in one launch (blocks of 256 threads),
+  // the walks in a second from the stored heaps (blocks of 64 threads: more walkers per SM, and no
+  // walk waits behind its chunk's O(prefix) start). The same results bit for bit.
+  static constexpr int kDenseOf[] = {1, 0, 2};
+  p.chunked_dense = kDenseOf[util::env_choice("SPARSEK_SELECTION_BLOCKS", {"8", "5", "split"})];
   auto* ranges = static_cast<SkKeyRange*>(s.ranges.data_ptr());
   void* seq_scratch = scratch.numel() ? scratch.data_ptr() : nullptr;
   SelectionPass pass = options.pass == SelectionPass::Auto ? env_pass() : options.pass;
@@ -153,7 +156,7 @@ SparsekCudaSelection sparsek_cuda_selection(const Tensor& u, int64_t k, int64_t 
   const int64_t balance = env_int("SPARSEK_SELECTION_BALANCE", 0, int64_t(1) << 20);
   SK_CHECK(balance == 0 || (p.chunked_heap_arity == 4 && p.chunked_dense == 1),
            "SPARSEK_SELECTION_BALANCE=", balance, " runs with the default chunk kernel only: unset "
-           "SPARSEK_SELECTION_HEAP=2 / SPARSEK_SELECTION_BLOCKS=5, or the balance");
+           "SPARSEK_SELECTION_HEAP=2 / SPARSEK_SELECTION_BLOCKS=5|split, or the balance");
   const bool chunk_ok = k <= SK_SPARSEK_CHUNKED_MAX_K && R > 0 && T > 0;
   int L = 0;
   SkChunkSchedule schedule{};

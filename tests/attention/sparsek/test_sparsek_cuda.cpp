@@ -8,8 +8,9 @@
 //    the cap min(k + 63, T) (spec 4.3 property 3): first the keys uniform over the tile (selected
 //    by every query in one state, checked query by query; their count is cand_uniform), then the
 //    others, each ascending. The chunked pass with binary heaps (SPARSEK_SELECTION_HEAP=2) and the
-//    chunk kernel at 5 blocks per SM (SPARSEK_SELECTION_BLOCKS=5) and balanced chunks
-//    (SPARSEK_SELECTION_BALANCE=26) equal the default bit for bit.
+//    chunk kernel at 5 blocks per SM (SPARSEK_SELECTION_BLOCKS=5), the split pass (starts and walks
+//    in two launches, SPARSEK_SELECTION_BLOCKS=split) and balanced chunks (SPARSEK_SELECTION_BALANCE=26)
+//    equal the default bit for bit.
 //  - Forward: out and lse vs sparsek_attention_forward in f64 on the same bf16-rounded q, k, v and
 //    scores, both mask modes, T in {1, 17, 1000, 4096}, cases with k >= T, w >= T and w = 0, head
 //    dims 64 and 128, q/k/v as strided views of a fused (B, T, 3, H, D) buffer, per-head and shared
@@ -158,6 +159,18 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
     const SparsekCudaSelection s5 = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
     EXPECT_EQ(s5.tau.cpu().to_vector(), tau) << "chunk kernel at 5 blocks per SM: tau differs";
     EXPECT_EQ(s5.ranges.cpu().to_vector(), rg) << "chunk kernel at 5 blocks per SM: ranges differ";
+  }
+  // So does the split pass (SPARSEK_SELECTION_BLOCKS=split: the canonical starts in one launch, the
+  // walks in another from the stored heaps), with the same rows verified (none of rows 0-2 falls back
+  // to the sequential kernel, so the split kernels produced them), for every chunked variant.
+  if (c.variant != kSequential) {
+    sk::testing::ScopedEnv env("SPARSEK_SELECTION_BLOCKS", "split");
+    const SparsekCudaSelection ss = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
+    EXPECT_EQ(ss.tau.cpu().to_vector(), tau) << "split pass: tau differs";
+    EXPECT_EQ(ss.ranges.cpu().to_vector(), rg) << "split pass: ranges differ";
+    const std::vector<double> fb = ss.fallback.cpu().to_vector();
+    if (c.k <= 2048)
+      for (int r = 0; r < 3; ++r) EXPECT_EQ(fb[r], 0.0) << "split pass: row " << r << " fell back (flags " << fb[r] << ")";
   }
   // So do balanced chunks (SPARSEK_SELECTION_BALANCE=26: long chunks early, short ones late; an
   // automatic chunk length only, so the variant with explicit 64-query chunks is skipped).
