@@ -39,14 +39,17 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 // chunk_kernel's modes: the canonical start and the walk in one block (kFused, the default), or
 // split over two launches (SkSparsekSelectParams::chunked_dense 2, SPARSEK_SELECTION_BLOCKS=split):
-// kStartOnly blocks of kThreads build the starts and store the sorted heaps (chunk_heaps), then
+// kStartOnly blocks of kStartThreads build the starts and store the sorted heaps (chunk_heaps), then
 // kWalkOnly blocks of kWalkThreads load them and walk, so that no walk waits behind its chunk's
 // O(prefix) start and the small walk blocks fit more walkers per SM. The same code, the same results.
 enum ChunkMode { kFused = 0, kStartOnly = 1, kWalkOnly = 2 };
 constexpr int kWalkThreads = 64;
+// kStartOnly's threads per block (the start code takes any multiple of 32 up to 1,024; 1,024
+// measured slower than 256 on an H100, 2026-12-06: start launch 0.46 -> 0.74 ms at 16k).
+constexpr int kStartThreads = 256;
 template <int kMode>
 constexpr int block_threads() {
-  return kMode == kWalkOnly ? kWalkThreads : kThreads;
+  return kMode == kWalkOnly ? kWalkThreads : kMode == kStartOnly ? kStartThreads : kThreads;
 }
 static_assert(kThreads % 32 == 0 && kWarps <= 32, "block shape");
 constexpr int kMaxIter = 400;  // bisection steps before giving up (never seen: ~25 for f32)
@@ -111,12 +114,13 @@ __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
 
 // In-place ascending sort of a[0, n) (distinct keys) by the bitonic network without direction flips
 // (all compare-exchanges put the smaller key first, so virtual +inf padding past n never moves).
+template <int kBT = kThreads>
 __device__ void block_sort(uint64_t* a, int n) {
   int np = 1;
   while (np < n) np <<= 1;
   for (int size = 2; size <= np; size <<= 1) {
     const int halfs = size >> 1;
-    for (int t = threadIdx.x; t < np / 2; t += kThreads) {
+    for (int t = threadIdx.x; t < np / 2; t += kBT) {
       const int blk = t / halfs, off = t % halfs;
       const int i = blk * size + off, j = blk * size + size - 1 - off;
       if (j < n) {
@@ -126,7 +130,7 @@ __device__ void block_sort(uint64_t* a, int n) {
     }
     __syncthreads();
     for (int half = size >> 2; half >= 1; half >>= 1) {
-      for (int t = threadIdx.x; t < np / 2; t += kThreads) {
+      for (int t = threadIdx.x; t < np / 2; t += kBT) {
         const int blk = t / half, off = t % half;
         const int i = blk * 2 * half + off, j = i + half;
         if (j < n) {
@@ -157,13 +161,14 @@ __device__ BisRed warp_reduce(BisRed v) {
 }
 
 // Block-wide reduction (deterministic order); every thread gets the result.
+template <int kBT = kThreads>
 __device__ BisRed block_reduce(BisRed v, BisRed* part, BisRed* out) {
   v = warp_reduce(v);
   if (lane_id() == 0) part[warp_id()] = v;
   __syncthreads();
   if (threadIdx.x == 0) {
     BisRed r = part[0];
-    for (int w = 1; w < kWarps; ++w) {
+    for (int w = 1; w < kBT / 32; ++w) {
       const BisRed& x = part[w];
       r.cnt += x.cnt;
       r.sum = dadd(r.sum, x.sum);
@@ -207,9 +212,10 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
   static_assert(kMode == kFused || !kBalanced, "split mode: uniform chunks only");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int hist[256];
-  __shared__ BisRed red_part[kWarps];
+  constexpr int kBT = block_threads<kMode>();  // this launch's threads per block
+  __shared__ BisRed red_part[kBT / 32];
   __shared__ BisRed red_out;
-  __shared__ int warp_cnt[kWarps];
+  __shared__ int warp_cnt[kBT / 32];
   __shared__ int s_flag, s_digit, s_need, s_base, s_band, s_n_top, s_n_sat, s_n_frac;
   __shared__ double s_sum;
   __shared__ ChunkScalars s_end;
@@ -234,7 +240,6 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
   if (tid == 0) s_flag = 0, s_base = 0, s_band = 0, s_n_top = 0, s_n_sat = 0, s_n_frac = failed[row];
   __syncthreads();
   if (s_n_frac != 0) return;  // the row already failed in another chunk (read once: block-uniform)
-  constexpr int kBT = block_threads<kMode>();
   // The start's results the walk needs.
   int n_top = 0, n_sat = 0, n_frac = 0, fr_cap = 0;
   uint64_t* fr = nullptr;
@@ -265,10 +270,10 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
     for (int shift = 56; shift >= 0; shift -= 8) {
       // Position bytes above the largest position are 0 in every key: digit 0, nothing to count.
       if (shift < 32 && (uint64_t(n0 - 1) >> shift) == 0) continue;
-      for (int b = tid; b < 256; b += kThreads) hist[b] = 0;
+      for (int b = tid; b < 256; b += kBT) hist[b] = 0;
       __syncthreads();
       bool bad = false;
-      for (int j0 = 0; j0 < n0; j0 += kThreads) {
+      for (int j0 = 0; j0 < n0; j0 += kBT) {
         const int j = j0 + tid;
         int bin = 256;
         if (j < n0) {
@@ -330,7 +335,7 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
       const int band_cap = 2 * fcap;
       const double mid = bisect_mid(lo, hi);
       BisRed v{0, 0.0, INFINITY, -INFINITY, INFINITY, -INFINITY};
-      for (int j0 = 0; j0 < n0; j0 += kThreads) {
+      for (int j0 = 0; j0 < n0; j0 += kBT) {
         const int j = j0 + tid;
         bool in = false;
         float xf = 0.f;
@@ -352,10 +357,10 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
         }
         __syncthreads();
         if (tid == 0)
-          for (int w = 0; w < kWarps; ++w) s_band += warp_cnt[w];
+          for (int w = 0; w < kBT / 32; ++w) s_band += warp_cnt[w];
         __syncthreads();
       }
-      v = block_reduce(v, red_part, &red_out);
+      v = block_reduce<kBT>(v, red_part, &red_out);
       const int band_n = s_band;
       const bool in_smem = band_n <= band_cap;
       const float* src = in_smem ? band : u;
@@ -370,14 +375,14 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
         }
         const double mid_a = bisect_mid(lo, m), mid_b = bisect_mid(m, hi);
         BisRed w{0, 0.0, INFINITY, -INFINITY, INFINITY, -INFINITY};
-        for (int j = tid; j < n_src; j += kThreads) {
+        for (int j = tid; j < n_src; j += kBT) {
           const double x = double(src[j]);
           if (breakpoint(x) >= m) ++w.cnt;
           else if (x > m) w.sum = dadd(w.sum, dsub(x, m));
           bisect_fold(x, lo, m, mid_a, w.ge_a, w.lt_a);
           bisect_fold(x, m, hi, mid_b, w.ge_b, w.lt_b);
         }
-        w = block_reduce(w, red_part, &red_out);
+        w = block_reduce<kBT>(w, red_part, &red_out);
         if (dadd(double(base_sat + w.cnt), w.sum) >= double(K)) {
           lo = m;
           have = bisect_pivot(w.ge_b, w.lt_b, m);
@@ -389,11 +394,11 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
     }
   }
   // Classification pass: states, top-k keys, saturated keys (any order), fractional keys in key
-  // order (ordered compaction per tile of kThreads keys) into this chunk's global heap storage
+  // order (ordered compaction per tile of kBT keys) into this chunk's global heap storage
   // (room for ce >= n0 keys); copied to shared memory below when the heap cannot outgrow it.
   unsigned char* st_out = sc.start_state + rc * T;
   uint64_t* gfrac = sc.frac_of(row, kBalanced ? sk_chunk_frac_offset(sched, c) : int64_t(L) * c * (c + 1) / 2);
-  for (int j0 = 0; j0 < n0; j0 += kThreads) {
+  for (int j0 = 0; j0 < n0; j0 += kBT) {
     const int j = j0 + tid;
     bool is_frac = false;
     if (j < n0) {
@@ -429,11 +434,11 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
     }
     __syncthreads();
     if (tid == 0)
-      for (int w = 0; w < kWarps; ++w) s_base += warp_cnt[w];
+      for (int w = 0; w < kBT / 32; ++w) s_base += warp_cnt[w];
     __syncthreads();  // warp_cnt is rewritten by the next tile
   }
   // Scores of the keys entering in this chunk.
-  for (int j = max(0, cs - W) + tid; j < max(0, ce - W); j += kThreads)
+  for (int j = max(0, cs - W) + tid; j < max(0, ce - W); j += kBT)
     if (!score_compact_ok(u[j])) s_flag = kFailScores;
   __syncthreads();
   n_top = s_n_top, n_sat = s_n_sat, n_frac = s_base;
@@ -452,7 +457,7 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
   fr = frac_smem ? frac : gfrac;
   fr_cap = frac_smem ? fcap : ce;
   if (frac_smem)
-    for (int x = tid; x < n_frac; x += kThreads) frac[x] = gfrac[x];
+    for (int x = tid; x < n_frac; x += kBT) frac[x] = gfrac[x];
   __syncthreads();
   // Fractional sum in key order (CPU canonical order), then the heaps as sorted arrays.
   if (tid == 0) {
@@ -461,9 +466,9 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
     s_sum = sum;
   }
   __syncthreads();
-  block_sort(top, n_top);
-  block_sort(sat, n_sat);
-  block_sort(fr, n_frac);
+  block_sort<kBT>(top, n_top);
+  block_sort<kBT>(sat, n_sat);
+  block_sort<kBT>(fr, n_frac);
   sum0 = s_sum;
   tau0 = walked ? canonical_tau(sum0, n_sat, n_frac, K, lo, hi) : -INFINITY;
   if (tid == 0) sc.start[rc] = ChunkScalars{tau0, sum0, n_sat, n_frac};
@@ -471,14 +476,14 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
   if constexpr (kMode == kStartOnly) {
     // The sorted heaps for the walk launch (a sorted fractional heap in shared memory back to its
     // global storage), and the zeros of this chunk's end state (the walk writes its marks).
-    for (int x = tid; x < n_top; x += kThreads) heaps[x] = top[x];
-    for (int x = tid; x < n_sat; x += kThreads) heaps[K + x] = sat[x];
+    for (int x = tid; x < n_top; x += kBT) heaps[x] = top[x];
+    for (int x = tid; x < n_sat; x += kBT) heaps[K + x] = sat[x];
     if (frac_smem)
-      for (int x = tid; x < n_frac; x += kThreads) gfrac[x] = frac[x];
+      for (int x = tid; x < n_frac; x += kBT) gfrac[x] = frac[x];
     if (c + 1 < chunks) {
       const int n1 = max(0, ce - W);
       unsigned char* e = sc.end_state + (rc + 1) * T;
-      for (int j = tid; j < n1; j += kThreads) e[j] = 0;
+      for (int j = tid; j < n1; j += kBT) e[j] = 0;
     }
     return;
   }
@@ -658,7 +663,8 @@ extern "C" int sk_cuda_sparsek_select_chunked(const SkSparsekSelectParams* p, co
   if (!kernel) return SK_KERNEL_BAD_ARG;  // balanced chunks with binary heaps or 5 blocks per SM
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
     return SK_KERNEL_LAUNCH_FAILED;
-  kernel<<<dim3(sched->chunks, p->rows), kThreads, size_t(smem), s>>>(*p, sched->len, sched->chunks, fcap, tau,
+  const int start_threads = p->chunked_dense == 2 ? kStartThreads : kThreads;
+  kernel<<<dim3(sched->chunks, p->rows), start_threads, size_t(smem), s>>>(*p, sched->len, sched->chunks, fcap, tau,
                                                                       ranges, failed, chunk_scratch, *sched);
   if (cudaGetLastError() != cudaSuccess) return SK_KERNEL_LAUNCH_FAILED;
   if (p->chunked_dense == 2) {  // split: the walks, after every start
