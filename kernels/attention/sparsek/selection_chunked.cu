@@ -96,6 +96,13 @@ struct Scratch {
 // Dynamic shared memory: top (K) | sat (K + 1) | frac (fcap) compact keys.
 __host__ __device__ inline int64_t chunk_smem_bytes(int K, int fcap) { return 8 * (int64_t(K) + K + 1 + fcap); }
 
+// Whether a chunk's fractional heap walks in shared memory (fcap entries): it holds at most its start
+// set, the saturated keys and the chunk_len keys entering in the chunk (else its global storage, room
+// for ce keys). The start and the walk launch of the split pass must decide alike.
+__host__ __device__ inline bool frac_heap_in_smem(int n_frac, int n_sat, int chunk_len, int fcap) {
+  return int64_t(n_frac) + n_sat + chunk_len <= fcap;
+}
+
 // Split mode: the sorted top-k and saturated heaps of every chunk's start (K + K + 1 compact keys per
 // (row, chunk)), after the Scratch layout (the fractional ones stay in Scratch::gfrac).
 __host__ __device__ inline int64_t chunk_heaps_bytes(int rows, int chunks, int K) {
@@ -244,13 +251,17 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
   int n_top = 0, n_sat = 0, n_frac = 0, fr_cap = 0;
   uint64_t* fr = nullptr;
   double sum0 = 0.0, tau0 = -INFINITY;
+  // This chunk's global fractional-heap storage (a closed form, recomputed where used).
+  auto frac_storage = [&] {
+    return sc.frac_of(row, kBalanced ? sk_chunk_frac_offset(sched, c) : int64_t(L) * c * (c + 1) / 2);
+  };
   // kStartOnly / kWalkOnly: this chunk's sorted top-k and saturated heaps in global memory.
   uint64_t* const heaps = kMode == kFused ? nullptr : sc.gfrac + int64_t(p.rows) * sc.gfrac_row + rc * (2 * int64_t(K) + 1);
   if constexpr (kMode == kWalkOnly) {
     const ChunkScalars st = sc.start[rc];
     n_top = min(K, n0), n_sat = st.n_sat, n_frac = st.n_frac, sum0 = st.sum_frac, tau0 = st.tau;
-    uint64_t* gfrac = sc.frac_of(row, int64_t(L) * c * (c + 1) / 2);
-    const bool frac_smem = int64_t(n_frac) + n_sat + (ce - cs) <= fcap;
+    uint64_t* gfrac = frac_storage();
+    const bool frac_smem = frac_heap_in_smem(n_frac, n_sat, ce - cs, fcap);
     fr = frac_smem ? frac : gfrac;
     fr_cap = frac_smem ? fcap : ce;
     for (int x = tid; x < n_top; x += kBT) top[x] = heaps[x];
@@ -397,7 +408,7 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
   // order (ordered compaction per tile of kBT keys) into this chunk's global heap storage
   // (room for ce >= n0 keys); copied to shared memory below when the heap cannot outgrow it.
   unsigned char* st_out = sc.start_state + rc * T;
-  uint64_t* gfrac = sc.frac_of(row, kBalanced ? sk_chunk_frac_offset(sched, c) : int64_t(L) * c * (c + 1) / 2);
+  uint64_t* gfrac = frac_storage();
   for (int j0 = 0; j0 < n0; j0 += kBT) {
     const int j = j0 + tid;
     bool is_frac = false;
@@ -451,9 +462,7 @@ __global__ void __launch_bounds__(block_threads<kMode>(), kMinBlocks) chunk_kern
     if (tid == 0) atomicOr(&failed[row], s_flag);
     return;
   }
-  // The fractional heap holds at most its start set, the saturated keys and the keys entering in
-  // this chunk: shared memory when that bound fits, else the global storage (room for ce keys).
-  const bool frac_smem = int64_t(n_frac) + n_sat + (ce - cs) <= fcap;
+  const bool frac_smem = frac_heap_in_smem(n_frac, n_sat, ce - cs, fcap);
   fr = frac_smem ? frac : gfrac;
   fr_cap = frac_smem ? fcap : ce;
   if (frac_smem)

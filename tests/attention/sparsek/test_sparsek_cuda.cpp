@@ -119,6 +119,13 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
   SparsekCudaSelection s = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
   std::string flags;
   const int n_fallback = count_fallback(s, kRows, &flags);
+  // Rows 0-2 (f32 normal, integers, recent init) verify in the CPU model of this pass: a fallback
+  // there is not wrong (the results are compared below) but means the chunked path went unused.
+  auto expect_rows_verified = [&](const SparsekCudaSelection& sel, const char* what) {
+    const std::vector<double> fb = sel.fallback.cpu().to_vector();
+    if (c.k <= 2048)
+      for (int r = 0; r < 3; ++r) EXPECT_EQ(fb[r], 0.0) << what << "row " << r << " fell back (flags " << fb[r] << ")";
+  };
   if (c.variant != kSequential) {
     ASSERT_TRUE(s.fallback.defined());
     std::printf("[ chunked selection ] T %lld k %lld w %lld chunk %lld: %d of %d rows fell back, flags%s\n",
@@ -127,10 +134,7 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
     // Row 4 holds a score the compact keys cannot order: it must have been recomputed.
     const std::vector<double> fb = s.fallback.cpu().to_vector();
     if (c.T > 3 && c.T / 3 + c.w < c.T) EXPECT_NE(fb[4], 0.0) << "row 4 (tiny score)";
-    // Rows 0-2 (f32 normal, integers, recent init) verify in the CPU model of this pass: a fallback
-    // there is not wrong (the results are compared below) but means the chunked path went unused.
-    if (c.k <= 2048)
-      for (int r = 0; r < 3; ++r) EXPECT_EQ(fb[r], 0.0) << "row " << r << " fell back (flags " << fb[r] << ")";
+    expect_rows_verified(s, "");
   } else {
     EXPECT_FALSE(s.fallback.defined());
   }
@@ -168,9 +172,7 @@ TEST_P(CudaSparsekSelection, MatchesCpuSelection) {
     const SparsekCudaSelection ss = sparsek_cuda_selection(u, c.k, c.w, variant_options(c.variant));
     EXPECT_EQ(ss.tau.cpu().to_vector(), tau) << "split pass: tau differs";
     EXPECT_EQ(ss.ranges.cpu().to_vector(), rg) << "split pass: ranges differ";
-    const std::vector<double> fb = ss.fallback.cpu().to_vector();
-    if (c.k <= 2048)
-      for (int r = 0; r < 3; ++r) EXPECT_EQ(fb[r], 0.0) << "split pass: row " << r << " fell back (flags " << fb[r] << ")";
+    expect_rows_verified(ss, "split pass: ");
   }
   // So do balanced chunks (SPARSEK_SELECTION_BALANCE=26: long chunks early, short ones late; an
   // automatic chunk length only, so the variant with explicit 64-query chunks is skipped).
